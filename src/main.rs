@@ -34,13 +34,23 @@ fn run(cli: Cli) -> Result<(), Error> {
             let summary = ProgramSummary::of(&program);
             if json {
                 let text = serde_json::to_string(&summary).map_err(|e| Error::Usage(e.to_string()))?;
-                println!("{text}");
+                emit(&format!("{text}\n"))
             } else {
-                println!("{}", model.display());
-                print!("{summary}");
+                emit(&format!("{}\n{summary}", model.display()))
             }
-            Ok(())
         }
+    }
+}
+
+/// Writes to stdout; a closed pipe (`ferrite inspect x.pte | head`) is not an error.
+fn emit(text: &str) -> Result<(), Error> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(Error::Output { path: "<stdout>".into(), source: e })
+        }
+        _ => Ok(()),
     }
 }
 

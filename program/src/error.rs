@@ -125,12 +125,54 @@ impl ProgramError {
         }
     }
 
+    /// A one-line title for the error's kind (the book's error table uses it).
+    pub fn title(&self) -> &'static str {
+        match self {
+            ProgramError::Io { .. } => "the file cannot be read",
+            ProgramError::TooShort { .. } => "the data is too short to be a program",
+            ProgramError::NotAProgram { .. } => "not an ExecuTorch program (no ET12 identifier)",
+            ProgramError::BadHeader { .. } => "invalid extended header",
+            ProgramError::FlatBuffer(_) => "malformed FlatBuffer",
+            ProgramError::IndexOutOfRange { .. } => "an index is out of range",
+            ProgramError::WrongValueKind { .. } => "a value has the wrong kind",
+            ProgramError::UnknownTag { .. } => "unknown enum or union tag",
+            ProgramError::BadTensor { .. } => "invalid tensor metadata",
+            ProgramError::OutOfBounds { .. } => "bytes outside their buffer, arena or segment",
+            ProgramError::Inconsistent(_) => "fields that must agree do not",
+            ProgramError::Unsupported(_) => "unsupported feature",
+            ProgramError::Write(_) => "the program cannot be written",
+        }
+    }
+
+    /// One example of every error kind, in code order: the source of the book's error table.
+    pub fn catalog() -> Vec<ProgramError> {
+        let at = String::from("method \"forward\" (plan 0), value 3");
+        vec![
+            ProgramError::Io { path: "model.pte".into(), source: std::io::ErrorKind::NotFound.into() },
+            ProgramError::TooShort { len: 4 },
+            ProgramError::NotAProgram { found: "PK\\x03\\x04".into() },
+            ProgramError::BadHeader { reason: "program_size 99999 is outside the file (1752 bytes)".into() },
+            ProgramError::FlatBuffer(flatbuffers::InvalidFlatbuffer::MissingRequiredField {
+                required: "root".into(),
+                error_trace: Default::default(),
+            }),
+            ProgramError::IndexOutOfRange { at: at.clone(), what: "operator", index: 12, len: 4 },
+            ProgramError::WrongValueKind { at: at.clone(), index: 7, expected: "Int", found: "Tensor" },
+            ProgramError::UnknownTag { at: at.clone(), what: "scalar type", code: 9 },
+            ProgramError::BadTensor { at: at.clone(), reason: "dim_order [0, 0] is not a permutation of 0..2".into() },
+            ProgramError::OutOfBounds { at, start: 4096, end: 8192, container: "arena 1".into(), size: 6144 },
+            ProgramError::Inconsistent("the program uses both the legacy constant_buffer and constant_segment".into()),
+            ProgramError::Unsupported("external tensor data (.ptd files)".into()),
+            ProgramError::Write("segments too large".into()),
+        ]
+    }
+
     /// What the user can do about it.
     pub fn hint(&self) -> &'static str {
         match self {
             ProgramError::Io { .. } => "check the path and the file's permissions",
             ProgramError::TooShort { .. } | ProgramError::NotAProgram { .. } => {
-                "pass a .pte file written by ExecuTorch's `to_executorch().buffer` (or `ferrite lower`)"
+                "pass a .pte file written by ExecuTorch's `to_executorch().buffer`"
             }
             ProgramError::FlatBuffer(_)
             | ProgramError::BadHeader { .. }

@@ -22,7 +22,7 @@
 
 #![deny(unsafe_code)]
 
-#[allow(unsafe_code, unused_imports, dead_code, non_camel_case_types, clippy::all, clippy::undocumented_unsafe_blocks, missing_debug_implementations)]
+#[allow(unsafe_code, unused_imports, dead_code, non_camel_case_types, clippy::all, clippy::restriction, missing_debug_implementations)]
 #[rustfmt::skip]
 mod generated {
     include!("generated/program_generated.rs");

@@ -73,8 +73,10 @@ pub(crate) fn decode(data: &[u8]) -> Result<(Option<ExtendedHeader>, ProgramDef,
     let mut layout = Layout::default();
 
     // Segments.
-    let seg_list: Vec<DataSegment> =
-        root.segments().map(|v| v.iter().map(|s| DataSegment { offset: s.offset(), size: s.size() }).collect()).unwrap_or_default();
+    let seg_list: Vec<DataSegment> = root
+        .segments()
+        .map(|v| v.iter().map(|s| DataSegment { offset: s.offset(), size: s.size() }).collect())
+        .unwrap_or_default();
     if !seg_list.is_empty() {
         // Without an extended header there is no segment data: ExecuTorch still lists empty
         // segments then (an empty constant segment), which must locate nothing.
@@ -123,7 +125,8 @@ pub(crate) fn decode(data: &[u8]) -> Result<(Option<ExtendedHeader>, ProgramDef,
                 ));
             }
             layout.constants.clear();
-            let seg = check_index(&|| "constant_segment".into(), "segment", cs.segment_index.into(), layout.segments.len())?;
+            let seg =
+                check_index(&|| "constant_segment".into(), "segment", cs.segment_index.into(), layout.segments.len())?;
             let r = layout.segments[seg].clone();
             for (i, &o) in cs.offsets.iter().enumerate() {
                 bounded(format!("constant_segment offset {i}"), o, 0, format!("segment {seg}"), r.len() as u64)?;
@@ -140,11 +143,22 @@ pub(crate) fn decode(data: &[u8]) -> Result<(Option<ExtendedHeader>, ProgramDef,
                 segment_index: m.segment_index(),
                 offsets: m.offsets().map(|o| o.iter().collect()).unwrap_or_default(),
             };
-            let seg = check_index(&|| format!("mutable_data_segments[{k}]"), "segment", sub.segment_index.into(), layout.segments.len())?;
+            let seg = check_index(
+                &|| format!("mutable_data_segments[{k}]"),
+                "segment",
+                sub.segment_index.into(),
+                layout.segments.len(),
+            )?;
             let r = layout.segments[seg].clone();
             let mut ranges = Vec::with_capacity(sub.offsets.len());
             for (i, &o) in sub.offsets.iter().enumerate() {
-                bounded(format!("mutable_data_segments[{k}] offset {i}"), o, 0, format!("segment {seg}"), r.len() as u64)?;
+                bounded(
+                    format!("mutable_data_segments[{k}] offset {i}"),
+                    o,
+                    0,
+                    format!("segment {seg}"),
+                    r.len() as u64,
+                )?;
                 ranges.push(r.start + o as usize..r.end);
             }
             layout.mutable.push(ranges);
@@ -157,7 +171,12 @@ pub(crate) fn decode(data: &[u8]) -> Result<(Option<ExtendedHeader>, ProgramDef,
     if let Some(list) = root.named_data() {
         for (i, n) in list.iter().enumerate() {
             let key = n.key().unwrap_or_default().to_string();
-            check_index(&|| format!("named_data[{i}] ({key:?})"), "segment", n.segment_index().into(), layout.segments.len())?;
+            check_index(
+                &|| format!("named_data[{i}] ({key:?})"),
+                "segment",
+                n.segment_index().into(),
+                layout.segments.len(),
+            )?;
             named_data.push(NamedData { key, segment_index: n.segment_index() });
         }
     }
@@ -218,9 +237,9 @@ fn decode_plan(
         .into_iter()
         .enumerate()
         .map(|(i, s)| {
-            u64::try_from(s).ok().filter(|&s| s <= isize::MAX as u64).ok_or_else(|| ProgramError::Inconsistent(format!(
-                "{at_plan}: non_const_buffer_sizes[{i}] = {s} is not a valid size"
-            )))
+            u64::try_from(s).ok().filter(|&s| s <= isize::MAX as u64).ok_or_else(|| {
+                ProgramError::Inconsistent(format!("{at_plan}: non_const_buffer_sizes[{i}] = {s} is not a valid size"))
+            })
         })
         .collect::<Result<Vec<u64>>>()?;
 
@@ -283,15 +302,22 @@ fn decode_plan(
     if let Some(list) = plan.delegates() {
         for (d, del) in list.iter().enumerate() {
             let at = || format!("{at_plan}, delegate {d}");
-            let processed = del.processed().ok_or_else(|| ProgramError::Inconsistent(format!("{}: no processed data reference", at())))?;
+            let processed = del
+                .processed()
+                .ok_or_else(|| ProgramError::Inconsistent(format!("{}: no processed data reference", at())))?;
             let location = match processed.location() {
-                fb::DataLocation::INLINE => {
-                    DataLocation::Inline(check_index(&at, "inline delegate data", processed.index().into(), layout.inline_delegates.len())?)
-                }
+                fb::DataLocation::INLINE => DataLocation::Inline(check_index(
+                    &at,
+                    "inline delegate data",
+                    processed.index().into(),
+                    layout.inline_delegates.len(),
+                )?),
                 fb::DataLocation::SEGMENT => {
                     DataLocation::Segment(check_index(&at, "segment", processed.index().into(), layout.segments.len())?)
                 }
-                other => return Err(ProgramError::UnknownTag { at: at(), what: "data location", code: other.0.into() }),
+                other => {
+                    return Err(ProgramError::UnknownTag { at: at(), what: "data location", code: other.0.into() })
+                }
             };
             let compile_specs = del
                 .compile_specs()
@@ -304,7 +330,11 @@ fn decode_plan(
                         .collect()
                 })
                 .unwrap_or_default();
-            delegates.push(BackendDelegate { id: del.id().unwrap_or_default().to_string(), processed: location, compile_specs });
+            delegates.push(BackendDelegate {
+                id: del.id().unwrap_or_default().to_string(),
+                processed: location,
+                compile_specs,
+            });
         }
     }
 
@@ -317,7 +347,14 @@ fn decode_plan(
             if let Some(instrs) = chain.instructions() {
                 for (k, ins) in instrs.iter().enumerate() {
                     let at = || format!("{at_chain}, instruction {k}");
-                    instructions.push(decode_instruction(&at, &ins, &values, operators.len(), delegates.len(), n_instr)?);
+                    instructions.push(decode_instruction(
+                        &at,
+                        &ins,
+                        &values,
+                        operators.len(),
+                        delegates.len(),
+                        n_instr,
+                    )?);
                 }
             }
             let stacktrace = chain.stacktrace().map(|v| {
@@ -356,7 +393,11 @@ fn decode_plan(
         .non_const_buffer_device()
         .map(|v| {
             v.iter()
-                .map(|d| BufferDevice { buffer_idx: d.buffer_idx(), device_type: d.device_type().0, device_index: d.device_index() })
+                .map(|d| BufferDevice {
+                    buffer_idx: d.buffer_idx(),
+                    device_type: d.device_type().0,
+                    device_index: d.device_index(),
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -400,7 +441,9 @@ fn decode_value(at: &dyn Fn() -> String, ev: &fb::EValue<'_>, n_values: usize) -
         K::Int => Value::Int(ev.val_as_int().ok_or_else(missing)?.int_val()),
         K::Bool => Value::Bool(ev.val_as_bool().ok_or_else(missing)?.bool_val()),
         K::Double => Value::Double(ev.val_as_double().ok_or_else(missing)?.double_val()),
-        K::String => Value::String(ev.val_as_string().ok_or_else(missing)?.string_val().unwrap_or_default().to_string()),
+        K::String => {
+            Value::String(ev.val_as_string().ok_or_else(missing)?.string_val().unwrap_or_default().to_string())
+        }
         K::IntList => {
             let items = ev.val_as_int_list().ok_or_else(missing)?.items();
             Value::IntList(items.map(|v| v.iter().map(idx).collect::<Result<_>>()).transpose()?.unwrap_or_default())
@@ -408,9 +451,9 @@ fn decode_value(at: &dyn Fn() -> String, ev: &fb::EValue<'_>, n_values: usize) -
         K::DoubleList => Value::DoubleList(
             ev.val_as_double_list().ok_or_else(missing)?.items().map(|v| v.iter().collect()).unwrap_or_default(),
         ),
-        K::BoolList => {
-            Value::BoolList(ev.val_as_bool_list().ok_or_else(missing)?.items().map(|v| v.iter().collect()).unwrap_or_default())
-        }
+        K::BoolList => Value::BoolList(
+            ev.val_as_bool_list().ok_or_else(missing)?.items().map(|v| v.iter().collect()).unwrap_or_default(),
+        ),
         K::TensorList => {
             let items = ints(ev.val_as_tensor_list().ok_or_else(missing)?.items());
             Value::TensorList(items.into_iter().map(|i| idx(i.into())).collect::<Result<_>>()?)
@@ -418,7 +461,10 @@ fn decode_value(at: &dyn Fn() -> String, ev: &fb::EValue<'_>, n_values: usize) -
         K::OptionalTensorList => {
             let items = ints(ev.val_as_optional_tensor_list().ok_or_else(missing)?.items());
             Value::OptionalTensorList(
-                items.into_iter().map(|i| if i == -1 { Ok(None) } else { idx(i.into()).map(Some) }).collect::<Result<_>>()?,
+                items
+                    .into_iter()
+                    .map(|i| if i == -1 { Ok(None) } else { idx(i.into()).map(Some) })
+                    .collect::<Result<_>>()?,
             )
         }
         K::Tensor => Value::Tensor(decode_tensor(at, &ev.val_as_tensor().ok_or_else(missing)?)?),
@@ -429,8 +475,11 @@ fn decode_value(at: &dyn Fn() -> String, ev: &fb::EValue<'_>, n_values: usize) -
 fn decode_tensor(at: &dyn Fn() -> String, t: &fb::Tensor<'_>) -> Result<Tensor> {
     let bad = |reason: String| ProgramError::BadTensor { at: at(), reason };
     let code = t.scalar_type().0;
-    let scalar_type = ScalarType::from_code(code)
-        .ok_or_else(|| ProgramError::UnknownTag { at: at(), what: "scalar type", code: code.into() })?;
+    let scalar_type = ScalarType::from_code(code).ok_or_else(|| ProgramError::UnknownTag {
+        at: at(),
+        what: "scalar type",
+        code: code.into(),
+    })?;
     let raw_sizes = ints(t.sizes());
     if raw_sizes.len() > MAX_RANK {
         return Err(bad(format!("rank {} exceeds the limit of {MAX_RANK}", raw_sizes.len())));
@@ -474,7 +523,13 @@ fn decode_tensor(at: &dyn Fn() -> String, t: &fb::Tensor<'_>) -> Result<Tensor> 
             let location_external = match e.location() {
                 fb::TensorDataLocation::SEGMENT => false,
                 fb::TensorDataLocation::EXTERNAL => true,
-                other => return Err(ProgramError::UnknownTag { at: at(), what: "tensor data location", code: other.0.into() }),
+                other => {
+                    return Err(ProgramError::UnknownTag {
+                        at: at(),
+                        what: "tensor data location",
+                        code: other.0.into(),
+                    })
+                }
             };
             Ok(ExtraTensorInfo {
                 mutable_data_segments_idx: e.mutable_data_segments_idx(),
@@ -533,9 +588,12 @@ fn check_tensor_storage(
             bounded(at(), alloc.offset, nbytes, format!("arena {id}"), arenas[id])?;
             if let Some(idx) = initial {
                 let which = t.extra.as_ref().map_or(0, |e| e.mutable_data_segments_idx);
-                let which = check_index(at, "mutable data segment", which.try_into().unwrap_or(i64::MAX), mutable.len())?;
+                let which =
+                    check_index(at, "mutable data segment", which.try_into().unwrap_or(i64::MAX), mutable.len())?;
                 let ranges = &layout.mutable[which];
-                let r = ranges.get(idx).ok_or_else(|| out_of_range(at(), "mutable data offset", idx as i64, ranges.len()))?;
+                let r = ranges
+                    .get(idx)
+                    .ok_or_else(|| out_of_range(at(), "mutable data offset", idx as i64, ranges.len()))?;
                 bounded(at(), 0, nbytes, format!("mutable data {which} entry {idx}"), r.len() as u64)?;
             }
             Ok(())
@@ -558,7 +616,10 @@ fn decode_instruction(
     Ok(match ins.instr_args_type() {
         A::KernelCall => {
             let k = ins.instr_args_as_kernel_call().ok_or_else(missing)?;
-            Instruction::KernelCall { op_index: check_index(at, "operator", k.op_index().into(), n_ops)?, args: args(k.args())? }
+            Instruction::KernelCall {
+                op_index: check_index(at, "operator", k.op_index().into(), n_ops)?,
+                args: args(k.args())?,
+            }
         }
         A::DelegateCall => {
             let d = ins.instr_args_as_delegate_call().ok_or_else(missing)?;
@@ -575,9 +636,15 @@ fn decode_instruction(
             let j = ins.instr_args_as_jump_false_call().ok_or_else(missing)?;
             let cond = value(j.cond_value_index())?;
             // The destination may equal the count: jumping there ends the chain.
-            let destination = check_index(at, "destination instruction", j.destination_instruction().into(), n_instr + 1)?;
+            let destination =
+                check_index(at, "destination instruction", j.destination_instruction().into(), n_instr + 1)?;
             if !matches!(values[cond], Value::Bool(_) | Value::Tensor(_)) {
-                return Err(ProgramError::WrongValueKind { at: at(), index: cond, expected: "Bool", found: values[cond].kind() });
+                return Err(ProgramError::WrongValueKind {
+                    at: at(),
+                    index: cond,
+                    expected: "Bool",
+                    found: values[cond].kind(),
+                });
             }
             Instruction::JumpFalseCall { cond, destination }
         }
@@ -585,7 +652,12 @@ fn decode_instruction(
             let f = ins.instr_args_as_free_call().ok_or_else(missing)?;
             let v = value(f.value_index())?;
             if !matches!(values[v], Value::Tensor(_)) {
-                return Err(ProgramError::WrongValueKind { at: at(), index: v, expected: "Tensor", found: values[v].kind() });
+                return Err(ProgramError::WrongValueKind {
+                    at: at(),
+                    index: v,
+                    expected: "Tensor",
+                    found: values[v].kind(),
+                });
             }
             Instruction::FreeCall { value: v }
         }

@@ -197,7 +197,8 @@ impl Program<'static> {
     /// Verifies and takes ownership of `data` (copied once into an aligned buffer).
     pub fn from_vec(data: Vec<u8>) -> Result<Self> {
         let len = data.len();
-        let owned = AlignedBytes::from_reader(&data[..], len).map_err(|e| ProgramError::Io { path: "<memory>".into(), source: e })?;
+        let owned = AlignedBytes::from_reader(&data[..], len)
+            .map_err(|e| ProgramError::Io { path: "<memory>".into(), source: e })?;
         Self::new(Bytes::Owned(Arc::new(owned)))
     }
 

@@ -137,16 +137,7 @@ impl ScalarType {
     /// Whether this is a floating-point type.
     pub fn is_float(self) -> bool {
         use ScalarType::*;
-        matches!(
-            self,
-            Half | Float
-                | Double
-                | BFloat16
-                | Float8E5M2
-                | Float8E4M3FN
-                | Float8E5M2FNUZ
-                | Float8E4M3FNUZ
-        )
+        matches!(self, Half | Float | Double | BFloat16 | Float8E5M2 | Float8E4M3FN | Float8E5M2FNUZ | Float8E4M3FNUZ)
     }
 }
 

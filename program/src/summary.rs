@@ -174,7 +174,13 @@ impl fmt::Display for ProgramSummary {
             }
             let total: u64 = m.arenas.iter().sum();
             let arenas: Vec<String> = m.arenas.iter().map(|&a| human_bytes(a)).collect();
-            writeln!(f, "  memory plan: {} in {} arena(s) [{}]", human_bytes(total), m.arenas.len(), arenas.join(", "))?;
+            writeln!(
+                f,
+                "  memory plan: {} in {} arena(s) [{}]",
+                human_bytes(total),
+                m.arenas.len(),
+                arenas.join(", ")
+            )?;
         }
         Ok(())
     }

@@ -48,18 +48,26 @@ impl<'a> ProgramWriter<'a> {
         }
         if !def.inline_delegate_data_sizes.is_empty() || def.constant_buffer_sizes.len() > 1 {
             return Err(ProgramError::Write(
-                "inline delegate data and legacy constant buffers need their bytes: use ProgramWriter::from_program".into(),
+                "inline delegate data and legacy constant buffers need their bytes: use ProgramWriter::from_program"
+                    .into(),
             ));
         }
-        Ok(ProgramWriter { def, segments, inline_delegates: Vec::new(), legacy_constants: Vec::new(), segment_alignment: SEGMENT_ALIGNMENT })
+        Ok(ProgramWriter {
+            def,
+            segments,
+            inline_delegates: Vec::new(),
+            legacy_constants: Vec::new(),
+            segment_alignment: SEGMENT_ALIGNMENT,
+        })
     }
 
     /// A writer that reproduces `program`, borrowing all of its data.
     pub fn from_program(program: &'a Program<'_>) -> Self {
         let def = program.def().clone();
         let segments = (0..def.segments.len()).map(|i| Cow::Borrowed(program.segment(i).unwrap_or(&[]))).collect();
-        let inline_delegates =
-            (0..def.inline_delegate_data_sizes.len()).map(|i| Cow::Borrowed(program.inline_delegate_data(i).unwrap_or(&[]))).collect();
+        let inline_delegates = (0..def.inline_delegate_data_sizes.len())
+            .map(|i| Cow::Borrowed(program.inline_delegate_data(i).unwrap_or(&[])))
+            .collect();
         let legacy_constants = if def.constant_buffer_sizes.len() > 1 {
             (0..def.constant_buffer_sizes.len())
                 .map(|i| {
@@ -101,7 +109,8 @@ impl<'a> ProgramWriter<'a> {
             let mut seg = Vec::new();
             let mut offsets = Vec::with_capacity(self.legacy_constants.len());
             for c in &self.legacy_constants {
-                let at = align_up(seg.len(), TENSOR_ALIGNMENT).ok_or_else(|| ProgramError::Write("constants too large".into()))?;
+                let at = align_up(seg.len(), TENSOR_ALIGNMENT)
+                    .ok_or_else(|| ProgramError::Write("constants too large".into()))?;
                 seg.resize(at, 0);
                 offsets.push(at as u64);
                 seg.extend_from_slice(c);
@@ -120,7 +129,9 @@ impl<'a> ProgramWriter<'a> {
             for plan in &mut self.def.plans {
                 for d in &mut plan.delegates {
                     if let DataLocation::Inline(i) = d.processed {
-                        let s = *map.get(i).ok_or_else(|| ProgramError::Write(format!("inline delegate index {i} out of range")))?;
+                        let s = *map
+                            .get(i)
+                            .ok_or_else(|| ProgramError::Write(format!("inline delegate index {i} out of range")))?;
                         d.processed = DataLocation::Segment(s);
                     }
                 }
@@ -164,7 +175,9 @@ impl<'a> ProgramWriter<'a> {
             segment_data_size: end as u64,
         };
         let root = u32::from_le_bytes([fb_bytes[0], fb_bytes[1], fb_bytes[2], fb_bytes[3]]);
-        let root = root.checked_add(EXTENDED_HEADER_LEN as u32).ok_or_else(|| ProgramError::Write("program too large".into()))?;
+        let root = root
+            .checked_add(EXTENDED_HEADER_LEN as u32)
+            .ok_or_else(|| ProgramError::Write("program too large".into()))?;
         out.write_all(&root.to_le_bytes()).map_err(io)?;
         out.write_all(&fb_bytes[4..8]).map_err(io)?;
         out.write_all(&header.to_bytes()).map_err(io)?;
@@ -290,7 +303,10 @@ fn build_plan<'b>(b: &mut Fbb<'b>, p: &ExecutionPlan) -> WIPOffset<fb::Execution
                 DataLocation::Inline(i) => (fb::DataLocation::INLINE, i as u32),
                 DataLocation::Segment(i) => (fb::DataLocation::SEGMENT, i as u32),
             };
-            let processed = Some(fb::BackendDelegateDataReference::create(b, &fb::BackendDelegateDataReferenceArgs { location, index }));
+            let processed = Some(fb::BackendDelegateDataReference::create(
+                b,
+                &fb::BackendDelegateDataReferenceArgs { location, index },
+            ));
             let specs: Vec<_> = d
                 .compile_specs
                 .iter()
@@ -354,7 +370,10 @@ fn build_chain<'b>(b: &mut Fbb<'b>, c: &Chain) -> WIPOffset<fb::Chain<'b>> {
                 }
                 Instruction::DelegateCall { delegate_index, args } => {
                     let args = Some(idx_vec(b, args));
-                    let d = fb::DelegateCall::create(b, &fb::DelegateCallArgs { delegate_index: *delegate_index as i32, args });
+                    let d = fb::DelegateCall::create(
+                        b,
+                        &fb::DelegateCallArgs { delegate_index: *delegate_index as i32, args },
+                    );
                     (fb::InstructionArguments::DelegateCall, d.as_union_value())
                 }
                 Instruction::MoveCall { from, to } => {
@@ -364,7 +383,10 @@ fn build_chain<'b>(b: &mut Fbb<'b>, c: &Chain) -> WIPOffset<fb::Chain<'b>> {
                 Instruction::JumpFalseCall { cond, destination } => {
                     let j = fb::JumpFalseCall::create(
                         b,
-                        &fb::JumpFalseCallArgs { cond_value_index: *cond as i32, destination_instruction: *destination as i32 },
+                        &fb::JumpFalseCallArgs {
+                            cond_value_index: *cond as i32,
+                            destination_instruction: *destination as i32,
+                        },
                     );
                     (fb::InstructionArguments::JumpFalseCall, j.as_union_value())
                 }
@@ -430,7 +452,10 @@ fn build_value<'b>(b: &mut Fbb<'b>, v: &Value) -> WIPOffset<fb::EValue<'b>> {
         Value::OptionalTensorList(items) => {
             let items: Vec<i32> = items.iter().map(|i| i.map_or(-1, |i| i as i32)).collect();
             let items = Some(b.create_vector(&items));
-            (K::OptionalTensorList, fb::OptionalTensorList::create(b, &fb::OptionalTensorListArgs { items }).as_union_value())
+            (
+                K::OptionalTensorList,
+                fb::OptionalTensorList::create(b, &fb::OptionalTensorListArgs { items }).as_union_value(),
+            )
         }
         Value::Tensor(t) => (K::Tensor, build_tensor(b, t).as_union_value()),
     };
@@ -458,7 +483,11 @@ fn build_tensor<'b>(b: &mut Fbb<'b>, t: &Tensor) -> WIPOffset<fb::Tensor<'b>> {
             &fb::ExtraTensorInfoArgs {
                 mutable_data_segments_idx: e.mutable_data_segments_idx,
                 fully_qualified_name,
-                location: if e.location_external { fb::TensorDataLocation::EXTERNAL } else { fb::TensorDataLocation::SEGMENT },
+                location: if e.location_external {
+                    fb::TensorDataLocation::EXTERNAL
+                } else {
+                    fb::TensorDataLocation::SEGMENT
+                },
                 device_type: fb::DeviceType(e.device_type),
                 device_index: e.device_index,
             },
