@@ -1,6 +1,7 @@
 //! The facade's error: any member crate's error, with its stable code and hint.
 
 use ferrite_program::ProgramError;
+use ferrite_runtime::RuntimeError;
 
 /// Any error Ferrite reports.
 #[derive(Debug, thiserror::Error)]
@@ -9,6 +10,17 @@ pub enum Error {
     /// Reading, verifying or writing a program failed.
     #[error(transparent)]
     Program(#[from] ProgramError),
+    /// Loading or running a method failed.
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    /// A `.npy` file is unreadable or invalid.
+    #[error("{path}: {reason}")]
+    Npy {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// A command-line argument is invalid.
     #[error("{0}")]
     Usage(String),
@@ -27,6 +39,8 @@ impl Error {
     pub fn code(&self) -> &'static str {
         match self {
             Error::Program(e) => e.code(),
+            Error::Runtime(e) => e.code(),
+            Error::Npy { .. } => "C003",
             Error::Usage(_) => "C001",
             Error::Output { .. } => "C002",
         }
@@ -36,6 +50,8 @@ impl Error {
     pub fn hint(&self) -> &'static str {
         match self {
             Error::Program(e) => e.hint(),
+            Error::Runtime(e) => e.hint(),
+            Error::Npy { .. } => "pass a C-order .npy file written by numpy.save with a numeric or bool dtype",
             Error::Usage(_) => "run `ferrite help` for the commands and their flags",
             Error::Output { .. } => "check that the directory exists and is writable",
         }

@@ -1,6 +1,7 @@
 //! **Ferrite** — an ExecuTorch backend and runtime for CPUs, in Rust.
 //!
-//! This facade re-exports the member crates so one dependency gives the whole toolkit:
+//! This facade re-exports the member crates so one dependency gives the whole toolkit, and adds
+//! the entry points the `ferrite` command-line tool uses:
 //!
 //! | module | crate | what it does |
 //! |---|---|---|
@@ -11,8 +12,11 @@
 //! use ferrite::prelude::*;
 //!
 //! # fn main() -> Result<(), ferrite::Error> {
-//! let program = Program::mmap("model.pte")?;
+//! let program = ferrite::load("model.pte")?;
 //! println!("{}", ProgramSummary::of(&program));
+//! let inputs = ferrite::default_inputs(&program, "forward")?;
+//! let outputs = ferrite::execute(&program, "forward", &inputs)?;
+//! println!("{}", ferrite::describe(&outputs[0]));
 //! # Ok(()) }
 //! ```
 
@@ -21,11 +25,18 @@
 pub use ferrite_program as program;
 pub use ferrite_runtime as runtime;
 
+pub mod demo;
 mod error;
+mod exec;
+mod npy;
+
 pub use error::Error;
+pub use exec::{default_inputs, describe, execute, load};
+pub use npy::{read_npy, write_npy};
 
 /// The types most programs need.
 pub mod prelude {
     pub use crate::Error;
     pub use ferrite_program::{Program, ProgramSummary, ProgramWriter};
+    pub use ferrite_runtime::{Method, Runtime, TensorData};
 }

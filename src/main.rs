@@ -2,9 +2,11 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 use ferrite::prelude::*;
+use ferrite::runtime::{Runtime, TensorData};
 
 /// Ferrite: run and inspect ExecuTorch programs on CPUs.
 #[derive(Debug, Parser)]
@@ -25,6 +27,71 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run a method of a program on .npy inputs and write its outputs as .npy files.
+    Run {
+        /// The program.
+        model: PathBuf,
+        /// Method to run.
+        #[arg(long, default_value = "forward")]
+        method: String,
+        /// Input .npy files, in order (default: deterministic inputs from the method's metadata).
+        #[arg(short = 'i', long = "input")]
+        inputs: Vec<PathBuf>,
+        /// Directory for output_<i>.npy.
+        #[arg(short = 'o', long = "output-dir", default_value = ".")]
+        output_dir: PathBuf,
+        /// Threads the kernels may use (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Execute this many times on one loaded method (state persists); write the last outputs.
+        #[arg(long, default_value_t = 1)]
+        repeat: usize,
+    },
+    /// Measure load time and execution latency of a method.
+    Bench {
+        /// The program.
+        model: PathBuf,
+        /// Method to run.
+        #[arg(long, default_value = "forward")]
+        method: String,
+        /// Input .npy files, in order (default: deterministic inputs).
+        #[arg(short = 'i', long = "input")]
+        inputs: Vec<PathBuf>,
+        /// Threads the kernels may use (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Untimed executions first.
+        #[arg(long, default_value_t = 5)]
+        warmup: usize,
+        /// Timed executions.
+        #[arg(long, default_value_t = 50)]
+        iters: usize,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Classify handwritten digits with the embedded digits model: accuracy, latency, text art.
+    Demo {
+        /// Threads the kernels may use (default: 1).
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+    },
+}
+
+fn runtime(threads: Option<usize>) -> Result<Runtime, Error> {
+    let threads = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
+    if threads == 0 || threads > 1024 {
+        return Err(Error::Usage(format!("--threads {threads} must be between 1 and 1024")));
+    }
+    Ok(Runtime::new().with_threads(threads)?)
+}
+
+fn inputs_for(program: &Program<'_>, method: &str, files: &[PathBuf]) -> Result<Vec<TensorData>, Error> {
+    if files.is_empty() {
+        ferrite::default_inputs(program, method)
+    } else {
+        files.iter().map(|f| ferrite::read_npy(f)).collect()
+    }
 }
 
 fn run(cli: Cli) -> Result<(), Error> {
@@ -39,6 +106,65 @@ fn run(cli: Cli) -> Result<(), Error> {
                 emit(&format!("{}\n{summary}", model.display()))
             }
         }
+        Command::Run { model, method, inputs, output_dir, threads, repeat } => {
+            if repeat == 0 {
+                return Err(Error::Usage("--repeat must be at least 1".into()));
+            }
+            let program = ferrite::load(&model)?;
+            let inputs = inputs_for(&program, &method, &inputs)?;
+            let mut m = runtime(threads)?.load_method(&program, &method)?;
+            let mut outputs = Vec::new();
+            for _ in 0..repeat {
+                outputs = m.run(&inputs)?;
+            }
+            let mut text = String::new();
+            for (i, t) in outputs.iter().enumerate() {
+                let path = output_dir.join(format!("output_{i}.npy"));
+                ferrite::write_npy(&path, t)?;
+                text.push_str(&format!("output {i}: {} -> {}\n", ferrite::describe(t), path.display()));
+            }
+            emit(&text)
+        }
+        Command::Bench { model, method, inputs, threads, warmup, iters, json } => {
+            if iters == 0 {
+                return Err(Error::Usage("--iters must be at least 1".into()));
+            }
+            let rt = runtime(threads)?;
+            let t0 = Instant::now();
+            let program = ferrite::load(&model)?;
+            let mut m = rt.load_method(&program, &method)?;
+            let load_ms = t0.elapsed().as_secs_f64() * 1e3;
+            let inputs = inputs_for(&program, &method, &inputs)?;
+            for (i, t) in inputs.iter().enumerate() {
+                m.set_input(i, t)?;
+            }
+            for _ in 0..warmup {
+                m.execute()?;
+            }
+            let mut times = Vec::with_capacity(iters);
+            for _ in 0..iters {
+                let t = Instant::now();
+                m.execute()?;
+                times.push(t.elapsed().as_secs_f64() * 1e3);
+            }
+            times.sort_by(f64::total_cmp);
+            let median = times[times.len() / 2];
+            let min = times[0];
+            let p90 = times[((times.len() * 9) / 10).min(times.len() - 1)];
+            let threads = rt.threads();
+            if json {
+                emit(&format!(
+                    "{}\n",
+                    serde_json::json!({"load_ms": load_ms, "median_ms": median, "min_ms": min, "p90_ms": p90, "threads": threads, "iters": iters})
+                ))
+            } else {
+                emit(&format!(
+                    "{} ({method}), {threads} thread(s)\n  load     {load_ms:9.3} ms\n  median   {median:9.3} ms\n  min      {min:9.3} ms\n  p90      {p90:9.3} ms   ({iters} iterations after {warmup} warm-up)\n",
+                    model.display()
+                ))
+            }
+        }
+        Command::Demo { threads } => emit(&ferrite::demo::run(runtime(Some(threads))?)?),
     }
 }
 
@@ -47,9 +173,7 @@ fn emit(text: &str) -> Result<(), Error> {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
-            Err(Error::Output { path: "<stdout>".into(), source: e })
-        }
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Error::Output { path: "<stdout>".into(), source: e }),
         _ => Ok(()),
     }
 }

@@ -1,3 +1,32 @@
-//! Ferrite's runtime: turns a verified ExecuTorch program into results.
+//! Ferrite's runtime: executes verified ExecuTorch programs.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use ferrite_program::Program;
+//! use ferrite_runtime::{Runtime, TensorData};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let program = Arc::new(Program::mmap("model.pte")?);
+//! let runtime = Runtime::new().with_threads(1)?;
+//! let mut method = runtime.load_method(&program, "forward")?;
+//! let input = TensorData::from_slice(vec![1, 16], &[0.5f32; 16])?;
+//! let outputs = method.run(&[input])?;
+//! println!("{:?}", outputs[0]);
+//! # Ok(()) }
+//! ```
 
+#![deny(unsafe_code)]
+
+mod env;
+mod error;
 pub mod kernels;
+mod method;
+pub mod ops;
+mod registry;
+mod tensor;
+
+pub use env::{Env, Scalar};
+pub use error::{Result, RuntimeError};
+pub use method::{Method, Runtime};
+pub use registry::{Backend, BackendInit, BackendRegistry, Delegate, KernelRegistry, OpFn};
+pub use tensor::{nbytes, numel, AlignedBuf, Pod, TensorData, TensorMut, TensorRef};

@@ -5,6 +5,9 @@
 //! [`KernelError`] rather than panicking. Operator adapters (argument parsing,
 //! dtype promotion, output resizing) live one level up, in `crate::ops`.
 
+pub mod layout;
+pub mod matmul;
+
 use half::{bf16, f16};
 
 /// A kernel's precondition did not hold. Operator adapters validate shapes

@@ -1,0 +1,192 @@
+//! Runtime errors. Each has a stable code (`R0xx`) and a hint; the book lists them.
+
+use crate::kernels::KernelError;
+use ferrite_program::{ProgramError, ScalarType};
+
+/// Why a method could not be loaded or executed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RuntimeError {
+    /// The program itself is invalid.
+    #[error(transparent)]
+    Program(#[from] ProgramError),
+    /// No method of that name.
+    #[error("the program has no method {name:?} (it has: {available})")]
+    NoSuchMethod {
+        /// Requested name.
+        name: String,
+        /// Methods present, comma-separated.
+        available: String,
+    },
+    /// Operators without a Ferrite kernel; found when the method loads.
+    #[error("method {method:?} uses operators Ferrite has no kernel for: {}", list_missing(missing))]
+    MissingKernels {
+        /// Method name.
+        method: String,
+        /// (operator, instruction indices using it).
+        missing: Vec<(String, Vec<usize>)>,
+    },
+    /// A delegate's backend is not registered.
+    #[error("delegate {delegate} of method {method:?} needs backend {id:?}, which is not registered (registered: {registered})")]
+    BackendNotRegistered {
+        /// Method name.
+        method: String,
+        /// Delegate index.
+        delegate: usize,
+        /// Backend id.
+        id: String,
+        /// Registered backend ids.
+        registered: String,
+    },
+    /// A backend failed to initialise or run a delegate.
+    #[error("backend {id:?}: {message}")]
+    Backend {
+        /// Backend id.
+        id: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// Wrong number of inputs.
+    #[error("method {method:?} takes {expected} inputs, {given} were given")]
+    InputCount {
+        /// Method name.
+        method: String,
+        /// Inputs expected.
+        expected: usize,
+        /// Inputs given.
+        given: usize,
+    },
+    /// An input has the wrong dtype.
+    #[error("input {index} of method {method:?} must be {expected}, got {given}")]
+    InputDtype {
+        /// Method name.
+        method: String,
+        /// Input index.
+        index: usize,
+        /// Expected dtype.
+        expected: ScalarType,
+        /// Given dtype.
+        given: ScalarType,
+    },
+    /// An input has the wrong shape.
+    #[error("input {index} of method {method:?}: shape {given:?} does not fit {expected:?} ({reason})")]
+    InputShape {
+        /// Method name.
+        method: String,
+        /// Input index.
+        index: usize,
+        /// Expected (or upper-bound) sizes.
+        expected: Vec<usize>,
+        /// Given sizes.
+        given: Vec<usize>,
+        /// Why it does not fit.
+        reason: &'static str,
+    },
+    /// An input is not a tensor value (the method takes an Int, Bool, ...).
+    #[error("input {index} of method {method:?} is a {kind}; only tensor inputs can be set")]
+    InputKind {
+        /// Method name.
+        method: String,
+        /// Input index.
+        index: usize,
+        /// Value kind.
+        kind: &'static str,
+    },
+    /// A kernel call failed.
+    #[error("instruction {instruction} ({op}) failed: {message}")]
+    Kernel {
+        /// Instruction index.
+        instruction: usize,
+        /// Operator name.
+        op: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// An argument or intermediate value has an invalid kind, dtype, shape or value.
+    #[error("{0}")]
+    Invalid(String),
+    /// A feature the runtime does not support yet.
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+}
+
+fn list_missing(missing: &[(String, Vec<usize>)]) -> String {
+    missing
+        .iter()
+        .map(|(op, ins)| {
+            let ins: Vec<String> = ins.iter().map(usize::to_string).collect();
+            format!("{op} (instructions {})", ins.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl From<KernelError> for RuntimeError {
+    fn from(e: KernelError) -> Self {
+        RuntimeError::Invalid(e.to_string())
+    }
+}
+
+impl RuntimeError {
+    /// The stable error code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            RuntimeError::Program(e) => e.code(),
+            RuntimeError::NoSuchMethod { .. } => "R001",
+            RuntimeError::MissingKernels { .. } => "R002",
+            RuntimeError::BackendNotRegistered { .. } => "R003",
+            RuntimeError::Backend { .. } => "R004",
+            RuntimeError::InputCount { .. } => "R010",
+            RuntimeError::InputDtype { .. } => "R011",
+            RuntimeError::InputShape { .. } => "R012",
+            RuntimeError::InputKind { .. } => "R013",
+            RuntimeError::Kernel { .. } => "R020",
+            RuntimeError::Invalid(_) => "R021",
+            RuntimeError::Unsupported(_) => "R030",
+        }
+    }
+
+    /// A one-line title for the error's kind.
+    pub fn title(&self) -> &'static str {
+        match self {
+            RuntimeError::Program(e) => e.title(),
+            RuntimeError::NoSuchMethod { .. } => "no such method",
+            RuntimeError::MissingKernels { .. } => "operators without a kernel",
+            RuntimeError::BackendNotRegistered { .. } => "delegate backend not registered",
+            RuntimeError::Backend { .. } => "a backend failed",
+            RuntimeError::InputCount { .. } => "wrong number of inputs",
+            RuntimeError::InputDtype { .. } => "input has the wrong dtype",
+            RuntimeError::InputShape { .. } => "input has the wrong shape",
+            RuntimeError::InputKind { .. } => "input is not a tensor",
+            RuntimeError::Kernel { .. } => "a kernel failed",
+            RuntimeError::Invalid(_) => "invalid value",
+            RuntimeError::Unsupported(_) => "unsupported feature",
+        }
+    }
+
+    /// What to do about it.
+    pub fn hint(&self) -> &'static str {
+        match self {
+            RuntimeError::Program(e) => e.hint(),
+            RuntimeError::NoSuchMethod { .. } => "pass one of the listed method names (`ferrite inspect` lists them)",
+            RuntimeError::MissingKernels { .. } => {
+                "export with core ATen operators only, or lower the program so a backend runs these operators; open an issue naming the operator"
+            }
+            RuntimeError::BackendNotRegistered { .. } => {
+                "run the non-delegated (portable) export of the model, or lower it for Ferrite with `ferrite lower`; XNNPACK blobs cannot run on Ferrite"
+            }
+            RuntimeError::Backend { .. } => "re-export or re-lower the program; if it persists, report it with the file",
+            RuntimeError::InputCount { .. }
+            | RuntimeError::InputDtype { .. }
+            | RuntimeError::InputShape { .. }
+            | RuntimeError::InputKind { .. } => "pass inputs matching the method's signature (`ferrite inspect MODEL.pte` shows it)",
+            RuntimeError::Kernel { .. } | RuntimeError::Invalid(_) => {
+                "the program computes something its own metadata does not allow (e.g. a dynamic shape beyond its bound); check the inputs, then report it with the file"
+            }
+            RuntimeError::Unsupported(_) => "open an issue with the program; meanwhile re-export without the feature",
+        }
+    }
+}
+
+/// Result with a [`RuntimeError`].
+pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;

@@ -1,0 +1,144 @@
+//! Data movement that does not look at element values: strided gathers (permute, expand,
+//! slice, select, split, cat, dim-order conversion) work on raw bytes with the element size as a
+//! parameter, so one implementation serves every dtype.
+
+use super::{KResult, KernelError};
+
+/// Copies a strided view of `src` into contiguous `dst`.
+///
+/// `dst` holds `prod(sizes)` elements of `elem` bytes in row-major order; element `idx` of the
+/// view is read from `src` at element offset `offset + sum(idx[d] * strides[d])`. A stride of 0
+/// broadcasts. Every read is bounds-checked up front, so a bad view is an error, not a panic.
+pub fn gather(dst: &mut [u8], src: &[u8], elem: usize, sizes: &[usize], strides: &[usize], offset: usize) -> KResult {
+    if sizes.len() != strides.len() {
+        return Err(KernelError::Shape(format!("gather: {} sizes but {} strides", sizes.len(), strides.len())));
+    }
+    let n = super::numel(sizes).ok_or_else(|| KernelError::Shape(format!("gather: shape {sizes:?} overflows")))?;
+    if dst.len() != n.saturating_mul(elem) {
+        return Err(KernelError::Length { what: "gather output", expected: n, actual: dst.len() / elem.max(1) });
+    }
+    if n == 0 || elem == 0 {
+        return Ok(());
+    }
+    // Largest element offset touched, overflow-checked.
+    let mut last = offset;
+    for (&s, &st) in sizes.iter().zip(strides) {
+        last = (s - 1)
+            .checked_mul(st)
+            .and_then(|x| last.checked_add(x))
+            .ok_or_else(|| KernelError::Shape("gather: strides overflow".into()))?;
+    }
+    if last.checked_add(1).and_then(|x| x.checked_mul(elem)).is_none_or(|end| end > src.len()) {
+        return Err(KernelError::Shape(format!(
+            "gather: view {sizes:?} with strides {strides:?} at offset {offset} reads past the source ({} bytes)",
+            src.len()
+        )));
+    }
+    // Merge dimensions that are contiguous with each other to lengthen the inner run.
+    let mut dims: Vec<(usize, usize)> = Vec::with_capacity(sizes.len());
+    for (&s, &st) in sizes.iter().zip(strides) {
+        if s == 1 {
+            continue;
+        }
+        match dims.last_mut() {
+            Some((ps, pst)) if *pst == st * s => {
+                *ps *= s;
+                *pst = st;
+            }
+            _ => dims.push((s, st)),
+        }
+    }
+    if dims.is_empty() {
+        dst.copy_from_slice(&src[offset * elem..(offset + 1) * elem]);
+        return Ok(());
+    }
+    let (inner, inner_stride) = dims[dims.len() - 1];
+    let outer = &dims[..dims.len() - 1];
+    let run = inner * elem;
+    let mut idx = vec![0usize; outer.len()];
+    let mut base = offset;
+    for chunk in dst.chunks_exact_mut(run) {
+        if inner_stride == 1 {
+            chunk.copy_from_slice(&src[base * elem..base * elem + run]);
+        } else if inner_stride == 0 {
+            let v = &src[base * elem..(base + 1) * elem];
+            for out in chunk.chunks_exact_mut(elem) {
+                out.copy_from_slice(v);
+            }
+        } else {
+            for (k, out) in chunk.chunks_exact_mut(elem).enumerate() {
+                let at = (base + k * inner_stride) * elem;
+                out.copy_from_slice(&src[at..at + elem]);
+            }
+        }
+        // Advance the outer index (odometer).
+        for d in (0..outer.len()).rev() {
+            idx[d] += 1;
+            base += outer[d].1;
+            if idx[d] < outer[d].0 {
+                break;
+            }
+            base -= outer[d].1 * outer[d].0;
+            idx[d] = 0;
+        }
+    }
+    Ok(())
+}
+
+/// Element strides of a tensor whose logical `sizes` are stored in `dim_order`
+/// (`dim_order[0]` outermost in memory).
+pub fn strides_for_dim_order(sizes: &[usize], dim_order: &[u8]) -> KResult<Vec<usize>> {
+    if dim_order.is_empty() {
+        return Ok(super::contiguous_strides(sizes));
+    }
+    if dim_order.len() != sizes.len() {
+        return Err(KernelError::Shape(format!("dim order {dim_order:?} does not match rank {}", sizes.len())));
+    }
+    let mut strides = vec![0usize; sizes.len()];
+    let mut acc = 1usize;
+    for &d in dim_order.iter().rev() {
+        let d = d as usize;
+        let s = sizes.get(d).ok_or_else(|| KernelError::Shape(format!("dim order {dim_order:?} is not a permutation")))?;
+        strides[d] = acc;
+        acc = acc.saturating_mul(*s);
+    }
+    Ok(strides)
+}
+
+/// Whether `dim_order` is the identity (or empty).
+pub fn is_contiguous_order(dim_order: &[u8]) -> bool {
+    dim_order.iter().enumerate().all(|(i, &d)| d as usize == i)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gather_u8(src: &[u8], sizes: &[usize], strides: &[usize], offset: usize) -> Vec<u8> {
+        let mut dst = vec![0u8; sizes.iter().product()];
+        gather(&mut dst, src, 1, sizes, strides, offset).unwrap();
+        dst
+    }
+
+    #[test]
+    fn transpose_and_broadcast() {
+        let src: Vec<u8> = (0..6).collect(); // [[0,1,2],[3,4,5]]
+        assert_eq!(gather_u8(&src, &[3, 2], &[1, 3], 0), vec![0, 3, 1, 4, 2, 5]);
+        assert_eq!(gather_u8(&src, &[2, 3], &[0, 1], 3), vec![3, 4, 5, 3, 4, 5]);
+        assert_eq!(gather_u8(&src, &[2, 2], &[3, 1], 1), vec![1, 2, 4, 5]);
+    }
+
+    #[test]
+    fn out_of_bounds_is_an_error() {
+        let src = [0u8; 4];
+        let mut dst = [0u8; 4];
+        assert!(gather(&mut dst, &src, 1, &[2, 2], &[2, 1], 1).is_err());
+        assert!(gather(&mut dst, &src, 1, &[2, 2], &[usize::MAX, 1], 0).is_err());
+    }
+
+    #[test]
+    fn dim_order_strides() {
+        // NCHW sizes stored channels-last (0, 2, 3, 1).
+        assert_eq!(strides_for_dim_order(&[1, 3, 4, 5], &[0, 2, 3, 1]).unwrap(), vec![60, 1, 15, 3]);
+    }
+}

@@ -1,0 +1,377 @@
+//! [`Runtime`] and [`Method`]: loading a method of a verified program and executing it.
+
+use std::sync::Arc;
+
+use ferrite_program::{ExecutionPlan, Instruction, Program, ShapeDynamism, TensorStorage, Value};
+
+use crate::env::{Env, RValue, Storage, TensorSlot};
+use crate::error::{Result, RuntimeError};
+use crate::registry::{BackendInit, BackendRegistry, Delegate, KernelRegistry, OpFn};
+use crate::tensor::{nbytes, AlignedBuf, TensorData};
+
+/// Shared configuration for loading methods: kernels, backends and the thread pool.
+///
+/// Cheap to clone; one runtime can load any number of methods of any programs.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    kernels: Arc<KernelRegistry>,
+    backends: Arc<BackendRegistry>,
+    pool: Option<Arc<rayon::ThreadPool>>,
+}
+
+impl Default for Runtime {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Runtime {
+    /// Ferrite's portable kernels, no backends, rayon's global thread pool.
+    pub fn new() -> Self {
+        Runtime { kernels: Arc::new(KernelRegistry::portable()), backends: Arc::new(BackendRegistry::empty()), pool: None }
+    }
+
+    /// Uses a dedicated pool of `threads` threads (1 = run everything on the calling thread).
+    pub fn with_threads(mut self, threads: usize) -> Result<Self> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads.max(1))
+            .thread_name(|i| format!("ferrite-{i}"))
+            .build()
+            .map_err(|e| RuntimeError::Invalid(format!("cannot start {threads} threads: {e}")))?;
+        self.pool = Some(Arc::new(pool));
+        Ok(self)
+    }
+
+    /// Replaces the kernel registry.
+    pub fn with_kernels(mut self, kernels: KernelRegistry) -> Self {
+        self.kernels = Arc::new(kernels);
+        self
+    }
+
+    /// Replaces the backend registry.
+    pub fn with_backends(mut self, backends: BackendRegistry) -> Self {
+        self.backends = Arc::new(backends);
+        self
+    }
+
+    /// Threads kernels may use.
+    pub fn threads(&self) -> usize {
+        self.pool.as_ref().map_or_else(rayon::current_num_threads, |p| p.current_num_threads())
+    }
+
+    /// The kernel registry.
+    pub fn kernels(&self) -> &KernelRegistry {
+        &self.kernels
+    }
+
+    /// Loads method `name` of `program`: resolves every kernel and backend, allocates the planned
+    /// arenas and places constants and initial values. Fails here — never mid-execution — when an
+    /// operator has no kernel or a delegate's backend is not registered.
+    pub fn load_method(&self, program: &Arc<Program<'static>>, name: &str) -> Result<Method> {
+        let plan_index = program.def().plans.iter().position(|p| p.name == name).ok_or_else(|| {
+            RuntimeError::NoSuchMethod { name: name.to_string(), available: program.method_names().collect::<Vec<_>>().join(", ") }
+        })?;
+        let _span = tracing::debug_span!("method.load", method = name).entered();
+        let plan = &program.def().plans[plan_index];
+        let steps = resolve_steps(plan, &self.kernels)?;
+        let delegates = init_delegates(plan, program, &self.backends)?;
+        let arenas: Vec<AlignedBuf> = plan.non_const_buffer_sizes.iter().map(|&s| AlignedBuf::zeroed(s as usize)).collect();
+        let mut method = Method {
+            program: Arc::clone(program),
+            name: name.to_string(),
+            values: Vec::new(),
+            arenas,
+            owned: Vec::new(),
+            steps,
+            delegates,
+            inputs: plan.inputs.clone(),
+            outputs: plan.outputs.clone(),
+            pool: self.pool.clone(),
+        };
+        method.values = init_values(plan, program, &mut method.arenas)?;
+        tracing::debug!(values = method.values.len(), steps = method.steps.len(), "method loaded");
+        Ok(method)
+    }
+}
+
+#[derive(Debug)]
+enum Step {
+    Kernel { op: OpFn, name: String, args: Vec<usize> },
+    Delegate { index: usize, args: Vec<usize> },
+    Move { from: usize, to: usize },
+    JumpFalse { cond: usize, destination: usize },
+    Free,
+}
+
+fn resolve_steps(plan: &ExecutionPlan, kernels: &KernelRegistry) -> Result<Vec<Step>> {
+    let mut steps = Vec::new();
+    let mut missing: Vec<(String, Vec<usize>)> = Vec::new();
+    let chain = plan.chains.first().map(|c| c.instructions.as_slice()).unwrap_or(&[]);
+    if plan.chains.len() > 1 {
+        return Err(RuntimeError::Unsupported(format!("method {:?} has {} chains; ExecuTorch programs have one", plan.name, plan.chains.len())));
+    }
+    for (i, ins) in chain.iter().enumerate() {
+        steps.push(match ins {
+            Instruction::KernelCall { op_index, args } => {
+                let name = plan.operators[*op_index].qualified();
+                match kernels.get(&name) {
+                    Some(op) => Step::Kernel { op, name, args: args.clone() },
+                    None => {
+                        match missing.iter_mut().find(|(n, _)| *n == name) {
+                            Some((_, list)) => list.push(i),
+                            None => missing.push((name, vec![i])),
+                        }
+                        Step::Free
+                    }
+                }
+            }
+            Instruction::DelegateCall { delegate_index, args } => Step::Delegate { index: *delegate_index, args: args.clone() },
+            Instruction::MoveCall { from, to } => Step::Move { from: *from, to: *to },
+            Instruction::JumpFalseCall { cond, destination } => Step::JumpFalse { cond: *cond, destination: *destination },
+            Instruction::FreeCall { .. } => Step::Free,
+        });
+    }
+    if !missing.is_empty() {
+        return Err(RuntimeError::MissingKernels { method: plan.name.clone(), missing });
+    }
+    Ok(steps)
+}
+
+fn init_delegates(plan: &ExecutionPlan, program: &Program<'static>, backends: &BackendRegistry) -> Result<Vec<Box<dyn Delegate>>> {
+    plan.delegates
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let backend = backends.get(&d.id).ok_or_else(|| RuntimeError::BackendNotRegistered {
+                method: plan.name.clone(),
+                delegate: i,
+                id: d.id.clone(),
+                registered: backends.ids(),
+            })?;
+            let processed = program.delegate_data(d).unwrap_or(&[]);
+            backend.init(BackendInit { processed, compile_specs: &d.compile_specs, program })
+        })
+        .collect()
+}
+
+fn init_values(plan: &ExecutionPlan, program: &Program<'static>, arenas: &mut [AlignedBuf]) -> Result<Vec<RValue>> {
+    let base = program.bytes().as_ptr() as usize;
+    plan.values
+        .iter()
+        .map(|v| {
+            Ok(match v {
+                Value::Null => RValue::None,
+                Value::Int(i) => RValue::Int(*i),
+                Value::Bool(b) => RValue::Bool(*b),
+                Value::Double(d) => RValue::Double(*d),
+                Value::String(s) => RValue::String(s.clone()),
+                Value::IntList(l) => RValue::IntList(l.clone()),
+                Value::DoubleList(l) => RValue::DoubleList(l.clone()),
+                Value::BoolList(l) => RValue::BoolList(l.clone()),
+                Value::TensorList(l) => RValue::TensorList(l.clone()),
+                Value::OptionalTensorList(l) => RValue::OptionalTensorList(l.clone()),
+                Value::Tensor(t) => {
+                    let capacity = t.nbytes();
+                    let storage = match t.storage() {
+                        TensorStorage::Constant { .. } => {
+                            let data = program.tensor_data(t).unwrap_or(&[]);
+                            Storage::Constant { start: data.as_ptr() as usize - base, capacity: data.len() }
+                        }
+                        TensorStorage::Planned { alloc, initial } => {
+                            let offset = alloc.offset as usize;
+                            if initial.is_some() {
+                                if let (Some(src), Some(arena)) = (program.tensor_data(t), arenas.get_mut(alloc.memory_id as usize)) {
+                                    if let Some(dst) = arena.as_mut_slice().get_mut(offset..offset + src.len()) {
+                                        dst.copy_from_slice(src);
+                                    }
+                                }
+                            }
+                            Storage::Arena { id: alloc.memory_id as usize, offset, capacity }
+                        }
+                        TensorStorage::Runtime => Storage::Empty,
+                        TensorStorage::External => {
+                            return Err(RuntimeError::Unsupported(
+                                "tensors stored outside the .pte (external .ptd data)".into(),
+                            ))
+                        }
+                    };
+                    // Bounded and unbounded dynamic tensors start at their upper bound, as in ExecuTorch.
+                    RValue::Tensor(TensorSlot {
+                        dtype: t.scalar_type,
+                        sizes: t.sizes.clone(),
+                        bound: t.sizes.clone(),
+                        dim_order: t.dim_order.clone(),
+                        dynamism: t.dynamism,
+                        storage,
+                    })
+                }
+            })
+        })
+        .collect()
+}
+
+/// A loaded method: owns its memory (arenas, values, delegates), so each `Method` runs
+/// independently; many methods of one program may run on different threads at once.
+///
+/// Mutable buffers persist across [`Method::execute`] calls.
+#[derive(Debug)]
+pub struct Method {
+    program: Arc<Program<'static>>,
+    name: String,
+    values: Vec<RValue>,
+    arenas: Vec<AlignedBuf>,
+    owned: Vec<AlignedBuf>,
+    steps: Vec<Step>,
+    delegates: Vec<Box<dyn Delegate>>,
+    inputs: Vec<usize>,
+    outputs: Vec<usize>,
+    pool: Option<Arc<rayon::ThreadPool>>,
+}
+
+impl Method {
+    /// The method's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Number of inputs.
+    pub fn input_count(&self) -> usize {
+        self.inputs.len()
+    }
+
+    /// Number of outputs.
+    pub fn output_count(&self) -> usize {
+        self.outputs.len()
+    }
+
+    /// The program this method belongs to.
+    pub fn program(&self) -> &Arc<Program<'static>> {
+        &self.program
+    }
+
+    /// Sets input `index`, copying `tensor` into the method's memory. Checks dtype and shape
+    /// (equal for static inputs, within the bound for dynamic ones).
+    pub fn set_input(&mut self, index: usize, tensor: &TensorData) -> Result<()> {
+        let v = *self.inputs.get(index).ok_or_else(|| RuntimeError::InputCount {
+            method: self.name.clone(),
+            expected: self.inputs.len(),
+            given: index + 1,
+        })?;
+        let method = self.name.clone();
+        let slot = match self.values.get(v) {
+            Some(RValue::Tensor(t)) => t,
+            Some(other) => return Err(RuntimeError::InputKind { method, index, kind: other.kind() }),
+            None => return Err(RuntimeError::Invalid(format!("input value {v} out of range"))),
+        };
+        if slot.dtype != tensor.dtype() {
+            return Err(RuntimeError::InputDtype { method, index, expected: slot.dtype, given: tensor.dtype() });
+        }
+        let sizes = tensor.sizes();
+        let shape_err = |reason| RuntimeError::InputShape { method: method.clone(), index, expected: slot.bound.clone(), given: sizes.to_vec(), reason };
+        if sizes.len() != slot.bound.len() {
+            return Err(shape_err("the rank differs"));
+        }
+        match slot.dynamism {
+            ShapeDynamism::Static if sizes != slot.bound => return Err(shape_err("the input's shape is static")),
+            ShapeDynamism::DynamicBound if sizes.iter().zip(&slot.bound).any(|(s, b)| s > b) => {
+                return Err(shape_err("a dimension exceeds the exported upper bound"))
+            }
+            _ => {}
+        }
+        let mut env = self.env();
+        env.resize(v, sizes)?;
+        env.run(&[], &[v], |_, outs| {
+            outs[0].data.copy_from_slice(tensor.bytes());
+            Ok(())
+        })
+    }
+
+    /// Runs the method once on the inputs set.
+    pub fn execute(&mut self) -> Result<()> {
+        let _span = tracing::debug_span!("method.execute", method = %self.name).entered();
+        match self.pool.clone() {
+            Some(pool) => pool.install(|| self.run_steps()),
+            None => self.run_steps(),
+        }
+    }
+
+    /// Sets all inputs, executes, and returns copies of all outputs.
+    pub fn run(&mut self, inputs: &[TensorData]) -> Result<Vec<TensorData>> {
+        if inputs.len() != self.inputs.len() {
+            return Err(RuntimeError::InputCount { method: self.name.clone(), expected: self.inputs.len(), given: inputs.len() });
+        }
+        for (i, t) in inputs.iter().enumerate() {
+            self.set_input(i, t)?;
+        }
+        self.execute()?;
+        (0..self.outputs.len()).map(|i| self.output(i)).collect()
+    }
+
+    /// A copy of output `index` after [`Method::execute`].
+    pub fn output(&self, index: usize) -> Result<TensorData> {
+        let v = *self.outputs.get(index).ok_or_else(|| RuntimeError::Invalid(format!("output {index} out of range ({} outputs)", self.outputs.len())))?;
+        let view = self.read_value(v)?;
+        TensorData::from_bytes(view.0, view.1, &view.2)
+    }
+
+    fn read_value(&self, v: usize) -> Result<(ferrite_program::ScalarType, Vec<usize>, Vec<u8>)> {
+        let slot = match self.values.get(v) {
+            Some(RValue::Tensor(t)) => t,
+            Some(other) => return Err(RuntimeError::Unsupported(format!("reading a {} output", other.kind()))),
+            None => return Err(RuntimeError::Invalid(format!("value {v} out of range"))),
+        };
+        let n = nbytes(slot.dtype, &slot.sizes)?;
+        let data = match slot.storage {
+            Storage::Arena { id, offset, .. } => self.arenas.get(id).and_then(|a| a.as_slice().get(offset..offset + n)),
+            Storage::Constant { start, .. } => self.program.bytes().get(start..start + n),
+            Storage::Owned { index } => self.owned.get(index).and_then(|b| b.as_slice().get(..n)),
+            Storage::Empty => (n == 0).then_some(&[][..]),
+        }
+        .ok_or_else(|| RuntimeError::Invalid(format!("output value {v} has no data")))?;
+        Ok((slot.dtype, slot.sizes.clone(), data.to_vec()))
+    }
+
+    fn env(&mut self) -> Env<'_> {
+        Env { values: &mut self.values, arenas: &mut self.arenas, owned: &mut self.owned, program: &self.program }
+    }
+
+    fn run_steps(&mut self) -> Result<()> {
+        let mut pc = 0usize;
+        let n = self.steps.len();
+        let mut budget = n.saturating_mul(1000).max(1_000_000);
+        while pc < n {
+            budget = budget.checked_sub(1).ok_or_else(|| RuntimeError::Invalid("the method's control flow did not terminate".into()))?;
+            let mut env = Env { values: &mut self.values, arenas: &mut self.arenas, owned: &mut self.owned, program: &self.program };
+            match &self.steps[pc] {
+                Step::Kernel { op, name, args } => {
+                    tracing::trace!(instruction = pc, op = %name);
+                    op(&mut env, args).map_err(|e| match e {
+                        RuntimeError::Invalid(message) | RuntimeError::Unsupported(message) => {
+                            RuntimeError::Kernel { instruction: pc, op: name.clone(), message }
+                        }
+                        other => other,
+                    })?;
+                }
+                Step::Delegate { index, args } => {
+                    let d = self.delegates.get_mut(*index).ok_or_else(|| RuntimeError::Invalid(format!("delegate {index} missing")))?;
+                    d.execute(&mut env, args)?;
+                }
+                Step::Move { from, to } => env.alias(*from, *to)?,
+                Step::JumpFalse { cond, destination } => {
+                    let c = if env.is_tensor(*cond)? {
+                        env.read(*cond)?.to_f64_vec()?.first().is_some_and(|&x| x != 0.0)
+                    } else {
+                        env.bool(*cond)?
+                    };
+                    if !c {
+                        pc = *destination;
+                        continue;
+                    }
+                }
+                Step::Free => {}
+            }
+            pc += 1;
+        }
+        Ok(())
+    }
+}

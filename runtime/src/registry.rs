@@ -1,0 +1,118 @@
+//! Kernel and backend registries.
+//!
+//! Kernels are keyed by `name.overload` (`aten::add.out`), exactly as programs name operators,
+//! and resolved when a method loads. Backends are keyed by the delegate id they run
+//! (`FerriteBackend`, ...).
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::Arc;
+
+use ferrite_program::{CompileSpec, Program};
+
+use crate::env::Env;
+use crate::error::Result;
+
+/// An operator implementation: reads its arguments (value indices, in schema order, outputs
+/// last) from the environment and writes its outputs.
+pub type OpFn = fn(&mut Env<'_>, &[usize]) -> Result<()>;
+
+/// Operator kernels by `name.overload`.
+#[derive(Clone, Default)]
+pub struct KernelRegistry {
+    map: HashMap<String, OpFn>,
+}
+
+impl fmt::Debug for KernelRegistry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KernelRegistry({} kernels)", self.map.len())
+    }
+}
+
+impl KernelRegistry {
+    /// An empty registry.
+    pub fn empty() -> Self {
+        Self::default()
+    }
+
+    /// Every kernel Ferrite ships.
+    pub fn portable() -> Self {
+        let mut r = Self::empty();
+        crate::ops::register_all(&mut r);
+        r
+    }
+
+    /// Registers (or replaces) the kernel for `name` (`namespace::op.overload`).
+    pub fn register(&mut self, name: &str, f: OpFn) {
+        self.map.insert(name.to_string(), f);
+    }
+
+    /// The kernel for `name`.
+    pub fn get(&self, name: &str) -> Option<OpFn> {
+        self.map.get(name).copied()
+    }
+
+    /// All registered names, sorted.
+    pub fn names(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = self.map.keys().map(String::as_str).collect();
+        v.sort_unstable();
+        v
+    }
+}
+
+/// What a backend gets to initialise one delegate.
+#[derive(Debug)]
+pub struct BackendInit<'a> {
+    /// The delegate's processed blob.
+    pub processed: &'a [u8],
+    /// Its compile specs.
+    pub compile_specs: &'a [CompileSpec],
+    /// The program (for named data).
+    pub program: &'a Program<'static>,
+}
+
+/// A backend: turns a delegate's processed blob into something executable.
+pub trait Backend: Send + Sync + fmt::Debug {
+    /// The id delegates name (`FerriteBackend`).
+    fn id(&self) -> &str;
+    /// Initialises one delegate.
+    fn init(&self, init: BackendInit<'_>) -> Result<Box<dyn Delegate>>;
+}
+
+/// An initialised delegate, owned by one method.
+pub trait Delegate: Send + fmt::Debug {
+    /// Runs the delegate on `args` (value indices: inputs then outputs).
+    fn execute(&mut self, env: &mut Env<'_>, args: &[usize]) -> Result<()>;
+}
+
+/// Backends by id.
+#[derive(Clone, Default, Debug)]
+pub struct BackendRegistry {
+    map: BTreeMap<String, Arc<dyn Backend>>,
+}
+
+impl BackendRegistry {
+    /// An empty registry.
+    pub fn empty() -> Self {
+        Self::default()
+    }
+
+    /// Registers a backend under its id.
+    pub fn register(&mut self, backend: Arc<dyn Backend>) {
+        self.map.insert(backend.id().to_string(), backend);
+    }
+
+    /// The backend for `id`.
+    pub fn get(&self, id: &str) -> Option<&Arc<dyn Backend>> {
+        self.map.get(id)
+    }
+
+    /// Registered ids, comma-separated (for messages).
+    pub fn ids(&self) -> String {
+        if self.map.is_empty() {
+            "none".into()
+        } else {
+            self.map.keys().cloned().collect::<Vec<_>>().join(", ")
+        }
+    }
+}

@@ -1,0 +1,254 @@
+//! Tensors the user passes in and gets out ([`TensorData`]), and the borrowed views kernels
+//! see ([`TensorRef`], [`TensorMut`]).
+
+use ferrite_program::ScalarType;
+
+use crate::error::{Result, RuntimeError};
+
+/// A 16-byte aligned byte buffer (so any element type can be viewed in place).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct AlignedBuf {
+    words: Vec<u128>,
+    len: usize,
+}
+
+impl std::fmt::Debug for AlignedBuf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "AlignedBuf({} bytes)", self.len)
+    }
+}
+
+impl AlignedBuf {
+    /// `len` zero bytes.
+    pub fn zeroed(len: usize) -> Self {
+        AlignedBuf { words: vec![0u128; len.div_ceil(16)], len }
+    }
+
+    /// A copy of `bytes`.
+    pub fn from_bytes(bytes: &[u8]) -> Self {
+        let mut b = Self::zeroed(bytes.len());
+        b.as_mut_slice().copy_from_slice(bytes);
+        b
+    }
+
+    /// The bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        &bytemuck::cast_slice::<u128, u8>(&self.words)[..self.len]
+    }
+
+    /// The bytes, mutably.
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        &mut bytemuck::cast_slice_mut::<u128, u8>(&mut self.words)[..self.len]
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the buffer is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// Plain-old-data element types a tensor's bytes can be viewed as.
+pub trait Pod: bytemuck::Pod + crate::kernels::Element {
+    /// The scalar type this Rust type represents.
+    const DTYPE: ScalarType;
+}
+
+macro_rules! pod {
+    ($($t:ty => $d:ident),*) => {$(impl Pod for $t { const DTYPE: ScalarType = ScalarType::$d; })*};
+}
+pod!(f32 => Float, f64 => Double, half::f16 => Half, half::bf16 => BFloat16, i64 => Long, i32 => Int,
+     i16 => Short, i8 => Char, u8 => Byte, u16 => UInt16, u32 => UInt32, u64 => UInt64);
+
+fn view<T: bytemuck::Pod>(dtype: ScalarType, bytes: &[u8]) -> Result<&[T]> {
+    bytemuck::try_cast_slice(bytes)
+        .map_err(|e| RuntimeError::Invalid(format!("cannot view {} bytes of {dtype} as {}: {e}", bytes.len(), std::any::type_name::<T>())))
+}
+
+fn view_mut<T: bytemuck::Pod>(dtype: ScalarType, bytes: &mut [u8]) -> Result<&mut [T]> {
+    let n = bytes.len();
+    bytemuck::try_cast_slice_mut(bytes)
+        .map_err(|e| RuntimeError::Invalid(format!("cannot view {n} bytes of {dtype} as {}: {e}", std::any::type_name::<T>())))
+}
+
+/// Element count of `sizes` (overflow-checked).
+pub fn numel(sizes: &[usize]) -> Result<usize> {
+    sizes.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(|| RuntimeError::Invalid(format!("shape {sizes:?} overflows")))
+}
+
+/// Byte size of a tensor of `dtype` and `sizes` (overflow-checked).
+pub fn nbytes(dtype: ScalarType, sizes: &[usize]) -> Result<usize> {
+    numel(sizes)?.checked_mul(dtype.element_size()).ok_or_else(|| RuntimeError::Invalid(format!("shape {sizes:?} overflows")))
+}
+
+/// An owned tensor: what you pass to and get from a method.
+#[derive(Clone, PartialEq)]
+pub struct TensorData {
+    dtype: ScalarType,
+    sizes: Vec<usize>,
+    data: AlignedBuf,
+}
+
+impl std::fmt::Debug for TensorData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TensorData({} {:?})", self.dtype, self.sizes)
+    }
+}
+
+impl TensorData {
+    /// A tensor from raw little-endian bytes.
+    pub fn from_bytes(dtype: ScalarType, sizes: Vec<usize>, bytes: &[u8]) -> Result<Self> {
+        let n = nbytes(dtype, &sizes)?;
+        if bytes.len() != n {
+            return Err(RuntimeError::Invalid(format!("{dtype} {sizes:?} needs {n} bytes, got {}", bytes.len())));
+        }
+        Ok(TensorData { dtype, sizes, data: AlignedBuf::from_bytes(bytes) })
+    }
+
+    /// A tensor from typed values.
+    pub fn from_slice<T: Pod>(sizes: Vec<usize>, values: &[T]) -> Result<Self> {
+        Self::from_bytes(T::DTYPE, sizes, bytemuck::cast_slice(values))
+    }
+
+    /// A bool tensor.
+    pub fn from_bools(sizes: Vec<usize>, values: &[bool]) -> Result<Self> {
+        let bytes: Vec<u8> = values.iter().map(|&b| u8::from(b)).collect();
+        Self::from_bytes(ScalarType::Bool, sizes, &bytes)
+    }
+
+    /// A zero-filled tensor.
+    pub fn zeros(dtype: ScalarType, sizes: Vec<usize>) -> Result<Self> {
+        let n = nbytes(dtype, &sizes)?;
+        Ok(TensorData { dtype, sizes, data: AlignedBuf::zeroed(n) })
+    }
+
+    /// Element type.
+    pub fn dtype(&self) -> ScalarType {
+        self.dtype
+    }
+
+    /// Sizes.
+    pub fn sizes(&self) -> &[usize] {
+        &self.sizes
+    }
+
+    /// Number of elements.
+    pub fn numel(&self) -> usize {
+        self.sizes.iter().product()
+    }
+
+    /// Raw bytes.
+    pub fn bytes(&self) -> &[u8] {
+        self.data.as_slice()
+    }
+
+    /// Raw bytes, mutably.
+    pub fn bytes_mut(&mut self) -> &mut [u8] {
+        self.data.as_mut_slice()
+    }
+
+    /// The elements as `T` (which must match the dtype).
+    pub fn as_slice<T: Pod>(&self) -> Result<&[T]> {
+        if T::DTYPE != self.dtype {
+            return Err(RuntimeError::Invalid(format!("tensor is {}, not {}", self.dtype, T::DTYPE)));
+        }
+        view(self.dtype, self.bytes())
+    }
+
+    /// The elements converted to f64 (bool as 0/1), whatever the dtype.
+    pub fn to_f64_vec(&self) -> Result<Vec<f64>> {
+        TensorRef { dtype: self.dtype, sizes: &self.sizes, dim_order: &[], data: self.bytes() }.to_f64_vec()
+    }
+}
+
+/// A read-only tensor view handed to kernels. Always contiguous (row-major).
+#[derive(Debug, Clone, Copy)]
+pub struct TensorRef<'a> {
+    /// Element type.
+    pub dtype: ScalarType,
+    /// Current sizes.
+    pub sizes: &'a [usize],
+    /// Dim order of the underlying value (informational; data is contiguous).
+    pub dim_order: &'a [u8],
+    /// Exactly `nbytes(dtype, sizes)` bytes.
+    pub data: &'a [u8],
+}
+
+impl<'a> TensorRef<'a> {
+    /// Typed elements; `T` must match the dtype (bool is viewed as `u8`).
+    pub fn typed<T: Pod>(&self) -> Result<&'a [T]> {
+        let ok = T::DTYPE == self.dtype || (self.dtype == ScalarType::Bool && T::DTYPE == ScalarType::Byte);
+        if !ok {
+            return Err(RuntimeError::Invalid(format!("expected a {} tensor, got {}", T::DTYPE, self.dtype)));
+        }
+        view(self.dtype, self.data)
+    }
+
+    /// Number of elements.
+    pub fn numel(&self) -> usize {
+        self.sizes.iter().product()
+    }
+
+    /// Elements converted to f64, whatever the dtype.
+    pub fn to_f64_vec(&self) -> Result<Vec<f64>> {
+        use crate::kernels::Element;
+        macro_rules! conv {
+            ($t:ty) => {
+                view::<$t>(self.dtype, self.data)?.iter().map(|v| v.to_f64()).collect()
+            };
+        }
+        Ok(match self.dtype {
+            ScalarType::Float => conv!(f32),
+            ScalarType::Double => conv!(f64),
+            ScalarType::Half => conv!(half::f16),
+            ScalarType::BFloat16 => conv!(half::bf16),
+            ScalarType::Long => conv!(i64),
+            ScalarType::Int => conv!(i32),
+            ScalarType::Short => conv!(i16),
+            ScalarType::Char | ScalarType::QInt8 => conv!(i8),
+            ScalarType::Byte | ScalarType::QUInt8 | ScalarType::Bool => conv!(u8),
+            ScalarType::UInt16 => conv!(u16),
+            ScalarType::UInt32 => conv!(u32),
+            ScalarType::UInt64 => conv!(u64),
+            other => return Err(RuntimeError::Unsupported(format!("reading {other} tensors"))),
+        })
+    }
+}
+
+/// A writable tensor view handed to kernels. Always contiguous (row-major).
+#[derive(Debug)]
+pub struct TensorMut<'a> {
+    /// Element type.
+    pub dtype: ScalarType,
+    /// Current sizes (already resized by the operator before the kernel runs).
+    pub sizes: &'a [usize],
+    /// Dim order of the underlying value.
+    pub dim_order: &'a [u8],
+    /// Exactly `nbytes(dtype, sizes)` bytes.
+    pub data: &'a mut [u8],
+}
+
+impl TensorMut<'_> {
+    /// Typed elements; `T` must match the dtype (bool is viewed as `u8`).
+    pub fn typed<T: Pod>(&mut self) -> Result<&mut [T]> {
+        let ok = T::DTYPE == self.dtype || (self.dtype == ScalarType::Bool && T::DTYPE == ScalarType::Byte);
+        if !ok {
+            return Err(RuntimeError::Invalid(format!("expected a {} output, got {}", T::DTYPE, self.dtype)));
+        }
+        view_mut(self.dtype, self.data)
+    }
+
+    /// Number of elements.
+    pub fn numel(&self) -> usize {
+        self.sizes.iter().product()
+    }
+
+    /// Read-only view of the same data.
+    pub fn as_ref(&self) -> TensorRef<'_> {
+        TensorRef { dtype: self.dtype, sizes: self.sizes, dim_order: self.dim_order, data: self.data }
+    }
+}

@@ -1,0 +1,72 @@
+//! The conformance suite: every fixture variant, run by Ferrite, against ExecuTorch's own
+//! runtime outputs.
+//!
+//! Tolerances: float outputs within `1e-4 × max(1, max|reference|)`; quantized variants within
+//! one quantization step of the output. The checks take a [`Runner`] so later execution paths
+//! (lowered programs, other SIMD levels) reuse them unchanged.
+
+mod suite;
+
+use suite::PORTABLE;
+
+macro_rules! fixture {
+    ($name:ident) => {
+        #[test]
+        fn $name() {
+            suite::check_fixture(&PORTABLE, &suite::fixtures_dir(), stringify!($name));
+        }
+    };
+}
+
+fixture!(elementwise);
+fixture!(mlp);
+fixture!(mlp_dynamic);
+fixture!(two_methods);
+fixture!(running_sum);
+fixture!(digits_cnn);
+fixture!(tiny_transformer);
+fixture!(tiny_gpt);
+
+/// The large fixtures stay in `../shared/fixtures` (the extended suite); skipped with a note
+/// when that folder is absent.
+#[test]
+fn extended_mobilenet_v2() {
+    match suite::shared_dir() {
+        Some(dir) => suite::check_fixture(&PORTABLE, &dir, "mobilenet_v2"),
+        None => eprintln!("skipping mobilenet_v2: ../shared/fixtures not found"),
+    }
+}
+
+#[test]
+fn mlp_dynamic_batches() {
+    suite::check_dynamic_batches(&PORTABLE, &suite::fixtures_dir().join("mlp_dynamic"), &[1, 3, 16]);
+}
+
+#[test]
+fn mlp_dynamic_rejects_batch_beyond_bound() {
+    suite::check_dynamic_beyond_bound(&PORTABLE, &suite::fixtures_dir().join("mlp_dynamic"), 17);
+}
+
+#[test]
+fn running_sum_state_persists() {
+    for variant in ["portable", "portable_init"] {
+        suite::check_running_sum(&PORTABLE, &suite::fixtures_dir().join("running_sum"), variant, 3);
+    }
+}
+
+#[test]
+fn digits_accuracy_matches_executorch() {
+    for variant in ["portable", "q8"] {
+        suite::check_digits_accuracy(&PORTABLE, &suite::fixtures_dir().join("digits_cnn"), variant);
+    }
+}
+
+#[test]
+fn delegated_variants_fail_at_load() {
+    suite::check_delegated_fail(&suite::fixtures_dir());
+}
+
+#[test]
+fn concurrent_methods_are_bit_identical() {
+    suite::check_concurrency(&PORTABLE, &suite::fixtures_dir().join("digits_cnn/portable.pte"), 8, 100);
+}
