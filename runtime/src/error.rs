@@ -128,6 +128,39 @@ impl From<KernelError> for RuntimeError {
 }
 
 impl RuntimeError {
+    /// One example of every runtime error kind (for the book's error table).
+    pub fn catalog() -> Vec<RuntimeError> {
+        vec![
+            RuntimeError::NoSuchMethod { name: "encode".into(), available: "forward".into() },
+            RuntimeError::MissingKernels { method: "forward".into(), missing: vec![("aten::stft.out".into(), vec![4])] },
+            RuntimeError::BackendNotRegistered {
+                method: "forward".into(),
+                delegate: 0,
+                id: "XnnpackBackend".into(),
+                registered: "none".into(),
+            },
+            RuntimeError::Backend { id: "FerriteBackend".into(), message: "blob version 9 is newer than this runtime".into() },
+            RuntimeError::InputCount { method: "forward".into(), expected: 1, given: 2 },
+            RuntimeError::InputDtype {
+                method: "forward".into(),
+                index: 0,
+                expected: ScalarType::Float,
+                given: ScalarType::Long,
+            },
+            RuntimeError::InputShape {
+                method: "forward".into(),
+                index: 0,
+                expected: vec![1, 16],
+                given: vec![2, 16],
+                reason: "the input's shape is static",
+            },
+            RuntimeError::InputKind { method: "forward".into(), index: 1, kind: "Int" },
+            RuntimeError::Kernel { instruction: 7, op: "aten::view_copy.out".into(), message: "cannot reshape [3, 4] to [5]".into() },
+            RuntimeError::Invalid("value 12: shape [17, 16] does not fit the planned DynamicBound tensor [16, 16]".into()),
+            RuntimeError::Unsupported("value 3 has dim order [0, 2, 3, 1]; this operator needs the default order".into()),
+        ]
+    }
+
     /// The stable error code.
     pub fn code(&self) -> &'static str {
         match self {
@@ -173,7 +206,7 @@ impl RuntimeError {
                 "export with core ATen operators only, or lower the program so a backend runs these operators; open an issue naming the operator"
             }
             RuntimeError::BackendNotRegistered { .. } => {
-                "run the non-delegated (portable) export of the model, or lower it for Ferrite with `ferrite lower`; XNNPACK blobs cannot run on Ferrite"
+                "run the non-delegated (portable) export of the model instead; XNNPACK blobs cannot run on Ferrite"
             }
             RuntimeError::Backend { .. } => "re-export or re-lower the program; if it persists, report it with the file",
             RuntimeError::InputCount { .. }

@@ -244,6 +244,15 @@ impl Method {
         self.outputs.len()
     }
 
+    /// Dtype and (upper-bound) sizes of input `index`, as the program declares them; `None` if
+    /// there is no such input or it is not a tensor.
+    pub fn input_spec(&self, index: usize) -> Option<(ferrite_program::ScalarType, &[usize])> {
+        match self.values.get(*self.inputs.get(index)?) {
+            Some(RValue::Tensor(t)) => Some((t.dtype, &t.bound)),
+            _ => None,
+        }
+    }
+
     /// The program this method belongs to.
     pub fn program(&self) -> &Arc<Program<'static>> {
         &self.program
