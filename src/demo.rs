@@ -35,8 +35,10 @@ pub fn classify(runtime: &Runtime) -> Result<(DemoResult, Vec<f32>, Vec<i64>), E
     let program = Arc::new(Program::from_bytes(MODEL)?);
     let mut method = runtime.load_method(&program, "forward")?;
     let bad = |name: &str, e: std::io::Error| Error::Npy { path: name.into(), reason: e.to_string() };
-    let images: Vec<f32> = embedded_npy("test_images.npy", IMAGES)?.into_vec().map_err(|e| bad("test_images.npy", e))?;
-    let labels: Vec<i64> = embedded_npy("test_labels.npy", LABELS)?.into_vec().map_err(|e| bad("test_labels.npy", e))?;
+    let images: Vec<f32> =
+        embedded_npy("test_images.npy", IMAGES)?.into_vec().map_err(|e| bad("test_images.npy", e))?;
+    let labels: Vec<i64> =
+        embedded_npy("test_labels.npy", LABELS)?.into_vec().map_err(|e| bad("test_labels.npy", e))?;
     let total = labels.len().min(images.len() / 64);
     let mut times = Vec::with_capacity(total);
     let mut predictions = Vec::with_capacity(total);
@@ -82,7 +84,8 @@ pub fn run(runtime: Runtime) -> Result<String, Error> {
     let mut s = String::new();
     s.push_str("Ferrite demo: a digits classifier exported by ExecuTorch 1.5.1, run by Ferrite's portable kernels\n\n");
     let shown = [0usize, 1, 2, 3, 4, 5];
-    let arts: Vec<Vec<String>> = shown.iter().filter(|&&k| k < r.total).map(|&k| art(&images[k * 64..(k + 1) * 64])).collect();
+    let arts: Vec<Vec<String>> =
+        shown.iter().filter(|&&k| k < r.total).map(|&k| art(&images[k * 64..(k + 1) * 64])).collect();
     for row in 0..8 {
         let line: Vec<&str> = arts.iter().map(|a| a[row].as_str()).collect();
         s.push_str(&format!("  {}\n", line.join("   ")));

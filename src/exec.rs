@@ -72,7 +72,12 @@ pub fn default_inputs(program: &Program<'_>, method: &str) -> Result<Vec<TensorD
 pub fn describe(t: &TensorData) -> String {
     let first: Vec<String> = t
         .to_f64_vec()
-        .map(|v| v.iter().take(6).map(|x| format!("{x:.6}").trim_end_matches('0').trim_end_matches('.').to_string()).collect())
+        .map(|v| {
+            v.iter()
+                .take(6)
+                .map(|x| format!("{x:.6}").trim_end_matches('0').trim_end_matches('.').to_string())
+                .collect()
+        })
         .unwrap_or_default();
     let more = if t.numel() > 6 { ", ..." } else { "" };
     format!("{} {:?} [{}{more}]", t.dtype(), t.sizes(), first.join(", "))

@@ -173,7 +173,9 @@ fn emit(text: &str) -> Result<(), Error> {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Error::Output { path: "<stdout>".into(), source: e }),
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(Error::Output { path: "<stdout>".into(), source: e })
+        }
         _ => Ok(()),
     }
 }

@@ -17,7 +17,8 @@ fn bad(path: &Path, reason: impl std::fmt::Display) -> Error {
 pub fn read_npy(path: &Path) -> Result<TensorData, Error> {
     let file = std::fs::File::open(path).map_err(|e| bad(path, e))?;
     let file_len = file.metadata().map_err(|e| bad(path, e))?.len();
-    let npy = NpyFile::new(std::io::BufReader::new(file)).map_err(|e| bad(path, format!("not a valid .npy file: {e}")))?;
+    let npy =
+        NpyFile::new(std::io::BufReader::new(file)).map_err(|e| bad(path, format!("not a valid .npy file: {e}")))?;
     if npy.order() == npyz::Order::Fortran {
         return Err(bad(path, "Fortran-order arrays are not supported; save with np.ascontiguousarray"));
     }
@@ -61,10 +62,19 @@ pub fn read_npy(path: &Path) -> Result<TensorData, Error> {
     t.map_err(|e| bad(path, e))
 }
 
-fn write_typed<T: npyz::Serialize + npyz::AutoSerialize + Copy>(path: &Path, shape: &[u64], values: &[T]) -> Result<(), Error> {
+fn write_typed<T: npyz::Serialize + npyz::AutoSerialize + Copy>(
+    path: &Path,
+    shape: &[u64],
+    values: &[T],
+) -> Result<(), Error> {
     let io = |e: std::io::Error| Error::Output { path: path.display().to_string(), source: e };
     let file = std::fs::File::create(path).map_err(io)?;
-    let mut w = npyz::WriteOptions::new().default_dtype().shape(shape).writer(std::io::BufWriter::new(file)).begin_nd().map_err(io)?;
+    let mut w = npyz::WriteOptions::new()
+        .default_dtype()
+        .shape(shape)
+        .writer(std::io::BufWriter::new(file))
+        .begin_nd()
+        .map_err(io)?;
     w.extend(values.iter().copied()).map_err(io)?;
     w.finish().map_err(io)
 }

@@ -73,7 +73,13 @@ fn run_repeat_keeps_state() {
 fn run_without_inputs_uses_deterministic_inputs() {
     let dir = scratch("default");
     let run = || {
-        let out = ferrite().args(["run", "-o"]).arg(&dir).arg(fixture("two_methods/portable.pte")).args(["--method", "encode"]).output().expect("run");
+        let out = ferrite()
+            .args(["run", "-o"])
+            .arg(&dir)
+            .arg(fixture("two_methods/portable.pte"))
+            .args(["--method", "encode"])
+            .output()
+            .expect("run");
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         std::fs::read(dir.join("output_0.npy")).expect("output")
     };
@@ -88,7 +94,10 @@ fn run_rejects_bad_inputs() {
     assert_fails_with(&ferrite().arg("run").arg(&mlp).args(["--method", "nope"]).output().expect("run"), "R001");
     // Too many inputs.
     let x = fixture("mlp/input_0.npy");
-    assert_fails_with(&ferrite().arg("run").arg(&mlp).arg("-i").arg(&x).arg("-i").arg(&x).output().expect("run"), "R010");
+    assert_fails_with(
+        &ferrite().arg("run").arg(&mlp).arg("-i").arg(&x).arg("-i").arg(&x).output().expect("run"),
+        "R010",
+    );
     // Wrong dtype: digits test labels are int64.
     let labels = fixture("digits_cnn/test_labels.npy");
     assert_fails_with(&ferrite().arg("run").arg(&mlp).arg("-i").arg(&labels).output().expect("run"), "R011");
@@ -102,7 +111,10 @@ fn run_rejects_bad_inputs() {
     std::fs::write(&truncated, &bytes[..bytes.len() - 7]).expect("write");
     assert_fails_with(&ferrite().arg("run").arg(&mlp).arg("-i").arg(&truncated).output().expect("run"), "C003");
     assert_fails_with(&ferrite().arg("run").arg(&mlp).arg("-i").arg(&mlp).output().expect("run"), "C003");
-    assert_fails_with(&ferrite().arg("run").arg(&mlp).arg("-i").arg(dir.join("missing.npy")).output().expect("run"), "C003");
+    assert_fails_with(
+        &ferrite().arg("run").arg(&mlp).arg("-i").arg(dir.join("missing.npy")).output().expect("run"),
+        "C003",
+    );
     // Bad flags.
     assert_fails_with(&ferrite().arg("run").arg(&mlp).args(["--threads", "0"]).output().expect("run"), "C001");
     assert_fails_with(&ferrite().arg("run").arg(&mlp).args(["--repeat", "0"]).output().expect("run"), "C001");
@@ -135,7 +147,10 @@ fn bench_json_has_the_documented_fields() {
     assert_eq!(v["threads"], 1);
     assert_eq!(v["iters"], 3);
     assert!(v["min_ms"].as_f64() <= v["median_ms"].as_f64());
-    assert_fails_with(&ferrite().args(["bench", "--iters", "0"]).arg(fixture("mlp/portable.pte")).output().expect("bench"), "C001");
+    assert_fails_with(
+        &ferrite().args(["bench", "--iters", "0"]).arg(fixture("mlp/portable.pte")).output().expect("bench"),
+        "C001",
+    );
 }
 
 #[test]

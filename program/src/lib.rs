@@ -28,6 +28,7 @@ mod generated {
     include!("generated/program_generated.rs");
 }
 
+mod builder;
 mod error;
 mod header;
 mod load;
@@ -37,6 +38,7 @@ mod scalar;
 mod summary;
 mod write;
 
+pub use builder::ProgramBuilder;
 pub use error::{ProgramError, Result};
 pub use header::{ExtendedHeader, EXTENDED_HEADER_LEN};
 pub use load::MAX_RANK;

@@ -11,7 +11,7 @@
 use ferrite_program::{Program, ScalarType};
 
 use crate::error::{Result, RuntimeError};
-use crate::tensor::{nbytes, AlignedBuf, TensorRef, TensorMut};
+use crate::tensor::{nbytes, AlignedBuf, TensorMut, TensorRef};
 
 /// Where a tensor's bytes live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -399,10 +399,8 @@ impl Env<'_> {
     fn ensure_owned(&mut self, v: usize, len: usize) -> Result<()> {
         let storage = self.slot(v)?.storage;
         match storage {
-            Storage::Owned { index } => {
-                if self.owned.get(index).is_some_and(|b| b.len() < len) {
-                    self.owned[index] = AlignedBuf::zeroed(len);
-                }
+            Storage::Owned { index } if self.owned.get(index).is_some_and(|b| b.len() < len) => {
+                self.owned[index] = AlignedBuf::zeroed(len);
             }
             Storage::Empty => {
                 self.owned.push(AlignedBuf::zeroed(len));
@@ -456,7 +454,9 @@ impl Env<'_> {
     ) -> Result<R> {
         for &v in inputs.iter().chain(outputs) {
             let slot = self.slot(v)?;
-            if !crate::kernels::layout::is_contiguous_order(&slot.dim_order) && slot.sizes.iter().filter(|&&s| s > 1).count() > 1 {
+            if !crate::kernels::layout::is_contiguous_order(&slot.dim_order)
+                && slot.sizes.iter().filter(|&&s| s > 1).count() > 1
+            {
                 return Err(RuntimeError::Unsupported(format!(
                     "value {v} has dim order {:?}; this operator needs the default order (convert with _to_dim_order_copy first)",
                     slot.dim_order
@@ -495,7 +495,9 @@ impl Env<'_> {
             out_locs.push(match slot.storage {
                 Storage::Arena { id, offset, .. } => Loc::Arena(id, offset, offset + n),
                 Storage::Owned { index } => Loc::Owned(index, n),
-                Storage::Constant { .. } => return Err(invalid(format!("value {o}: a kernel cannot write a constant"))),
+                Storage::Constant { .. } => {
+                    return Err(invalid(format!("value {o}: a kernel cannot write a constant")))
+                }
                 Storage::Empty => return Err(invalid(format!("value {o}: output has no storage"))),
             });
         }
@@ -596,11 +598,13 @@ impl Env<'_> {
                             .rev()
                             .find(|(base, _)| *base <= offset)
                             .ok_or_else(|| invalid(format!("value {i}: arena range not found")))?;
-                        piece.get(offset - base..offset - base + n).ok_or_else(|| invalid(format!("value {i}: input lies outside arena {id}")))?
+                        piece
+                            .get(offset - base..offset - base + n)
+                            .ok_or_else(|| invalid(format!("value {i}: input lies outside arena {id}")))?
                     }
-                    Storage::Constant { start, .. } => {
-                        program_bytes.get(start..start + n).ok_or_else(|| invalid(format!("value {i}: constant out of range")))?
-                    }
+                    Storage::Constant { start, .. } => program_bytes
+                        .get(start..start + n)
+                        .ok_or_else(|| invalid(format!("value {i}: constant out of range")))?,
                     Storage::Owned { index } => owned_shared
                         .get(index)
                         .copied()

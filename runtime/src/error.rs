@@ -132,14 +132,20 @@ impl RuntimeError {
     pub fn catalog() -> Vec<RuntimeError> {
         vec![
             RuntimeError::NoSuchMethod { name: "encode".into(), available: "forward".into() },
-            RuntimeError::MissingKernels { method: "forward".into(), missing: vec![("aten::stft.out".into(), vec![4])] },
+            RuntimeError::MissingKernels {
+                method: "forward".into(),
+                missing: vec![("aten::stft.out".into(), vec![4])],
+            },
             RuntimeError::BackendNotRegistered {
                 method: "forward".into(),
                 delegate: 0,
                 id: "XnnpackBackend".into(),
                 registered: "none".into(),
             },
-            RuntimeError::Backend { id: "FerriteBackend".into(), message: "blob version 9 is newer than this runtime".into() },
+            RuntimeError::Backend {
+                id: "FerriteBackend".into(),
+                message: "blob version 9 is newer than this runtime".into(),
+            },
             RuntimeError::InputCount { method: "forward".into(), expected: 1, given: 2 },
             RuntimeError::InputDtype {
                 method: "forward".into(),
@@ -155,9 +161,17 @@ impl RuntimeError {
                 reason: "the input's shape is static",
             },
             RuntimeError::InputKind { method: "forward".into(), index: 1, kind: "Int" },
-            RuntimeError::Kernel { instruction: 7, op: "aten::view_copy.out".into(), message: "cannot reshape [3, 4] to [5]".into() },
-            RuntimeError::Invalid("value 12: shape [17, 16] does not fit the planned DynamicBound tensor [16, 16]".into()),
-            RuntimeError::Unsupported("value 3 has dim order [0, 2, 3, 1]; this operator needs the default order".into()),
+            RuntimeError::Kernel {
+                instruction: 7,
+                op: "aten::view_copy.out".into(),
+                message: "cannot reshape [3, 4] to [5]".into(),
+            },
+            RuntimeError::Invalid(
+                "value 12: shape [17, 16] does not fit the planned DynamicBound tensor [16, 16]".into(),
+            ),
+            RuntimeError::Unsupported(
+                "value 3 has dim order [0, 2, 3, 1]; this operator needs the default order".into(),
+            ),
         ]
     }
 

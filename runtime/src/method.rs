@@ -28,7 +28,11 @@ impl Default for Runtime {
 impl Runtime {
     /// Ferrite's portable kernels, no backends, rayon's global thread pool.
     pub fn new() -> Self {
-        Runtime { kernels: Arc::new(KernelRegistry::portable()), backends: Arc::new(BackendRegistry::empty()), pool: None }
+        Runtime {
+            kernels: Arc::new(KernelRegistry::portable()),
+            backends: Arc::new(BackendRegistry::empty()),
+            pool: None,
+        }
     }
 
     /// Uses a dedicated pool of `threads` threads (1 = run everything on the calling thread).
@@ -68,14 +72,17 @@ impl Runtime {
     /// arenas and places constants and initial values. Fails here — never mid-execution — when an
     /// operator has no kernel or a delegate's backend is not registered.
     pub fn load_method(&self, program: &Arc<Program<'static>>, name: &str) -> Result<Method> {
-        let plan_index = program.def().plans.iter().position(|p| p.name == name).ok_or_else(|| {
-            RuntimeError::NoSuchMethod { name: name.to_string(), available: program.method_names().collect::<Vec<_>>().join(", ") }
-        })?;
+        let plan_index =
+            program.def().plans.iter().position(|p| p.name == name).ok_or_else(|| RuntimeError::NoSuchMethod {
+                name: name.to_string(),
+                available: program.method_names().collect::<Vec<_>>().join(", "),
+            })?;
         let _span = tracing::debug_span!("method.load", method = name).entered();
         let plan = &program.def().plans[plan_index];
         let steps = resolve_steps(plan, &self.kernels)?;
         let delegates = init_delegates(plan, program, &self.backends)?;
-        let arenas: Vec<AlignedBuf> = plan.non_const_buffer_sizes.iter().map(|&s| AlignedBuf::zeroed(s as usize)).collect();
+        let arenas: Vec<AlignedBuf> =
+            plan.non_const_buffer_sizes.iter().map(|&s| AlignedBuf::zeroed(s as usize)).collect();
         let mut method = Method {
             program: Arc::clone(program),
             name: name.to_string(),
@@ -108,7 +115,11 @@ fn resolve_steps(plan: &ExecutionPlan, kernels: &KernelRegistry) -> Result<Vec<S
     let mut missing: Vec<(String, Vec<usize>)> = Vec::new();
     let chain = plan.chains.first().map(|c| c.instructions.as_slice()).unwrap_or(&[]);
     if plan.chains.len() > 1 {
-        return Err(RuntimeError::Unsupported(format!("method {:?} has {} chains; ExecuTorch programs have one", plan.name, plan.chains.len())));
+        return Err(RuntimeError::Unsupported(format!(
+            "method {:?} has {} chains; ExecuTorch programs have one",
+            plan.name,
+            plan.chains.len()
+        )));
     }
     for (i, ins) in chain.iter().enumerate() {
         steps.push(match ins {
@@ -125,9 +136,13 @@ fn resolve_steps(plan: &ExecutionPlan, kernels: &KernelRegistry) -> Result<Vec<S
                     }
                 }
             }
-            Instruction::DelegateCall { delegate_index, args } => Step::Delegate { index: *delegate_index, args: args.clone() },
+            Instruction::DelegateCall { delegate_index, args } => {
+                Step::Delegate { index: *delegate_index, args: args.clone() }
+            }
             Instruction::MoveCall { from, to } => Step::Move { from: *from, to: *to },
-            Instruction::JumpFalseCall { cond, destination } => Step::JumpFalse { cond: *cond, destination: *destination },
+            Instruction::JumpFalseCall { cond, destination } => {
+                Step::JumpFalse { cond: *cond, destination: *destination }
+            }
             Instruction::FreeCall { .. } => Step::Free,
         });
     }
@@ -137,7 +152,11 @@ fn resolve_steps(plan: &ExecutionPlan, kernels: &KernelRegistry) -> Result<Vec<S
     Ok(steps)
 }
 
-fn init_delegates(plan: &ExecutionPlan, program: &Program<'static>, backends: &BackendRegistry) -> Result<Vec<Box<dyn Delegate>>> {
+fn init_delegates(
+    plan: &ExecutionPlan,
+    program: &Program<'static>,
+    backends: &BackendRegistry,
+) -> Result<Vec<Box<dyn Delegate>>> {
     plan.delegates
         .iter()
         .enumerate()
@@ -180,7 +199,9 @@ fn init_values(plan: &ExecutionPlan, program: &Program<'static>, arenas: &mut [A
                         TensorStorage::Planned { alloc, initial } => {
                             let offset = alloc.offset as usize;
                             if initial.is_some() {
-                                if let (Some(src), Some(arena)) = (program.tensor_data(t), arenas.get_mut(alloc.memory_id as usize)) {
+                                if let (Some(src), Some(arena)) =
+                                    (program.tensor_data(t), arenas.get_mut(alloc.memory_id as usize))
+                                {
                                     if let Some(dst) = arena.as_mut_slice().get_mut(offset..offset + src.len()) {
                                         dst.copy_from_slice(src);
                                     }
@@ -276,7 +297,13 @@ impl Method {
             return Err(RuntimeError::InputDtype { method, index, expected: slot.dtype, given: tensor.dtype() });
         }
         let sizes = tensor.sizes();
-        let shape_err = |reason| RuntimeError::InputShape { method: method.clone(), index, expected: slot.bound.clone(), given: sizes.to_vec(), reason };
+        let shape_err = |reason| RuntimeError::InputShape {
+            method: method.clone(),
+            index,
+            expected: slot.bound.clone(),
+            given: sizes.to_vec(),
+            reason,
+        };
         if sizes.len() != slot.bound.len() {
             return Err(shape_err("the rank differs"));
         }
@@ -307,7 +334,11 @@ impl Method {
     /// Sets all inputs, executes, and returns copies of all outputs.
     pub fn run(&mut self, inputs: &[TensorData]) -> Result<Vec<TensorData>> {
         if inputs.len() != self.inputs.len() {
-            return Err(RuntimeError::InputCount { method: self.name.clone(), expected: self.inputs.len(), given: inputs.len() });
+            return Err(RuntimeError::InputCount {
+                method: self.name.clone(),
+                expected: self.inputs.len(),
+                given: inputs.len(),
+            });
         }
         for (i, t) in inputs.iter().enumerate() {
             self.set_input(i, t)?;
@@ -318,7 +349,9 @@ impl Method {
 
     /// A copy of output `index` after [`Method::execute`].
     pub fn output(&self, index: usize) -> Result<TensorData> {
-        let v = *self.outputs.get(index).ok_or_else(|| RuntimeError::Invalid(format!("output {index} out of range ({} outputs)", self.outputs.len())))?;
+        let v = *self.outputs.get(index).ok_or_else(|| {
+            RuntimeError::Invalid(format!("output {index} out of range ({} outputs)", self.outputs.len()))
+        })?;
         let view = self.read_value(v)?;
         TensorData::from_bytes(view.0, view.1, &view.2)
     }
@@ -349,8 +382,15 @@ impl Method {
         let n = self.steps.len();
         let mut budget = n.saturating_mul(1000).max(1_000_000);
         while pc < n {
-            budget = budget.checked_sub(1).ok_or_else(|| RuntimeError::Invalid("the method's control flow did not terminate".into()))?;
-            let mut env = Env { values: &mut self.values, arenas: &mut self.arenas, owned: &mut self.owned, program: &self.program };
+            budget = budget
+                .checked_sub(1)
+                .ok_or_else(|| RuntimeError::Invalid("the method's control flow did not terminate".into()))?;
+            let mut env = Env {
+                values: &mut self.values,
+                arenas: &mut self.arenas,
+                owned: &mut self.owned,
+                program: &self.program,
+            };
             match &self.steps[pc] {
                 Step::Kernel { op, name, args } => {
                     tracing::trace!(instruction = pc, op = %name);
@@ -362,7 +402,10 @@ impl Method {
                     })?;
                 }
                 Step::Delegate { index, args } => {
-                    let d = self.delegates.get_mut(*index).ok_or_else(|| RuntimeError::Invalid(format!("delegate {index} missing")))?;
+                    let d = self
+                        .delegates
+                        .get_mut(*index)
+                        .ok_or_else(|| RuntimeError::Invalid(format!("delegate {index} missing")))?;
                     d.execute(&mut env, args)?;
                 }
                 Step::Move { from, to } => env.alias(*from, *to)?,

@@ -65,24 +65,35 @@ pod!(f32 => Float, f64 => Double, half::f16 => Half, half::bf16 => BFloat16, i64
      i16 => Short, i8 => Char, u8 => Byte, u16 => UInt16, u32 => UInt32, u64 => UInt64);
 
 fn view<T: bytemuck::Pod>(dtype: ScalarType, bytes: &[u8]) -> Result<&[T]> {
-    bytemuck::try_cast_slice(bytes)
-        .map_err(|e| RuntimeError::Invalid(format!("cannot view {} bytes of {dtype} as {}: {e}", bytes.len(), std::any::type_name::<T>())))
+    bytemuck::try_cast_slice(bytes).map_err(|e| {
+        RuntimeError::Invalid(format!(
+            "cannot view {} bytes of {dtype} as {}: {e}",
+            bytes.len(),
+            std::any::type_name::<T>()
+        ))
+    })
 }
 
 fn view_mut<T: bytemuck::Pod>(dtype: ScalarType, bytes: &mut [u8]) -> Result<&mut [T]> {
     let n = bytes.len();
-    bytemuck::try_cast_slice_mut(bytes)
-        .map_err(|e| RuntimeError::Invalid(format!("cannot view {n} bytes of {dtype} as {}: {e}", std::any::type_name::<T>())))
+    bytemuck::try_cast_slice_mut(bytes).map_err(|e| {
+        RuntimeError::Invalid(format!("cannot view {n} bytes of {dtype} as {}: {e}", std::any::type_name::<T>()))
+    })
 }
 
 /// Element count of `sizes` (overflow-checked).
 pub fn numel(sizes: &[usize]) -> Result<usize> {
-    sizes.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(|| RuntimeError::Invalid(format!("shape {sizes:?} overflows")))
+    sizes
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| RuntimeError::Invalid(format!("shape {sizes:?} overflows")))
 }
 
 /// Byte size of a tensor of `dtype` and `sizes` (overflow-checked).
 pub fn nbytes(dtype: ScalarType, sizes: &[usize]) -> Result<usize> {
-    numel(sizes)?.checked_mul(dtype.element_size()).ok_or_else(|| RuntimeError::Invalid(format!("shape {sizes:?} overflows")))
+    numel(sizes)?
+        .checked_mul(dtype.element_size())
+        .ok_or_else(|| RuntimeError::Invalid(format!("shape {sizes:?} overflows")))
 }
 
 /// An owned tensor: what you pass to and get from a method.

@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ferrite::program::Program;
-use ferrite::runtime::{Method, Runtime, RuntimeError, TensorData};
 use ferrite::read_npy;
+use ferrite::runtime::{Method, Runtime, RuntimeError, TensorData};
 use serde_json::Value as Json;
 
 /// An execution path under test: how a fixture's program is prepared and run.
@@ -72,7 +72,9 @@ fn npy(path: &Path) -> TensorData {
 }
 
 fn is_delegated(variant: &Json) -> bool {
-    variant["plans"].as_array().is_some_and(|p| p.iter().any(|m| m["delegates"].as_array().is_some_and(|d| !d.is_empty())))
+    variant["plans"]
+        .as_array()
+        .is_some_and(|p| p.iter().any(|m| m["delegates"].as_array().is_some_and(|d| !d.is_empty())))
 }
 
 fn is_quantized(variant_name: &str) -> bool {
@@ -119,15 +121,28 @@ pub fn assert_close(what: &str, got: &TensorData, reference: &TensorData, quanti
             (w, at)
         }
     });
-    assert!(worst <= tol, "{what}: max |diff| {worst:e} at element {at} (got {}, want {}) exceeds {tol:e}", g[at], r[at]);
+    assert!(
+        worst <= tol,
+        "{what}: max |diff| {worst:e} at element {at} (got {}, want {}) exceeds {tol:e}",
+        g[at],
+        r[at]
+    );
 }
 
 fn inputs(dir: &Path, entry: &Json) -> Vec<TensorData> {
-    entry["inputs"].as_array().expect("inputs").iter().map(|i| npy(&dir.join(i["file"].as_str().expect("file")))).collect()
+    entry["inputs"]
+        .as_array()
+        .expect("inputs")
+        .iter()
+        .map(|i| npy(&dir.join(i["file"].as_str().expect("file"))))
+        .collect()
 }
 
 fn load_method(runner: &dyn Runner, program: &Arc<Program<'static>>, method: &str) -> Method {
-    runner.runtime().load_method(program, method).unwrap_or_else(|e| panic!("[{}] loading {method}: {e}", runner.name()))
+    runner
+        .runtime()
+        .load_method(program, method)
+        .unwrap_or_else(|e| panic!("[{}] loading {method}: {e}", runner.name()))
 }
 
 /// Runs every non-delegated variant of fixture `name` found in `root` and compares every
@@ -144,11 +159,19 @@ pub fn check_fixture(runner: &dyn Runner, root: &Path, name: &str) {
         let program = runner.prepare(load(&dir.join(variant["file"].as_str().expect("file"))));
         let mut methods: Vec<(String, Vec<String>)> = vec![(
             "forward".into(),
-            variant["outputs"].as_array().expect("outputs").iter().map(|o| o.as_str().expect("name").to_string()).collect(),
+            variant["outputs"]
+                .as_array()
+                .expect("outputs")
+                .iter()
+                .map(|o| o.as_str().expect("name").to_string())
+                .collect(),
         )];
         if let Some(extra) = variant["method_outputs"].as_object() {
             for (m, outs) in extra {
-                methods.push((m.clone(), outs.as_array().expect("list").iter().map(|o| o.as_str().expect("name").to_string()).collect()));
+                methods.push((
+                    m.clone(),
+                    outs.as_array().expect("list").iter().map(|o| o.as_str().expect("name").to_string()).collect(),
+                ));
             }
         }
         for (mname, outs) in methods {
@@ -169,7 +192,8 @@ fn tile_rows(t: &TensorData, rows: usize) -> TensorData {
     let sizes = t.sizes();
     let row = t.numel() / sizes[0];
     let data = t.as_slice::<f32>().expect("f32");
-    let out: Vec<f32> = (0..rows).flat_map(|r| data[(r % sizes[0]) * row..(r % sizes[0] + 1) * row].iter().copied()).collect();
+    let out: Vec<f32> =
+        (0..rows).flat_map(|r| data[(r % sizes[0]) * row..(r % sizes[0] + 1) * row].iter().copied()).collect();
     let mut s = sizes.to_vec();
     s[0] = rows;
     TensorData::from_slice(s, &out).expect("tile")
@@ -237,7 +261,12 @@ pub fn check_digits_accuracy(runner: &dyn Runner, dir: &Path, variant: &str) {
         correct += usize::from(pred as i64 == label);
     }
     let want = EXECUTORCH_DIGITS_CORRECT.iter().find(|(v, _)| *v == variant).map(|(_, n)| *n).expect("known variant");
-    assert_eq!(correct, want, "[{}] digits {variant}: {correct}/360 correct, ExecuTorch gets {want}/360", runner.name());
+    assert_eq!(
+        correct,
+        want,
+        "[{}] digits {variant}: {correct}/360 correct, ExecuTorch gets {want}/360",
+        runner.name()
+    );
 }
 
 /// Every delegated variant fails at load, naming its backend.
@@ -276,7 +305,10 @@ pub fn check_concurrency(runner: &dyn Runner, path: &Path, threads: usize, iters
                 let mut method = load_method(runner, program, "forward");
                 for i in 0..iters {
                     let got = method.run(inputs).expect("run");
-                    assert!(got.iter().zip(expected).all(|(a, b)| a.bytes() == b.bytes()), "thread {t} iteration {i} differs");
+                    assert!(
+                        got.iter().zip(expected).all(|(a, b)| a.bytes() == b.bytes()),
+                        "thread {t} iteration {i} differs"
+                    );
                 }
             });
         }

@@ -98,7 +98,8 @@ pub fn strides_for_dim_order(sizes: &[usize], dim_order: &[u8]) -> KResult<Vec<u
     let mut acc = 1usize;
     for &d in dim_order.iter().rev() {
         let d = d as usize;
-        let s = sizes.get(d).ok_or_else(|| KernelError::Shape(format!("dim order {dim_order:?} is not a permutation")))?;
+        let s =
+            sizes.get(d).ok_or_else(|| KernelError::Shape(format!("dim order {dim_order:?} is not a permutation")))?;
         strides[d] = acc;
         acc = acc.saturating_mul(*s);
     }

@@ -39,7 +39,13 @@ impl<'a, T> Mat<'a, T> {
             .checked_mul(self.row_stride)
             .and_then(|a| (self.cols - 1).checked_mul(self.col_stride).and_then(|b| a.checked_add(b)));
         match last {
-            Some(l) if l < self.data.len() && self.row_stride <= isize::MAX as usize && self.col_stride <= isize::MAX as usize => Ok(()),
+            Some(l)
+                if l < self.data.len()
+                    && self.row_stride <= isize::MAX as usize
+                    && self.col_stride <= isize::MAX as usize =>
+            {
+                Ok(())
+            }
             _ => Err(KernelError::Shape(format!(
                 "{what}: a {}x{} matrix with strides ({}, {}) does not fit {} elements",
                 self.rows,
@@ -74,7 +80,14 @@ impl GemmElement for half::f16 {
 
 /// `dst = a · b` (or `dst += a · b` with `accumulate`), `dst` row-major `m × n` with row
 /// stride `ldd` (≥ n). Uses up to `threads` rayon threads (1 = the calling thread only).
-pub fn gemm<T: GemmElement>(dst: &mut [T], ldd: usize, a: Mat<'_, T>, b: Mat<'_, T>, accumulate: bool, threads: usize) -> KResult {
+pub fn gemm<T: GemmElement>(
+    dst: &mut [T],
+    ldd: usize,
+    a: Mat<'_, T>,
+    b: Mat<'_, T>,
+    accumulate: bool,
+    threads: usize,
+) -> KResult {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     if b.rows != k {
         return Err(KernelError::Shape(format!("matmul: {}x{} times {}x{}", a.rows, a.cols, b.rows, b.cols)));
@@ -86,7 +99,10 @@ pub fn gemm<T: GemmElement>(dst: &mut [T], ldd: usize, a: Mat<'_, T>, b: Mat<'_,
     }
     let need = (m - 1).checked_mul(ldd).and_then(|x| x.checked_add(n));
     if ldd < n || need.is_none_or(|need| need > dst.len()) || ldd > isize::MAX as usize {
-        return Err(KernelError::Shape(format!("matmul: a {m}x{n} output with row stride {ldd} does not fit {} elements", dst.len())));
+        return Err(KernelError::Shape(format!(
+            "matmul: a {m}x{n} output with row stride {ldd} does not fit {} elements",
+            dst.len()
+        )));
     }
     if k == 0 {
         if !accumulate {

@@ -63,13 +63,22 @@ fn elem_size(dtype: ScalarType) -> usize {
 }
 
 /// Resizes `out` to `sizes` and fills it with a strided view of `src`.
-fn gather_into(env: &mut Env<'_>, src: usize, out: usize, sizes: &[usize], strides: &[usize], offset: usize) -> Result<()> {
+fn gather_into(
+    env: &mut Env<'_>,
+    src: usize,
+    out: usize,
+    sizes: &[usize],
+    strides: &[usize],
+    offset: usize,
+) -> Result<()> {
     let (sd, od) = (env.dtype(src)?, env.dtype(out)?);
     if sd != od {
         return Err(RuntimeError::Invalid(format!("input is {sd} but the output is {od}")));
     }
     env.resize(out, sizes)?;
-    env.run(&[src], &[out], |ins, outs| Ok(layout::gather(outs[0].data, ins[0].data, elem_size(sd), sizes, strides, offset)?))
+    env.run(&[src], &[out], |ins, outs| {
+        Ok(layout::gather(outs[0].data, ins[0].data, elem_size(sd), sizes, strides, offset)?)
+    })
 }
 
 fn view_copy(env: &mut Env<'_>, args: &[usize]) -> Result<()> {
@@ -125,8 +134,11 @@ pub(crate) fn convert(src: &TensorRef<'_>, dst: &mut TensorMut<'_>) -> Result<()
         src.data
     } else {
         let src_strides = layout::strides_for_dim_order(sizes, src.dim_order)?;
-        let order: Vec<usize> =
-            if dst.dim_order.is_empty() { (0..sizes.len()).collect() } else { dst.dim_order.iter().map(|&d| d as usize).collect() };
+        let order: Vec<usize> = if dst.dim_order.is_empty() {
+            (0..sizes.len()).collect()
+        } else {
+            dst.dim_order.iter().map(|&d| d as usize).collect()
+        };
         let phys_sizes: Vec<usize> = order.iter().map(|&d| sizes[d]).collect();
         let phys_strides: Vec<usize> = order.iter().map(|&d| src_strides[d]).collect();
         let mut buf = vec![0u8; src.data.len()];
@@ -192,7 +204,9 @@ fn copy_broadcast(env: &mut Env<'_>, shape_of: usize, src: usize, out: usize) ->
     let (sd, od) = (env.dtype(src)?, env.dtype(out)?);
     env.resize(out, &sizes)?;
     if sd == od {
-        return env.run(&[src], &[out], |ins, outs| Ok(layout::gather(outs[0].data, ins[0].data, elem_size(sd), &sizes, &strides, 0)?));
+        return env.run(&[src], &[out], |ins, outs| {
+            Ok(layout::gather(outs[0].data, ins[0].data, elem_size(sd), &sizes, &strides, 0)?)
+        });
     }
     env.run(&[src], &[out], |ins, outs| {
         let mut buf = vec![0u8; crate::tensor::nbytes(sd, &sizes)?];
@@ -299,7 +313,10 @@ fn expand_copy(env: &mut Env<'_>, args: &[usize]) -> Result<()> {
     let mut sizes = Vec::with_capacity(want.len());
     for (i, &w) in want.iter().enumerate() {
         let s = if w == -1 {
-            *from.get(i.wrapping_sub(lead)).filter(|_| i >= lead).ok_or_else(|| RuntimeError::Invalid("expand: -1 in a new dimension".into()))?
+            *from
+                .get(i.wrapping_sub(lead))
+                .filter(|_| i >= lead)
+                .ok_or_else(|| RuntimeError::Invalid("expand: -1 in a new dimension".into()))?
         } else {
             usize::try_from(w).map_err(|_| RuntimeError::Invalid(format!("expand: invalid size {w}")))?
         };
@@ -352,7 +369,15 @@ fn slice_range(n: usize, start: Option<i64>, end: Option<i64>, step: i64) -> Res
     Ok((s as usize, len as usize, step as usize))
 }
 
-fn slice_along(env: &mut Env<'_>, src: usize, out: usize, dim: usize, start: usize, len: usize, step: usize) -> Result<()> {
+fn slice_along(
+    env: &mut Env<'_>,
+    src: usize,
+    out: usize,
+    dim: usize,
+    start: usize,
+    len: usize,
+    step: usize,
+) -> Result<()> {
     let sizes = env.sizes(src)?.to_vec();
     let strides = contiguous_strides(&sizes);
     let mut vs = sizes.clone();
@@ -367,7 +392,8 @@ fn slice_copy(env: &mut Env<'_>, args: &[usize]) -> Result<()> {
     let rank = env.sizes(src)?.len();
     let dim = norm_dim(env.int(arg(args, 1)?)?, rank)?;
     let n = env.sizes(src)?.get(dim).copied().unwrap_or(1);
-    let (s, len, step) = slice_range(n, env.opt_int(arg(args, 2)?)?, env.opt_int(arg(args, 3)?)?, env.int(arg(args, 4)?)?)?;
+    let (s, len, step) =
+        slice_range(n, env.opt_int(arg(args, 2)?)?, env.opt_int(arg(args, 3)?)?, env.int(arg(args, 4)?)?)?;
     slice_along(env, src, out, dim, s, len, step)
 }
 
@@ -408,7 +434,10 @@ fn select_copy(env: &mut Env<'_>, args: &[usize]) -> Result<()> {
 fn split_into(env: &mut Env<'_>, src: usize, outs: &[usize], dim: usize, lens: &[usize]) -> Result<()> {
     let n = env.sizes(src)?.get(dim).copied().unwrap_or(1);
     if lens.iter().sum::<usize>() != n || lens.len() != outs.len() {
-        return Err(RuntimeError::Invalid(format!("split sizes {lens:?} do not cover a dimension of {n} with {} outputs", outs.len())));
+        return Err(RuntimeError::Invalid(format!(
+            "split sizes {lens:?} do not cover a dimension of {n} with {} outputs",
+            outs.len()
+        )));
     }
     let mut start = 0;
     for (&o, &len) in outs.iter().zip(lens) {
@@ -438,7 +467,10 @@ fn split_copy(env: &mut Env<'_>, args: &[usize]) -> Result<()> {
     let dim = norm_dim(env.int(arg(args, 2)?)?, rank)?;
     let outs = env.tensor_list(arg(args, 3)?)?;
     let n = env.sizes(src)?.get(dim).copied().unwrap_or(1);
-    let size = usize::try_from(size).ok().filter(|&s| s > 0 || n == 0).ok_or_else(|| RuntimeError::Invalid(format!("split: invalid size {size}")))?;
+    let size = usize::try_from(size)
+        .ok()
+        .filter(|&s| s > 0 || n == 0)
+        .ok_or_else(|| RuntimeError::Invalid(format!("split: invalid size {size}")))?;
     let mut lens = Vec::new();
     let mut left = n;
     while left > 0 {
@@ -496,10 +528,15 @@ fn cat_into(env: &mut Env<'_>, inputs: &[usize], dim: i64, out: usize, stack: bo
             s.len() == base.len() && s.iter().zip(&base).enumerate().all(|(i, (a, b))| i == d || a == b)
         };
         if !ok {
-            return Err(RuntimeError::Invalid(format!("cat: tensor {t} has shape {s:?}, incompatible with {base:?} along dim {d}")));
+            return Err(RuntimeError::Invalid(format!(
+                "cat: tensor {t} has shape {s:?}, incompatible with {base:?} along dim {d}"
+            )));
         }
         if env.dtype(*t)? != dtype {
-            return Err(RuntimeError::Unsupported(format!("cat: mixing {} inputs into a {dtype} output", env.dtype(*t)?)));
+            return Err(RuntimeError::Unsupported(format!(
+                "cat: mixing {} inputs into a {dtype} output",
+                env.dtype(*t)?
+            )));
         }
         total += if stack { 1 } else { s[d] };
     }
@@ -638,7 +675,10 @@ fn constant_pad_nd(env: &mut Env<'_>, args: &[usize]) -> Result<()> {
     let pad = env.int_list(arg(args, 1)?)?;
     let value = env.scalar(arg(args, 2)?)?;
     if pad.len() % 2 != 0 || pad.len() / 2 > sizes.len() {
-        return Err(RuntimeError::Invalid(format!("constant_pad_nd: padding {pad:?} does not fit a rank-{} tensor", sizes.len())));
+        return Err(RuntimeError::Invalid(format!(
+            "constant_pad_nd: padding {pad:?} does not fit a rank-{} tensor",
+            sizes.len()
+        )));
     }
     let rank = sizes.len();
     let mut before = vec![0i64; rank];
@@ -647,7 +687,9 @@ fn constant_pad_nd(env: &mut Env<'_>, args: &[usize]) -> Result<()> {
         let d = rank - 1 - k;
         let n = sizes[d] as i64 + p[0] + p[1];
         if n < 0 {
-            return Err(RuntimeError::Invalid(format!("constant_pad_nd: padding {pad:?} makes dimension {d} negative")));
+            return Err(RuntimeError::Invalid(format!(
+                "constant_pad_nd: padding {pad:?} makes dimension {d} negative"
+            )));
         }
         before[d] = p[0];
         out_sizes[d] = n as usize;

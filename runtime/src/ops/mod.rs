@@ -34,7 +34,9 @@ pub fn register_all(r: &mut KernelRegistry) {
 
 /// Argument `i` of a call, or an error naming the operator's arity.
 pub(crate) fn arg(args: &[usize], i: usize) -> Result<usize> {
-    args.get(i).copied().ok_or_else(|| RuntimeError::Invalid(format!("expected at least {} arguments, got {}", i + 1, args.len())))
+    args.get(i)
+        .copied()
+        .ok_or_else(|| RuntimeError::Invalid(format!("expected at least {} arguments, got {}", i + 1, args.len())))
 }
 
 /// Normalises a possibly negative dimension against `rank`.
@@ -81,18 +83,54 @@ macro_rules! dispatch_all {
     ($dtype:expr, $t:ident => $body:expr) => {{
         use ferrite_program::ScalarType as S;
         match $dtype {
-            S::Float => { type $t = f32; $body }
-            S::Double => { type $t = f64; $body }
-            S::Half => { type $t = half::f16; $body }
-            S::BFloat16 => { type $t = half::bf16; $body }
-            S::Long => { type $t = i64; $body }
-            S::Int => { type $t = i32; $body }
-            S::Short => { type $t = i16; $body }
-            S::Char => { type $t = i8; $body }
-            S::Byte | S::Bool => { type $t = u8; $body }
-            S::UInt16 => { type $t = u16; $body }
-            S::UInt32 => { type $t = u32; $body }
-            S::UInt64 => { type $t = u64; $body }
+            S::Float => {
+                type $t = f32;
+                $body
+            }
+            S::Double => {
+                type $t = f64;
+                $body
+            }
+            S::Half => {
+                type $t = half::f16;
+                $body
+            }
+            S::BFloat16 => {
+                type $t = half::bf16;
+                $body
+            }
+            S::Long => {
+                type $t = i64;
+                $body
+            }
+            S::Int => {
+                type $t = i32;
+                $body
+            }
+            S::Short => {
+                type $t = i16;
+                $body
+            }
+            S::Char => {
+                type $t = i8;
+                $body
+            }
+            S::Byte | S::Bool => {
+                type $t = u8;
+                $body
+            }
+            S::UInt16 => {
+                type $t = u16;
+                $body
+            }
+            S::UInt32 => {
+                type $t = u32;
+                $body
+            }
+            S::UInt64 => {
+                type $t = u64;
+                $body
+            }
             other => return Err($crate::error::RuntimeError::Unsupported(format!("{other} tensors in this operator"))),
         }
     }};
@@ -104,11 +142,27 @@ macro_rules! dispatch_float {
     ($dtype:expr, $t:ident => $body:expr) => {{
         use ferrite_program::ScalarType as S;
         match $dtype {
-            S::Float => { type $t = f32; $body }
-            S::Double => { type $t = f64; $body }
-            S::Half => { type $t = half::f16; $body }
-            S::BFloat16 => { type $t = half::bf16; $body }
-            other => return Err($crate::error::RuntimeError::Unsupported(format!("{other} tensors in this operator (floating point only)"))),
+            S::Float => {
+                type $t = f32;
+                $body
+            }
+            S::Double => {
+                type $t = f64;
+                $body
+            }
+            S::Half => {
+                type $t = half::f16;
+                $body
+            }
+            S::BFloat16 => {
+                type $t = half::bf16;
+                $body
+            }
+            other => {
+                return Err($crate::error::RuntimeError::Unsupported(format!(
+                    "{other} tensors in this operator (floating point only)"
+                )))
+            }
         }
     }};
 }

@@ -63,7 +63,12 @@ fn modulo(x: i64, y: i64) -> Option<i64> {
     x.checked_sub(q.checked_mul(y)?)
 }
 
-fn binary(env: &mut Env<'_>, args: &[usize], int: fn(i64, i64) -> Option<i64>, float: fn(f64, f64) -> f64) -> Result<()> {
+fn binary(
+    env: &mut Env<'_>,
+    args: &[usize],
+    int: fn(i64, i64) -> Option<i64>,
+    float: fn(f64, f64) -> f64,
+) -> Result<()> {
     let (a, b) = (env.scalar(arg(args, 0)?)?, env.scalar(arg(args, 1)?)?);
     let out = match (a, b) {
         (Scalar::Int(x), Scalar::Int(y)) => Scalar::Int(int(x, y).ok_or_else(overflow)?),
