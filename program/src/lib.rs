@@ -30,6 +30,7 @@ mod generated {
 
 mod builder;
 mod error;
+pub mod graph;
 mod header;
 mod load;
 mod model;

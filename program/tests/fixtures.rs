@@ -177,3 +177,42 @@ fn write_to_path_is_atomic() {
     assert_eq!(leftovers, vec![std::ffi::OsString::from("out.pte")]);
     std::fs::remove_dir_all(&dir).expect("cleanup");
 }
+
+/// The graph view of every fixture method is a well-formed dataflow graph: every kernel call
+/// writes something, each value has at most one writer, and every tensor a node reads is a
+/// constant, a method input, planned state, or written by an earlier node.
+#[test]
+fn graph_view_is_consistent_on_every_fixture() {
+    use ferrite_program::graph::Graph;
+    for (path, label, _) in variants() {
+        let program = Program::read(&path).expect("loads");
+        for plan in &program.def().plans {
+            let g = Graph::new(plan);
+            let mut written = std::collections::BTreeSet::new();
+            for (n, node) in g.nodes().iter().enumerate() {
+                assert!(!node.outputs.is_empty(), "{label}/{}: node {n} ({:?}) writes nothing", plan.name, node.kind);
+                for &v in &node.inputs {
+                    let t = g.tensor(v).expect("tensor");
+                    let ok = g.is_constant(v)
+                        || plan.inputs.contains(&v)
+                        || written.contains(&v)
+                        || matches!(t.storage(), ferrite_program::TensorStorage::Planned { .. });
+                    assert!(ok, "{label}/{}: node {n} reads value {v} before anything writes it", plan.name);
+                    if let Some(p) = g.producer(v) {
+                        // A later writer is a state update (copy_ into a mutable buffer).
+                        let state = matches!(t.storage(), ferrite_program::TensorStorage::Planned { .. });
+                        assert!(
+                            p < n || state,
+                            "{label}/{}: node {n} reads value {v} produced later by {p}",
+                            plan.name
+                        );
+                    }
+                }
+                for &v in &node.outputs {
+                    assert!(g.tensor(v).is_some(), "{label}: output {v} is not a tensor");
+                    written.insert(v);
+                }
+            }
+        }
+    }
+}
