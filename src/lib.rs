@@ -6,6 +6,8 @@
 //! | module | crate | what it does |
 //! |---|---|---|
 //! | [`program`] | `ferrite-program` | read, verify and write `.pte` programs |
+//! | [`op_support`] | `ferrite-op-support` | which operators the Ferrite backend runs, and when |
+//! | [`partitioner`] | `ferrite-partitioner` | choose the subgraphs the backend runs, with reasons |
 //! | [`runtime`] | `ferrite-runtime` | execute programs with Ferrite's CPU kernels |
 //!
 //! ```no_run
@@ -22,6 +24,8 @@
 
 #![deny(unsafe_code)]
 
+pub use ferrite_op_support as op_support;
+pub use ferrite_partitioner as partitioner;
 pub use ferrite_program as program;
 pub use ferrite_runtime as runtime;
 

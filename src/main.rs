@@ -70,6 +70,32 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List the operators Ferrite's backend runs, with dtypes and constraints.
+    Ops {
+        /// Print CSV (Operator, Compute DType, Quantization, Constraints) instead of a table.
+        #[arg(long)]
+        csv: bool,
+    },
+    /// Show which parts of a program Ferrite's backend would run, and why the rest stays out.
+    Partition {
+        /// The program.
+        model: PathBuf,
+        /// Print the report as one JSON object.
+        #[arg(long)]
+        json: bool,
+        /// Only delegate these operators (name.overload, comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        ops: Vec<String>,
+        /// Never delegate these operators (name.overload, comma-separated).
+        #[arg(long = "exclude-ops", value_delimiter = ',')]
+        exclude_ops: Vec<String>,
+        /// One partition per operator.
+        #[arg(long)]
+        per_op: bool,
+        /// Log every decision (target ferrite::partitioner) on stderr.
+        #[arg(long)]
+        verbose: bool,
+    },
     /// Classify handwritten digits with the embedded digits model: accuracy, latency, text art.
     Demo {
         /// Threads the kernels may use (default: 1).
@@ -164,6 +190,36 @@ fn run(cli: Cli) -> Result<(), Error> {
                 ))
             }
         }
+        Command::Ops { csv } => {
+            if csv {
+                emit(&ferrite::op_support::csv())
+            } else {
+                let mut text = String::new();
+                for spec in ferrite::op_support::registry() {
+                    let constraints: Vec<&str> = spec.constraints.iter().map(|c| c.text).collect();
+                    let dtypes: Vec<&str> = spec.dtypes.iter().map(|d| d.name()).collect();
+                    text.push_str(&format!("{:<48} {:<14} {}\n", spec.name, dtypes.join(","), constraints.join("; ")));
+                }
+                emit(&text)
+            }
+        }
+        Command::Partition { model, json, ops, exclude_ops, per_op, verbose } => {
+            let program = Program::mmap(&model)?;
+            let config = ferrite::partitioner::PartitionerConfig {
+                include_ops: if ops.is_empty() { None } else { Some(ops.into_iter().collect()) },
+                exclude_ops: exclude_ops.into_iter().collect(),
+                per_op,
+                verbose,
+                ..Default::default()
+            };
+            let result = ferrite::partitioner::Partitioner::new(config).partition(&program);
+            if json {
+                let text = serde_json::to_string(&result.report).map_err(|e| Error::Usage(e.to_string()))?;
+                emit(&format!("{text}\n"))
+            } else {
+                emit(&format!("{}delegated share: {:.1}%\n", result.report, 100.0 * result.report.delegated_share()))
+            }
+        }
         Command::Demo { threads } => emit(&ferrite::demo::run(runtime(Some(threads))?)?),
     }
 }
@@ -181,10 +237,6 @@ fn emit(text: &str) -> Result<(), Error> {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_env("FERRITE_LOG"))
-        .with_writer(std::io::stderr)
-        .init();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -193,6 +245,20 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    // FERRITE_LOG takes `tracing` filter syntax; `partition --verbose` turns on the
+    // partitioner's decisions when FERRITE_LOG does not say otherwise.
+    let default = if matches!(cli.command, Command::Partition { verbose: true, .. }) {
+        "ferrite::partitioner=info"
+    } else {
+        "warn"
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FERRITE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

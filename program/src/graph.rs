@@ -55,8 +55,10 @@ pub struct Graph<'p> {
     nodes: Vec<Node>,
     /// For each value: the node that writes it, if any.
     producer: Vec<Option<usize>>,
-    /// For each value: the nodes that read it.
+    /// For each value: the nodes that read it (or a memory alias of it).
     consumers: Vec<Vec<usize>>,
+    /// For each value: the earlier-written value whose memory it aliases, if any.
+    alias: Vec<Option<usize>>,
     /// Control flow (jumps or moves) present: such methods are left alone by the partitioner.
     has_control_flow: bool,
 }
@@ -113,21 +115,50 @@ impl<'p> Graph<'p> {
             };
             nodes.push(Node { instruction: i, kind, args, inputs, outputs });
         }
+        // Producers and consumers, in execution order. ExecuTorch turns static views into plain
+        // memory aliases (a second tensor value planned at the same arena offset, with no
+        // instruction at all); a read of such a value depends on whoever last wrote that memory.
         let mut producer = vec![None; plan.values.len()];
         let mut consumers = vec![Vec::new(); plan.values.len()];
+        let mut alias = vec![None; plan.values.len()];
+        let mut last_writer: std::collections::HashMap<(u32, u64, usize), usize> = std::collections::HashMap::new();
+        let key = |v: usize| match plan.values.get(v).and_then(Value::as_tensor) {
+            Some(t) => match t.storage() {
+                TensorStorage::Planned { alloc, .. } => Some((alloc.memory_id, alloc.offset, t.nbytes())),
+                _ => None,
+            },
+            None => None,
+        };
         for (n, node) in nodes.iter().enumerate() {
             for &v in &node.inputs {
-                if let Some(c) = consumers.get_mut(v) {
-                    c.push(n);
+                if v >= producer.len() {
+                    continue;
+                }
+                if producer[v].is_none() && !plan.inputs.contains(&v) {
+                    if let Some(&u) = key(v).and_then(|k| last_writer.get(&k)) {
+                        if u != v {
+                            producer[v] = producer[u];
+                            alias[v] = Some(u);
+                        }
+                    }
+                }
+                consumers[v].push(n);
+                if let Some(u) = alias[v] {
+                    if !consumers[u].contains(&n) {
+                        consumers[u].push(n);
+                    }
                 }
             }
             for &v in &node.outputs {
                 if let Some(p) = producer.get_mut(v) {
                     p.get_or_insert(n);
                 }
+                if let Some(k) = key(v) {
+                    last_writer.insert(k, v);
+                }
             }
         }
-        Graph { plan, nodes, producer, consumers, has_control_flow }
+        Graph { plan, nodes, producer, consumers, alias, has_control_flow }
     }
 
     fn split_kernel_args(plan: &ExecutionPlan, args: &[usize]) -> (Vec<usize>, Vec<usize>) {
@@ -189,6 +220,11 @@ impl<'p> Graph<'p> {
     /// The nodes that read value `v`.
     pub fn consumers(&self, v: usize) -> &[usize] {
         self.consumers.get(v).map_or(&[], Vec::as_slice)
+    }
+
+    /// The value whose memory `v` aliases (ExecuTorch's memory-planned static views), if any.
+    pub fn alias_of(&self, v: usize) -> Option<usize> {
+        self.alias.get(v).copied().flatten()
     }
 
     /// The tensor metadata of value `v`.

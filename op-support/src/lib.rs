@@ -1,0 +1,212 @@
+//! **The single source of truth for what Ferrite's CPU backend runs.**
+//!
+//! For every operator the backend takes: its name (`name.overload`, as programs spell it), the
+//! dtypes it computes in, the quantization schemes it accepts, and its constraints — each a
+//! predicate over a node of the program's [graph view](ferrite_program::graph) with a readable
+//! reason. The partitioner asks [`check`] about every node; `ferrite ops`, `op-support.csv` and
+//! the book's op-support table are generated from [`registry`].
+//!
+//! ```
+//! use ferrite_op_support::{lookup, registry};
+//!
+//! let conv = lookup("aten::convolution.out").expect("supported");
+//! assert!(conv.constraints.iter().any(|c| c.text.contains("constant")));
+//! assert!(registry().len() >= 40);
+//! ```
+
+#![deny(unsafe_code)]
+
+mod node;
+mod table;
+
+use ferrite_program::graph::{Graph, Node};
+use ferrite_program::ScalarType;
+use serde::Serialize;
+
+pub use node::{constant_like, NodeView};
+pub use table::{moves_data_only, registry};
+
+/// A quantization scheme an operator accepts (none yet: the quantizer adds them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum QuantScheme {
+    /// int8 activations and weights, static scales.
+    StaticInt8,
+    /// int8 weights, activations quantized at run time.
+    DynamicInt8,
+}
+
+/// One constraint: a predicate over a node, and the sentence that explains it.
+#[derive(Clone, Copy)]
+pub struct Constraint {
+    /// What must hold, phrased for users ("weights must be constant").
+    pub text: &'static str,
+    /// Whether it holds for a node.
+    pub check: fn(&NodeView<'_>) -> bool,
+}
+
+impl std::fmt::Debug for Constraint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.text)
+    }
+}
+
+/// An operator the backend runs.
+#[derive(Debug, Clone, Copy)]
+pub struct OpSpec {
+    /// `namespace::name.overload`, e.g. `aten::convolution.out`.
+    pub name: &'static str,
+    /// Family, for grouping in tables (`Convolution`, `Elementwise`, ...).
+    pub family: &'static str,
+    /// Dtypes the backend computes this operator in.
+    pub dtypes: &'static [ScalarType],
+    /// Quantization schemes accepted (empty: float only).
+    pub quantization: &'static [QuantScheme],
+    /// Constraints beyond the dtype, each checked on the node.
+    pub constraints: &'static [Constraint],
+}
+
+/// Constraints every delegated node must meet, whatever its operator.
+pub const GENERAL: &[Constraint] = &[
+    Constraint { text: "every tensor has a static shape", check: node::all_static },
+    Constraint { text: "every tensor uses the default (contiguous) dim order", check: node::all_contiguous },
+];
+
+/// Why a node cannot be delegated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Rejection {
+    /// The backend has no implementation of the operator.
+    UnsupportedOperator {
+        /// The operator.
+        op: String,
+    },
+    /// A tensor's dtype is not one the operator computes in.
+    Dtype {
+        /// The operator.
+        op: String,
+        /// The offending dtype.
+        dtype: String,
+        /// Dtypes supported.
+        supported: Vec<String>,
+    },
+    /// A constraint failed.
+    Constraint {
+        /// The operator.
+        op: String,
+        /// The constraint's text.
+        constraint: String,
+    },
+    /// Not a kernel call (a delegate call already).
+    NotAKernel,
+}
+
+impl std::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Rejection::UnsupportedOperator { op } => {
+                write!(f, "{op}: the Ferrite backend does not implement this operator")
+            }
+            Rejection::Dtype { op, dtype, supported } => {
+                write!(f, "{op}: {dtype} tensors are not supported (supported: {})", supported.join(", "))
+            }
+            Rejection::Constraint { op, constraint } => write!(f, "{op}: {constraint}"),
+            Rejection::NotAKernel => f.write_str("already a delegate call"),
+        }
+    }
+}
+
+/// The spec of `op` (`name.overload`), if the backend runs it.
+pub fn lookup(op: &str) -> Option<&'static OpSpec> {
+    registry().iter().find(|s| s.name == op)
+}
+
+/// Whether the backend can run `node` of `graph`: the operator's spec, or why not.
+pub fn check(graph: &Graph<'_>, node: &Node) -> Result<&'static OpSpec, Rejection> {
+    let op = node.op().ok_or(Rejection::NotAKernel)?;
+    let spec = lookup(op).ok_or_else(|| Rejection::UnsupportedOperator { op: op.to_string() })?;
+    let view = NodeView::new(graph, node);
+    for dtype in view.float_dtypes() {
+        if !spec.dtypes.contains(&dtype) {
+            return Err(Rejection::Dtype {
+                op: op.to_string(),
+                dtype: dtype.name().to_string(),
+                supported: spec.dtypes.iter().map(|d| d.name().to_string()).collect(),
+            });
+        }
+    }
+    for c in GENERAL.iter().chain(spec.constraints) {
+        if !(c.check)(&view) {
+            return Err(Rejection::Constraint { op: op.to_string(), constraint: c.text.to_string() });
+        }
+    }
+    Ok(spec)
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+fn dtypes_text(spec: &OpSpec) -> String {
+    spec.dtypes.iter().map(|d| d.name()).collect::<Vec<_>>().join(", ")
+}
+
+fn quant_text(spec: &OpSpec) -> String {
+    if spec.quantization.is_empty() {
+        "—".to_string()
+    } else {
+        spec.quantization
+            .iter()
+            .map(|q| match q {
+                QuantScheme::StaticInt8 => "static int8",
+                QuantScheme::DynamicInt8 => "dynamic int8",
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// The op-support table as CSV with the backend template's columns: `Operator`, `Compute DType`,
+/// `Quantization`, `Constraints`.
+pub fn csv() -> String {
+    let mut out = String::from("Operator,Compute DType,Quantization,Constraints\n");
+    for spec in registry() {
+        let constraints = spec.constraints.iter().map(|c| c.text).collect::<Vec<_>>().join("; ");
+        let quant = if spec.quantization.is_empty() { String::new() } else { quant_text(spec) };
+        out.push_str(&format!(
+            "{},{},{},{}\n",
+            csv_field(spec.name),
+            csv_field(&dtypes_text(spec)),
+            csv_field(&quant),
+            csv_field(&constraints)
+        ));
+    }
+    out
+}
+
+/// The op-support table in Markdown, grouped by family (the book includes it).
+pub fn markdown() -> String {
+    let mut out = String::new();
+    out.push_str("Constraints that apply to every operator: ");
+    out.push_str(&GENERAL.iter().map(|c| c.text).collect::<Vec<_>>().join("; "));
+    out.push_str(".\n\n| Operator | Family | Compute DType | Quantization | Constraints |\n|---|---|---|---|---|\n");
+    for spec in registry() {
+        let constraints = if spec.constraints.is_empty() {
+            "—".to_string()
+        } else {
+            spec.constraints.iter().map(|c| c.text.replace('|', "\\|")).collect::<Vec<_>>().join("; ")
+        };
+        out.push_str(&format!(
+            "| `{}` | {} | {} | {} | {} |\n",
+            spec.name,
+            spec.family,
+            dtypes_text(spec),
+            quant_text(spec),
+            constraints
+        ));
+    }
+    out
+}

@@ -1,0 +1,327 @@
+//! **ferrite-partitioner**: decides, node by node, which parts of an ExecuTorch program Ferrite's
+//! backend runs, groups them into delegate-sized subgraphs, and reports why it left the rest.
+//!
+//! ```no_run
+//! use ferrite_partitioner::{Partitioner, PartitionerConfig};
+//! use ferrite_program::Program;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let program = Program::mmap("model.pte")?;
+//! let result = Partitioner::new(PartitionerConfig::default()).partition(&program);
+//! println!("{}", result.report);                     // a readable summary
+//! let json = serde_json::to_string(&result.report)?; // or the whole report as JSON
+//! # let _ = json; Ok(()) }
+//! ```
+//!
+//! The algorithm, per method: every kernel call is checked against the op-support registry
+//! ([`ferrite_op_support::check`]) and the configuration. Supported nodes are then grouped in
+//! execution order: a node joins the partition of one of its producers unless that would create a
+//! cycle — a path from the partition back into it through a node outside it (which would make
+//! the contracted graph unschedulable); otherwise it starts a new partition. Partitions that only
+//! move data (views, copies) are not worth a delegate call and are dropped, with that reason.
+
+#![deny(unsafe_code)]
+
+mod report;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ferrite_op_support::{check, moves_data_only};
+use ferrite_program::graph::Graph;
+use ferrite_program::{ExecutionPlan, Program};
+use serde::Serialize;
+
+pub use report::{MethodReport, PartitionReport, PartitionSummary, Reason, RejectedNode};
+
+/// Compute precisions the partitioner may delegate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Precision {
+    /// 32-bit float.
+    Fp32,
+}
+
+/// Options, in the spirit of XNNPACK's partitioner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionerConfig {
+    /// Only these operators (`name.overload`) are delegated, when set.
+    pub include_ops: Option<BTreeSet<String>>,
+    /// These operators are never delegated.
+    pub exclude_ops: BTreeSet<String>,
+    /// Precisions to delegate.
+    pub precisions: Vec<Precision>,
+    /// One partition per operator (no grouping) — useful to isolate a numerical problem.
+    pub per_op: bool,
+    /// Log every decision at `info` level (otherwise `debug`).
+    pub verbose: bool,
+}
+
+impl Default for PartitionerConfig {
+    fn default() -> Self {
+        PartitionerConfig {
+            include_ops: None,
+            exclude_ops: BTreeSet::new(),
+            precisions: vec![Precision::Fp32],
+            per_op: false,
+            verbose: false,
+        }
+    }
+}
+
+/// One subgraph the backend will run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Partition {
+    /// Partition number within its method (0-based, in execution order).
+    pub id: usize,
+    /// Instruction indices of its nodes, in execution order.
+    pub instructions: Vec<usize>,
+    /// Non-constant tensor values it reads from outside (method inputs or other nodes' outputs),
+    /// in first-use order.
+    pub inputs: Vec<usize>,
+    /// Constant tensors it reads (weights).
+    pub constants: Vec<usize>,
+    /// Tensor values it writes that are read after it or are method outputs.
+    pub outputs: Vec<usize>,
+}
+
+/// The partitions of one method.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MethodPartitions {
+    /// Method name.
+    pub method: String,
+    /// Its partitions, in execution order of their first node.
+    pub partitions: Vec<Partition>,
+}
+
+/// What [`Partitioner::partition`] returns.
+#[derive(Debug, Clone)]
+pub struct Partitioning {
+    /// Partitions per method, in plan order.
+    pub methods: Vec<MethodPartitions>,
+    /// Every decision, with reasons.
+    pub report: PartitionReport,
+}
+
+/// The partitioner.
+#[derive(Debug, Clone, Default)]
+pub struct Partitioner {
+    config: PartitionerConfig,
+}
+
+impl Partitioner {
+    /// A partitioner with `config`.
+    pub fn new(config: PartitionerConfig) -> Self {
+        Partitioner { config }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &PartitionerConfig {
+        &self.config
+    }
+
+    /// Partitions every method of `program`.
+    pub fn partition(&self, program: &Program<'_>) -> Partitioning {
+        let mut methods = Vec::new();
+        let mut reports = Vec::new();
+        for plan in &program.def().plans {
+            let (m, r) = self.partition_plan(plan);
+            methods.push(m);
+            reports.push(r);
+        }
+        Partitioning { methods, report: PartitionReport { methods: reports } }
+    }
+
+    fn log(&self, method: &str, instruction: usize, op: &str, decision: &str) {
+        if self.config.verbose {
+            tracing::info!(target: "ferrite::partitioner", method, instruction, op, "{decision}");
+        } else {
+            tracing::debug!(target: "ferrite::partitioner", method, instruction, op, "{decision}");
+        }
+    }
+
+    /// Why the configuration excludes `op`, if it does.
+    fn excluded(&self, op: &str) -> Option<Reason> {
+        if self.config.exclude_ops.contains(op) {
+            return Some(Reason::ExcludedByConfig);
+        }
+        if self.config.include_ops.as_ref().is_some_and(|inc| !inc.contains(op)) {
+            return Some(Reason::NotIncluded);
+        }
+        if !self.config.precisions.contains(&Precision::Fp32) {
+            return Some(Reason::PrecisionNotEnabled { precision: "fp32".into() });
+        }
+        None
+    }
+
+    /// Partitions one method.
+    pub fn partition_plan(&self, plan: &ExecutionPlan) -> (MethodPartitions, MethodReport) {
+        let graph = Graph::new(plan);
+        let nodes = graph.nodes();
+        let mut rejected: Vec<RejectedNode> = Vec::new();
+        let mut supported = vec![false; nodes.len()];
+        for (n, node) in nodes.iter().enumerate() {
+            let Some(op) = node.op() else { continue };
+            let reason = if graph.has_control_flow() {
+                Some(Reason::ControlFlow)
+            } else if let Some(r) = self.excluded(op) {
+                Some(r)
+            } else {
+                check(&graph, node).err().map(|rejection| Reason::Unsupported { rejection })
+            };
+            match reason {
+                Some(reason) => {
+                    self.log(&plan.name, node.instruction, op, &format!("left out: {reason}"));
+                    rejected.push(RejectedNode { instruction: node.instruction, op: op.to_string(), reason });
+                }
+                None => supported[n] = true,
+            }
+        }
+
+        // Group supported nodes, walking backwards from the outputs (as PyTorch's capability-based
+        // partitioner does) so that nodes without inputs — `arange`, `full`, constant views —
+        // join the partition of the nodes that use them. part[n]: partition of node n.
+        // reach[n]: partitions n has a path to. reach_out[n]: partitions n reaches through a node
+        // outside them (joining one of those would create a cycle).
+        let mut part: Vec<Option<usize>> = vec![None; nodes.len()];
+        let mut reach: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); nodes.len()];
+        let mut reach_out: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); nodes.len()];
+        let mut groups: Vec<Vec<usize>> = Vec::new();
+        let mut notes: BTreeMap<usize, Vec<String>> = BTreeMap::new();
+        for n in (0..nodes.len()).rev() {
+            let succs = graph.successors(n);
+            let (mut r, mut ro) = (BTreeSet::new(), BTreeSet::new());
+            for &m in &succs {
+                r.extend(reach[m].iter().copied());
+                ro.extend(reach_out[m].iter().copied());
+                if let Some(q) = part[m] {
+                    r.insert(q);
+                }
+                // m lies on the path from n: for every partition m reaches that m is not in, the
+                // path passes outside that partition.
+                for &q in &reach[m] {
+                    if part[m] != Some(q) {
+                        ro.insert(q);
+                    }
+                }
+            }
+            if supported[n] {
+                let candidates: Vec<usize> =
+                    if self.config.per_op { Vec::new() } else { succs.iter().filter_map(|&m| part[m]).collect() };
+                let choice = candidates.iter().copied().find(|p| !ro.contains(p));
+                let p = match choice {
+                    Some(p) => p,
+                    None => {
+                        groups.push(Vec::new());
+                        let p = groups.len() - 1;
+                        if !candidates.is_empty() {
+                            notes.entry(p).or_default().push(format!(
+                                "instruction {} could not join the partition of its users: that would create a cycle through nodes outside it",
+                                nodes[n].instruction
+                            ));
+                        }
+                        p
+                    }
+                };
+                groups[p].push(n);
+                part[n] = Some(p);
+            }
+            reach[n] = r;
+            reach_out[n] = ro;
+        }
+        // Members in execution order; partitions numbered by their first node.
+        for g in &mut groups {
+            g.sort_unstable();
+        }
+        let mut order: Vec<usize> = (0..groups.len()).collect();
+        order.sort_by_key(|&p| groups[p].first().copied().unwrap_or(usize::MAX));
+        let groups: Vec<Vec<usize>> = order.iter().map(|&p| std::mem::take(&mut groups[p])).collect();
+        let mut notes: BTreeMap<usize, Vec<String>> =
+            order.iter().enumerate().filter_map(|(new, old)| notes.remove(old).map(|v| (new, v))).collect();
+
+        // Drop partitions that only move data.
+        let mut kept: Vec<Vec<usize>> = Vec::new();
+        let mut kept_notes = Vec::new();
+        for (p, members) in groups.into_iter().enumerate() {
+            let data_only = members.iter().all(|&n| {
+                nodes[n].op().and_then(ferrite_op_support::lookup).is_some_and(|s| moves_data_only(s.family))
+            });
+            if data_only {
+                for &n in &members {
+                    let op = nodes[n].op().unwrap_or_default().to_string();
+                    self.log(&plan.name, nodes[n].instruction, &op, "left out: its partition only moves data");
+                    rejected.push(RejectedNode {
+                        instruction: nodes[n].instruction,
+                        op,
+                        reason: Reason::DataMovementOnly,
+                    });
+                }
+            } else {
+                kept.push(members);
+                kept_notes.push(notes.remove(&p).unwrap_or_default());
+            }
+        }
+        rejected.sort_by_key(|r| r.instruction);
+
+        let mut partitions = Vec::new();
+        let mut summaries = Vec::new();
+        for (id, members) in kept.iter().enumerate() {
+            let partition = describe(&graph, id, members);
+            let mut operators = BTreeMap::new();
+            for &n in members {
+                let op = nodes[n].op().unwrap_or_default().to_string();
+                self.log(&plan.name, nodes[n].instruction, &op, &format!("delegated in partition {id}"));
+                *operators.entry(op).or_insert(0usize) += 1;
+            }
+            summaries.push(PartitionSummary {
+                id,
+                instructions: partition.instructions.clone(),
+                operators,
+                inputs: partition.inputs.len(),
+                outputs: partition.outputs.len(),
+                notes: kept_notes[id].clone(),
+            });
+            partitions.push(partition);
+        }
+        let kernel_calls = nodes.iter().filter(|n| n.op().is_some()).count();
+        let delegated: usize = kept.iter().map(Vec::len).sum();
+        let report = MethodReport {
+            name: plan.name.clone(),
+            kernel_calls,
+            delegated_calls: delegated,
+            partitions: summaries,
+            rejected,
+        };
+        (MethodPartitions { method: plan.name.clone(), partitions }, report)
+    }
+}
+
+/// A partition's boundary: what it reads from outside and what it must hand back.
+fn describe(graph: &Graph<'_>, id: usize, members: &[usize]) -> Partition {
+    let nodes = graph.nodes();
+    let inside: BTreeSet<usize> = members.iter().copied().collect();
+    let mut inputs = Vec::new();
+    let mut constants = Vec::new();
+    let mut written = BTreeSet::new();
+    for &n in members {
+        for &v in &nodes[n].inputs {
+            if written.contains(&v) || graph.alias_of(v).is_some_and(|u| written.contains(&u)) {
+                continue;
+            }
+            let list = if graph.is_constant(v) { &mut constants } else { &mut inputs };
+            if !list.contains(&v) {
+                list.push(v);
+            }
+        }
+        written.extend(nodes[n].outputs.iter().copied());
+    }
+    let mut outputs = Vec::new();
+    for &n in members {
+        for &v in &nodes[n].outputs {
+            let used_outside = graph.consumers(v).iter().any(|c| !inside.contains(c));
+            if (used_outside || graph.is_method_output(v)) && !outputs.contains(&v) {
+                outputs.push(v);
+            }
+        }
+    }
+    Partition { id, instructions: members.iter().map(|&n| nodes[n].instruction).collect(), inputs, constants, outputs }
+}

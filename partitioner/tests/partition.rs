@@ -1,0 +1,147 @@
+//! Partitioning real fixtures (reports snapshotted with `insta`) and small hand-built graphs
+//! (cycles, configuration, per-op mode).
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use ferrite_partitioner::{Partitioner, PartitionerConfig, Reason};
+use ferrite_program::{Program, ProgramBuilder, ScalarType};
+
+fn fixture(rel: &str) -> Program<'static> {
+    Program::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures").join(rel)).expect("fixture loads")
+}
+
+#[test]
+fn fixture_reports() {
+    for name in [
+        "elementwise",
+        "mlp",
+        "mlp_dynamic",
+        "two_methods",
+        "running_sum",
+        "digits_cnn",
+        "tiny_transformer",
+        "tiny_gpt",
+    ] {
+        let program = fixture(&format!("{name}/portable.pte"));
+        let result = Partitioner::default().partition(&program);
+        insta::assert_json_snapshot!(format!("report_{name}"), result.report);
+    }
+}
+
+#[test]
+fn large_models_are_almost_entirely_delegated() {
+    for name in ["tiny_transformer", "tiny_gpt"] {
+        let report = Partitioner::default().partition(&fixture(&format!("{name}/portable.pte"))).report;
+        assert!(report.delegated_share() >= 0.95, "{name}: {}", report.delegated_share());
+    }
+    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/mobilenet_v2/portable.pte");
+    if shared.exists() {
+        let report = Partitioner::default().partition(&Program::read(&shared).expect("loads")).report;
+        assert!(report.delegated_share() >= 0.95, "mobilenet_v2: {}", report.delegated_share());
+    }
+}
+
+#[test]
+fn dynamic_shapes_and_state_updates_are_left_out_with_reasons() {
+    let report = Partitioner::default().partition(&fixture("mlp_dynamic/portable.pte")).report;
+    let m = &report.methods[0];
+    assert_eq!(m.delegated_calls, 0);
+    assert!(
+        m.rejected
+            .iter()
+            .all(|r| r.reason.to_string().contains("static shape") || r.reason == Reason::DataMovementOnly),
+        "{report}"
+    );
+    assert!(m.rejected.iter().any(|r| r.op == "aten::addmm.out" && r.reason.to_string().contains("static shape")));
+    let report = Partitioner::default().partition(&fixture("running_sum/portable.pte")).report;
+    let copy = report.methods[0].rejected.iter().find(|r| r.op == "aten::copy_.default").expect("copy_ left out");
+    assert!(copy.reason.to_string().contains("does not implement"));
+}
+
+/// x -> relu (supported) -> cumsum (unsupported) -> add(relu, cumsum) (supported).
+/// The add cannot join relu's partition: the path relu -> cumsum -> add leaves it.
+fn diamond() -> Program<'static> {
+    let mut b = ProgramBuilder::new("forward");
+    let x = b.input(ScalarType::Float, &[4]);
+    let r = b.tensor(ScalarType::Float, &[4]);
+    b.call("aten::relu.out", &[x, r, r]);
+    let (dim, none) = (b.int(0), b.none());
+    let c = b.tensor(ScalarType::Float, &[4]);
+    b.call("aten::cumsum.out", &[r, dim, none, c, c]);
+    let one = b.int(1);
+    let y = b.tensor(ScalarType::Float, &[4]);
+    b.call("aten::add.out", &[r, c, one, y, y]);
+    b.output(y);
+    Program::from_vec(b.build().expect("builds")).expect("verifies")
+}
+
+#[test]
+fn no_partition_creates_a_cycle() {
+    let result = Partitioner::default().partition(&diamond());
+    let parts = &result.methods[0].partitions;
+    assert_eq!(parts.len(), 2, "{}", result.report);
+    assert_eq!(parts[0].instructions, vec![0]);
+    assert_eq!(parts[1].instructions, vec![2]);
+    // relu's output feeds both cumsum (outside) and the second partition.
+    assert_eq!(parts[0].outputs.len(), 1);
+    assert_eq!(parts[1].inputs.len(), 2);
+    assert!(
+        result.report.methods[0].partitions.iter().any(|p| p.notes.iter().any(|n| n.contains("cycle"))),
+        "{}",
+        result.report
+    );
+    let rejected = &result.report.methods[0].rejected;
+    assert_eq!(rejected.len(), 1);
+    assert!(matches!(rejected[0].reason, Reason::Unsupported { .. }));
+}
+
+fn chain() -> Program<'static> {
+    let mut b = ProgramBuilder::new("forward");
+    let x = b.input(ScalarType::Float, &[4]);
+    let r = b.tensor(ScalarType::Float, &[4]);
+    b.call("aten::relu.out", &[x, r, r]);
+    let s = b.tensor(ScalarType::Float, &[4]);
+    b.call("aten::sigmoid.out", &[r, s, s]);
+    let t = b.tensor(ScalarType::Float, &[4]);
+    b.call("aten::tanh.out", &[s, t, t]);
+    b.output(t);
+    Program::from_vec(b.build().expect("builds")).expect("verifies")
+}
+
+#[test]
+fn configuration_is_honoured() {
+    let program = chain();
+    let all = Partitioner::default().partition(&program);
+    assert_eq!(all.methods[0].partitions.len(), 1);
+    assert_eq!(all.methods[0].partitions[0].instructions, vec![0, 1, 2]);
+
+    let per_op = Partitioner::new(PartitionerConfig { per_op: true, ..Default::default() }).partition(&program);
+    assert_eq!(per_op.methods[0].partitions.len(), 3);
+
+    let exclude =
+        PartitionerConfig { exclude_ops: BTreeSet::from(["aten::sigmoid.out".to_string()]), ..Default::default() };
+    let r = Partitioner::new(exclude).partition(&program);
+    assert_eq!(r.methods[0].partitions.len(), 2);
+    assert_eq!(r.report.methods[0].rejected[0].reason, Reason::ExcludedByConfig);
+
+    let include =
+        PartitionerConfig { include_ops: Some(BTreeSet::from(["aten::tanh.out".to_string()])), ..Default::default() };
+    let r = Partitioner::new(include).partition(&program);
+    assert_eq!(r.methods[0].partitions[0].instructions, vec![2]);
+    assert!(r.report.methods[0].rejected.iter().all(|x| x.reason == Reason::NotIncluded));
+
+    let none = PartitionerConfig { precisions: vec![], ..Default::default() };
+    let r = Partitioner::new(none).partition(&program);
+    assert!(r.methods[0].partitions.is_empty());
+}
+
+#[test]
+fn report_serializes_and_reads_well() {
+    let result = Partitioner::default().partition(&diamond());
+    let json = serde_json::to_value(&result.report).expect("serializes");
+    assert_eq!(json["methods"][0]["rejected"][0]["reason"]["kind"], "unsupported");
+    let text = result.report.to_string();
+    assert!(text.contains("2 of 3 kernel calls delegated in 2 partition(s)"), "{text}");
+    assert!(text.contains("aten::cumsum.out: the Ferrite backend does not implement this operator"), "{text}");
+}
