@@ -21,6 +21,9 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// Lowering a program failed.
+    #[error("lowering failed: {0}")]
+    Lower(String),
     /// A command-line argument is invalid.
     #[error("{0}")]
     Usage(String),
@@ -41,6 +44,7 @@ impl Error {
             Error::Program(e) => e.code(),
             Error::Runtime(e) => e.code(),
             Error::Npy { .. } => "C003",
+            Error::Lower(_) => "L001",
             Error::Usage(_) => "C001",
             Error::Output { .. } => "C002",
         }
@@ -53,6 +57,7 @@ impl Error {
             Error::Runtime(e) => e.hint(),
             Error::Npy { .. } => "pass a C-order .npy file written by numpy.save with a numeric or bool dtype",
             Error::Usage(_) => "run `ferrite help` for the commands and their flags",
+            Error::Lower(_) => "run `ferrite partition MODEL.pte` to see the partitions; exclude the operator named with --exclude-ops, and report the file",
             Error::Output { .. } => "check that the directory exists and is writable",
         }
     }

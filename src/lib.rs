@@ -32,10 +32,12 @@ pub use ferrite_runtime as runtime;
 pub mod demo;
 mod error;
 mod exec;
+mod lower;
 mod npy;
 
 pub use error::Error;
 pub use exec::{default_inputs, describe, execute, load};
+pub use lower::{lower, lower_file, LowerOptions, Lowered};
 pub use npy::{read_npy, write_npy};
 
 /// The types most programs need.

@@ -70,6 +70,29 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Lower a program for Ferrite's backend: supported subgraphs become FerriteBackend delegates.
+    Lower {
+        /// The program to lower.
+        input: PathBuf,
+        /// Where to write the lowered program (written atomically).
+        #[arg(short = 'o', long = "output")]
+        output: PathBuf,
+        /// Also write the partition report as JSON to this file.
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// Only delegate these operators (name.overload, comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        ops: Vec<String>,
+        /// Never delegate these operators (name.overload, comma-separated).
+        #[arg(long = "exclude-ops", value_delimiter = ',')]
+        exclude_ops: Vec<String>,
+        /// One delegate per operator.
+        #[arg(long)]
+        per_op: bool,
+        /// Log every partitioning decision on stderr.
+        #[arg(long)]
+        verbose: bool,
+    },
     /// List the operators Ferrite's backend runs, with dtypes and constraints.
     Ops {
         /// Print CSV (Operator, Compute DType, Quantization, Constraints) instead of a table.
@@ -110,6 +133,21 @@ fn runtime(threads: Option<usize>) -> Result<Runtime, Error> {
         return Err(Error::Usage(format!("--threads {threads} must be between 1 and 1024")));
     }
     Ok(Runtime::new().with_threads(threads)?)
+}
+
+fn partitioner_config(
+    ops: Vec<String>,
+    exclude_ops: Vec<String>,
+    per_op: bool,
+    verbose: bool,
+) -> ferrite::partitioner::PartitionerConfig {
+    ferrite::partitioner::PartitionerConfig {
+        include_ops: if ops.is_empty() { None } else { Some(ops.into_iter().collect()) },
+        exclude_ops: exclude_ops.into_iter().collect(),
+        per_op,
+        verbose,
+        ..Default::default()
+    }
 }
 
 fn inputs_for(program: &Program<'_>, method: &str, files: &[PathBuf]) -> Result<Vec<TensorData>, Error> {
@@ -203,15 +241,43 @@ fn run(cli: Cli) -> Result<(), Error> {
                 emit(&text)
             }
         }
+        Command::Lower { input, output, report, ops, exclude_ops, per_op, verbose } => {
+            let options = ferrite::LowerOptions { partitioner: partitioner_config(ops, exclude_ops, per_op, verbose) };
+            let before = ProgramSummary::of(&Program::mmap(&input)?);
+            let lowered = ferrite::lower_file(&input, &output, &options)?;
+            if let Some(path) = report {
+                let text = serde_json::to_string_pretty(&lowered.report).map_err(|e| Error::Usage(e.to_string()))?;
+                std::fs::write(&path, text + "\n")
+                    .map_err(|source| Error::Output { path: path.display().to_string(), source })?;
+            }
+            let after = ProgramSummary::of(&Program::from_bytes(&lowered.bytes)?);
+            let calls = |s: &ProgramSummary| {
+                (
+                    s.methods.iter().map(|m| m.kernel_calls).sum::<usize>(),
+                    s.methods.iter().map(|m| m.delegate_calls).sum::<usize>(),
+                )
+            };
+            let ((k0, _), (k1, d1)) = (calls(&before), calls(&after));
+            let p = &lowered.passes;
+            let mut text = format!(
+                "wrote {} ({} bytes)\n  kernel calls: {k0} -> {k1} ({} delegate call(s) to FerriteBackend)\n  passes: {} constants folded, {} batch norms folded, {} activations fused, {} reshapes elided, {} dead ops removed\n",
+                output.display(),
+                lowered.bytes.len(),
+                d1,
+                p.constants_folded,
+                p.batch_norms_folded,
+                p.activations_fused,
+                p.reshapes_elided,
+                p.dead_ops_removed
+            );
+            for (method, first) in &lowered.dropped {
+                text.push_str(&format!("  note: a partition of {method} starting at instruction {first} stays portable (its delegate call could not be placed without reordering memory accesses)\n"));
+            }
+            emit(&text)
+        }
         Command::Partition { model, json, ops, exclude_ops, per_op, verbose } => {
             let program = Program::mmap(&model)?;
-            let config = ferrite::partitioner::PartitionerConfig {
-                include_ops: if ops.is_empty() { None } else { Some(ops.into_iter().collect()) },
-                exclude_ops: exclude_ops.into_iter().collect(),
-                per_op,
-                verbose,
-                ..Default::default()
-            };
+            let config = partitioner_config(ops, exclude_ops, per_op, verbose);
             let result = ferrite::partitioner::Partitioner::new(config).partition(&program);
             if json {
                 let text = serde_json::to_string(&result.report).map_err(|e| Error::Usage(e.to_string()))?;
@@ -247,11 +313,12 @@ fn main() -> ExitCode {
     };
     // FERRITE_LOG takes `tracing` filter syntax; `partition --verbose` turns on the
     // partitioner's decisions when FERRITE_LOG does not say otherwise.
-    let default = if matches!(cli.command, Command::Partition { verbose: true, .. }) {
-        "ferrite::partitioner=info"
-    } else {
-        "warn"
-    };
+    let default =
+        if matches!(cli.command, Command::Partition { verbose: true, .. } | Command::Lower { verbose: true, .. }) {
+            "ferrite::partitioner=info"
+        } else {
+            "warn"
+        };
     let filter = tracing_subscriber::EnvFilter::try_from_env("FERRITE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()

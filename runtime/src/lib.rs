@@ -17,6 +17,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod backend;
 mod env;
 mod error;
 pub mod kernels;
@@ -25,6 +26,7 @@ pub mod ops;
 mod registry;
 mod tensor;
 
+pub use backend::{FerriteBackend, BACKEND_ID};
 pub use env::{Env, Scalar};
 pub use error::{Result, RuntimeError};
 pub use method::{Method, Runtime};

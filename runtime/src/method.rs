@@ -26,11 +26,12 @@ impl Default for Runtime {
 }
 
 impl Runtime {
-    /// Ferrite's portable kernels, no backends, rayon's global thread pool.
+    /// Ferrite's portable kernels, the Ferrite backend (`FerriteBackend`) for delegated
+    /// partitions, and rayon's global thread pool.
     pub fn new() -> Self {
         Runtime {
             kernels: Arc::new(KernelRegistry::portable()),
-            backends: Arc::new(BackendRegistry::empty()),
+            backends: Arc::new(BackendRegistry::standard()),
             pool: None,
         }
     }

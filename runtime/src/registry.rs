@@ -97,6 +97,13 @@ impl BackendRegistry {
         Self::default()
     }
 
+    /// The backends Ferrite ships: `FerriteBackend`.
+    pub fn standard() -> Self {
+        let mut r = Self::empty();
+        r.register(Arc::new(crate::backend::FerriteBackend::new()));
+        r
+    }
+
     /// Registers a backend under its id.
     pub fn register(&mut self, backend: Arc<dyn Backend>) {
         self.map.insert(backend.id().to_string(), backend);

@@ -1,0 +1,335 @@
+//! The Ferrite backend (`FerriteBackend`): runs the partitions `ferrite lower` compiled into
+//! delegate blobs.
+//!
+//! - [`blob`]: the blob format (header, FlatBuffer, aligned constants) and its verification.
+//! - [`preprocess`]: ahead of time — turns a partition of a program into a blob graph and
+//!   optimises it (constant folding, batch-norm folding, activation fusion, free reshapes, dead
+//!   code).
+//! - this module: at init, verify the blob, resolve every operation to a kernel, load constants
+//!   and plan the partition's scratch memory (buffers reused once a value is dead); at execute,
+//!   copy the inputs in, run, copy the outputs out.
+
+pub mod blob;
+pub mod preprocess;
+
+#[allow(
+    unsafe_code,
+    unused_imports,
+    dead_code,
+    non_camel_case_types,
+    clippy::all,
+    clippy::restriction,
+    missing_debug_implementations
+)]
+#[rustfmt::skip]
+mod generated {
+    include!("generated/ferrite_blob_generated.rs");
+}
+
+use ferrite_program::{ScalarType, ShapeDynamism};
+
+use crate::env::{Env, RValue, Storage, TensorSlot};
+use crate::error::{Result, RuntimeError};
+use crate::registry::{Backend, BackendInit, Delegate, KernelRegistry, OpFn};
+use crate::tensor::{nbytes, AlignedBuf};
+use blob::{BlobGraph, BlobValue};
+
+/// The id delegates name to be run by this backend.
+pub const BACKEND_ID: &str = "FerriteBackend";
+
+fn err(message: impl Into<String>) -> RuntimeError {
+    RuntimeError::Backend { id: BACKEND_ID.into(), message: message.into() }
+}
+
+/// The Ferrite backend.
+#[derive(Debug, Clone)]
+pub struct FerriteBackend {
+    kernels: KernelRegistry,
+}
+
+impl Default for FerriteBackend {
+    fn default() -> Self {
+        FerriteBackend { kernels: KernelRegistry::portable() }
+    }
+}
+
+impl FerriteBackend {
+    /// The backend with Ferrite's kernels.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl Backend for FerriteBackend {
+    fn id(&self) -> &str {
+        BACKEND_ID
+    }
+
+    fn init(&self, init: BackendInit<'_>) -> Result<Box<dyn Delegate>> {
+        let _span = tracing::debug_span!("ferrite_backend.init", bytes = init.processed.len()).entered();
+        let graph = BlobGraph::decode(init.processed)?;
+        Ok(Box::new(Compiled::new(&graph, &self.kernels)?))
+    }
+}
+
+/// How many trailing arguments repeat the ones before them (ExecuTorch's returned values).
+fn returned_count(args: &[usize]) -> usize {
+    (1..=args.len() / 2)
+        .rev()
+        .find(|&k| args[args.len() - 2 * k..args.len() - k] == args[args.len() - k..])
+        .unwrap_or(0)
+}
+
+#[derive(Debug)]
+struct Step {
+    op: OpFn,
+    name: String,
+    args: Vec<usize>,
+    /// (output value, min, max) of a fused activation.
+    clamp: Option<(usize, f32, f32)>,
+}
+
+/// An initialised partition.
+#[derive(Debug)]
+struct Compiled {
+    values: Vec<RValue>,
+    owned: Vec<AlignedBuf>,
+    steps: Vec<Step>,
+    inputs: Vec<usize>,
+    outputs: Vec<usize>,
+}
+
+/// The tensor values an argument refers to.
+fn tensors_in(graph: &BlobGraph, v: usize) -> Vec<usize> {
+    match graph.values.get(v) {
+        Some(BlobValue::Tensor(_)) => vec![v],
+        Some(BlobValue::TensorList(items)) => items.clone(),
+        Some(BlobValue::OptionalTensorList(items)) => items.iter().flatten().copied().collect(),
+        _ => Vec::new(),
+    }
+}
+
+impl Compiled {
+    fn new(graph: &BlobGraph, kernels: &KernelRegistry) -> Result<Self> {
+        // Resolve kernels first: a blob naming an operator this runtime lacks fails at init.
+        let mut missing = Vec::new();
+        let mut resolved = Vec::with_capacity(graph.ops.len());
+        for op in &graph.ops {
+            match kernels.get(&op.name) {
+                Some(f) => resolved.push(f),
+                None => missing.push(op.name.clone()),
+            }
+        }
+        if !missing.is_empty() {
+            missing.sort();
+            missing.dedup();
+            return Err(err(format!("the blob uses operators this runtime lacks: {}", missing.join(", "))));
+        }
+
+        // Plan scratch memory: a computed tensor (or alias group) lives from its first to its
+        // last appearance; its buffer returns to a pool afterwards. Inputs and outputs live
+        // throughout; constants have their own buffers.
+        let n = graph.values.len();
+        let root = |v: usize| graph.tensor(v).and_then(|t| t.alias_of).unwrap_or(v);
+        let mut first = vec![usize::MAX; n];
+        let mut last = vec![0usize; n];
+        for (k, op) in graph.ops.iter().enumerate() {
+            for &a in &op.args {
+                for t in tensors_in(graph, a) {
+                    let r = root(t);
+                    first[r] = first[r].min(k);
+                    last[r] = last[r].max(k);
+                }
+            }
+        }
+        for &v in graph.inputs.iter() {
+            first[root(v)] = 0;
+        }
+        for &v in graph.inputs.iter().chain(&graph.outputs) {
+            last[root(v)] = usize::MAX;
+        }
+        let mut need = vec![0usize; n];
+        for (v, val) in graph.values.iter().enumerate() {
+            if let BlobValue::Tensor(t) = val {
+                let bytes = nbytes(t.dtype, &t.sizes)?;
+                let r = root(v);
+                need[r] = need[r].max(bytes);
+            }
+        }
+        let mut owned: Vec<AlignedBuf> = Vec::new();
+        let mut buffer_of: Vec<Option<usize>> = vec![None; n];
+        for (v, val) in graph.values.iter().enumerate() {
+            if let BlobValue::Tensor(t) = val {
+                if let Some(c) = t.constant {
+                    let data = graph.constants.get(c).ok_or_else(|| err(format!("constant {c} missing")))?;
+                    owned.push(AlignedBuf::from_bytes(data));
+                    buffer_of[v] = Some(owned.len() - 1);
+                }
+            }
+        }
+        let mut pool: Vec<usize> = Vec::new(); // free buffer indices
+        let mut order: Vec<usize> =
+            (0..n).filter(|&v| root(v) == v && buffer_of[v].is_none() && graph.tensor(v).is_some()).collect();
+        order.sort_by_key(|&v| (first[v], v));
+        let mut active: Vec<usize> = Vec::new();
+        for v in order {
+            if first[v] == usize::MAX && last[v] == 0 {
+                // Never used by any op: still give it memory (it may be an output).
+                owned.push(AlignedBuf::zeroed(need[v]));
+                buffer_of[v] = Some(owned.len() - 1);
+                continue;
+            }
+            // Release buffers of values dead before v is first written.
+            active.retain(|&a| {
+                if last[a] < first[v] {
+                    if let Some(b) = buffer_of[a] {
+                        pool.push(b);
+                    }
+                    false
+                } else {
+                    true
+                }
+            });
+            let fit = pool
+                .iter()
+                .enumerate()
+                .filter(|(_, &b)| owned[b].len() >= need[v])
+                .min_by_key(|(_, &b)| owned[b].len())
+                .map(|(i, _)| i);
+            let b = match fit {
+                Some(i) => pool.swap_remove(i),
+                None => {
+                    owned.push(AlignedBuf::zeroed(need[v]));
+                    owned.len() - 1
+                }
+            };
+            buffer_of[v] = Some(b);
+            active.push(v);
+        }
+
+        // Runtime values. Int lists are lists of value indices at run time: their items are
+        // appended as Int values after the blob's own.
+        let mut values: Vec<RValue> = Vec::with_capacity(n);
+        let mut extra: Vec<RValue> = Vec::new();
+        for (v, val) in graph.values.iter().enumerate() {
+            values.push(match val {
+                BlobValue::None => RValue::None,
+                BlobValue::Int(x) => RValue::Int(*x),
+                BlobValue::Double(x) => RValue::Double(*x),
+                BlobValue::Bool(x) => RValue::Bool(*x),
+                BlobValue::String(s) => RValue::String(s.clone()),
+                BlobValue::IntList(items) => {
+                    let ids = (0..items.len()).map(|i| n + extra.len() + i).collect();
+                    extra.extend(items.iter().map(|&x| RValue::Int(x)));
+                    RValue::IntList(ids)
+                }
+                BlobValue::DoubleList(items) => RValue::DoubleList(items.clone()),
+                BlobValue::BoolList(items) => RValue::BoolList(items.clone()),
+                BlobValue::TensorList(items) => RValue::TensorList(items.clone()),
+                BlobValue::OptionalTensorList(items) => RValue::OptionalTensorList(items.clone()),
+                BlobValue::Tensor(t) => {
+                    let index = buffer_of[root(v)].ok_or_else(|| err(format!("value {v} has no memory")))?;
+                    RValue::Tensor(TensorSlot {
+                        dtype: t.dtype,
+                        sizes: t.sizes.clone(),
+                        bound: t.sizes.clone(),
+                        dim_order: (0..t.sizes.len() as u8).collect(),
+                        dynamism: ShapeDynamism::Static,
+                        storage: Storage::Owned { index },
+                    })
+                }
+            });
+        }
+        values.extend(extra);
+
+        let mut steps = Vec::with_capacity(graph.ops.len());
+        for (op, f) in graph.ops.iter().zip(resolved) {
+            let clamp = match op.activation {
+                None => None,
+                Some((lo, hi)) => {
+                    if lo.is_nan() || hi.is_nan() || lo > hi {
+                        return Err(err(format!("{}: invalid fused activation [{lo}, {hi}]", op.name)));
+                    }
+                    let k = returned_count(&op.args);
+                    let out =
+                        *op.args.get(op.args.len().wrapping_sub(k.max(1))).filter(|_| k > 0).ok_or_else(|| {
+                            err(format!("{}: a fused activation needs an operator with an output", op.name))
+                        })?;
+                    match graph.tensor(out) {
+                        Some(t) if t.dtype == ScalarType::Float => {}
+                        _ => return Err(err(format!("{}: fused activation on a non-float output", op.name))),
+                    }
+                    Some((out, lo, hi))
+                }
+            };
+            steps.push(Step { op: f, name: op.name.clone(), args: op.args.clone(), clamp });
+        }
+        Ok(Compiled { values, owned, steps, inputs: graph.inputs.clone(), outputs: graph.outputs.clone() })
+    }
+}
+
+impl Delegate for Compiled {
+    fn execute(&mut self, env: &mut Env<'_>, args: &[usize]) -> Result<()> {
+        let (n_in, n_out) = (self.inputs.len(), self.outputs.len());
+        if args.len() != n_in + n_out {
+            return Err(err(format!(
+                "the delegate call passes {} values, the blob expects {} inputs and {} outputs",
+                args.len(),
+                n_in,
+                n_out
+            )));
+        }
+        // Inputs in.
+        for (k, (&outer, &inner)) in args[..n_in].iter().zip(&self.inputs).enumerate() {
+            let src = env.read(outer)?;
+            let mut inner_env =
+                Env { values: &mut self.values, arenas: &mut [], owned: &mut self.owned, program: env.program };
+            let (dtype, sizes) = (inner_env.dtype(inner)?, inner_env.sizes(inner)?.to_vec());
+            if src.dtype != dtype || src.sizes != sizes.as_slice() {
+                return Err(err(format!(
+                    "input {k}: expected {dtype} {sizes:?}, got {} {:?} (the partition was compiled for static shapes)",
+                    src.dtype, src.sizes
+                )));
+            }
+            inner_env.run(&[], &[inner], |_, outs| {
+                outs[0].data.copy_from_slice(src.data);
+                Ok(())
+            })?;
+        }
+        // Run.
+        {
+            let mut inner_env =
+                Env { values: &mut self.values, arenas: &mut [], owned: &mut self.owned, program: env.program };
+            for (k, step) in self.steps.iter().enumerate() {
+                (step.op)(&mut inner_env, &step.args).map_err(|e| err(format!("op {k} ({}): {e}", step.name)))?;
+                if let Some((out, lo, hi)) = step.clamp {
+                    inner_env.run(&[], &[out], |_, outs| {
+                        for x in outs[0].typed::<f32>()? {
+                            *x = x.clamp(lo, hi);
+                        }
+                        Ok(())
+                    })?;
+                }
+            }
+        }
+        // Outputs out.
+        for (&outer, &inner) in args[n_in..].iter().zip(&self.outputs) {
+            let inner_env =
+                Env { values: &mut self.values, arenas: &mut [], owned: &mut self.owned, program: env.program };
+            let t = inner_env.read(inner)?;
+            if env.dtype(outer)? != t.dtype {
+                return Err(err(format!(
+                    "output value {outer} is {}, the partition produces {}",
+                    env.dtype(outer)?,
+                    t.dtype
+                )));
+            }
+            env.resize(outer, t.sizes)?;
+            env.run(&[], &[outer], |_, outs| {
+                outs[0].data.copy_from_slice(t.data);
+                Ok(())
+            })?;
+        }
+        Ok(())
+    }
+}
