@@ -5,6 +5,7 @@
 //! [`KernelError`] rather than panicking. Operator adapters (argument parsing,
 //! dtype promotion, output resizing) live one level up, in `crate::ops`.
 
+pub mod elementwise;
 pub mod layout;
 pub mod matmul;
 
