@@ -7,6 +7,7 @@
 
 pub mod layout;
 pub mod matmul;
+pub mod quantized;
 
 use half::{bf16, f16};
 
