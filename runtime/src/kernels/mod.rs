@@ -8,6 +8,7 @@
 pub mod elementwise;
 pub mod layout;
 pub mod matmul;
+pub mod quantized;
 
 use half::{bf16, f16};
 
