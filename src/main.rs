@@ -181,6 +181,8 @@ fn run(cli: Cli) -> Result<(), Error> {
             for _ in 0..repeat {
                 outputs = m.run(&inputs)?;
             }
+            std::fs::create_dir_all(&output_dir)
+                .map_err(|source| Error::Output { path: output_dir.display().to_string(), source })?;
             let mut text = String::new();
             for (i, t) in outputs.iter().enumerate() {
                 let path = output_dir.join(format!("output_{i}.npy"));

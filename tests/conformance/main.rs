@@ -7,13 +7,23 @@
 
 mod suite;
 
-use suite::PORTABLE;
+use suite::{LOWERED, PORTABLE};
 
+/// Each fixture runs twice: as exported (portable kernels) and lowered for the Ferrite backend.
 macro_rules! fixture {
     ($name:ident) => {
-        #[test]
-        fn $name() {
-            suite::check_fixture(&PORTABLE, &suite::fixtures_dir(), stringify!($name));
+        mod $name {
+            use super::*;
+
+            #[test]
+            fn portable() {
+                suite::check_fixture(&PORTABLE, &suite::fixtures_dir(), stringify!($name));
+            }
+
+            #[test]
+            fn lowered() {
+                suite::check_fixture(&LOWERED, &suite::fixtures_dir(), stringify!($name));
+            }
         }
     };
 }
@@ -32,7 +42,10 @@ fixture!(tiny_gpt);
 #[test]
 fn extended_mobilenet_v2() {
     match suite::shared_dir() {
-        Some(dir) => suite::check_fixture(&PORTABLE, &dir, "mobilenet_v2"),
+        Some(dir) => {
+            suite::check_fixture(&PORTABLE, &dir, "mobilenet_v2");
+            suite::check_fixture(&LOWERED, &dir, "mobilenet_v2");
+        }
         None => eprintln!("skipping mobilenet_v2: ../shared/fixtures not found"),
     }
 }
@@ -49,8 +62,10 @@ fn mlp_dynamic_rejects_batch_beyond_bound() {
 
 #[test]
 fn running_sum_state_persists() {
-    for variant in ["portable", "portable_init"] {
-        suite::check_running_sum(&PORTABLE, &suite::fixtures_dir().join("running_sum"), variant, 3);
+    for runner in [&PORTABLE as &dyn suite::Runner, &LOWERED] {
+        for variant in ["portable", "portable_init"] {
+            suite::check_running_sum(runner, &suite::fixtures_dir().join("running_sum"), variant, 3);
+        }
     }
 }
 
@@ -59,6 +74,7 @@ fn digits_accuracy_matches_executorch() {
     for variant in ["portable", "q8"] {
         suite::check_digits_accuracy(&PORTABLE, &suite::fixtures_dir().join("digits_cnn"), variant);
     }
+    suite::check_digits_accuracy(&LOWERED, &suite::fixtures_dir().join("digits_cnn"), "portable");
 }
 
 #[test]
@@ -69,4 +85,5 @@ fn delegated_variants_fail_at_load() {
 #[test]
 fn concurrent_methods_are_bit_identical() {
     suite::check_concurrency(&PORTABLE, &suite::fixtures_dir().join("digits_cnn/portable.pte"), 8, 100);
+    suite::check_concurrency(&LOWERED, &suite::fixtures_dir().join("digits_cnn/portable.pte"), 8, 100);
 }

@@ -37,6 +37,26 @@ impl Runner for Portable {
 /// The default runner.
 pub static PORTABLE: Portable = Portable;
 
+/// Programs lowered for the Ferrite backend (`ferrite::lower` with default options), run with
+/// the backend registered.
+pub struct Lowered;
+
+impl Runner for Lowered {
+    fn name(&self) -> &str {
+        "lowered"
+    }
+    fn prepare(&self, program: Arc<Program<'static>>) -> Arc<Program<'static>> {
+        let lowered = ferrite::lower(&program, &ferrite::LowerOptions::default()).expect("lowers");
+        Arc::new(Program::from_vec(lowered.bytes).expect("the lowered program verifies"))
+    }
+    fn runtime(&self) -> Runtime {
+        Runtime::new().with_threads(1).expect("a one-thread runtime")
+    }
+}
+
+/// The lowered runner.
+pub static LOWERED: Lowered = Lowered;
+
 /// `tests/fixtures` of this repository.
 pub fn fixtures_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")

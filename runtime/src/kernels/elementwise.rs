@@ -320,30 +320,103 @@ pub trait Real: Num + std::ops::Neg<Output = Self> {
 macro_rules! real_float {
     ($t:ty, $erf:expr) => {
         impl Real for $t {
-            #[inline(always)] fn exp(self) -> Self { <$t>::exp(self) }
-            #[inline(always)] fn exp_m1(self) -> Self { <$t>::exp_m1(self) }
-            #[inline(always)] fn ln(self) -> Self { <$t>::ln(self) }
-            #[inline(always)] fn ln_1p(self) -> Self { <$t>::ln_1p(self) }
-            #[inline(always)] fn log2(self) -> Self { <$t>::log2(self) }
-            #[inline(always)] fn log10(self) -> Self { <$t>::log10(self) }
-            #[inline(always)] fn sqrt(self) -> Self { <$t>::sqrt(self) }
-            #[inline(always)] fn sin(self) -> Self { <$t>::sin(self) }
-            #[inline(always)] fn cos(self) -> Self { <$t>::cos(self) }
-            #[inline(always)] fn tan(self) -> Self { <$t>::tan(self) }
-            #[inline(always)] fn tanh(self) -> Self { <$t>::tanh(self) }
-            #[inline(always)] fn asin(self) -> Self { <$t>::asin(self) }
-            #[inline(always)] fn acos(self) -> Self { <$t>::acos(self) }
-            #[inline(always)] fn atan(self) -> Self { <$t>::atan(self) }
-            #[inline(always)] fn atan2(self, b: Self) -> Self { <$t>::atan2(self, b) }
-            #[inline(always)] fn sinh(self) -> Self { <$t>::sinh(self) }
-            #[inline(always)] fn cosh(self) -> Self { <$t>::cosh(self) }
-            #[inline(always)] fn erf(self) -> Self { let f: fn($t) -> $t = $erf; f(self) }
-            #[inline(always)] fn floor(self) -> Self { <$t>::floor(self) }
-            #[inline(always)] fn ceil(self) -> Self { <$t>::ceil(self) }
-            #[inline(always)] fn trunc(self) -> Self { <$t>::trunc(self) }
-            #[inline(always)] fn round_even(self) -> Self { <$t>::round_ties_even(self) }
-            #[inline(always)] fn powf(self, b: Self) -> Self { <$t>::powf(self, b) }
-            #[inline(always)] fn is_inf(self) -> bool { <$t>::is_infinite(self) }
+            #[inline(always)]
+            fn exp(self) -> Self {
+                <$t>::exp(self)
+            }
+            #[inline(always)]
+            fn exp_m1(self) -> Self {
+                <$t>::exp_m1(self)
+            }
+            #[inline(always)]
+            fn ln(self) -> Self {
+                <$t>::ln(self)
+            }
+            #[inline(always)]
+            fn ln_1p(self) -> Self {
+                <$t>::ln_1p(self)
+            }
+            #[inline(always)]
+            fn log2(self) -> Self {
+                <$t>::log2(self)
+            }
+            #[inline(always)]
+            fn log10(self) -> Self {
+                <$t>::log10(self)
+            }
+            #[inline(always)]
+            fn sqrt(self) -> Self {
+                <$t>::sqrt(self)
+            }
+            #[inline(always)]
+            fn sin(self) -> Self {
+                <$t>::sin(self)
+            }
+            #[inline(always)]
+            fn cos(self) -> Self {
+                <$t>::cos(self)
+            }
+            #[inline(always)]
+            fn tan(self) -> Self {
+                <$t>::tan(self)
+            }
+            #[inline(always)]
+            fn tanh(self) -> Self {
+                <$t>::tanh(self)
+            }
+            #[inline(always)]
+            fn asin(self) -> Self {
+                <$t>::asin(self)
+            }
+            #[inline(always)]
+            fn acos(self) -> Self {
+                <$t>::acos(self)
+            }
+            #[inline(always)]
+            fn atan(self) -> Self {
+                <$t>::atan(self)
+            }
+            #[inline(always)]
+            fn atan2(self, b: Self) -> Self {
+                <$t>::atan2(self, b)
+            }
+            #[inline(always)]
+            fn sinh(self) -> Self {
+                <$t>::sinh(self)
+            }
+            #[inline(always)]
+            fn cosh(self) -> Self {
+                <$t>::cosh(self)
+            }
+            #[inline(always)]
+            fn erf(self) -> Self {
+                let f: fn($t) -> $t = $erf;
+                f(self)
+            }
+            #[inline(always)]
+            fn floor(self) -> Self {
+                <$t>::floor(self)
+            }
+            #[inline(always)]
+            fn ceil(self) -> Self {
+                <$t>::ceil(self)
+            }
+            #[inline(always)]
+            fn trunc(self) -> Self {
+                <$t>::trunc(self)
+            }
+            #[inline(always)]
+            fn round_even(self) -> Self {
+                <$t>::round_ties_even(self)
+            }
+            #[inline(always)]
+            fn powf(self, b: Self) -> Self {
+                <$t>::powf(self, b)
+            }
+            #[inline(always)]
+            fn is_inf(self) -> bool {
+                <$t>::is_infinite(self)
+            }
         }
     };
 }
