@@ -5,10 +5,10 @@
 //! are checked against its outputs and dynamic quantization must reproduce its scales and zero
 //! points bit for bit:
 //!
-//! * quantize: `inv_scale = 1.0f / (float)scale`; `q = (float)zero_point + nearbyint((float)(inv_scale
-//!   * x))` in single precision (round half to even); converted to `i64` as x86-64 does (NaN and
-//!   out-of-range values become `i64::MIN`), then `max(quant_min)` and `min(quant_max)` in that
-//!   order.
+//! * quantize: `inv_scale = 1.0f / (float)scale`, then
+//!   `q = (float)zero_point + nearbyint((float)(inv_scale * x))` in single precision (round half
+//!   to even), converted to `i64` as x86-64 does (NaN and out-of-range values become `i64::MIN`),
+//!   then `max(quant_min)` and `min(quant_max)` in that order.
 //! * dequantize: `(float)((i32)q - (i32)zero_point) * (float)scale`, rounded to the output type.
 //! * choose_qparams: PyTorch's `ChooseQuantizationParams` with the min/max of the input (taken the
 //!   way `std::min_element`/`std::max_element` do), double-precision scale and the small-scale cut
@@ -275,7 +275,7 @@ pub fn scale_and_zero_point(min: f32, max: f32, qmin: i32, qmax: i32) -> KResult
     if scale as f32 == 0.0 || (1.0f32 / scale as f32).is_infinite() {
         scale = 0.1;
     }
-    if !(scale > 0.0) {
+    if scale.is_nan() || scale <= 0.0 {
         return Err(KernelError::Argument(format!(
             "choose_qparams: quantization scale should be > 0 (got {scale} for the range [{min}, {max}] and quant range [{qmin}, {qmax}])"
         )));
@@ -454,6 +454,7 @@ pub fn embedding<P: Element, O: Element>(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
