@@ -5,10 +5,10 @@
 //! are checked against its outputs and dynamic quantization must reproduce its scales and zero
 //! points bit for bit:
 //!
-//! * quantize: `inv_scale = 1.0f / (float)scale`; `q = (float)zero_point + nearbyint((float)(inv_scale
-//!   * x))` in single precision (round half to even); converted to `i64` as x86-64 does (NaN and
-//!   out-of-range values become `i64::MIN`), then `max(quant_min)` and `min(quant_max)` in that
-//!   order.
+//! * quantize: `inv_scale = 1.0f / (float)scale`, then
+//!   `q = (float)zero_point + nearbyint((float)(inv_scale * x))` in single precision (round half
+//!   to even), converted to `i64` as x86-64 does (NaN and out-of-range values become `i64::MIN`),
+//!   then `max(quant_min)` and `min(quant_max)` in that order.
 //! * dequantize: `(float)((i32)q - (i32)zero_point) * (float)scale`, rounded to the output type.
 //! * choose_qparams: PyTorch's `ChooseQuantizationParams` with the min/max of the input (taken the
 //!   way `std::min_element`/`std::max_element` do), double-precision scale and the small-scale cut
@@ -275,7 +275,7 @@ pub fn scale_and_zero_point(min: f32, max: f32, qmin: i32, qmax: i32) -> KResult
     if scale as f32 == 0.0 || (1.0f32 / scale as f32).is_infinite() {
         scale = 0.1;
     }
-    if !(scale > 0.0) {
+    if scale.is_nan() || scale <= 0.0 {
         return Err(KernelError::Argument(format!(
             "choose_qparams: quantization scale should be > 0 (got {scale} for the range [{min}, {max}] and quant range [{qmin}, {qmax}])"
         )));
@@ -453,7 +453,42 @@ pub fn embedding<P: Element, O: Element>(
     Ok(())
 }
 
+/// `quantized_decomposed::add`: dequantizes `a` and `b` (`(float)((double)(x - zp) * (double)scale)`),
+/// adds them in `f32` and quantizes the sum with the output parameters (`quantize_value`'s
+/// arithmetic), clamped to `[out_min, out_max]`. Integer values are read through `f64` (exact below
+/// 2^53).
+#[allow(clippy::too_many_arguments)]
+pub fn add<T: Element>(
+    a: &[T],
+    a_params: DequantParams,
+    b: &[T],
+    b_params: DequantParams,
+    out: &mut [T],
+    out_params: QuantParams,
+    out_min: i64,
+    out_max: i64,
+) -> KResult {
+    if a.len() != out.len() || b.len() != out.len() {
+        return Err(KernelError::Shape(format!(
+            "quantized add: {} and {} elements into {}",
+            a.len(),
+            b.len(),
+            out.len()
+        )));
+    }
+    let dq =
+        |x: T, p: DequantParams| ((x.to_f64() as i64).wrapping_sub(p.zero_point as i64) as f64 * p.scale as f64) as f32;
+    out.par_chunks_mut(CHUNK).zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK))).for_each(|(o, (a, b))| {
+        for (o, (&x, &y)) in o.iter_mut().zip(a.iter().zip(b)) {
+            let sum = dq(x, a_params) + dq(y, b_params);
+            *o = T::from_f64(quantize_value(sum, out_params, out_min, out_max) as f64);
+        }
+    });
+    Ok(())
+}
+
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
@@ -643,6 +678,18 @@ mod tests {
         assert_eq!(out, [-2.0, -1.0, 0.0, 1.0]);
         assert!(embedding(EmbeddingWeight::Bits2, &w2, 1, 1, &[1.0f32], None, 1, &[1], &mut out).is_err());
         assert!(embedding(EmbeddingWeight::Bits2, &w2, 1, 1, &[1.0f32], None, 1, &[-1], &mut out).is_err());
+    }
+
+    #[test]
+    fn quantized_add_is_dequant_add_quant() {
+        let a = [10u8, 20, 255];
+        let b = [5u8, 0, 255];
+        let pa = DequantParams { scale: 0.5, zero_point: 10 };
+        let pb = DequantParams { scale: 0.25, zero_point: 0 };
+        let mut out = [0u8; 3];
+        add(&a, pa, &b, pb, &mut out, QuantParams::new(0.5, 3), 0, 255).unwrap();
+        // (0 + 1.25) / 0.5 = 2.5 -> 2 (+3); (5 + 0) / 0.5 = 10 (+3); (122.5 + 63.75) / 0.5 = 372.5 -> clamp
+        assert_eq!(out, [5, 13, 255]);
     }
 
     fn qrange() -> impl Strategy<Value = (i64, i64)> {

@@ -21,6 +21,7 @@ pub(super) fn register(r: &mut KernelRegistry) {
     r.register("quantized_decomposed::dequantize_per_token.out", dequantize_per_token);
     r.register("quantized_decomposed::choose_qparams.Tensor_out", choose_qparams);
     r.register("quantized_decomposed::choose_qparams_per_token_asymmetric.out", choose_qparams_per_token);
+    r.register("quantized_decomposed::add.out", add);
     r.register("quantized_decomposed::embedding_byte.out", |e, a| embedding(e, a, Bits::Byte, false));
     r.register("quantized_decomposed::embedding_byte.dtype_out", |e, a| embedding(e, a, Bits::Byte, true));
     r.register("quantized_decomposed::embedding_4bit.out", |e, a| embedding(e, a, Bits::Four, false));
@@ -467,6 +468,57 @@ fn choose_qparams_per_token(env: &mut Env<'_>, args: &[usize]) -> Result<()> {
     })
 }
 
+// add.out(a, a_scale, a_zero_point, a_quant_min, a_quant_max, b, b_scale, b_zero_point,
+//     b_quant_min, b_quant_max, out_scale, out_zero_point, out_quant_min, out_quant_max, *, out)
+fn add(env: &mut Env<'_>, args: &[usize]) -> Result<()> {
+    let (a, b, out) = (arg(args, 0)?, arg(args, 5)?, arg(args, 14)?);
+    let int = |i: usize| env.int(arg(args, i)?);
+    let (a_zp, a_min, a_max) = (int(2)?, int(3)?, int(4)?);
+    let (b_zp, b_min, b_max) = (int(7)?, int(8)?, int(9)?);
+    let (o_zp, o_min, o_max) = (int(11)?, int(12)?, int(13)?);
+    let (a_scale, b_scale, o_scale) =
+        (env.double(arg(args, 1)?)?, env.double(arg(args, 6)?)?, env.double(arg(args, 10)?)?);
+    for (name, lo, hi) in [("a", a_min, a_max), ("b", b_min, b_max), ("out", o_min, o_max)] {
+        if lo < 0 || hi > 255 || lo > hi {
+            return Err(invalid(format!(
+                "quantized add: invalid quant range [{lo}, {hi}] for {name}; it must lie in [0, 255]"
+            )));
+        }
+    }
+    let dtype = env.dtype(a)?;
+    if env.dtype(b)? != dtype || env.dtype(out)? != dtype {
+        return Err(invalid(format!(
+            "quantized add: a, b and out must share a dtype ({dtype}, {}, {})",
+            env.dtype(b)?,
+            env.dtype(out)?
+        )));
+    }
+    let sizes = env.sizes(a)?.to_vec();
+    if env.sizes(b)? != sizes.as_slice() {
+        return Err(invalid(format!("quantized add: a {sizes:?} and b {:?} must have the same shape", env.sizes(b)?)));
+    }
+    env.resize(out, &sizes)?;
+    let pa = DequantParams { scale: a_scale as f32, zero_point: a_zp as i32 };
+    let pb = DequantParams { scale: b_scale as f32, zero_point: b_zp as i32 };
+    let po = QuantParams::new(o_scale as f32 as f64, o_zp);
+    env.run(&[a, b], &[out], |ins, outs| {
+        macro_rules! go {
+            ($t:ty) => {
+                k::add::<$t>(raw(ins[0].data)?, pa, raw(ins[1].data)?, pb, raw_mut(outs[0].data)?, po, o_min, o_max)?
+            };
+        }
+        match dtype {
+            ScalarType::Byte => go!(u8),
+            ScalarType::Char => go!(i8),
+            ScalarType::Short => go!(i16),
+            ScalarType::Int => go!(i32),
+            ScalarType::Long => go!(i64),
+            other => return Err(RuntimeError::Unsupported(format!("quantized add of {other} tensors"))),
+        }
+        Ok(())
+    })
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Bits {
     Byte,
@@ -606,6 +658,7 @@ mod tests {
             "dequantize_per_token.out",
             "choose_qparams.Tensor_out",
             "choose_qparams_per_token_asymmetric.out",
+            "add.out",
             "embedding_byte.out",
             "embedding_byte.dtype_out",
             "embedding_4bit.out",
