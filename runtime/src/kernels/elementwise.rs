@@ -947,7 +947,7 @@ mod tests {
                 let s = sum + y;
                 comp = (s - sum) - y;
                 sum = s;
-                if t.abs() < 1e-20 * sum.abs() {
+                if t == 0.0 || t.abs() < 1e-20 * sum.abs() || n > 300.0 {
                     break;
                 }
                 n += 1.0;
