@@ -7,6 +7,9 @@
 
 pub mod layout;
 pub mod matmul;
+pub mod linalg;
+pub mod norm;
+pub mod reduce;
 
 use half::{bf16, f16};
 
