@@ -14,7 +14,14 @@ use super::{KResult, KernelError};
 /// An element type matrix products are defined for.
 pub trait LinElem: Copy + Send + Sync + Default + std::fmt::Debug + 'static {
     /// `dst = a · b`, or `dst += a · b` with `accumulate` (`dst` row-major with row stride `ldd`).
-    fn matmul(dst: &mut [Self], ldd: usize, a: Mat<'_, Self>, b: Mat<'_, Self>, accumulate: bool, threads: usize) -> KResult;
+    fn matmul(
+        dst: &mut [Self],
+        ldd: usize,
+        a: Mat<'_, Self>,
+        b: Mat<'_, Self>,
+        accumulate: bool,
+        threads: usize,
+    ) -> KResult;
     /// `x * alpha + y * beta` (for addmm/baddbmm; `beta` = 0 ignores `y`).
     fn axpby(x: Self, alpha: f64, y: Self, beta: f64) -> Self;
 }
@@ -35,14 +42,23 @@ macro_rules! lin_gemm {
 lin_gemm!(f32, f64, f16);
 
 impl LinElem for bf16 {
-    fn matmul(dst: &mut [Self], ldd: usize, a: Mat<'_, Self>, b: Mat<'_, Self>, accumulate: bool, threads: usize) -> KResult {
+    fn matmul(
+        dst: &mut [Self],
+        ldd: usize,
+        a: Mat<'_, Self>,
+        b: Mat<'_, Self>,
+        accumulate: bool,
+        threads: usize,
+    ) -> KResult {
         let (m, n) = (a.rows, b.cols);
         let wa = widen(a)?;
         let wb = widen(b)?;
         let mut out = vec![0.0f32; m * n];
         gemm(&mut out, n, Mat::row_major(&wa, a.rows, a.cols), Mat::row_major(&wb, b.rows, b.cols), false, threads)?;
         for r in 0..m {
-            let row = dst.get_mut(r * ldd..r * ldd + n).ok_or_else(|| KernelError::Shape("matmul: output too small".into()))?;
+            let row = dst
+                .get_mut(r * ldd..r * ldd + n)
+                .ok_or_else(|| KernelError::Shape("matmul: output too small".into()))?;
             for (d, &v) in row.iter_mut().zip(&out[r * n..(r + 1) * n]) {
                 *d = bf16::from_f32(if accumulate { d.to_f32() + v } else { v });
             }
@@ -60,7 +76,10 @@ fn widen(a: Mat<'_, bf16>) -> KResult<Vec<f32>> {
     let mut out = Vec::with_capacity(a.rows * a.cols);
     for r in 0..a.rows {
         for c in 0..a.cols {
-            let v = a.data.get(r * a.row_stride + c * a.col_stride).ok_or_else(|| KernelError::Shape("matmul: operand too small".into()))?;
+            let v = a
+                .data
+                .get(r * a.row_stride + c * a.col_stride)
+                .ok_or_else(|| KernelError::Shape("matmul: operand too small".into()))?;
             out.push(v.to_f32());
         }
     }
@@ -82,13 +101,23 @@ macro_rules! lin_int {
 }
 lin_int!(i8, u8, i16, u16, i32, u32, i64, u64);
 
-fn naive<T: Copy + Default>(dst: &mut [T], ldd: usize, a: Mat<'_, T>, b: Mat<'_, T>, accumulate: bool, fma: impl Fn(T, T, T) -> T) -> KResult {
+fn naive<T: Copy + Default>(
+    dst: &mut [T],
+    ldd: usize,
+    a: Mat<'_, T>,
+    b: Mat<'_, T>,
+    accumulate: bool,
+    fma: impl Fn(T, T, T) -> T,
+) -> KResult {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     if b.rows != k {
         return Err(KernelError::Shape(format!("matmul: {m}x{k} times {}x{n}", b.rows)));
     }
     let get = |x: &Mat<'_, T>, r: usize, c: usize| {
-        x.data.get(r * x.row_stride + c * x.col_stride).copied().ok_or_else(|| KernelError::Shape("matmul: operand too small".into()))
+        x.data
+            .get(r * x.row_stride + c * x.col_stride)
+            .copied()
+            .ok_or_else(|| KernelError::Shape("matmul: operand too small".into()))
     };
     for i in 0..m {
         for j in 0..n {
@@ -129,7 +158,11 @@ impl Operand {
 
 fn sub_mat<'a, T>(data: &'a [T], op: &Operand, batch: usize, rows: usize, cols: usize) -> KResult<Mat<'a, T>> {
     let start = *op.offsets.get(batch).ok_or_else(|| KernelError::Shape("matmul: missing batch offset".into()))?;
-    let data = if rows == 0 || cols == 0 { &data[data.len().min(start)..] } else { data.get(start..).ok_or_else(|| KernelError::Shape("matmul: operand too small".into()))? };
+    let data = if rows == 0 || cols == 0 {
+        &data[data.len().min(start)..]
+    } else {
+        data.get(start..).ok_or_else(|| KernelError::Shape("matmul: operand too small".into()))?
+    };
     Ok(Mat { data, rows, cols, row_stride: op.row_stride, col_stride: op.col_stride })
 }
 
@@ -161,9 +194,9 @@ pub fn bmm<T: LinElem>(
         }
         Ok(())
     } else {
-        out.par_chunks_mut(per)
-            .enumerate()
-            .try_for_each(|(i, dst)| T::matmul(dst, n, sub_mat(a, ao, i, m, k)?, sub_mat(b, bo, i, k, n)?, accumulate, 1))
+        out.par_chunks_mut(per).enumerate().try_for_each(|(i, dst)| {
+            T::matmul(dst, n, sub_mat(a, ao, i, m, k)?, sub_mat(b, bo, i, k, n)?, accumulate, 1)
+        })
     }
 }
 
@@ -194,7 +227,12 @@ pub fn sdpa<T: FloatElem>(
     }
     let qn = batch * q_len * heads * dim;
     let kn = batch * kv_len * kv_heads * dim;
-    for (what, len, want) in [("sdpa query", q.len(), qn), ("sdpa key", k.len(), kn), ("sdpa value", v.len(), kn), ("sdpa output", out.len(), qn)] {
+    for (what, len, want) in [
+        ("sdpa query", q.len(), qn),
+        ("sdpa key", k.len(), kn),
+        ("sdpa value", v.len(), kn),
+        ("sdpa output", out.len(), qn),
+    ] {
         if len != want {
             return Err(KernelError::Length { what, expected: want, actual: len });
         }
@@ -276,21 +314,24 @@ mod tests {
         let mut out = vec![0.0f64; batch * m * n];
         let bo = Operand::broadcast(batch, n, 1);
         let ao = Operand::row_major(batch, m, k);
-        bmm(&a, &ao, &b, &bo, &mut out, batch, (m, k, n), false).unwrap();
+        bmm(&a, &ao, &b, &bo, &mut out, batch, (m, k, n), false).expect("test");
         for i in 0..batch {
             assert_eq!(&out[i * m * n..(i + 1) * m * n], &naive_f64(&a[i * m * k..(i + 1) * m * k], &b, m, k, n)[..]);
         }
         let ai: Vec<i32> = a.iter().map(|&x| x as i32).collect();
         let bi: Vec<i32> = (0..k * n).map(|i| (i % 5) as i32).collect();
         let mut oi = vec![0i32; batch * m * n];
-        bmm(&ai, &ao, &bi, &bo, &mut oi, batch, (m, k, n), false).unwrap();
+        bmm(&ai, &ao, &bi, &bo, &mut oi, batch, (m, k, n), false).expect("test");
         let bf: Vec<f64> = bi.iter().map(|&x| x as f64).collect();
         let af: Vec<f64> = ai.iter().map(|&x| x as f64).collect();
-        assert_eq!(oi.iter().map(|&x| x as f64).collect::<Vec<_>>()[..m * n], naive_f64(&af[..m * k], &bf, m, k, n)[..]);
+        assert_eq!(
+            oi.iter().map(|&x| x as f64).collect::<Vec<_>>()[..m * n],
+            naive_f64(&af[..m * k], &bf, m, k, n)[..]
+        );
         let ab: Vec<bf16> = a.iter().map(|&x| bf16::from_f64(x)).collect();
         let bb: Vec<bf16> = b.iter().map(|&x| bf16::from_f64(x)).collect();
         let mut ob = vec![bf16::ZERO; batch * m * n];
-        bmm(&ab, &ao, &bb, &bo, &mut ob, batch, (m, k, n), false).unwrap();
+        bmm(&ab, &ao, &bb, &bo, &mut ob, batch, (m, k, n), false).expect("test");
         assert_eq!(ob.iter().map(|x| x.to_f64()).collect::<Vec<_>>(), out);
     }
 
@@ -301,12 +342,15 @@ mod tests {
         let k: Vec<f32> = (0..b * s * h * d).map(|i| ((i * 5) % 13) as f32 * 0.1 - 0.6).collect();
         let v: Vec<f32> = (0..b * s * h * d).map(|i| (i % 9) as f32 - 4.0).collect();
         let mut out = vec![0.0f32; q.len()];
-        sdpa(&q, &k, &v, None, &mut out, (b, s, h, d), (s, h), s, true, 0, 0.5).unwrap();
+        sdpa(&q, &k, &v, None, &mut out, (b, s, h, d), (s, h), s, true, 0, 0.5).expect("test");
         for i in 0..s {
             for hh in 0..h {
                 let qr = &q[(i * h + hh) * d..][..d];
-                let sc: Vec<f64> =
-                    (0..=i).map(|j| qr.iter().zip(&k[(j * h + hh) * d..][..d]).map(|(&x, &y)| f64::from(x * y)).sum::<f64>() * 0.5).collect();
+                let sc: Vec<f64> = (0..=i)
+                    .map(|j| {
+                        qr.iter().zip(&k[(j * h + hh) * d..][..d]).map(|(&x, &y)| f64::from(x * y)).sum::<f64>() * 0.5
+                    })
+                    .collect();
                 let mx = sc.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
                 let e: Vec<f64> = sc.iter().map(|x| (x - mx).exp()).collect();
                 let z: f64 = e.iter().sum();

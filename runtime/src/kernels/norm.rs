@@ -16,7 +16,15 @@ const PAR_MIN: usize = 1 << 14;
 
 /// f32 or f64: the type floating-point kernels compute in.
 pub trait Real:
-    Copy + Send + Sync + PartialOrd + std::fmt::Debug + Add<Output = Self> + Sub<Output = Self> + Mul<Output = Self> + Div<Output = Self>
+    Copy
+    + Send
+    + Sync
+    + PartialOrd
+    + std::fmt::Debug
+    + Add<Output = Self>
+    + Sub<Output = Self>
+    + Mul<Output = Self>
+    + Div<Output = Self>
 {
     /// Zero.
     const ZERO: Self;
@@ -137,7 +145,9 @@ fn check(what: &'static str, len: usize, expected: usize) -> KResult {
 }
 
 fn shape3(what: &str, a: usize, b: usize, c: usize) -> KResult<usize> {
-    a.checked_mul(b).and_then(|x| x.checked_mul(c)).ok_or_else(|| KernelError::Shape(format!("{what}: shape overflows")))
+    a.checked_mul(b)
+        .and_then(|x| x.checked_mul(c))
+        .ok_or_else(|| KernelError::Shape(format!("{what}: shape overflows")))
 }
 
 /// Maximum with NaN propagation.
@@ -181,7 +191,14 @@ fn conv<A: Real, U: FloatElem>(a: A) -> U {
 
 /// Softmax (`log` = false) or log-softmax over the middle axis of an `(outer, n, inner)`
 /// tensor. The output may have a different float type (`half_to_float`).
-pub fn softmax<T: FloatElem, U: FloatElem>(x: &[T], y: &mut [U], outer: usize, n: usize, inner: usize, log: bool) -> KResult {
+pub fn softmax<T: FloatElem, U: FloatElem>(
+    x: &[T],
+    y: &mut [U],
+    outer: usize,
+    n: usize,
+    inner: usize,
+    log: bool,
+) -> KResult {
     let total = shape3("softmax", outer, n, inner)?;
     check("softmax input", x.len(), total)?;
     check("softmax output", y.len(), total)?;
@@ -344,7 +361,11 @@ pub fn group_norm<T: FloatElem>(
         *ro = T::from_acc(rs);
     };
     if total >= PAR_MIN && rayon::current_num_threads() > 1 {
-        x.par_chunks(len).zip(y.par_chunks_mut(len)).zip(mean.par_iter_mut().zip(rstd.par_iter_mut())).enumerate().for_each(one);
+        x.par_chunks(len)
+            .zip(y.par_chunks_mut(len))
+            .zip(mean.par_iter_mut().zip(rstd.par_iter_mut()))
+            .enumerate()
+            .for_each(one);
     } else {
         x.chunks(len).zip(y.chunks_mut(len)).zip(mean.iter_mut().zip(rstd.iter_mut())).enumerate().for_each(one);
     }

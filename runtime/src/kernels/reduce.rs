@@ -223,8 +223,12 @@ impl ReducePlan {
         for &d in dims {
             match mask.get_mut(d) {
                 Some(m) if !*m => *m = true,
-                Some(_) => return Err(KernelError::Argument(format!("dimension {d} appears more than once in the reduction"))),
-                None => return Err(KernelError::Argument(format!("dimension {d} is out of range for shape {sizes:?}"))),
+                Some(_) => {
+                    return Err(KernelError::Argument(format!("dimension {d} appears more than once in the reduction")))
+                }
+                None => {
+                    return Err(KernelError::Argument(format!("dimension {d} is out of range for shape {sizes:?}")))
+                }
             }
         }
         Self::new(sizes, &mask)
@@ -374,7 +378,10 @@ pub fn argmin_step<T: Num>(acc: Option<(T, usize)>, v: T, i: usize) -> Option<(T
 /// Inclusive prefix sums along the middle axis of `(outer, n, inner)`, accumulating in `A` and
 /// rounding to `R` after every step (as ExecuTorch does, adding into the output).
 pub fn cumsum<T: Num, A: Acc, R: Num>(input: &[T], out: &mut [R], outer: usize, n: usize, inner: usize) -> KResult {
-    let total = outer.checked_mul(n).and_then(|x| x.checked_mul(inner)).ok_or_else(|| KernelError::Shape("cumsum: shape overflows".into()))?;
+    let total = outer
+        .checked_mul(n)
+        .and_then(|x| x.checked_mul(inner))
+        .ok_or_else(|| KernelError::Shape("cumsum: shape overflows".into()))?;
     if input.len() != total || out.len() != total {
         return Err(KernelError::Length { what: "cumsum", expected: total, actual: input.len().min(out.len()) });
     }
@@ -432,9 +439,9 @@ mod tests {
         fn sum_matches_reference((sizes, mask) in shape_and_mask(), seed in 0u64..1000) {
             let n: usize = sizes.iter().product();
             let input: Vec<f64> = (0..n).map(|i| ((i as u64 * 7919 + seed) % 17) as f64 - 8.0).collect();
-            let plan = ReducePlan::new(&sizes, &mask).unwrap();
+            let plan = ReducePlan::new(&sizes, &mask).expect("test");
             let mut out = vec![0.0f64; plan.out_numel()];
-            plan.fold(&input, &mut out, 0.0, |a, v, _| a + v, |a| a).unwrap();
+            plan.fold(&input, &mut out, 0.0, |a, v, _| a + v, |a| a).expect("test");
             prop_assert_eq!(out, reference_sum(&input, &sizes, &mask));
         }
     }
@@ -442,23 +449,23 @@ mod tests {
     #[test]
     fn argmax_nan_and_ties() {
         let x = [1.0f32, 3.0, 3.0, 2.0];
-        let plan = ReducePlan::over_dims(&[4], &[0]).unwrap();
+        let plan = ReducePlan::over_dims(&[4], &[0]).expect("test");
         let mut out = [0usize; 1];
-        plan.fold(&x, &mut out, None, argmax_step, |a| a.map_or(0, |(_, i)| i)).unwrap();
+        plan.fold(&x, &mut out, None, argmax_step, |a| a.map_or(0, |(_, i)| i)).expect("test");
         assert_eq!(out, [1]);
         let y = [1.0f32, f32::NAN, 5.0, f32::NAN];
-        plan.fold(&y, &mut out, None, argmax_step, |a| a.map_or(0, |(_, i)| i)).unwrap();
+        plan.fold(&y, &mut out, None, argmax_step, |a| a.map_or(0, |(_, i)| i)).expect("test");
         assert_eq!(out, [1]);
-        plan.fold(&y, &mut out, None, argmin_step, |a| a.map_or(0, |(_, i)| i)).unwrap();
+        plan.fold(&y, &mut out, None, argmin_step, |a| a.map_or(0, |(_, i)| i)).expect("test");
         assert_eq!(out, [1]);
         let mut m = [0.0f32];
-        plan.fold(&y, &mut m, None, |a, v, _| max_step(a, v), |a| a.unwrap_or(0.0)).unwrap();
+        plan.fold(&y, &mut m, None, |a, v, _| max_step(a, v), |a| a.unwrap_or(0.0)).expect("test");
         assert!(m[0].is_nan());
     }
 
     #[test]
     fn bad_lengths_and_dims() {
-        let plan = ReducePlan::over_dims(&[2, 3], &[1]).unwrap();
+        let plan = ReducePlan::over_dims(&[2, 3], &[1]).expect("test");
         let mut out = [0.0f32; 2];
         assert!(plan.fold(&[0.0f32; 5], &mut out, 0.0, |a, v, _| a + v, |a| a).is_err());
         assert!(ReducePlan::over_dims(&[2, 3], &[1, 1]).is_err());
@@ -469,7 +476,7 @@ mod tests {
     fn cumsum_small() {
         let x = [1i32, 2, 3, 4, 5, 6];
         let mut out = [0i64; 6];
-        cumsum::<i32, i64, i64>(&x, &mut out, 1, 3, 2).unwrap();
+        cumsum::<i32, i64, i64>(&x, &mut out, 1, 3, 2).expect("test");
         assert_eq!(out, [1, 2, 4, 6, 9, 12]);
     }
 }

@@ -70,7 +70,13 @@ fn embedding(env: &mut Env<'_>, a: &[usize]) -> Result<()> {
     out_sizes.push(dim);
     let rows_sel = ids
         .iter()
-        .map(|&i| if i < 0 || i as usize >= rows { Err(invalid(format!("embedding: index {i} is out of range for {rows} rows"))) } else { Ok(i as usize) })
+        .map(|&i| {
+            if i < 0 || i as usize >= rows {
+                Err(invalid(format!("embedding: index {i} is out of range for {rows} rows")))
+            } else {
+                Ok(i as usize)
+            }
+        })
         .collect::<Result<Vec<_>>>()?;
     env.resize(out, &out_sizes)?;
     let es = env.dtype(w)?.element_size();
@@ -98,7 +104,8 @@ fn index_select(env: &mut Env<'_>, a: &[usize]) -> Result<()> {
     if !out_sizes.is_empty() {
         out_sizes[d] = sel.len();
     }
-    let (outer, inner): (usize, usize) = if sizes.is_empty() { (1, 1) } else { (sizes[..d].iter().product(), sizes[d + 1..].iter().product()) };
+    let (outer, inner): (usize, usize) =
+        if sizes.is_empty() { (1, 1) } else { (sizes[..d].iter().product(), sizes[d + 1..].iter().product()) };
     env.resize(out, &out_sizes)?;
     let es = env.dtype(x)?.element_size();
     let blk = inner * es;
@@ -136,7 +143,9 @@ fn dim_offsets(self_sizes: &[usize], index_sizes: &[usize], ids: &[i64], dim: us
     }
     for (d, (&i, &s)) in index_sizes.iter().zip(self_sizes).enumerate() {
         if d != dim && i > s {
-            return Err(invalid(format!("{what}: index {index_sizes:?} is larger than self {self_sizes:?} in dim {d}")));
+            return Err(invalid(format!(
+                "{what}: index {index_sizes:?} is larger than self {self_sizes:?} in dim {d}"
+            )));
         }
     }
     let strides = contiguous_strides(self_sizes);
@@ -145,7 +154,8 @@ fn dim_offsets(self_sizes: &[usize], index_sizes: &[usize], ids: &[i64], dim: us
     let mut offs = Vec::with_capacity(ids.len());
     for &v in ids {
         let p = wrap(v, dim_size, what)?;
-        let off: usize = idx.iter().enumerate().map(|(d, &c)| if d == dim { p * strides[d] } else { c * strides[d] }).sum();
+        let off: usize =
+            idx.iter().enumerate().map(|(d, &c)| if d == dim { p * strides[d] } else { c * strides[d] }).sum();
         offs.push(if self_sizes.is_empty() { 0 } else { off });
         next_index(&mut idx, index_sizes);
     }
@@ -351,8 +361,11 @@ fn plan_adv(env: &Env<'_>, self_sizes: &[usize], indices: &[Option<usize>]) -> R
     let rest: Vec<usize> = (0..self_sizes.len()).filter(|d| !indexed.contains(d)).collect();
     let (first, last) = (indexed.iter().min().copied().unwrap_or(0), indexed.iter().max().copied().unwrap_or(0));
     let adjacent = rest.iter().all(|&d| d < first || d > last);
-    let (pre, post): (Vec<usize>, Vec<usize>) =
-        if adjacent { (rest.iter().copied().filter(|&d| d < first).collect(), rest.iter().copied().filter(|&d| d > last).collect()) } else { (Vec::new(), rest) };
+    let (pre, post): (Vec<usize>, Vec<usize>) = if adjacent {
+        (rest.iter().copied().filter(|&d| d < first).collect(), rest.iter().copied().filter(|&d| d > last).collect())
+    } else {
+        (Vec::new(), rest)
+    };
     let mut out_sizes: Vec<usize> = pre.iter().map(|&d| self_sizes[d]).collect();
     out_sizes.extend(&b_sizes);
     out_sizes.extend(post.iter().map(|&d| self_sizes[d]));
@@ -451,4 +464,101 @@ fn index_put(env: &mut Env<'_>, a: &[usize]) -> Result<()> {
         }
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::reduce::harness::H;
+    use ferrite_program::ScalarType as S;
+
+    #[test]
+    fn embedding_and_index_select() {
+        let mut h = H::new();
+        let w = h.t(&[3, 2], &[0.0f32, 1.0, 10.0, 11.0, 20.0, 21.0]);
+        let idx = h.t(&[2, 2], &[2i64, 0, 1, 1]);
+        let (p, f) = (h.int(-1), h.bool(false));
+        let o = h.out(S::Float, 3);
+        h.call("aten::embedding.out", &[w, idx, p, f, f, o]).expect("test");
+        assert_eq!(h.get(o).sizes(), &[2, 2, 2]);
+        assert_eq!(h.get(o).as_slice::<f32>().expect("test"), &[20.0, 21.0, 0.0, 1.0, 10.0, 11.0, 10.0, 11.0]);
+        let bad = h.t(&[1], &[3i32]);
+        let o = h.out(S::Float, 2);
+        assert!(h.call("aten::embedding.out", &[w, bad, p, f, f, o]).is_err());
+        let sel = h.t(&[2], &[-1i32, 0]);
+        let d = h.int(1);
+        let o = h.out(S::Float, 2);
+        h.call("aten::index_select.out", &[w, d, sel, o]).expect("test");
+        assert_eq!(h.get(o).as_slice::<f32>().expect("test"), &[1.0, 0.0, 11.0, 10.0, 21.0, 20.0]);
+    }
+
+    #[test]
+    fn gather_and_scatter() {
+        let mut h = H::new();
+        let x = h.t(&[2, 3], &[1i64, 2, 3, 4, 5, 6]);
+        let idx = h.t(&[2, 2], &[2i64, 0, 1, 1]);
+        let (d, f) = (h.int(1), h.bool(false));
+        let o = h.out(S::Long, 2);
+        h.call("aten::gather.out", &[x, d, idx, f, o]).expect("test");
+        assert_eq!(h.get(o).as_slice::<i64>().expect("test"), &[3, 1, 5, 5]);
+        let src = h.t(&[2, 2], &[10i64, 20, 30, 40]);
+        let o = h.out(S::Long, 2);
+        h.call("aten::scatter.src_out", &[x, d, idx, src, o]).expect("test");
+        assert_eq!(h.get(o).as_slice::<i64>().expect("test"), &[20, 2, 10, 4, 40, 6]);
+        let o = h.out(S::Long, 2);
+        h.call("aten::scatter_add.out", &[x, d, idx, src, o]).expect("test");
+        assert_eq!(h.get(o).as_slice::<i64>().expect("test"), &[21, 2, 13, 4, 75, 6]);
+        let v = h.int(-1);
+        let o = h.out(S::Long, 2);
+        h.call("aten::scatter.value_out", &[x, d, idx, v, o]).expect("test");
+        assert_eq!(h.get(o).as_slice::<i64>().expect("test"), &[-1, 2, -1, 4, -1, 6]);
+    }
+
+    #[test]
+    fn advanced_indexing() {
+        let mut h = H::new();
+        let data: Vec<f32> = (0..24).map(|v| v as f32).collect();
+        let x = h.t(&[2, 3, 4], &data);
+        // x[:, [2, 0]] -> [2, 2, 4]
+        let i1 = h.t(&[2], &[2i64, 0]);
+        let l = h.opt_tensors(&[None, Some(i1)]);
+        let o = h.out(S::Float, 3);
+        h.call("aten::index.Tensor_out", &[x, l, o]).expect("test");
+        assert_eq!(h.get(o).sizes(), &[2, 2, 4]);
+        let got = h.get(o);
+        let g = got.as_slice::<f32>().expect("test");
+        assert_eq!(&g[..8], &[8.0, 9.0, 10.0, 11.0, 0.0, 1.0, 2.0, 3.0]);
+        // x[[1, 0], :, [3]] (non-adjacent, broadcast) -> [2, 3]
+        let a = h.t(&[2], &[1i64, 0]);
+        let c = h.t(&[1], &[-1i64]);
+        let l = h.opt_tensors(&[Some(a), None, Some(c)]);
+        let o = h.out(S::Float, 2);
+        h.call("aten::index.Tensor_out", &[x, l, o]).expect("test");
+        assert_eq!(h.get(o).sizes(), &[2, 3]);
+        assert_eq!(h.get(o).as_slice::<f32>().expect("test"), &[15.0, 19.0, 23.0, 3.0, 7.0, 11.0]);
+        // Boolean mask over the first two dims.
+        let m = h.bools(&[2, 3], &[true, false, false, false, false, true]);
+        let l = h.opt_tensors(&[Some(m)]);
+        let o = h.out(S::Float, 2);
+        h.call("aten::index.Tensor_out", &[x, l, o]).expect("test");
+        assert_eq!(h.get(o).sizes(), &[2, 4]);
+        assert_eq!(h.get(o).as_slice::<f32>().expect("test"), &[0.0, 1.0, 2.0, 3.0, 20.0, 21.0, 22.0, 23.0]);
+        // index_put with accumulate and repeated indices.
+        let y = h.t(&[4], &[0.0f32; 4]);
+        let ii = h.t(&[3], &[1i64, 1, 3]);
+        let l = h.opt_tensors(&[Some(ii)]);
+        let vals = h.t(&[1], &[2.5f32]);
+        let acc = h.bool(true);
+        let o = h.out(S::Float, 1);
+        h.call("aten::index_put.out", &[y, l, vals, acc, o]).expect("test");
+        assert_eq!(h.get(o).as_slice::<f32>().expect("test"), &[0.0, 5.0, 0.0, 2.5]);
+        let noacc = h.bool(false);
+        let o = h.out(S::Float, 1);
+        h.call("aten::index_put.out", &[y, l, vals, noacc, o]).expect("test");
+        assert_eq!(h.get(o).as_slice::<f32>().expect("test"), &[0.0, 2.5, 0.0, 2.5]);
+        // Out of range.
+        let bad = h.t(&[1], &[5i64]);
+        let l = h.opt_tensors(&[Some(bad)]);
+        let o = h.out(S::Float, 1);
+        assert!(h.call("aten::index.Tensor_out", &[y, l, o]).is_err());
+    }
 }

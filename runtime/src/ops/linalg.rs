@@ -168,7 +168,18 @@ fn addmm(env: &mut Env<'_>, a: &[usize]) -> Result<()> {
     if kk != k2 {
         return Err(invalid(format!("addmm: {m}x{kk} times {k2}x{n}")));
     }
-    run_bmm(env, x, Operand::row_major(1, m, kk), y, Operand::row_major(1, kk, n), out, &[m, n], 1, (m, kk, n), Some((s, beta, alpha)))
+    run_bmm(
+        env,
+        x,
+        Operand::row_major(1, m, kk),
+        y,
+        Operand::row_major(1, kk, n),
+        out,
+        &[m, n],
+        1,
+        (m, kk, n),
+        Some((s, beta, alpha)),
+    )
 }
 
 fn baddbmm(env: &mut Env<'_>, a: &[usize]) -> Result<()> {
@@ -179,7 +190,18 @@ fn baddbmm(env: &mut Env<'_>, a: &[usize]) -> Result<()> {
     if kk != k2 || b != b2 {
         return Err(invalid(format!("baddbmm: {b}x{m}x{kk} times {b2}x{k2}x{n}")));
     }
-    run_bmm(env, x, Operand::row_major(b, m, kk), y, Operand::row_major(b, kk, n), out, &[b, m, n], b, (m, kk, n), Some((s, beta, alpha)))
+    run_bmm(
+        env,
+        x,
+        Operand::row_major(b, m, kk),
+        y,
+        Operand::row_major(b, kk, n),
+        out,
+        &[b, m, n],
+        b,
+        (m, kk, n),
+        Some((s, beta, alpha)),
+    )
 }
 
 /// `linear(input [*, in], weight [out, in], bias [out]?) = input · weightᵀ + bias`.
@@ -208,7 +230,16 @@ fn linear(env: &mut Env<'_>, a: &[usize]) -> Result<()> {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn run_linear(env: &mut Env<'_>, x: usize, w: usize, wt: Operand, out: usize, out_sizes: &[usize], mkn: (usize, usize, usize), bias: Option<(usize, f64, f64)>) -> Result<()> {
+fn run_linear(
+    env: &mut Env<'_>,
+    x: usize,
+    w: usize,
+    wt: Operand,
+    out: usize,
+    out_sizes: &[usize],
+    mkn: (usize, usize, usize),
+    bias: Option<(usize, f64, f64)>,
+) -> Result<()> {
     let mut vals = vec![x, w, out];
     vals.extend(bias.map(|b| b.0));
     let dtype = same_dtypes(env, "linear", &vals)?;
@@ -248,8 +279,16 @@ fn matmul(env: &mut Env<'_>, a: &[usize]) -> Result<()> {
     if xs.is_empty() || ys.is_empty() {
         return Err(invalid("matmul: both arguments need at least one dimension".into()));
     }
-    let (xm, xk, xb) = if xs.len() == 1 { (None, xs[0], &xs[..0]) } else { (Some(xs[xs.len() - 2]), xs[xs.len() - 1], &xs[..xs.len() - 2]) };
-    let (yk, yn, yb) = if ys.len() == 1 { (ys[0], None, &ys[..0]) } else { (ys[ys.len() - 2], Some(ys[ys.len() - 1]), &ys[..ys.len() - 2]) };
+    let (xm, xk, xb) = if xs.len() == 1 {
+        (None, xs[0], &xs[..0])
+    } else {
+        (Some(xs[xs.len() - 2]), xs[xs.len() - 1], &xs[..xs.len() - 2])
+    };
+    let (yk, yn, yb) = if ys.len() == 1 {
+        (ys[0], None, &ys[..0])
+    } else {
+        (ys[ys.len() - 2], Some(ys[ys.len() - 1]), &ys[..ys.len() - 2])
+    };
     if xk != yk {
         return Err(invalid(format!("matmul: {xs:?} times {ys:?}")));
     }
@@ -329,7 +368,17 @@ struct Attn {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn attn_params(env: &Env<'_>, q: usize, k: usize, v: usize, start: i64, mask: usize, causal: bool, scale: Option<f64>, seq_len: usize) -> Result<Attn> {
+fn attn_params(
+    env: &Env<'_>,
+    q: usize,
+    k: usize,
+    v: usize,
+    start: i64,
+    mask: usize,
+    causal: bool,
+    scale: Option<f64>,
+    seq_len: usize,
+) -> Result<Attn> {
     let dims4 = |t: usize, what: &str| -> Result<(usize, usize, usize, usize)> {
         match *env.sizes(t)? {
             [a, b, c, d] => Ok((a, b, c, d)),
@@ -339,7 +388,12 @@ fn attn_params(env: &Env<'_>, q: usize, k: usize, v: usize, start: i64, mask: us
     let (b, s, h, d) = dims4(q, "query")?;
     let (kb, kl, kh, kd) = dims4(k, "key")?;
     if env.sizes(v)? != env.sizes(k)? || kb != b || kd != d {
-        return Err(invalid(format!("sdpa: query {:?}, key {:?}, value {:?} do not agree", env.sizes(q)?, env.sizes(k)?, env.sizes(v)?)));
+        return Err(invalid(format!(
+            "sdpa: query {:?}, key {:?}, value {:?} do not agree",
+            env.sizes(q)?,
+            env.sizes(k)?,
+            env.sizes(v)?
+        )));
     }
     let start = usize::try_from(start).map_err(|_| invalid(format!("sdpa: start_pos {start} is negative")))?;
     let has_mask = !env.is_none(mask)?;
@@ -402,7 +456,8 @@ fn custom_sdpa(env: &mut Env<'_>, a: &[usize]) -> Result<()> {
 /// attn_mask?, dropout_p, is_causal, scale?, out)`: writes k and v into the caches at
 /// `start_pos`, then attends over the caches.
 fn sdpa_with_kv_cache(env: &mut Env<'_>, a: &[usize]) -> Result<()> {
-    let (q, kp, vp, kc, vc, mask, out) = (arg(a, 0)?, arg(a, 1)?, arg(a, 2)?, arg(a, 3)?, arg(a, 4)?, arg(a, 7)?, arg(a, 11)?);
+    let (q, kp, vp, kc, vc, mask, out) =
+        (arg(a, 0)?, arg(a, 1)?, arg(a, 2)?, arg(a, 3)?, arg(a, 4)?, arg(a, 7)?, arg(a, 11)?);
     let start = env.int(arg(a, 5)?)?;
     let seq_len = usize::try_from(env.int(arg(a, 6)?)?).map_err(|_| invalid("sdpa: negative seq_len".into()))?;
     let causal = env.bool(arg(a, 9)?)?;
@@ -414,7 +469,9 @@ fn sdpa_with_kv_cache(env: &mut Env<'_>, a: &[usize]) -> Result<()> {
     for t in [kp, vp] {
         let s = env.sizes(t)?;
         if s.len() != 4 || s[0] != b || s[1] != seq_len || s[2] != kh || s[3] != d {
-            return Err(invalid(format!("sdpa: projected k/v {s:?} do not fit cache [{b}, {kl}, {kh}, {d}] with seq_len {seq_len}")));
+            return Err(invalid(format!(
+                "sdpa: projected k/v {s:?} do not fit cache [{b}, {kl}, {kh}, {d}] with seq_len {seq_len}"
+            )));
         }
     }
     let qs = env.sizes(q)?.to_vec();
@@ -442,4 +499,161 @@ fn sdpa_with_kv_cache(env: &mut Env<'_>, a: &[usize]) -> Result<()> {
         });
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::reduce::harness::{close, rand_vec, H};
+    use ferrite_program::ScalarType as S;
+    use proptest::prelude::*;
+
+    fn mm_ref(a: &[f32], b: &[f32], m: usize, k: usize, n: usize) -> Vec<f64> {
+        let mut c = vec![0.0; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                c[i * n + j] = (0..k).map(|p| f64::from(a[i * k + p]) * f64::from(b[p * n + j])).sum();
+            }
+        }
+        c
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+        #[test]
+        fn addmm_and_linear_match_reference(m in 0usize..6, k in 0usize..7, n in 1usize..6, bias_kind in 0usize..3, seed in 0u64..500) {
+            let a = rand_vec(m * k, seed);
+            let b = rand_vec(k * n, seed + 1);
+            let bias = rand_vec(n, seed + 2);
+            let prod = mm_ref(&a, &b, m, k, n);
+            // addmm with a [n] / [1, n] / [m, n]-shaped self, beta 1 or 0.5, alpha 1 or 2.
+            let (beta, alpha) = if seed % 2 == 0 { (1.0, 1.0) } else { (0.5, 2.0) };
+            let (self_sizes, self_vals): (Vec<usize>, Vec<f32>) = match bias_kind {
+                0 => (vec![n], bias.clone()),
+                1 => (vec![1, n], bias.clone()),
+                _ => (vec![m, n], rand_vec(m * n, seed + 3)),
+            };
+            let mut h = H::new();
+            let s = h.t(&self_sizes, &self_vals);
+            let (x, y) = (h.t(&[m, k], &a), h.t(&[k, n], &b));
+            let (be, al) = (h.double(beta), h.double(alpha));
+            let o = h.out(S::Float, 2);
+            h.call("aten::addmm.out", &[s, x, y, be, al, o]).expect("test");
+            let want: Vec<f64> = (0..m * n)
+                .map(|i| {
+                    let sv = if bias_kind < 2 { self_vals[i % n] } else { self_vals[i] };
+                    alpha * prod[i] + beta * f64::from(sv)
+                })
+                .collect();
+            close(&h.f64s(o).1, &want, 1e-4);
+            // linear: weight is [n, k] (transposed operand), input [m, k] reshaped to [1, m, k].
+            let wt: Vec<f32> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect();
+            let w = h.t(&[n, k], &wt);
+            let xi = h.t(&[1, m, k], &a);
+            let bi = h.t(&[n], &bias);
+            let o = h.out(S::Float, 3);
+            h.call("aten::linear.out", &[xi, w, bi, o]).expect("test");
+            let want: Vec<f64> = (0..m * n).map(|i| prod[i] + f64::from(bias[i % n])).collect();
+            let (os, got) = h.f64s(o);
+            prop_assert_eq!(os, vec![1, m, n]);
+            close(&got, &want, 1e-4);
+        }
+    }
+
+    #[test]
+    fn bmm_matmul_and_dtypes() {
+        let (b, m, k, n) = (3, 2, 4, 5);
+        let x = rand_vec(b * m * k, 1);
+        let y = rand_vec(b * k * n, 2);
+        let mut h = H::new();
+        let (xi, yi) = (h.t(&[b, m, k], &x), h.t(&[b, k, n], &y));
+        let o = h.out(S::Float, 3);
+        h.call("aten::bmm.out", &[xi, yi, o]).expect("test");
+        let want: Vec<f64> = (0..b)
+            .flat_map(|i| mm_ref(&x[i * m * k..(i + 1) * m * k], &y[i * k * n..(i + 1) * k * n], m, k, n))
+            .collect();
+        close(&h.f64s(o).1, &want, 1e-5);
+        // matmul broadcasting a 2-D rhs over the batch, and a 1-D rhs.
+        let y2 = h.t(&[k, n], &y[..k * n]);
+        let o = h.out(S::Float, 3);
+        h.call("aten::matmul.out", &[xi, y2, o]).expect("test");
+        let want: Vec<f64> =
+            (0..b).flat_map(|i| mm_ref(&x[i * m * k..(i + 1) * m * k], &y[..k * n], m, k, n)).collect();
+        close(&h.f64s(o).1, &want, 1e-5);
+        let v = h.t(&[k], &y[..k]);
+        let o = h.out(S::Float, 2);
+        h.call("aten::matmul.out", &[xi, v, o]).expect("test");
+        assert_eq!(h.get(o).sizes(), &[b, m]);
+        close(&h.f64s(o).1, &mm_ref(&x, &y[..k], b * m, k, 1), 1e-5);
+        // f64, f16, bf16 and integer mm.
+        let a = [1.0f64, 2.0, 3.0, 4.0];
+        let (ai, bi) = (h.t(&[2, 2], &a), h.t(&[2, 2], &a));
+        let o = h.out(S::Double, 2);
+        h.call("aten::mm.out", &[ai, bi, o]).expect("test");
+        assert_eq!(h.get(o).as_slice::<f64>().expect("test"), &[7.0, 10.0, 15.0, 22.0]);
+        let ah: Vec<half::f16> = a.iter().map(|&v| half::f16::from_f64(v)).collect();
+        let (ai, bi) = (h.t(&[2, 2], &ah), h.t(&[2, 2], &ah));
+        let o = h.out(S::Half, 2);
+        h.call("aten::mm.out", &[ai, bi, o]).expect("test");
+        close(&h.f64s(o).1, &[7.0, 10.0, 15.0, 22.0], 0.0);
+        let ab: Vec<half::bf16> = a.iter().map(|&v| half::bf16::from_f64(v)).collect();
+        let (ai, bi) = (h.t(&[2, 2], &ab), h.t(&[2, 2], &ab));
+        let o = h.out(S::BFloat16, 2);
+        h.call("aten::mm.out", &[ai, bi, o]).expect("test");
+        close(&h.f64s(o).1, &[7.0, 10.0, 15.0, 22.0], 0.0);
+        let al = [1i64, 2, 3, 4];
+        let (ai, bi) = (h.t(&[2, 2], &al), h.t(&[2, 2], &al));
+        let o = h.out(S::Long, 2);
+        h.call("aten::mm.out", &[ai, bi, o]).expect("test");
+        assert_eq!(h.get(o).as_slice::<i64>().expect("test"), &[7, 10, 15, 22]);
+        // Shape mismatch is an error, not a panic.
+        let o = h.out(S::Long, 2);
+        let c = h.t(&[3, 1], &[1i64, 2, 3]);
+        assert!(h.call("aten::mm.out", &[ai, c, o]).is_err());
+    }
+
+    #[test]
+    fn custom_sdpa_and_kv_cache() {
+        let (b, s, hq, hkv, d) = (1, 3, 4, 2, 4);
+        let q = rand_vec(b * s * hq * d, 5);
+        let k = rand_vec(b * s * hkv * d, 6);
+        let v = rand_vec(b * s * hkv * d, 7);
+        let mut h = H::new();
+        let (qi, ki, vi) = (h.t(&[b, s, hq, d], &q), h.t(&[b, s, hkv, d], &k), h.t(&[b, s, hkv, d], &v));
+        let (start, none, drop, causal) = (h.int(0), h.none(), h.double(0.0), h.bool(true));
+        let o = h.out(S::Float, 4);
+        h.call("llama::custom_sdpa.out", &[qi, ki, vi, start, none, drop, causal, none, o]).expect("test");
+        let scale = 1.0 / (d as f64).sqrt();
+        let mut want = vec![0.0f64; q.len()];
+        for i in 0..s {
+            for hh in 0..hq {
+                let kh = hh / (hq / hkv);
+                let qr = &q[(i * hq + hh) * d..][..d];
+                let sc: Vec<f64> = (0..=i)
+                    .map(|j| {
+                        qr.iter()
+                            .zip(&k[(j * hkv + kh) * d..][..d])
+                            .map(|(&x, &y)| f64::from(x) * f64::from(y))
+                            .sum::<f64>()
+                            * scale
+                    })
+                    .collect();
+                let mx = sc.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let z: f64 = sc.iter().map(|x| (x - mx).exp()).sum();
+                for dd in 0..d {
+                    want[(i * hq + hh) * d + dd] =
+                        (0..=i).map(|j| (sc[j] - mx).exp() / z * f64::from(v[(j * hkv + kh) * d + dd])).sum();
+                }
+            }
+        }
+        close(&h.f64s(o).1, &want, 1e-5);
+        // The same through a kv cache of 5 positions, writing at start_pos 0.
+        let cache = vec![0.0f32; b * 5 * hkv * d];
+        let (kc, vc) = (h.t(&[b, 5, hkv, d], &cache), h.t(&[b, 5, hkv, d], &cache));
+        let sl = h.int(s as i64);
+        let o = h.out(S::Float, 4);
+        h.call("llama::sdpa_with_kv_cache.out", &[qi, ki, vi, kc, vc, start, sl, none, drop, causal, none, o])
+            .expect("test");
+        close(&h.f64s(o).1, &want, 1e-5);
+        close(&h.f64s(kc).1[..k.len()], &k.iter().map(|&x| f64::from(x)).collect::<Vec<_>>(), 0.0);
+    }
 }
