@@ -229,6 +229,9 @@ pub fn softmax<T: FloatElem, U: FloatElem>(
     Ok(())
 }
 
+/// One row of a normalisation: (input, output) and its (mean, rstd) slots.
+type RowItem<'a, T> = ((&'a [T], &'a mut [T]), (&'a mut T, &'a mut T));
+
 /// Mean and `1 / sqrt(var + eps)` (biased variance, two passes) of a slice.
 #[inline]
 fn moments<T: FloatElem>(x: &[T], eps: T::Acc) -> (T::Acc, T::Acc) {
@@ -281,7 +284,7 @@ pub fn layer_norm<T: FloatElem>(
         return Ok(());
     }
     let eps = <T::Acc as Real>::from_f64(eps);
-    let row = |((xr, yr), (mo, ro)): ((&[T], &mut [T]), (&mut T, &mut T))| {
+    let row = |((xr, yr), (mo, ro)): RowItem<'_, T>| {
         let (mu, rs) = moments(xr, eps);
         for (j, (o, &v)) in yr.iter_mut().zip(xr).enumerate() {
             let mut t = (v.to_acc() - mu) * rs;
@@ -346,7 +349,7 @@ pub fn group_norm<T: FloatElem>(
         return Ok(());
     }
     let eps = <T::Acc as Real>::from_f64(eps);
-    let one = |(k, ((xg, yg), (mo, ro))): (usize, ((&[T], &mut [T]), (&mut T, &mut T)))| {
+    let one = |(k, ((xg, yg), (mo, ro))): (usize, RowItem<'_, T>)| {
         let (mu, rs) = moments(xg, eps);
         let g = k % groups;
         for ci in 0..cpg {

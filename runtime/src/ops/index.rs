@@ -20,6 +20,7 @@ pub(super) fn register(r: &mut KernelRegistry) {
     r.register("aten::gather.out", gather);
     r.register("aten::index.Tensor_out", index_tensor);
     r.register("aten::index_put.out", index_put);
+    r.register("aten::index_put_.default", index_put_inplace);
     r.register("aten::scatter.src_out", |e, a| scatter(e, a, ScatterKind::Src));
     r.register("aten::scatter.value_out", |e, a| scatter(e, a, ScatterKind::Value));
     r.register("aten::scatter_add.out", |e, a| scatter(e, a, ScatterKind::Add));
@@ -426,10 +427,27 @@ fn index_tensor(env: &mut Env<'_>, a: &[usize]) -> Result<()> {
     })
 }
 
+/// `index_put_(self, indices, values, accumulate) -> self`: the in-place form.
+fn index_put_inplace(env: &mut Env<'_>, a: &[usize]) -> Result<()> {
+    let x = arg(a, 0)?;
+    index_put_into(env, a, x)?;
+    if let Some(&ret) = a.get(4) {
+        if ret != x && env.is_tensor(ret)? {
+            env.alias(x, ret)?;
+        }
+    }
+    Ok(())
+}
+
+fn index_put(env: &mut Env<'_>, a: &[usize]) -> Result<()> {
+    let out = arg(a, 4)?;
+    index_put_into(env, a, out)
+}
+
 /// index_put.out(self, indices, values, accumulate, out): `out = self` with the indexed
 /// elements replaced by (or, with `accumulate`, increased by) `values`, broadcast.
-fn index_put(env: &mut Env<'_>, a: &[usize]) -> Result<()> {
-    let (x, list, vals, out) = (arg(a, 0)?, arg(a, 1)?, arg(a, 2)?, arg(a, 4)?);
+fn index_put_into(env: &mut Env<'_>, a: &[usize], out: usize) -> Result<()> {
+    let (x, list, vals) = (arg(a, 0)?, arg(a, 1)?, arg(a, 2)?);
     let accumulate = env.bool(arg(a, 3)?)?;
     let sizes = env.sizes(x)?.to_vec();
     let dtype = same_dtype(env, x, out, "index_put self and output")?;
@@ -555,6 +573,9 @@ mod tests {
         let o = h.out(S::Float, 1);
         h.call("aten::index_put.out", &[y, l, vals, noacc, o]).expect("test");
         assert_eq!(h.get(o).as_slice::<f32>().expect("test"), &[0.0, 2.5, 0.0, 2.5]);
+        // The in-place form updates self.
+        h.call("aten::index_put_.default", &[y, l, vals, acc, y]).expect("test");
+        assert_eq!(h.get(y).as_slice::<f32>().expect("test"), &[0.0, 5.0, 0.0, 2.5]);
         // Out of range.
         let bad = h.t(&[1], &[5i64]);
         let l = h.opt_tensors(&[Some(bad)]);

@@ -384,6 +384,7 @@ fn any_all(
     })
 }
 
+#[allow(clippy::too_many_arguments)]
 fn variance(
     env: &mut Env<'_>,
     input: usize,
