@@ -7,8 +7,11 @@
 
 pub mod elementwise;
 pub mod layout;
+pub mod linalg;
 pub mod matmul;
+pub mod norm;
 pub mod quantized;
+pub mod reduce;
 
 use half::{bf16, f16};
 
