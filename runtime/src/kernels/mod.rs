@@ -5,8 +5,10 @@
 //! [`KernelError`] rather than panicking. Operator adapters (argument parsing,
 //! dtype promotion, output resizing) live one level up, in `crate::ops`.
 
+pub mod conv;
 pub mod layout;
 pub mod matmul;
+pub mod pool;
 
 use half::{bf16, f16};
 
