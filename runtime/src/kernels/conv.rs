@@ -63,7 +63,7 @@ impl ConvShape {
     /// Output spatial sizes, or an error when they would be empty or overflow.
     pub fn output(&self) -> KResult<[usize; 3]> {
         let mut out = [0usize; 3];
-        for i in 0..3 {
+        for (i, slot) in out.iter_mut().enumerate() {
             let (n, k, s, p, d) = (self.input[i], self.kernel[i], self.stride[i], self.padding[i], self.dilation[i]);
             if s == 0 || d == 0 || k == 0 {
                 return Err(arg_err(format!("convolution: kernel {k}, stride {s} and dilation {d} must be positive")));
@@ -82,7 +82,7 @@ impl ConvShape {
                     .and_then(|x| x.checked_add(span))
                     .and_then(|x| x.checked_add(op + 1))
                     .ok_or_else(|| arg_err(format!("convolution: transposed input size {n} is invalid")))?;
-                grown.checked_sub(2 * p).unwrap_or(0)
+                grown.saturating_sub(2 * p)
             } else {
                 let padded = n.checked_add(2 * p).ok_or_else(|| arg_err("convolution: padding overflows".into()))?;
                 if padded > span {
@@ -96,7 +96,7 @@ impl ConvShape {
                     "convolution: input size {n} with kernel {k}, stride {s}, padding {p}, dilation {d} gives an empty output"
                 )));
             }
-            out[i] = o;
+            *slot = o;
         }
         Ok(out)
     }

@@ -231,7 +231,7 @@ fn upsample_geometry(
     match (output_size, scales) {
         (Some(s), None) => Ok((output_size_pair(&s, op)?, [None, None])),
         (None, Some(f)) => {
-            if f.len() != 2 || f.iter().any(|&v| !(v > 0.0) || !v.is_finite()) {
+            if f.len() != 2 || f.iter().any(|&v| v <= 0.0 || !v.is_finite()) {
                 return Err(invalid(format!("{op}: scale_factors must be two positive numbers, got {f:?}")));
             }
             let mut o = [0usize; 2];
