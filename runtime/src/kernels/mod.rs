@@ -5,11 +5,13 @@
 //! [`KernelError`] rather than panicking. Operator adapters (argument parsing,
 //! dtype promotion, output resizing) live one level up, in `crate::ops`.
 
+pub mod conv;
 pub mod elementwise;
 pub mod layout;
 pub mod linalg;
 pub mod matmul;
 pub mod norm;
+pub mod pool;
 pub mod quantized;
 pub mod reduce;
 

@@ -1,0 +1,802 @@
+//! Convolution (1-D, 2-D and 3-D; strided, padded, dilated, grouped, transposed) and inference
+//! batch normalisation.
+//!
+//! Every convolution is expressed on a `[N, C, D, H, W]` view (1-D and 2-D convolutions have
+//! unit leading spatial dimensions) and dispatched to one of four strategies:
+//!
+//! * **pointwise** (1×1 kernel, unit stride, no padding): one GEMM per batch and group straight
+//!   on the input, no copy;
+//! * **depthwise** (one input channel per group, 1-D/2-D): direct loops whose inner loop runs
+//!   along an output row, so it vectorises;
+//! * **general**: `im2col` into a bounded column buffer (blocked over output positions), then GEMM;
+//! * **transposed**: GEMM into a column buffer, then `col2im` scatter-add.
+//!
+//! Work is spread over rayon threads by batch × group (or by output plane for depthwise) when
+//! there is enough of it, otherwise the GEMM itself is threaded.
+
+use std::ops::{Add, AddAssign, Mul, Sub};
+
+use rayon::prelude::*;
+
+use super::matmul::{gemm, GemmElement, Mat};
+use super::{Float, KResult, KernelError};
+
+/// A floating-point type the convolution and pooling kernels compute in natively (f32, f64);
+/// half types are widened to f32 by the operator adapters.
+pub trait Real: Float + GemmElement + Add<Output = Self> + Sub<Output = Self> + Mul<Output = Self> + AddAssign {}
+impl Real for f32 {}
+impl Real for f64 {}
+
+/// Shape and hyper-parameters of one convolution, normalised to three spatial dimensions
+/// (`[D, H, W]`; unused leading ones have size 1, kernel 1, stride 1, no padding, dilation 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvShape {
+    /// Batch size.
+    pub batch: usize,
+    /// Input channels.
+    pub in_channels: usize,
+    /// Output channels.
+    pub out_channels: usize,
+    /// Groups (divides both channel counts).
+    pub groups: usize,
+    /// Input spatial sizes.
+    pub input: [usize; 3],
+    /// Kernel spatial sizes.
+    pub kernel: [usize; 3],
+    /// Strides (≥ 1).
+    pub stride: [usize; 3],
+    /// Zero padding on both sides.
+    pub padding: [usize; 3],
+    /// Dilations (≥ 1).
+    pub dilation: [usize; 3],
+    /// Extra size added to one side of a transposed convolution's output.
+    pub output_padding: [usize; 3],
+    /// Transposed convolution (the gradient of a convolution with respect to its input).
+    pub transposed: bool,
+}
+
+fn arg_err(msg: String) -> KernelError {
+    KernelError::Argument(msg)
+}
+
+impl ConvShape {
+    /// Output spatial sizes, or an error when they would be empty or overflow.
+    pub fn output(&self) -> KResult<[usize; 3]> {
+        let mut out = [0usize; 3];
+        for (i, slot) in out.iter_mut().enumerate() {
+            let (n, k, s, p, d) = (self.input[i], self.kernel[i], self.stride[i], self.padding[i], self.dilation[i]);
+            if s == 0 || d == 0 || k == 0 {
+                return Err(arg_err(format!("convolution: kernel {k}, stride {s} and dilation {d} must be positive")));
+            }
+            let span = (k - 1).checked_mul(d).ok_or_else(|| arg_err("convolution: kernel span overflows".into()))?;
+            let o = if self.transposed {
+                let op = self.output_padding[i];
+                if op >= s && op >= d {
+                    return Err(arg_err(format!(
+                        "output padding {op} must be smaller than either stride {s} or dilation {d}"
+                    )));
+                }
+                let grown = n
+                    .checked_sub(1)
+                    .and_then(|x| x.checked_mul(s))
+                    .and_then(|x| x.checked_add(span))
+                    .and_then(|x| x.checked_add(op + 1))
+                    .ok_or_else(|| arg_err(format!("convolution: transposed input size {n} is invalid")))?;
+                grown.saturating_sub(2 * p)
+            } else {
+                let padded = n.checked_add(2 * p).ok_or_else(|| arg_err("convolution: padding overflows".into()))?;
+                if padded > span {
+                    (padded - span - 1) / s + 1
+                } else {
+                    0
+                }
+            };
+            if o == 0 {
+                return Err(arg_err(format!(
+                    "convolution: input size {n} with kernel {k}, stride {s}, padding {p}, dilation {d} gives an empty output"
+                )));
+            }
+            *slot = o;
+        }
+        Ok(out)
+    }
+
+    fn validate(&self) -> KResult {
+        let g = self.groups;
+        if g == 0 || self.in_channels % g != 0 || self.out_channels % g != 0 {
+            return Err(arg_err(format!(
+                "convolution: {} input and {} output channels are not divisible into {g} groups",
+                self.in_channels, self.out_channels
+            )));
+        }
+        Ok(())
+    }
+
+    fn kvol(&self) -> usize {
+        self.kernel.iter().product()
+    }
+
+    /// Elements of the weight tensor (`[out, in/groups, k...]`, or `[in, out/groups, k...]`
+    /// when transposed).
+    pub fn weight_len(&self) -> usize {
+        let per = if self.transposed {
+            self.in_channels * (self.out_channels / self.groups.max(1))
+        } else {
+            self.out_channels * (self.in_channels / self.groups.max(1))
+        };
+        per * self.kvol()
+    }
+}
+
+fn check(what: &'static str, len: usize, expected: Option<usize>) -> KResult {
+    match expected {
+        Some(e) if e == len => Ok(()),
+        Some(e) => Err(KernelError::Length { what, expected: e, actual: len }),
+        None => Err(KernelError::Shape(format!("{what}: size overflows"))),
+    }
+}
+
+/// For a kernel tap at offset `off` (input = output·stride + off), the range of output indices
+/// `[lo, hi)` whose input index lies in `[0, in_len)`.
+#[inline]
+pub(crate) fn valid_range(off: isize, stride: usize, in_len: usize, out_len: usize) -> (usize, usize) {
+    let s = stride as isize;
+    let lo = if off >= 0 { 0 } else { ((-off) + s - 1) / s };
+    let last = in_len as isize - 1 - off;
+    let hi = if last < 0 { 0 } else { (last / s + 1).min(out_len as isize) };
+    let lo = lo.min(out_len as isize);
+    let hi = hi.max(lo);
+    (lo as usize, hi as usize)
+}
+
+/// `y = conv(x, w) + bias` (or the transposed convolution), all contiguous row-major:
+/// `x` is `[N, Cin, D, H, W]`, `w` as [`ConvShape::weight_len`] says, `y` is `[N, Cout, OD, OH, OW]`.
+/// Uses up to `threads` rayon threads.
+pub fn conv<T: Real>(x: &[T], w: &[T], bias: Option<&[T]>, y: &mut [T], s: &ConvShape, threads: usize) -> KResult {
+    s.validate()?;
+    let o = s.output()?;
+    let isp = s.input.iter().try_fold(1usize, |a, &b| a.checked_mul(b));
+    let osp = o.iter().try_fold(1usize, |a, &b| a.checked_mul(b));
+    let (isp, osp) = match (isp, osp) {
+        (Some(a), Some(b)) => (a, b),
+        _ => return Err(KernelError::Shape("convolution: spatial size overflows".into())),
+    };
+    check("convolution input", x.len(), s.batch.checked_mul(s.in_channels).and_then(|v| v.checked_mul(isp)))?;
+    check("convolution output", y.len(), s.batch.checked_mul(s.out_channels).and_then(|v| v.checked_mul(osp)))?;
+    check("convolution weight", w.len(), Some(s.weight_len()))?;
+    if let Some(b) = bias {
+        check("convolution bias", b.len(), Some(s.out_channels))?;
+    }
+    if y.is_empty() {
+        return Ok(());
+    }
+    // Start from the bias (or zero); every strategy accumulates into `y`.
+    for plane in y.chunks_mut(osp).enumerate() {
+        let (i, plane) = plane;
+        plane.fill(bias.map_or(T::ZERO, |b| b[i % s.out_channels]));
+    }
+    if s.in_channels == 0 {
+        return Ok(());
+    }
+    let threads = threads.max(1);
+    if s.transposed {
+        return conv_transposed(x, w, y, s, o, isp, osp, threads);
+    }
+    let cg_in = s.in_channels / s.groups;
+    if cg_in == 1 && s.input[0] == 1 && s.kernel[0] == 1 && s.padding[0] == 0 {
+        return depthwise(x, w, y, s, o, isp, osp, threads);
+    }
+    conv_gemm(x, w, y, s, o, isp, osp, threads)
+}
+
+/// Pointwise and im2col + GEMM convolution.
+#[allow(clippy::too_many_arguments)]
+fn conv_gemm<T: Real>(
+    x: &[T],
+    w: &[T],
+    y: &mut [T],
+    s: &ConvShape,
+    o: [usize; 3],
+    isp: usize,
+    osp: usize,
+    threads: usize,
+) -> KResult {
+    let g = s.groups;
+    let cg_in = s.in_channels / g;
+    let cg_out = s.out_channels / g;
+    let kvol = s.kvol();
+    let k = cg_in * kvol;
+    let pointwise = kvol == 1 && s.stride == [1, 1, 1] && s.padding == [0, 0, 0];
+    let tasks = s.batch * g;
+    let run_task = |t: usize, yt: &mut [T], gemm_threads: usize| -> KResult {
+        let (n, gi) = (t / g, t % g);
+        let xs = &x[(n * s.in_channels + gi * cg_in) * isp..][..cg_in * isp];
+        let wg = &w[gi * cg_out * k..][..cg_out * k];
+        if cg_out == 0 {
+            return Ok(());
+        }
+        if pointwise {
+            return gemm(yt, osp, Mat::row_major(wg, cg_out, k), Mat::row_major(xs, k, osp), true, gemm_threads);
+        }
+        // Column buffer bounded to ~2 MiB of f32, at least 64 output positions wide.
+        let chunk = ((1usize << 19) / k.max(1)).max(64).min(osp);
+        let mut col = vec![T::ZERO; k * chunk];
+        let mut p0 = 0;
+        while p0 < osp {
+            let p1 = (p0 + chunk).min(osp);
+            let cols = p1 - p0;
+            im2col(xs, cg_in, s, o, p0, p1, &mut col[..k * cols]);
+            gemm(
+                &mut yt[p0..],
+                osp,
+                Mat::row_major(wg, cg_out, k),
+                Mat::row_major(&col[..k * cols], k, cols),
+                true,
+                gemm_threads,
+            )?;
+            p0 = p1;
+        }
+        Ok(())
+    };
+    let plane = cg_out * osp;
+    if threads > 1 && tasks >= threads && plane > 0 {
+        y.par_chunks_mut(plane).enumerate().try_for_each(|(t, yt)| run_task(t, yt, 1))
+    } else if plane > 0 {
+        y.chunks_mut(plane).enumerate().try_for_each(|(t, yt)| run_task(t, yt, threads))
+    } else {
+        Ok(())
+    }
+}
+
+/// Output positions `[p0, p1)` of the im2col matrix of one group: row `(c, kd, kh, kw)`,
+/// column `p - p0`, in `col` (row-major, `p1 - p0` columns).
+fn im2col<T: Real>(x: &[T], channels: usize, s: &ConvShape, o: [usize; 3], p0: usize, p1: usize, col: &mut [T]) {
+    let [id_, ih_, iw_] = s.input;
+    let [_, oh_, ow_] = o;
+    let cols = p1 - p0;
+    let [kd_, kh_, kw_] = s.kernel;
+    let mut r = 0;
+    for c in 0..channels {
+        let xc = &x[c * id_ * ih_ * iw_..][..id_ * ih_ * iw_];
+        for kd in 0..kd_ {
+            let off_d = (kd * s.dilation[0]) as isize - s.padding[0] as isize;
+            for kh in 0..kh_ {
+                let off_h = (kh * s.dilation[1]) as isize - s.padding[1] as isize;
+                for kw in 0..kw_ {
+                    let off_w = (kw * s.dilation[2]) as isize - s.padding[2] as isize;
+                    let (lo, hi) = valid_range(off_w, s.stride[2], iw_, ow_);
+                    let row = &mut col[r * cols..][..cols];
+                    r += 1;
+                    // Walk output rows (od, oh) that intersect [p0, p1).
+                    let mut p = p0;
+                    while p < p1 {
+                        let ow0 = p % ow_;
+                        let rowi = p / ow_;
+                        let (od, oh) = (rowi / oh_, rowi % oh_);
+                        let ow1 = (ow0 + (p1 - p)).min(ow_);
+                        let dst = &mut row[p - p0..p - p0 + (ow1 - ow0)];
+                        let di = (od * s.stride[0]) as isize + off_d;
+                        let hi_ = (oh * s.stride[1]) as isize + off_h;
+                        if di < 0 || di >= id_ as isize || hi_ < 0 || hi_ >= ih_ as isize {
+                            dst.fill(T::ZERO);
+                        } else {
+                            let xrow = &xc[(di as usize * ih_ + hi_ as usize) * iw_..][..iw_];
+                            let a = lo.clamp(ow0, ow1);
+                            let b = hi.clamp(a, ow1);
+                            dst[..a - ow0].fill(T::ZERO);
+                            dst[b - ow0..].fill(T::ZERO);
+                            let mid = &mut dst[a - ow0..b - ow0];
+                            let start = (a as isize * s.stride[2] as isize + off_w) as usize;
+                            if s.stride[2] == 1 && !mid.is_empty() {
+                                mid.copy_from_slice(&xrow[start..start + mid.len()]);
+                            } else if !mid.is_empty() {
+                                for (d, v) in mid.iter_mut().zip(xrow[start..].iter().step_by(s.stride[2])) {
+                                    *d = *v;
+                                }
+                            }
+                        }
+                        p += ow1 - ow0;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Direct convolution when every group has one input channel (depthwise, with any channel
+/// multiplier), 1-D/2-D only. Each output row accumulates `kh·kw` shifted input rows.
+#[allow(clippy::too_many_arguments)]
+fn depthwise<T: Real>(
+    x: &[T],
+    w: &[T],
+    y: &mut [T],
+    s: &ConvShape,
+    o: [usize; 3],
+    isp: usize,
+    osp: usize,
+    threads: usize,
+) -> KResult {
+    let cg_out = s.out_channels / s.groups;
+    let [_, ih_, iw_] = s.input;
+    let [_, oh_, ow_] = o;
+    let [_, kh_, kw_] = s.kernel;
+    let (sh, sw) = (s.stride[1], s.stride[2]);
+    let (ph, pw) = (s.padding[1] as isize, s.padding[2] as isize);
+    let (dh, dw) = (s.dilation[1], s.dilation[2]);
+    let ranges: Vec<(usize, usize)> = (0..kw_).map(|kw| valid_range((kw * dw) as isize - pw, sw, iw_, ow_)).collect();
+    let plane = |t: usize, yp: &mut [T]| {
+        let (n, oc) = (t / s.out_channels, t % s.out_channels);
+        let ic = oc / cg_out;
+        let xp = &x[(n * s.in_channels + ic) * isp..][..isp];
+        let wk = &w[oc * kh_ * kw_..][..kh_ * kw_];
+        for (oh, row) in yp.chunks_exact_mut(ow_).enumerate().take(oh_) {
+            for kh in 0..kh_ {
+                let ih = (oh * sh + kh * dh) as isize - ph;
+                if ih < 0 || ih >= ih_ as isize {
+                    continue;
+                }
+                let xrow = &xp[ih as usize * iw_..][..iw_];
+                for (kw, &(lo, hi)) in ranges.iter().enumerate() {
+                    if lo >= hi {
+                        continue;
+                    }
+                    let wv = wk[kh * kw_ + kw];
+                    let start = (lo as isize * sw as isize + (kw * dw) as isize - pw) as usize;
+                    let out = &mut row[lo..hi];
+                    if sw == 1 {
+                        for (d, &v) in out.iter_mut().zip(&xrow[start..start + (hi - lo)]) {
+                            *d += wv * v;
+                        }
+                    } else {
+                        for (d, &v) in out.iter_mut().zip(xrow[start..].iter().step_by(sw)) {
+                            *d += wv * v;
+                        }
+                    }
+                }
+            }
+        }
+    };
+    if threads > 1 {
+        y.par_chunks_mut(osp).enumerate().for_each(|(t, yp)| plane(t, yp));
+    } else {
+        y.chunks_mut(osp).enumerate().for_each(|(t, yp)| plane(t, yp));
+    }
+    Ok(())
+}
+
+/// Transposed convolution: `col = Wᵍᵀ · Xᵍ` per group (blocked over input positions), then
+/// scatter-add each column entry to the output position it contributes to.
+#[allow(clippy::too_many_arguments)]
+fn conv_transposed<T: Real>(
+    x: &[T],
+    w: &[T],
+    y: &mut [T],
+    s: &ConvShape,
+    o: [usize; 3],
+    isp: usize,
+    osp: usize,
+    threads: usize,
+) -> KResult {
+    let g = s.groups;
+    let cg_in = s.in_channels / g;
+    let cg_out = s.out_channels / g;
+    let kvol = s.kvol();
+    let rows = cg_out * kvol;
+    let tasks = s.batch * g;
+    let plane = cg_out * osp;
+    if plane == 0 || rows == 0 {
+        return Ok(());
+    }
+    let run_task = |t: usize, yt: &mut [T], gemm_threads: usize| -> KResult {
+        let (n, gi) = (t / g, t % g);
+        let xs = &x[(n * s.in_channels + gi * cg_in) * isp..][..cg_in * isp];
+        let wg = &w[gi * cg_in * rows..][..cg_in * rows];
+        let chunk = ((1usize << 19) / rows).max(64).min(isp);
+        let mut col = vec![T::ZERO; rows * chunk];
+        let mut p0 = 0;
+        while p0 < isp {
+            let p1 = (p0 + chunk).min(isp);
+            let cols = p1 - p0;
+            let xm = Mat { data: &xs[p0..], rows: cg_in, cols, row_stride: isp, col_stride: 1 };
+            gemm(&mut col[..rows * cols], cols, Mat::transposed(wg, rows, cg_in), xm, false, gemm_threads)?;
+            col2im(&col[..rows * cols], cg_out, s, o, p0, p1, yt);
+            p0 = p1;
+        }
+        Ok(())
+    };
+    if threads > 1 && tasks >= threads {
+        y.par_chunks_mut(plane).enumerate().try_for_each(|(t, yt)| run_task(t, yt, 1))
+    } else {
+        y.chunks_mut(plane).enumerate().try_for_each(|(t, yt)| run_task(t, yt, threads))
+    }
+}
+
+/// Adds `col` (rows `(c, kd, kh, kw)`, columns = input positions `[p0, p1)`) into `y`
+/// (`[channels, OD, OH, OW]`) at output position `input·stride - padding + k·dilation`.
+fn col2im<T: Real>(col: &[T], channels: usize, s: &ConvShape, o: [usize; 3], p0: usize, p1: usize, y: &mut [T]) {
+    let [_, ih_, iw_] = s.input;
+    let [od_, oh_, ow_] = o;
+    let cols = p1 - p0;
+    let [kd_, kh_, kw_] = s.kernel;
+    let mut r = 0;
+    for c in 0..channels {
+        let yc = &mut y[c * od_ * oh_ * ow_..][..od_ * oh_ * ow_];
+        for kd in 0..kd_ {
+            let off_d = (kd * s.dilation[0]) as isize - s.padding[0] as isize;
+            for kh in 0..kh_ {
+                let off_h = (kh * s.dilation[1]) as isize - s.padding[1] as isize;
+                for kw in 0..kw_ {
+                    let off_w = (kw * s.dilation[2]) as isize - s.padding[2] as isize;
+                    // Input columns iw whose output iw·stride + off lies in [0, OW).
+                    let (lo, hi) = valid_range(off_w, s.stride[2], ow_, iw_);
+                    let row = &col[r * cols..][..cols];
+                    r += 1;
+                    let mut p = p0;
+                    while p < p1 {
+                        let iw0 = p % iw_;
+                        let rowi = p / iw_;
+                        let (id, ih) = (rowi / ih_, rowi % ih_);
+                        let iw1 = (iw0 + (p1 - p)).min(iw_);
+                        let od = (id * s.stride[0]) as isize + off_d;
+                        let oh = (ih * s.stride[1]) as isize + off_h;
+                        if od >= 0 && od < od_ as isize && oh >= 0 && oh < oh_ as isize {
+                            let yrow = &mut yc[(od as usize * oh_ + oh as usize) * ow_..][..ow_];
+                            let a = lo.clamp(iw0, iw1);
+                            let b = hi.clamp(a, iw1);
+                            if a < b {
+                                let src = &row[p - p0 + (a - iw0)..p - p0 + (b - iw0)];
+                                let start = (a as isize * s.stride[2] as isize + off_w) as usize;
+                                for (d, &v) in yrow[start..].iter_mut().step_by(s.stride[2]).zip(src) {
+                                    *d += v;
+                                }
+                            }
+                        }
+                        p += iw1 - iw0;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Inference batch normalisation over `[outer, channels, inner]`:
+/// `y = (x - mean) · invstd · weight + bias` with `invstd = 1 / sqrt(var + eps)` computed in f64
+/// and rounded to `T` (ExecuTorch's order of operations).
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm<T: Real>(
+    x: &[T],
+    mean: &[T],
+    var: &[T],
+    weight: Option<&[T]>,
+    bias: Option<&[T]>,
+    eps: f64,
+    channels: usize,
+    inner: usize,
+    y: &mut [T],
+) -> KResult {
+    let expect = |what, v: &[T]| check(what, v.len(), Some(channels));
+    expect("batch_norm mean", mean)?;
+    expect("batch_norm var", var)?;
+    if let Some(wt) = weight {
+        expect("batch_norm weight", wt)?;
+    }
+    if let Some(b) = bias {
+        expect("batch_norm bias", b)?;
+    }
+    if x.len() != y.len() {
+        return Err(KernelError::Length { what: "batch_norm output", expected: x.len(), actual: y.len() });
+    }
+    let plane = inner.max(1);
+    if channels == 0 || inner == 0 || x.is_empty() {
+        return Ok(());
+    }
+    if x.len() % (channels * plane) != 0 {
+        return Err(KernelError::Shape(format!("batch_norm: {} elements are not [.., {channels}, {inner}]", x.len())));
+    }
+    let invstd: Vec<T> = var.iter().map(|v| T::from_f64(1.0 / (v.to_f64() + eps).sqrt())).collect();
+    let one = T::ONE;
+    let run = |(i, (yp, xp)): (usize, (&mut [T], &[T]))| {
+        let c = i % channels;
+        let (m, is) = (mean[c], invstd[c]);
+        let wv = weight.map_or(one, |wt| wt[c]);
+        let bv = bias.map_or(T::ZERO, |b| b[c]);
+        for (d, &v) in yp.iter_mut().zip(xp) {
+            *d = (v - m) * is * wv + bv;
+        }
+    };
+    if x.len() >= 1 << 15 && rayon::current_num_threads() > 1 {
+        y.par_chunks_mut(plane).zip(x.par_chunks(plane)).enumerate().for_each(run);
+    } else {
+        y.chunks_mut(plane).zip(x.chunks(plane)).enumerate().for_each(run);
+    }
+    Ok(())
+}
+
+/// Per-channel mean and `1 / sqrt(biased var + eps)` of `[outer, channels, inner]` (batch
+/// statistics, two passes in f64).
+pub fn batch_stats<T: Real>(x: &[T], channels: usize, inner: usize, eps: f64) -> KResult<(Vec<T>, Vec<T>)> {
+    let plane = channels * inner;
+    if plane == 0 || x.len() % plane != 0 {
+        return Err(KernelError::Shape(format!("batch_norm: {} elements are not [.., {channels}, {inner}]", x.len())));
+    }
+    let outer = x.len() / plane;
+    let count = (outer * inner) as f64;
+    let mut mean = vec![0f64; channels];
+    let mut var = vec![0f64; channels];
+    for (i, p) in x.chunks(inner).enumerate() {
+        mean[i % channels] += p.iter().map(|v| v.to_f64()).sum::<f64>();
+    }
+    for m in &mut mean {
+        *m /= count;
+    }
+    for (i, p) in x.chunks(inner).enumerate() {
+        let m = mean[i % channels];
+        var[i % channels] += p.iter().map(|v| (v.to_f64() - m) * (v.to_f64() - m)).sum::<f64>();
+    }
+    let means = mean.iter().map(|&m| T::from_f64(m)).collect();
+    let invstd = var.iter().map(|&v| T::from_f64(1.0 / (v / count + eps).sqrt())).collect();
+    Ok((means, invstd))
+}
+
+/// Batch normalisation with precomputed per-channel `invstd` (training-mode statistics).
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm_with_invstd<T: Real>(
+    x: &[T],
+    mean: &[T],
+    invstd: &[T],
+    weight: Option<&[T]>,
+    bias: Option<&[T]>,
+    channels: usize,
+    inner: usize,
+    y: &mut [T],
+) -> KResult {
+    if mean.len() != channels || invstd.len() != channels || x.len() != y.len() {
+        return Err(KernelError::Shape("batch_norm: statistics do not match the channels".into()));
+    }
+    if inner == 0 || channels == 0 {
+        return Ok(());
+    }
+    for (i, (yp, xp)) in y.chunks_mut(inner).zip(x.chunks(inner)).enumerate() {
+        let c = i % channels;
+        let wv = weight.and_then(|w| w.get(c).copied()).unwrap_or(T::ONE);
+        let bv = bias.and_then(|b| b.get(c).copied()).unwrap_or(T::ZERO);
+        for (d, &v) in yp.iter_mut().zip(xp) {
+            *d = (v - mean[c]) * invstd[c] * wv + bv;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Direct-loop reference (f64), straight from the definition.
+    pub(crate) fn reference(x: &[f64], w: &[f64], bias: Option<&[f64]>, s: &ConvShape) -> Vec<f64> {
+        let o = s.output().unwrap();
+        let g = s.groups;
+        let (cg_in, cg_out) = (s.in_channels / g, s.out_channels / g);
+        let [id_, ih_, iw_] = s.input;
+        let [od_, oh_, ow_] = o;
+        let [kd_, kh_, kw_] = s.kernel;
+        let mut y = vec![0f64; s.batch * s.out_channels * od_ * oh_ * ow_];
+        let yi = |n: usize, c: usize, d: usize, h: usize, ww: usize| {
+            (((n * s.out_channels + c) * od_ + d) * oh_ + h) * ow_ + ww
+        };
+        let xi = |n: usize, c: usize, d: usize, h: usize, ww: usize| {
+            (((n * s.in_channels + c) * id_ + d) * ih_ + h) * iw_ + ww
+        };
+        for n in 0..s.batch {
+            for oc in 0..s.out_channels {
+                let b = bias.map_or(0.0, |b| b[oc]);
+                for d in 0..od_ {
+                    for h in 0..oh_ {
+                        for ww in 0..ow_ {
+                            y[yi(n, oc, d, h, ww)] = b;
+                        }
+                    }
+                }
+            }
+            for gi in 0..g {
+                for icg in 0..cg_in {
+                    for ocg in 0..cg_out {
+                        for kd in 0..kd_ {
+                            for kh in 0..kh_ {
+                                for kw in 0..kw_ {
+                                    let (ic, oc) = (gi * cg_in + icg, gi * cg_out + ocg);
+                                    let wv = if s.transposed {
+                                        w[((ic * cg_out + ocg) * kd_ + kd) * kh_ * kw_ + kh * kw_ + kw]
+                                    } else {
+                                        w[((oc * cg_in + icg) * kd_ + kd) * kh_ * kw_ + kh * kw_ + kw]
+                                    };
+                                    if s.transposed {
+                                        for d in 0..id_ {
+                                            for h in 0..ih_ {
+                                                for ww in 0..iw_ {
+                                                    let od = (d * s.stride[0] + kd * s.dilation[0]) as isize
+                                                        - s.padding[0] as isize;
+                                                    let oh = (h * s.stride[1] + kh * s.dilation[1]) as isize
+                                                        - s.padding[1] as isize;
+                                                    let ow = (ww * s.stride[2] + kw * s.dilation[2]) as isize
+                                                        - s.padding[2] as isize;
+                                                    if (0..od_ as isize).contains(&od)
+                                                        && (0..oh_ as isize).contains(&oh)
+                                                        && (0..ow_ as isize).contains(&ow)
+                                                    {
+                                                        y[yi(n, oc, od as usize, oh as usize, ow as usize)] +=
+                                                            wv * x[xi(n, ic, d, h, ww)];
+                                                    }
+                                                }
+                                            }
+                                        }
+                                    } else {
+                                        for d in 0..od_ {
+                                            for h in 0..oh_ {
+                                                for ww in 0..ow_ {
+                                                    let id = (d * s.stride[0] + kd * s.dilation[0]) as isize
+                                                        - s.padding[0] as isize;
+                                                    let ih = (h * s.stride[1] + kh * s.dilation[1]) as isize
+                                                        - s.padding[1] as isize;
+                                                    let iw = (ww * s.stride[2] + kw * s.dilation[2]) as isize
+                                                        - s.padding[2] as isize;
+                                                    if (0..id_ as isize).contains(&id)
+                                                        && (0..ih_ as isize).contains(&ih)
+                                                        && (0..iw_ as isize).contains(&iw)
+                                                    {
+                                                        y[yi(n, oc, d, h, ww)] +=
+                                                            wv * x[xi(n, ic, id as usize, ih as usize, iw as usize)];
+                                                    }
+                                                }
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        y
+    }
+
+    fn data(n: usize, seed: u64) -> Vec<f64> {
+        let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (0..n)
+            .map(|_| {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((state >> 33) % 2001) as f64 / 1000.0 - 1.0
+            })
+            .collect()
+    }
+
+    fn run_case(s: &ConvShape, with_bias: bool, threads: usize) {
+        let o = s.output().unwrap();
+        let xlen = s.batch * s.in_channels * s.input.iter().product::<usize>();
+        let ylen = s.batch * s.out_channels * o.iter().product::<usize>();
+        let x = data(xlen, 1);
+        let w = data(s.weight_len(), 2);
+        let b = data(s.out_channels, 3);
+        let bias = with_bias.then_some(&b[..]);
+        let want = reference(&x, &w, bias, s);
+        // f64
+        let mut y = vec![f64::NAN; ylen];
+        conv(&x, &w, bias, &mut y, s, threads).unwrap();
+        for (a, b) in y.iter().zip(&want) {
+            assert!((a - b).abs() < 1e-9, "f64 {s:?}: {a} vs {b}");
+        }
+        // f32
+        let xf: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+        let wf: Vec<f32> = w.iter().map(|&v| v as f32).collect();
+        let bf: Vec<f32> = b.iter().map(|&v| v as f32).collect();
+        let mut yf = vec![f32::NAN; ylen];
+        conv(&xf, &wf, with_bias.then_some(&bf[..]), &mut yf, s, threads).unwrap();
+        for (a, b) in yf.iter().zip(&want) {
+            assert!((*a as f64 - b).abs() < 1e-3 * (1.0 + b.abs()), "f32 {s:?}: {a} vs {b}");
+        }
+    }
+
+    fn shape2d(batch: usize, cin: usize, cout: usize, groups: usize, hw: [usize; 2], k: [usize; 2]) -> ConvShape {
+        ConvShape {
+            batch,
+            in_channels: cin,
+            out_channels: cout,
+            groups,
+            input: [1, hw[0], hw[1]],
+            kernel: [1, k[0], k[1]],
+            stride: [1, 1, 1],
+            padding: [0, 0, 0],
+            dilation: [1, 1, 1],
+            output_padding: [0, 0, 0],
+            transposed: false,
+        }
+    }
+
+    #[test]
+    fn pointwise_general_depthwise() {
+        run_case(&shape2d(2, 8, 16, 1, [5, 7], [1, 1]), true, 1);
+        let mut s = shape2d(1, 3, 8, 1, [9, 9], [3, 3]);
+        s.stride = [1, 2, 2];
+        s.padding = [0, 1, 1];
+        run_case(&s, true, 1);
+        let mut s = shape2d(2, 6, 6, 6, [8, 7], [3, 3]);
+        s.padding = [0, 1, 1];
+        run_case(&s, true, 2);
+        s.stride = [1, 2, 2];
+        run_case(&s, false, 1);
+        let mut s = shape2d(1, 4, 8, 4, [6, 6], [3, 3]);
+        s.dilation = [1, 2, 2];
+        s.padding = [0, 2, 1];
+        run_case(&s, true, 1);
+    }
+
+    #[test]
+    fn grouped_3d_and_transposed() {
+        let mut s = shape2d(1, 4, 6, 2, [5, 6], [2, 3]);
+        s.input = [4, 5, 6];
+        s.kernel = [2, 2, 3];
+        s.padding = [1, 0, 1];
+        run_case(&s, true, 1);
+        let mut t = shape2d(2, 4, 6, 2, [3, 4], [3, 3]);
+        t.transposed = true;
+        t.stride = [1, 2, 2];
+        t.padding = [0, 1, 1];
+        t.output_padding = [0, 1, 0];
+        run_case(&t, true, 2);
+    }
+
+    #[test]
+    fn rejects_bad_shapes() {
+        let s = shape2d(1, 3, 4, 2, [4, 4], [3, 3]);
+        let mut y = vec![0f32; 16];
+        assert!(conv(&[0f32; 48], &[0f32; 54], None, &mut y, &s, 1).is_err());
+        let s = shape2d(1, 1, 1, 1, [2, 2], [3, 3]);
+        assert!(s.output().is_err());
+        let s = shape2d(1, 1, 1, 1, [4, 4], [3, 3]);
+        assert!(conv(&[0f32; 16], &[0f32; 9], None, &mut [0f32; 3], &s, 1).is_err());
+    }
+
+    #[test]
+    fn batch_norm_matches_formula() {
+        let x: Vec<f32> = (0..24).map(|i| i as f32 * 0.25 - 2.0).collect();
+        let mean = [0.5f32, -1.0, 2.0];
+        let var = [1.0f32, 4.0, 0.25];
+        let w = [1.0f32, 2.0, -1.0];
+        let b = [0.0f32, 1.0, 0.5];
+        let mut y = vec![0f32; 24];
+        batch_norm(&x, &mean, &var, Some(&w), Some(&b), 1e-5, 3, 4, &mut y).unwrap();
+        for (i, (&a, &v)) in y.iter().zip(&x).enumerate() {
+            let c = (i / 4) % 3;
+            let inv = (1.0 / ((var[c] as f64) + 1e-5).sqrt()) as f32;
+            assert_eq!(a, (v - mean[c]) * inv * w[c] + b[c]);
+        }
+        let (m, inv) = batch_stats(&x, 3, 4, 0.0).unwrap();
+        assert!((m[0] + 0.125).abs() < 1e-6, "{m:?}");
+        assert!(inv.iter().all(|v| v.is_finite()));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn conv_matches_reference(
+            batch in 1usize..3, g in 1usize..4, cin_g in 1usize..4, cout_g in 1usize..4,
+            one_d in any::<bool>(), h in 1usize..9, wdt in 1usize..10, kh in 1usize..4, kw in 1usize..4,
+            sh in 1usize..4, sw in 1usize..4, ph in 0usize..3, pw in 0usize..3, dh in 1usize..3, dw in 1usize..3,
+            transposed in any::<bool>(), oph in 0usize..3, opw in 0usize..3, bias in any::<bool>(), threads in 1usize..3,
+        ) {
+            let (h, kh, sh, ph, dh) = if one_d { (1, 1, 1, 0, 1) } else { (h, kh, sh, ph, dh) };
+            let mut s = shape2d(batch, g * cin_g, g * cout_g, g, [h, wdt], [kh, kw]);
+            s.stride = [1, sh, sw];
+            s.padding = [0, ph, pw];
+            s.dilation = [1, dh, dw];
+            s.transposed = transposed;
+            if transposed {
+                s.output_padding = [0, oph % sh.max(dh), opw % sw.max(dw)];
+            }
+            prop_assume!(s.output().is_ok());
+            run_case(&s, bias, threads);
+        }
+    }
+}
