@@ -96,7 +96,7 @@ impl Runtime {
             outputs: plan.outputs.clone(),
             pool: self.pool.clone(),
         };
-        method.values = init_values(plan, program, &mut method.arenas)?;
+        method.values = init_values(plan, program, &mut method.arenas, &mut method.owned)?;
         tracing::debug!(values = method.values.len(), steps = method.steps.len(), "method loaded");
         Ok(method)
     }
@@ -174,7 +174,12 @@ fn init_delegates(
         .collect()
 }
 
-fn init_values(plan: &ExecutionPlan, program: &Program<'static>, arenas: &mut [AlignedBuf]) -> Result<Vec<RValue>> {
+fn init_values(
+    plan: &ExecutionPlan,
+    program: &Program<'static>,
+    arenas: &mut [AlignedBuf],
+    owned: &mut Vec<AlignedBuf>,
+) -> Result<Vec<RValue>> {
     let base = program.bytes().as_ptr() as usize;
     plan.values
         .iter()
@@ -195,7 +200,14 @@ fn init_values(plan: &ExecutionPlan, program: &Program<'static>, arenas: &mut [A
                     let storage = match t.storage() {
                         TensorStorage::Constant { .. } => {
                             let data = program.tensor_data(t).unwrap_or(&[]);
-                            Storage::Constant { start: data.as_ptr() as usize - base, capacity: data.len() }
+                            if (data.as_ptr() as usize) % t.scalar_type.element_size().max(1) == 0 {
+                                Storage::Constant { start: data.as_ptr() as usize - base, capacity: data.len() }
+                            } else {
+                                // The program's bytes sit at an address that misaligns this
+                                // constant (e.g. `include_bytes!`): use an aligned copy.
+                                owned.push(AlignedBuf::from_bytes(data));
+                                Storage::Owned { index: owned.len() - 1 }
+                            }
                         }
                         TensorStorage::Planned { alloc, initial } => {
                             let offset = alloc.offset as usize;
