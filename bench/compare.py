@@ -77,9 +77,11 @@ def main() -> int:
             inputs = [torch.from_numpy(np.load(f)) for f in input_files]
             lowered = Path(tmp) / f"{name}.ferrite.pte"
             subprocess.run([str(ferrite), "lower", str(d / "portable.pte"), "-o", str(lowered)], check=True, capture_output=True)
-            method = runtime.load_program(str(d / "xnnpack.pte")).load_method("forward")
             for threads in [int(t) for t in args.threads.split(",")]:
-                portable_lib._unsafe_reset_threadpool(threads)
+                # XNNPACK takes its threads from ExecuTorch's pool; reset it before loading.
+                if portable_lib._threadpool_get_thread_count() != threads:
+                    portable_lib._unsafe_reset_threadpool(threads)
+                method = runtime.load_program(str(d / "xnnpack.pte")).load_method("forward")
                 et, fe = [], []
                 for _ in range(args.rounds):
                     et.append(et_median_ms(method, inputs, args.iters))

@@ -201,14 +201,21 @@ fn run(cli: Cli) -> Result<(), Error> {
             let mut m = rt.load_method(&program, &method)?;
             let load_ms = t0.elapsed().as_secs_f64() * 1e3;
             let inputs = inputs_for(&program, &method, &inputs)?;
-            for (i, t) in inputs.iter().enumerate() {
-                m.set_input(i, t)?;
-            }
+            // Inputs are set before every execution: the memory plan may reuse an input's
+            // memory for intermediates once it has been read, as ExecuTorch's planner does.
+            let set_inputs = |m: &mut ferrite::runtime::Method| -> Result<(), Error> {
+                for (i, t) in inputs.iter().enumerate() {
+                    m.set_input(i, t)?;
+                }
+                Ok(())
+            };
             for _ in 0..warmup {
+                set_inputs(&mut m)?;
                 m.execute()?;
             }
             let mut times = Vec::with_capacity(iters);
             for _ in 0..iters {
+                set_inputs(&mut m)?;
                 let t = Instant::now();
                 m.execute()?;
                 times.push(t.elapsed().as_secs_f64() * 1e3);

@@ -336,6 +336,9 @@ impl Method {
     }
 
     /// Runs the method once on the inputs set.
+    ///
+    /// Set the inputs again before the next execution: ExecuTorch's memory plan may reuse an
+    /// input's memory for intermediates once it has been read ([`Method::run`] does this).
     pub fn execute(&mut self) -> Result<()> {
         let _span = tracing::debug_span!("method.execute", method = %self.name).entered();
         match self.pool.clone() {

@@ -1,0 +1,196 @@
+//! The backend's ahead-of-time passes on small hand-built graphs: each pass fires where it
+//! should, leaves alone what it must not touch, and the compiled partition computes what the
+//! portable kernels compute on the original graph.
+
+use std::sync::Arc;
+
+use ferrite_program::{Program, ProgramBuilder, ScalarType};
+use ferrite_runtime::backend::blob::BlobGraph;
+use ferrite_runtime::backend::preprocess::compile_partition;
+use ferrite_runtime::{Runtime, TensorData};
+
+fn det(n: usize, seed: u32) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(2654435761).max(1);
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            (s as f32 / u32::MAX as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+/// Compiles the whole method as one partition (inputs: the method's inputs; outputs: its
+/// outputs) and returns the blob graph and the program.
+fn compile(b: ProgramBuilder) -> (BlobGraph, ferrite_runtime::backend::preprocess::PassStats, Program<'static>) {
+    let program = Program::from_vec(b.build().expect("builds")).expect("verifies");
+    let plan = &program.def().plans[0];
+    let instructions: Vec<usize> = (0..plan.chains[0].instructions.len()).collect();
+    let (g, stats) = compile_partition(&program, plan, &instructions, &plan.inputs, &plan.outputs).expect("compiles");
+    (g, stats, program)
+}
+
+/// Runs the blob through the backend (encode, decode, init, execute) and compares with the
+/// portable kernels on the original program.
+fn assert_same_results(g: &BlobGraph, program: &Program<'static>, inputs: &[TensorData]) {
+    // Verify the encoded blob decodes to the same graph.
+    let bytes = g.encode().expect("encodes");
+    assert_eq!(&BlobGraph::decode(&bytes).expect("decodes"), g);
+    // Portable result.
+    let program = Arc::new(Program::from_vec(program.bytes().to_vec()).expect("copy"));
+    let want = Runtime::new().with_threads(1).expect("rt").load_method(&program, "forward").expect("loads").run(inputs).expect("runs");
+    // Lowered through the facade-independent path: build a program with one delegate call.
+    let mut def = program.def().clone();
+    let plan = &mut def.plans[0];
+    let args: Vec<usize> = plan.inputs.iter().chain(&plan.outputs).copied().collect();
+    plan.chains[0].instructions = vec![ferrite_program::Instruction::DelegateCall { delegate_index: 0, args }];
+    plan.delegates = vec![ferrite_program::BackendDelegate {
+        id: ferrite_runtime::BACKEND_ID.into(),
+        processed: ferrite_program::DataLocation::Segment(def.segments.len()),
+        compile_specs: Vec::new(),
+    }];
+    let mut segments: Vec<std::borrow::Cow<'_, [u8]>> =
+        (0..def.segments.len()).map(|i| std::borrow::Cow::Borrowed(program.segment(i).unwrap_or(&[]))).collect();
+    segments.push(std::borrow::Cow::Owned(bytes));
+    def.segments.push(ferrite_program::DataSegment { offset: 0, size: 0 });
+    let lowered = ferrite_program::ProgramWriter::new(def, segments).expect("writer").to_bytes().expect("writes");
+    let lowered = Arc::new(Program::from_vec(lowered).expect("lowered verifies"));
+    let got = Runtime::new().with_threads(1).expect("rt").load_method(&lowered, "forward").expect("loads").run(inputs).expect("runs");
+    for (g, w) in got.iter().zip(&want) {
+        assert_eq!(g.sizes(), w.sizes());
+        let (g, w) = (g.to_f64_vec().expect("f64"), w.to_f64_vec().expect("f64"));
+        let tol = 1e-5 * w.iter().fold(1.0f64, |m, x| m.max(x.abs()));
+        for (a, b) in g.iter().zip(&w) {
+            assert!((a - b).abs() <= tol, "{a} vs {b}");
+        }
+    }
+}
+
+/// conv2d (+ optional batch norm) (+ activation) on [1, 3, 6, 6].
+fn conv_graph(batch_norm: bool, activation: Option<&str>, bn_stats_used: bool) -> (ProgramBuilder, usize) {
+    let mut b = ProgramBuilder::new("forward");
+    let x = b.input(ScalarType::Float, &[1, 3, 6, 6]);
+    let w = b.constant_f32(&[4, 3, 3, 3], &det(108, 1));
+    let bias = b.constant_f32(&[4], &det(4, 2));
+    let (st, pd, dl) = (b.int_list(&[1, 1]), b.int_list(&[1, 1]), b.int_list(&[1, 1]));
+    let (tr, op, g) = (b.bool(false), b.int_list(&[0, 0]), b.int(1));
+    let y = b.tensor(ScalarType::Float, &[1, 4, 6, 6]);
+    b.call("aten::convolution.out", &[x, w, bias, st, pd, dl, tr, op, g, y, y]);
+    let mut last = y;
+    let mut extra_out = None;
+    if batch_norm {
+        let gamma = b.constant_f32(&[4], &[1.5, 0.5, 2.0, 1.0]);
+        let beta = b.constant_f32(&[4], &[0.1, -0.2, 0.3, 0.0]);
+        let mean = b.constant_f32(&[4], &[0.05, -0.1, 0.2, 0.0]);
+        let var = b.constant_f32(&[4], &[0.9, 1.2, 0.5, 2.0]);
+        let (mom, eps) = (b.double(0.1), b.double(1e-5));
+        let z = b.tensor(ScalarType::Float, &[1, 4, 6, 6]);
+        let (sm, si) = (b.tensor(ScalarType::Float, &[0]), b.tensor(ScalarType::Float, &[0]));
+        b.call("aten::_native_batch_norm_legit_no_training.out", &[y, gamma, beta, mean, var, mom, eps, z, sm, si, z, sm, si]);
+        if bn_stats_used {
+            extra_out = Some(y);
+        }
+        last = z;
+    }
+    if let Some(act) = activation {
+        let a = b.tensor(ScalarType::Float, &[1, 4, 6, 6]);
+        match act {
+            "relu" => b.call("aten::relu.out", &[last, a, a]),
+            _ => {
+                let (lo, hi) = (b.double(0.0), b.double(6.0));
+                b.call("aten::hardtanh.out", &[last, lo, hi, a, a]);
+            }
+        }
+        last = a;
+    }
+    b.output(last);
+    if let Some(e) = extra_out {
+        b.output(e);
+    }
+    (b, x)
+}
+
+fn image() -> TensorData {
+    TensorData::from_slice(vec![1, 3, 6, 6], &det(108, 9)).expect("input")
+}
+
+#[test]
+fn batch_norm_folds_into_the_convolution() {
+    let (b, _) = conv_graph(true, None, false);
+    let (g, stats, program) = compile(b);
+    assert_eq!(stats.batch_norms_folded, 1);
+    assert_eq!(g.ops.len(), 1, "{:?}", g.ops);
+    assert_eq!(g.ops[0].name, "aten::convolution.out");
+    assert_same_results(&g, &program, &[image()]);
+}
+
+#[test]
+fn batch_norm_stays_when_the_convolution_output_is_used_elsewhere() {
+    let (b, _) = conv_graph(true, None, true);
+    let (g, stats, program) = compile(b);
+    assert_eq!(stats.batch_norms_folded, 0);
+    assert_eq!(g.ops.len(), 2);
+    assert_same_results(&g, &program, &[image()]);
+}
+
+#[test]
+fn activations_fuse_into_their_producer() {
+    for act in ["relu", "hardtanh"] {
+        let (b, _) = conv_graph(true, Some(act), false);
+        let (g, stats, program) = compile(b);
+        assert_eq!((stats.batch_norms_folded, stats.activations_fused), (1, 1), "{act}");
+        assert_eq!(g.ops.len(), 1);
+        let (lo, hi) = g.ops[0].activation.expect("fused");
+        assert_eq!(lo, 0.0);
+        assert_eq!(hi, if act == "relu" { f32::INFINITY } else { 6.0 });
+        assert_same_results(&g, &program, &[image()]);
+    }
+}
+
+#[test]
+fn views_of_constants_fold_and_reshapes_become_aliases() {
+    // linear as ExecuTorch exports it: permute_copy(weight) then addmm; then a reshape.
+    let mut b = ProgramBuilder::new("forward");
+    let x = b.input(ScalarType::Float, &[2, 3]);
+    let w = b.constant_f32(&[4, 3], &det(12, 3));
+    let bias = b.constant_f32(&[4], &det(4, 4));
+    let perm = b.int_list(&[1, 0]);
+    let wt = b.tensor(ScalarType::Float, &[3, 4]);
+    b.call("aten::permute_copy.out", &[w, perm, wt, wt]);
+    let (beta, alpha) = (b.int(1), b.int(1));
+    let y = b.tensor(ScalarType::Float, &[2, 4]);
+    b.call("aten::addmm.out", &[bias, x, wt, beta, alpha, y, y]);
+    let shape = b.int_list(&[8]);
+    let flat = b.tensor(ScalarType::Float, &[8]);
+    b.call("aten::view_copy.out", &[y, shape, flat, flat]);
+    let r = b.tensor(ScalarType::Float, &[8]);
+    b.call("aten::relu.out", &[flat, r, r]);
+    b.output(r);
+    let (g, stats, program) = compile(b);
+    assert_eq!(stats.constants_folded, 1);
+    assert_eq!(stats.reshapes_elided, 1);
+    let names: Vec<&str> = g.ops.iter().map(|o| o.name.as_str()).collect();
+    assert_eq!(names, ["aten::addmm.out", "aten::relu.out"]);
+    // The original weight is gone; only the transposed one and the bias remain.
+    assert_eq!(g.constants.len(), 2);
+    let input = TensorData::from_slice(vec![2, 3], &det(6, 8)).expect("input");
+    assert_same_results(&g, &program, &[input]);
+}
+
+#[test]
+fn dead_operations_are_removed() {
+    let mut b = ProgramBuilder::new("forward");
+    let x = b.input(ScalarType::Float, &[4]);
+    let unused = b.tensor(ScalarType::Float, &[4]);
+    b.call("aten::sigmoid.out", &[x, unused, unused]);
+    let y = b.tensor(ScalarType::Float, &[4]);
+    b.call("aten::tanh.out", &[x, y, y]);
+    b.output(y);
+    let (g, stats, program) = compile(b);
+    assert_eq!(stats.dead_ops_removed, 1);
+    assert_eq!(g.ops.len(), 1);
+    assert_eq!(g.ops[0].name, "aten::tanh.out");
+    let input = TensorData::from_slice(vec![4], &[-1.0f32, 0.0, 0.5, 3.0]).expect("input");
+    assert_same_results(&g, &program, &[input]);
+}
