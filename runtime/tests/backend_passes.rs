@@ -39,7 +39,13 @@ fn assert_same_results(g: &BlobGraph, program: &Program<'static>, inputs: &[Tens
     assert_eq!(&BlobGraph::decode(&bytes).expect("decodes"), g);
     // Portable result.
     let program = Arc::new(Program::from_vec(program.bytes().to_vec()).expect("copy"));
-    let want = Runtime::new().with_threads(1).expect("rt").load_method(&program, "forward").expect("loads").run(inputs).expect("runs");
+    let want = Runtime::new()
+        .with_threads(1)
+        .expect("rt")
+        .load_method(&program, "forward")
+        .expect("loads")
+        .run(inputs)
+        .expect("runs");
     // Lowered through the facade-independent path: build a program with one delegate call.
     let mut def = program.def().clone();
     let plan = &mut def.plans[0];
@@ -56,7 +62,13 @@ fn assert_same_results(g: &BlobGraph, program: &Program<'static>, inputs: &[Tens
     def.segments.push(ferrite_program::DataSegment { offset: 0, size: 0 });
     let lowered = ferrite_program::ProgramWriter::new(def, segments).expect("writer").to_bytes().expect("writes");
     let lowered = Arc::new(Program::from_vec(lowered).expect("lowered verifies"));
-    let got = Runtime::new().with_threads(1).expect("rt").load_method(&lowered, "forward").expect("loads").run(inputs).expect("runs");
+    let got = Runtime::new()
+        .with_threads(1)
+        .expect("rt")
+        .load_method(&lowered, "forward")
+        .expect("loads")
+        .run(inputs)
+        .expect("runs");
     for (g, w) in got.iter().zip(&want) {
         assert_eq!(g.sizes(), w.sizes());
         let (g, w) = (g.to_f64_vec().expect("f64"), w.to_f64_vec().expect("f64"));
@@ -87,7 +99,10 @@ fn conv_graph(batch_norm: bool, activation: Option<&str>, bn_stats_used: bool) -
         let (mom, eps) = (b.double(0.1), b.double(1e-5));
         let z = b.tensor(ScalarType::Float, &[1, 4, 6, 6]);
         let (sm, si) = (b.tensor(ScalarType::Float, &[0]), b.tensor(ScalarType::Float, &[0]));
-        b.call("aten::_native_batch_norm_legit_no_training.out", &[y, gamma, beta, mean, var, mom, eps, z, sm, si, z, sm, si]);
+        b.call(
+            "aten::_native_batch_norm_legit_no_training.out",
+            &[y, gamma, beta, mean, var, mom, eps, z, sm, si, z, sm, si],
+        );
         if bn_stats_used {
             extra_out = Some(y);
         }
