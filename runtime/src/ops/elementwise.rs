@@ -14,7 +14,7 @@
 
 use std::borrow::Cow;
 
-use super::arg;
+use super::{arg, dispatch_all};
 use crate::env::{Env, Scalar};
 use crate::error::{Result, RuntimeError};
 use crate::kernels::elementwise::{self as k, Bits, Num, Prim, Real};
@@ -324,63 +324,6 @@ macro_rules! dispatch_compute {
     }};
 }
 
-/// Calls `$body` with `$t` bound to the Rust storage type of `$dtype` (bool as `u8`).
-macro_rules! dispatch_storage {
-    ($dtype:expr, $t:ident => $body:expr) => {{
-        match $dtype {
-            S::Float => {
-                type $t = f32;
-                $body
-            }
-            S::Double => {
-                type $t = f64;
-                $body
-            }
-            S::Half => {
-                type $t = half::f16;
-                $body
-            }
-            S::BFloat16 => {
-                type $t = half::bf16;
-                $body
-            }
-            S::Long => {
-                type $t = i64;
-                $body
-            }
-            S::Int => {
-                type $t = i32;
-                $body
-            }
-            S::Short => {
-                type $t = i16;
-                $body
-            }
-            S::Char => {
-                type $t = i8;
-                $body
-            }
-            S::Byte | S::Bool => {
-                type $t = u8;
-                $body
-            }
-            S::UInt16 => {
-                type $t = u16;
-                $body
-            }
-            S::UInt32 => {
-                type $t = u32;
-                $body
-            }
-            S::UInt64 => {
-                type $t = u64;
-                $body
-            }
-            other => return Err(unsupported(other)),
-        }
-    }};
-}
-
 /// A Scalar converted to compute type `C` (C++ `static_cast` semantics).
 fn sc<C: Prim>(s: Scalar) -> C {
     match s {
@@ -406,7 +349,7 @@ fn load<'a, C: Prim + Pod>(t: &TensorRef<'a>) -> Result<Cow<'a, [C]>> {
     if t.dtype == C::DTYPE || (t.dtype == S::Bool && C::DTYPE == S::Byte) {
         return Ok(Cow::Borrowed(t.typed::<C>()?));
     }
-    dispatch_storage!(t.dtype, T => {
+    dispatch_all!(t.dtype, T => {
         let src = t.typed::<T>()?;
         let mut v = vec![C::default(); src.len()];
         k::cast_slice(src, &mut v)?;
@@ -419,7 +362,7 @@ fn load_bool<'a>(t: &TensorRef<'a>) -> Result<Cow<'a, [u8]>> {
     if t.dtype == S::Bool {
         return Ok(Cow::Borrowed(t.typed::<u8>()?));
     }
-    dispatch_storage!(t.dtype, T => {
+    dispatch_all!(t.dtype, T => {
         let src = t.typed::<T>()?;
         let mut v = vec![0u8; src.len()];
         k::unary(src, &mut v, |x| u8::from(x.nonzero()))?;
@@ -433,7 +376,7 @@ fn store<C: Prim>(src: &[C], out: &mut TensorMut<'_>) -> Result<()> {
         k::unary(src, out.typed::<u8>()?, |v| u8::from(v.nonzero()))?;
         return Ok(());
     }
-    dispatch_storage!(out.dtype, D => { k::cast_slice(src, out.typed::<D>()?)?; });
+    dispatch_all!(out.dtype, D => { k::cast_slice(src, out.typed::<D>()?)?; });
     Ok(())
 }
 
@@ -1013,7 +956,7 @@ fn masked_fill(env: &mut Env<'_>, args: &[usize]) -> Result<()> {
     }
     let so = k::broadcast_shape(env.sizes(a)?, env.sizes(mask)?)?;
     env.resize(out, &so)?;
-    dispatch_storage!(t, T => env.run(&[a, mask], &[out], |ins, outs| {
+    dispatch_all!(t, T => env.run(&[a, mask], &[out], |ins, outs| {
         let v: T = if t == S::Bool { T::of_i64(i64::from(sc::<f64>(value) != 0.0)) } else { sc::<T>(value) };
         let x = ins[0].typed::<T>()?;
         let m = ins[1].typed::<u8>()?;

@@ -1,7 +1,7 @@
 //! Linear algebra: mm, bmm, addmm, baddbmm, linear, matmul, and ExecuTorch's LLM attention
 //! operators (`llama::custom_sdpa`, `llama::sdpa_with_kv_cache`).
 
-use super::{arg, dispatch_all};
+use super::{arg, dispatch_all, dispatch_float};
 use crate::env::Env;
 use crate::error::{Result, RuntimeError};
 use crate::kernels::linalg::{self as k, LinElem, Operand};
@@ -332,31 +332,6 @@ fn matmul(env: &mut Env<'_>, a: &[usize]) -> Result<()> {
     run_bmm(env, x, ao, y, bo, out, &out_sizes, batch, (m, xk, n), None)
 }
 
-/// Calls `$body` with `$t` bound to a float type attention supports.
-macro_rules! dispatch_attn {
-    ($dtype:expr, $t:ident => $body:expr) => {{
-        match $dtype {
-            ScalarType::Float => {
-                type $t = f32;
-                $body
-            }
-            ScalarType::Double => {
-                type $t = f64;
-                $body
-            }
-            ScalarType::Half => {
-                type $t = half::f16;
-                $body
-            }
-            ScalarType::BFloat16 => {
-                type $t = half::bf16;
-                $body
-            }
-            other => return Err(RuntimeError::Unsupported(format!("attention on {other} tensors"))),
-        }
-    }};
-}
-
 struct Attn {
     q_shape: (usize, usize, usize, usize),
     kv: (usize, usize),
@@ -433,7 +408,7 @@ fn custom_sdpa(env: &mut Env<'_>, a: &[usize]) -> Result<()> {
     }
     env.run(&inputs, &[out], |ins, outs| {
         let m = ins.get(3).map(|t| t.typed::<f32>()).transpose()?;
-        dispatch_attn!(dtype, T => {
+        dispatch_float!(dtype, T => {
             k::sdpa::<T>(
                 ins[0].typed::<T>()?,
                 ins[1].typed::<T>()?,
@@ -485,7 +460,7 @@ fn sdpa_with_kv_cache(env: &mut Env<'_>, a: &[usize]) -> Result<()> {
         let [kco, vco, oo] = outs else {
             return Err(invalid("sdpa: expected three outputs".into()));
         };
-        dispatch_attn!(dtype, T => {
+        dispatch_float!(dtype, T => {
             let row = kh * d;
             for (src, cache) in [(ins[1].typed::<T>()?, kco.typed::<T>()?), (ins[2].typed::<T>()?, vco.typed::<T>()?)] {
                 for bi in 0..b {

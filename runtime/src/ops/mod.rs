@@ -137,7 +137,6 @@ macro_rules! dispatch_all {
 }
 
 /// Calls `$body` with `$t` bound to the Rust type of a floating-point `$dtype`.
-#[allow(unused_macros)]
 macro_rules! dispatch_float {
     ($dtype:expr, $t:ident => $body:expr) => {{
         use ferrite_program::ScalarType as S;
@@ -166,5 +165,4 @@ macro_rules! dispatch_float {
         }
     }};
 }
-#[allow(unused_imports)]
 pub(crate) use {dispatch_all, dispatch_float};

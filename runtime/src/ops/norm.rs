@@ -1,6 +1,6 @@
 //! Normalisation: softmax and log-softmax, layer norm and group norm.
 
-use super::{arg, norm_dim};
+use super::{arg, dispatch_float, norm_dim};
 use crate::env::Env;
 use crate::error::{Result, RuntimeError};
 use crate::kernels::norm as k;
@@ -15,35 +15,6 @@ pub(super) fn register(r: &mut KernelRegistry) {
     r.register("aten::log_softmax.int_out", |e, a| softmax(e, arg(a, 0)?, arg(a, 1)?, arg(a, 3)?, true));
     r.register("aten::native_layer_norm.out", layer_norm);
     r.register("aten::native_group_norm.out", group_norm);
-}
-
-/// Calls `$body` with `$t` bound to a floating-point element type.
-macro_rules! dispatch_fe {
-    ($dtype:expr, $t:ident => $body:expr) => {{
-        match $dtype {
-            ScalarType::Float => {
-                type $t = f32;
-                $body
-            }
-            ScalarType::Double => {
-                type $t = f64;
-                $body
-            }
-            ScalarType::Half => {
-                type $t = half::f16;
-                $body
-            }
-            ScalarType::BFloat16 => {
-                type $t = half::bf16;
-                $body
-            }
-            other => {
-                return Err(RuntimeError::Unsupported(format!(
-                    "{other} tensors in this operator (floating point only)"
-                )))
-            }
-        }
-    }};
 }
 
 /// `(outer, n, inner)` around dimension `d` of `sizes` (a 0-d tensor is one element).
@@ -66,9 +37,9 @@ fn softmax(env: &mut Env<'_>, input: usize, dim: usize, out: usize, log: bool) -
     }
     env.resize(out, &sizes)?;
     env.run(&[input], &[out], |ins, outs| {
-        dispatch_fe!(id, T => {
+        dispatch_float!(id, T => {
             let x = ins[0].typed::<T>()?;
-            dispatch_fe!(od, U => k::softmax::<T, U>(x, outs[0].typed::<U>()?, outer, n, inner, log)?);
+            dispatch_float!(od, U => k::softmax::<T, U>(x, outs[0].typed::<U>()?, outer, n, inner, log)?);
         });
         Ok(())
     })
@@ -154,7 +125,7 @@ fn layer_norm(env: &mut Env<'_>, a: &[usize]) -> Result<()> {
     inputs.extend(&opt);
     env.run(&inputs, &[out, mean, rstd], |ins, outs| {
         let (o, mo, ro) = three(outs)?;
-        dispatch_fe!(dtype, T => {
+        dispatch_float!(dtype, T => {
             k::layer_norm::<T>(
                 ins[0].typed::<T>()?,
                 typed_opt::<T>(ins, pos[0])?,
@@ -207,7 +178,7 @@ fn group_norm(env: &mut Env<'_>, a: &[usize]) -> Result<()> {
     inputs.extend(&opt);
     env.run(&inputs, &[out, mean, rstd], |ins, outs| {
         let (o, mo, ro) = three(outs)?;
-        dispatch_fe!(dtype, T => {
+        dispatch_float!(dtype, T => {
             k::group_norm::<T>(
                 ins[0].typed::<T>()?,
                 typed_opt::<T>(ins, pos[0])?,
