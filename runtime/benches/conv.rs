@@ -77,11 +77,11 @@ fn run(layers: &mut [(u8, Layer)], kind: Option<u8>) {
 
 fn bench(c: &mut Criterion) {
     let mut layers = mobilenet_v2();
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("pool");
-    // Kernels run inside a one-thread pool, as in a `--threads 1` method.
-    for (name, kind) in [("all_layers", None), ("stem", Some(0)), ("depthwise", Some(1)), ("pointwise", Some(2))] {
-        c.bench_function(&format!("mobilenet_v2/{name}"), |b| b.iter(|| pool.install(|| run(&mut layers, kind))));
-    }
+    // `threads = 1`: the kernels stay on the calling thread.
+    c.bench_function("mobilenet_v2/all_layers", |b| b.iter(|| run(&mut layers, None)));
+    c.bench_function("mobilenet_v2/stem", |b| b.iter(|| run(&mut layers, Some(0))));
+    c.bench_function("mobilenet_v2/depthwise", |b| b.iter(|| run(&mut layers, Some(1))));
+    c.bench_function("mobilenet_v2/pointwise", |b| b.iter(|| run(&mut layers, Some(2))));
 }
 
 criterion_group! {

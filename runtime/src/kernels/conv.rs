@@ -304,7 +304,9 @@ fn im2col<T: Real>(x: &[T], channels: usize, s: &ConvShape, o: [usize; 3], p0: u
 }
 
 /// Direct convolution when every group has one input channel (depthwise, with any channel
-/// multiplier), 1-D/2-D only. Each output row accumulates `kh·kw` shifted input rows.
+/// multiplier), 1-D/2-D only. Each output row accumulates `kh·kw` shifted input rows; for
+/// strided convolutions the input plane is first split into `stride` column phases so every
+/// tap reads a contiguous run (and the inner loop vectorises).
 #[allow(clippy::too_many_arguments)]
 fn depthwise<T: Real>(
     x: &[T],
@@ -316,52 +318,116 @@ fn depthwise<T: Real>(
     osp: usize,
     threads: usize,
 ) -> KResult {
-    let cg_out = s.out_channels / s.groups;
+    let [_, iw_] = [s.input[1], s.input[2]];
+    let (sw, pw, dw) = (s.stride[2], s.padding[2] as isize, s.dilation[2]);
+    let d = Dw {
+        x,
+        w,
+        s,
+        o,
+        isp,
+        cg_out: s.out_channels / s.groups,
+        ranges: (0..s.kernel[2]).map(|kw| valid_range((kw * dw) as isize - pw, sw, iw_, o[2])).collect(),
+    };
+    if threads > 1 {
+        y.par_chunks_mut(osp)
+            .enumerate()
+            .for_each_init(Vec::new, |scratch, (t, yp)| simd::dw_plane(&d, t, yp, scratch));
+    } else {
+        let mut scratch = Vec::new();
+        y.chunks_mut(osp).enumerate().for_each(|(t, yp)| simd::dw_plane(&d, t, yp, &mut scratch));
+    }
+    Ok(())
+}
+
+/// Everything one depthwise output plane needs.
+struct Dw<'a, T> {
+    x: &'a [T],
+    w: &'a [T],
+    s: &'a ConvShape,
+    o: [usize; 3],
+    isp: usize,
+    cg_out: usize,
+    /// Valid output-column range per kernel column.
+    ranges: Vec<(usize, usize)>,
+}
+
+/// Output plane `t` (= batch · out_channels + channel) of a depthwise convolution.
+#[inline(always)]
+fn dw_plane<T: Real>(d: &Dw<'_, T>, t: usize, yp: &mut [T], scratch: &mut Vec<T>) {
+    let s = d.s;
     let [_, ih_, iw_] = s.input;
-    let [_, oh_, ow_] = o;
+    let [_, oh_, ow_] = d.o;
     let [_, kh_, kw_] = s.kernel;
     let (sh, sw) = (s.stride[1], s.stride[2]);
     let (ph, pw) = (s.padding[1] as isize, s.padding[2] as isize);
     let (dh, dw) = (s.dilation[1], s.dilation[2]);
-    let ranges: Vec<(usize, usize)> = (0..kw_).map(|kw| valid_range((kw * dw) as isize - pw, sw, iw_, ow_)).collect();
-    let plane = |t: usize, yp: &mut [T]| {
-        let (n, oc) = (t / s.out_channels, t % s.out_channels);
-        let ic = oc / cg_out;
-        let xp = &x[(n * s.in_channels + ic) * isp..][..isp];
-        let wk = &w[oc * kh_ * kw_..][..kh_ * kw_];
-        for (oh, row) in yp.chunks_exact_mut(ow_).enumerate().take(oh_) {
-            for kh in 0..kh_ {
-                let ih = (oh * sh + kh * dh) as isize - ph;
-                if ih < 0 || ih >= ih_ as isize {
-                    continue;
-                }
-                let xrow = &xp[ih as usize * iw_..][..iw_];
-                for (kw, &(lo, hi)) in ranges.iter().enumerate() {
-                    if lo >= hi {
-                        continue;
-                    }
-                    let wv = wk[kh * kw_ + kw];
-                    let start = (lo as isize * sw as isize + (kw * dw) as isize - pw) as usize;
-                    let out = &mut row[lo..hi];
-                    if sw == 1 {
-                        for (d, &v) in out.iter_mut().zip(&xrow[start..start + (hi - lo)]) {
-                            *d += wv * v;
-                        }
-                    } else {
-                        for (d, &v) in out.iter_mut().zip(xrow[start..].iter().step_by(sw)) {
-                            *d += wv * v;
-                        }
-                    }
+    let (n, oc) = (t / s.out_channels, t % s.out_channels);
+    let ic = oc / d.cg_out;
+    let xp = &d.x[(n * s.in_channels + ic) * d.isp..][..d.isp];
+    let wk = &d.w[oc * kh_ * kw_..][..kh_ * kw_];
+    // Row `r`, phase `q` lives at `src[(r * sw + q) * pwid ..]`; column j of the input is
+    // phase j % sw, index j / sw. With unit stride this is the plane itself.
+    let pwid = iw_.div_ceil(sw);
+    let src: &[T] = if sw == 1 {
+        xp
+    } else {
+        scratch.clear();
+        scratch.resize(ih_ * sw * pwid, T::ZERO);
+        for (r, xrow) in xp.chunks_exact(iw_).enumerate() {
+            let dst = &mut scratch[r * sw * pwid..][..sw * pwid];
+            for q in 0..sw {
+                for (o, &v) in dst[q * pwid..][..pwid].iter_mut().zip(xrow.iter().skip(q).step_by(sw)) {
+                    *o = v;
                 }
             }
         }
+        scratch
     };
-    if threads > 1 {
-        y.par_chunks_mut(osp).enumerate().for_each(|(t, yp)| plane(t, yp));
-    } else {
-        y.chunks_mut(osp).enumerate().for_each(|(t, yp)| plane(t, yp));
+    for (oh, row) in yp.chunks_exact_mut(ow_).enumerate().take(oh_) {
+        for kh in 0..kh_ {
+            let ih = (oh * sh + kh * dh) as isize - ph;
+            if ih < 0 || ih >= ih_ as isize {
+                continue;
+            }
+            let rbase = ih as usize * sw * pwid;
+            for (kw, &(lo, hi)) in d.ranges.iter().enumerate() {
+                if lo >= hi {
+                    continue;
+                }
+                let wv = wk[kh * kw_ + kw];
+                let off = (kw * dw) as isize - pw;
+                let (q, base) = (off.rem_euclid(sw as isize) as usize, off.div_euclid(sw as isize));
+                let start = rbase + q * pwid + (lo as isize + base) as usize;
+                let out = &mut row[lo..hi];
+                for (o, &v) in out.iter_mut().zip(&src[start..start + (hi - lo)]) {
+                    *o += wv * v;
+                }
+            }
+        }
     }
-    Ok(())
+}
+
+/// Runtime CPU-feature dispatch: the same safe code compiled for AVX2+FMA when available.
+mod simd {
+    #![allow(unsafe_code)]
+    use super::{Dw, Real};
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn dw_plane_avx2<T: Real>(d: &Dw<'_, T>, t: usize, yp: &mut [T], scratch: &mut Vec<T>) {
+        super::dw_plane(d, t, yp, scratch)
+    }
+
+    pub(super) fn dw_plane<T: Real>(d: &Dw<'_, T>, t: usize, yp: &mut [T], scratch: &mut Vec<T>) {
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            // SAFETY: `dw_plane_avx2` only needs AVX2 and FMA, which the CPU was just shown to
+            // support; it is otherwise the same safe code.
+            return unsafe { dw_plane_avx2(d, t, yp, scratch) };
+        }
+        super::dw_plane(d, t, yp, scratch)
+    }
 }
 
 /// Transposed convolution: `col = Wᵍᵀ · Xᵍ` per group (blocked over input positions), then
