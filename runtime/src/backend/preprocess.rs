@@ -324,7 +324,7 @@ fn fold_constants(g: &mut BlobGraph, stats: &mut PassStats) -> Result<()> {
                         },
                     };
                     match perm {
-                        Some(p) if p.len() == rank && p.iter().all(|&d| d < rank) => {
+                        Some(p) if p.len() == rank && (0..rank).all(|d| p.contains(&d)) => {
                             let strides = contiguous_strides(&xt.sizes);
                             let sizes: Vec<usize> = p.iter().map(|&d| xt.sizes[d]).collect();
                             let st: Vec<usize> = p.iter().map(|&d| strides[d]).collect();
