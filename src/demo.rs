@@ -49,7 +49,8 @@ pub fn classify(runtime: &Runtime) -> Result<(DemoResult, Vec<f32>, Vec<i64>), E
         let out = method.run(std::slice::from_ref(&input))?;
         times.push(t.elapsed().as_secs_f64() * 1e3);
         let logits = out.first().map(|o| o.to_f64_vec()).transpose()?.unwrap_or_default();
-        let pred = logits.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(i, _)| i);
+        // The first maximum, as torch.argmax takes it (quantized logits can tie).
+        let pred = logits.iter().enumerate().fold(0, |best, (i, v)| if *v > logits[best] { i } else { best });
         predictions.push(pred);
         if pred as i64 == label {
             correct += 1;

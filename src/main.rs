@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 use ferrite::prelude::*;
-use ferrite::runtime::{Runtime, TensorData};
+use ferrite::runtime::{Accumulation, Runtime, TensorData};
 
 /// Ferrite: run and inspect ExecuTorch programs on CPUs.
 #[derive(Debug, Parser)]
@@ -46,6 +46,10 @@ enum Command {
         /// Execute this many times on one loaded method (state persists); write the last outputs.
         #[arg(long, default_value_t = 1)]
         repeat: usize,
+        /// How convolutions and matrix products sum: `reference` (ExecuTorch's order, exact) for
+        /// quantized programs and `fast` otherwise (auto), or one of them everywhere.
+        #[arg(long, value_enum, default_value_t = AccumulationArg::Auto)]
+        accumulation: AccumulationArg,
     },
     /// Measure load time and execution latency of a method.
     Bench {
@@ -69,6 +73,9 @@ enum Command {
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
+        /// How convolutions and matrix products sum (see `ferrite run --help`).
+        #[arg(long, value_enum, default_value_t = AccumulationArg::Auto)]
+        accumulation: AccumulationArg,
     },
     /// Lower a program for Ferrite's backend: supported subgraphs become FerriteBackend delegates.
     Lower {
@@ -127,6 +134,27 @@ enum Command {
     },
 }
 
+/// `--accumulation` values (see [`Accumulation`]).
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum AccumulationArg {
+    /// ExecuTorch's order in methods that requantize, fast kernels elsewhere.
+    Auto,
+    /// Fast kernels everywhere.
+    Fast,
+    /// ExecuTorch's order everywhere.
+    Reference,
+}
+
+impl From<AccumulationArg> for Accumulation {
+    fn from(a: AccumulationArg) -> Self {
+        match a {
+            AccumulationArg::Auto => Accumulation::Auto,
+            AccumulationArg::Fast => Accumulation::Fast,
+            AccumulationArg::Reference => Accumulation::Reference,
+        }
+    }
+}
+
 fn runtime(threads: Option<usize>) -> Result<Runtime, Error> {
     let threads = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
     if threads == 0 || threads > 1024 {
@@ -170,13 +198,13 @@ fn run(cli: Cli) -> Result<(), Error> {
                 emit(&format!("{}\n{summary}", model.display()))
             }
         }
-        Command::Run { model, method, inputs, output_dir, threads, repeat } => {
+        Command::Run { model, method, inputs, output_dir, threads, repeat, accumulation } => {
             if repeat == 0 {
                 return Err(Error::Usage("--repeat must be at least 1".into()));
             }
             let program = ferrite::load(&model)?;
             let inputs = inputs_for(&program, &method, &inputs)?;
-            let mut m = runtime(threads)?.load_method(&program, &method)?;
+            let mut m = runtime(threads)?.with_accumulation(accumulation.into()).load_method(&program, &method)?;
             let mut outputs = Vec::new();
             for _ in 0..repeat {
                 outputs = m.run(&inputs)?;
@@ -191,11 +219,11 @@ fn run(cli: Cli) -> Result<(), Error> {
             }
             emit(&text)
         }
-        Command::Bench { model, method, inputs, threads, warmup, iters, json } => {
+        Command::Bench { model, method, inputs, threads, warmup, iters, json, accumulation } => {
             if iters == 0 {
                 return Err(Error::Usage("--iters must be at least 1".into()));
             }
-            let rt = runtime(threads)?;
+            let rt = runtime(threads)?.with_accumulation(accumulation.into());
             let t0 = Instant::now();
             let program = ferrite::load(&model)?;
             let mut m = rt.load_method(&program, &method)?;

@@ -108,6 +108,9 @@ pub struct Env<'m> {
     pub(crate) arenas: &'m mut [AlignedBuf],
     pub(crate) owned: &'m mut Vec<AlignedBuf>,
     pub(crate) program: &'m Program<'static>,
+    /// Sum convolutions and matrix products in ExecuTorch's portable order (see
+    /// [`crate::Accumulation`]).
+    pub(crate) reference_order: bool,
 }
 
 fn numel_of(sizes: &[usize]) -> Result<usize> {

@@ -29,6 +29,6 @@ mod tensor;
 pub use backend::{FerriteBackend, BACKEND_ID};
 pub use env::{Env, Scalar};
 pub use error::{Result, RuntimeError};
-pub use method::{Method, Runtime};
+pub use method::{Accumulation, Method, Runtime};
 pub use registry::{Backend, BackendInit, BackendRegistry, Delegate, KernelRegistry, OpFn};
 pub use tensor::{nbytes, numel, AlignedBuf, Pod, TensorData, TensorMut, TensorRef};

@@ -17,6 +17,11 @@ pub trait Runner: Sync {
     fn prepare(&self, program: Arc<Program<'static>>) -> Arc<Program<'static>>;
     /// The runtime that executes it.
     fn runtime(&self) -> Runtime;
+    /// Whether quantized programs must match ExecuTorch's outputs bit for bit (they requantize in
+    /// ExecuTorch's reference summation order), not just within one quantization step.
+    fn exact_when_quantized(&self) -> bool {
+        false
+    }
 }
 
 /// The portable kernels, programs as exported.
@@ -31,6 +36,9 @@ impl Runner for Portable {
     }
     fn runtime(&self) -> Runtime {
         Runtime::new().with_threads(1).expect("a one-thread runtime")
+    }
+    fn exact_when_quantized(&self) -> bool {
+        true
     }
 }
 
@@ -101,22 +109,11 @@ fn is_quantized(variant_name: &str) -> bool {
     variant_name.starts_with("q")
 }
 
-/// Quantized programs whose outputs Ferrite does not yet reproduce within one quantization step,
-/// with the number of steps measured: the float convolutions inside accumulate in a different
-/// order than ExecuTorch's portable kernels, and one-step rounding differences in early layers
-/// grow through 52 quantized layers. Tracked as an open gap; anything worse fails.
-const KNOWN_QUANTIZED_GAPS: &[(&str, f64)] = &[("mobilenet_v2/q8", 8.0)];
-
-fn quantized_steps(fixture: &str, variant: &str) -> f64 {
-    let key = format!("{fixture}/{variant}");
-    KNOWN_QUANTIZED_GAPS.iter().find(|(k, _)| *k == key).map_or(1.0, |(_, s)| *s)
-}
-
 /// The tolerance for one output: `1e-4 × max(1, max|ref|)` for float programs; for quantized
 /// programs one quantization step of the output, estimated as the smallest gap between distinct
 /// reference values (a dequantized output is a multiple of its scale), never below the float
 /// tolerance.
-pub fn tolerance(reference: &[f64], quantized: bool, steps: f64) -> f64 {
+pub fn tolerance(reference: &[f64], quantized: bool) -> f64 {
     let max = reference.iter().fold(0.0f64, |m, v| m.max(v.abs()));
     let float_tol = 1e-4 * max.max(1.0);
     if !quantized {
@@ -127,20 +124,16 @@ pub fn tolerance(reference: &[f64], quantized: bool, steps: f64) -> f64 {
     sorted.dedup();
     let step = sorted.windows(2).map(|w| w[1] - w[0]).filter(|d| *d > 1e-6).fold(f64::INFINITY, f64::min);
     if step.is_finite() {
-        // Allow the steps plus float noise.
-        steps * step * 1.0001 + float_tol
+        // One step plus float noise.
+        step * 1.0001 + float_tol
     } else {
         float_tol
     }
 }
 
-/// Compares `got` to `reference` (dtype, shape, values within `tol`).
+/// Compares `got` to `reference`: dtype, shape, and values within [`tolerance`] (one
+/// quantization step for quantized programs).
 pub fn assert_close(what: &str, got: &TensorData, reference: &TensorData, quantized: bool) {
-    assert_close_steps(what, got, reference, quantized, 1.0);
-}
-
-/// [`assert_close`] allowing `steps` quantization steps for quantized programs.
-pub fn assert_close_steps(what: &str, got: &TensorData, reference: &TensorData, quantized: bool, steps: f64) {
     assert_eq!(got.sizes(), reference.sizes(), "{what}: shape");
     let (g, r) = (got.to_f64_vec().expect("readable output"), reference.to_f64_vec().expect("readable reference"));
     if !got.dtype().is_float() {
@@ -148,7 +141,7 @@ pub fn assert_close_steps(what: &str, got: &TensorData, reference: &TensorData, 
         assert_eq!(g, r, "{what}: values");
         return;
     }
-    let tol = tolerance(&r, quantized, steps);
+    let tol = tolerance(&r, quantized);
     let (worst, at) = g.iter().zip(&r).enumerate().fold((0.0f64, 0usize), |(w, at), (i, (a, b))| {
         let d = if a.is_nan() && b.is_nan() { 0.0 } else { (a - b).abs() };
         if d > w || d.is_nan() {
@@ -216,7 +209,12 @@ pub fn check_fixture(runner: &dyn Runner, root: &Path, name: &str) {
             assert_eq!(got.len(), outs.len(), "{name}/{vname}.{mname}: output count");
             for (k, (g, file)) in got.iter().zip(&outs).enumerate() {
                 let what = format!("[{}] {name}/{vname}.{mname} output {k}", runner.name());
-                assert_close_steps(&what, g, &npy(&dir.join(file)), is_quantized(vname), quantized_steps(name, vname));
+                let reference = npy(&dir.join(file));
+                if is_quantized(vname) && runner.exact_when_quantized() {
+                    let (a, b) = (g.to_f64_vec().expect("output"), reference.to_f64_vec().expect("reference"));
+                    assert!(a == b, "{what}: differs from ExecuTorch's output (quantized programs must match exactly)");
+                }
+                assert_close(&what, g, &reference, is_quantized(vname));
             }
             checked += 1;
         }
@@ -277,10 +275,9 @@ pub fn check_running_sum(runner: &dyn Runner, dir: &Path, variant: &str, calls: 
 }
 
 /// Correct predictions of ExecuTorch 1.5.1's own runtime on the 360 digits test images, per
-/// variant (measured with the pip runtime: portable 352, q8 353; the XNNPACK variants agree),
-/// and how many images Ferrite may differ by. The q8 program flips one borderline image (352
-/// instead of 353) through float accumulation order before a requantization — an open gap.
-const EXECUTORCH_DIGITS_CORRECT: &[(&str, usize, usize)] = &[("portable", 352, 0), ("q8", 353, 1)];
+/// variant (measured with the pip runtime and numpy's argmax: portable 352, q8 353; the XNNPACK
+/// variants agree), and how many images Ferrite may differ by.
+const EXECUTORCH_DIGITS_CORRECT: &[(&str, usize, usize)] = &[("portable", 352, 0), ("q8", 353, 0)];
 
 /// The digits classifier gets exactly as many test images right as ExecuTorch does.
 pub fn check_digits_accuracy(runner: &dyn Runner, dir: &Path, variant: &str) {
@@ -295,7 +292,8 @@ pub fn check_digits_accuracy(runner: &dyn Runner, dir: &Path, variant: &str) {
         let img = TensorData::from_slice(vec![1, 1, 8, 8], &pixels[k * 64..(k + 1) * 64]).expect("image");
         let out = method.run(&[img]).expect("run");
         let logits = out[0].to_f64_vec().expect("logits");
-        let pred = logits.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i).expect("non-empty");
+        // The first maximum, as torch.argmax and numpy.argmax take it: quantized logits tie.
+        let pred = logits.iter().enumerate().fold(0, |best, (i, v)| if *v > logits[best] { i } else { best });
         correct += usize::from(pred as i64 == label);
     }
     let (want, slack) = EXECUTORCH_DIGITS_CORRECT

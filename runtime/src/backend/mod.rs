@@ -282,8 +282,13 @@ impl Delegate for Compiled {
         // Inputs in.
         for (k, (&outer, &inner)) in args[..n_in].iter().zip(&self.inputs).enumerate() {
             let src = env.read(outer)?;
-            let mut inner_env =
-                Env { values: &mut self.values, arenas: &mut [], owned: &mut self.owned, program: env.program };
+            let mut inner_env = Env {
+                values: &mut self.values,
+                arenas: &mut [],
+                owned: &mut self.owned,
+                program: env.program,
+                reference_order: env.reference_order,
+            };
             let (dtype, sizes) = (inner_env.dtype(inner)?, inner_env.sizes(inner)?.to_vec());
             if src.dtype != dtype || src.sizes != sizes.as_slice() {
                 return Err(err(format!(
@@ -298,8 +303,13 @@ impl Delegate for Compiled {
         }
         // Run.
         {
-            let mut inner_env =
-                Env { values: &mut self.values, arenas: &mut [], owned: &mut self.owned, program: env.program };
+            let mut inner_env = Env {
+                values: &mut self.values,
+                arenas: &mut [],
+                owned: &mut self.owned,
+                program: env.program,
+                reference_order: env.reference_order,
+            };
             for (k, step) in self.steps.iter().enumerate() {
                 (step.op)(&mut inner_env, &step.args).map_err(|e| err(format!("op {k} ({}): {e}", step.name)))?;
                 if let Some((out, lo, hi)) = step.clamp {
@@ -314,8 +324,13 @@ impl Delegate for Compiled {
         }
         // Outputs out.
         for (&outer, &inner) in args[n_in..].iter().zip(&self.outputs) {
-            let inner_env =
-                Env { values: &mut self.values, arenas: &mut [], owned: &mut self.owned, program: env.program };
+            let inner_env = Env {
+                values: &mut self.values,
+                arenas: &mut [],
+                owned: &mut self.owned,
+                program: env.program,
+                reference_order: env.reference_order,
+            };
             let t = inner_env.read(inner)?;
             if env.dtype(outer)? != t.dtype {
                 return Err(err(format!(

@@ -189,7 +189,204 @@ pub fn conv<T: Real>(x: &[T], w: &[T], bias: Option<&[T]>, y: &mut [T], s: &Conv
     conv_gemm(x, w, y, s, o, isp, osp, threads)
 }
 
-/// Pointwise and im2col + GEMM convolution.
+/// `y = conv(x, w) + bias` computed in ExecuTorch's reference order: every output element is a
+/// sum over (input channel, kernel depth, row, column) taken strictly in that order, with taps
+/// that fall in the padding skipped, one rounding per multiply and per add (no fused
+/// multiply-add), and the bias added last.
+///
+/// This is what `aten::convolution.out` of ExecuTorch's portable library computes, bit for bit.
+/// Quantize-dequantize programs need it: the float convolution between a `dequantize` and a
+/// `quantize` is rounded to integers right after, so a last-bit difference in the sum can move a
+/// value across a rounding boundary, and such one-step differences grow from layer to layer.
+/// Vectorised along output rows (each lane is one output, so the order per output is kept);
+/// parallel over output planes. Not for transposed convolutions (see [`conv`]).
+pub fn conv_in_order<T: Real>(
+    x: &[T],
+    w: &[T],
+    bias: Option<&[T]>,
+    y: &mut [T],
+    s: &ConvShape,
+    threads: usize,
+) -> KResult {
+    if s.transposed {
+        return Err(arg_err("convolution: the in-order kernel does not do transposed convolutions".into()));
+    }
+    s.validate()?;
+    let o = s.output()?;
+    let isp = s.input.iter().try_fold(1usize, |a, &b| a.checked_mul(b));
+    let osp = o.iter().try_fold(1usize, |a, &b| a.checked_mul(b));
+    let (isp, osp) = match (isp, osp) {
+        (Some(a), Some(b)) => (a, b),
+        _ => return Err(KernelError::Shape("convolution: spatial size overflows".into())),
+    };
+    check("convolution input", x.len(), s.batch.checked_mul(s.in_channels).and_then(|v| v.checked_mul(isp)))?;
+    check("convolution output", y.len(), s.batch.checked_mul(s.out_channels).and_then(|v| v.checked_mul(osp)))?;
+    check("convolution weight", w.len(), Some(s.weight_len()))?;
+    if let Some(b) = bias {
+        check("convolution bias", b.len(), Some(s.out_channels))?;
+    }
+    if y.is_empty() {
+        return Ok(());
+    }
+    let cg_in = s.in_channels / s.groups;
+    let cg_out = s.out_channels / s.groups;
+    if cg_out >= 2 {
+        return conv_in_order_gemm(x, w, bias, y, s, o, (isp, osp), threads);
+    }
+    let kvol = s.kvol();
+    let [kd_, kh_, kw_] = s.kernel;
+    let [id_, ih_, iw_] = s.input;
+    let [od_, oh_, ow_] = o;
+    let ranges: Vec<(usize, usize)> = (0..kw_)
+        .map(|kw| valid_range((kw * s.dilation[2]) as isize - s.padding[2] as isize, s.stride[2], iw_, ow_))
+        .collect();
+    let plane = |t: usize, yp: &mut [T]| {
+        let (n, oc) = (t / s.out_channels, t % s.out_channels);
+        let g = oc / cg_out;
+        let b = bias.map_or(T::ZERO, |b| b[oc]);
+        let wo = &w[oc * cg_in * kvol..][..cg_in * kvol];
+        for (r, row) in yp.chunks_exact_mut(ow_).enumerate() {
+            let (od, oh) = (r / oh_, r % oh_);
+            row.fill(T::ZERO);
+            for c in 0..cg_in {
+                let xc = &x[(n * s.in_channels + g * cg_in + c) * isp..][..isp];
+                for kd in 0..kd_ {
+                    let id = (od * s.stride[0] + kd * s.dilation[0]) as isize - s.padding[0] as isize;
+                    if id < 0 || id >= id_ as isize {
+                        continue;
+                    }
+                    for kh in 0..kh_ {
+                        let ih = (oh * s.stride[1] + kh * s.dilation[1]) as isize - s.padding[1] as isize;
+                        if ih < 0 || ih >= ih_ as isize {
+                            continue;
+                        }
+                        let xrow = &xc[(id as usize * ih_ + ih as usize) * iw_..][..iw_];
+                        let wk = &wo[((c * kd_ + kd) * kh_ + kh) * kw_..][..kw_];
+                        for (kw, &(lo, hi)) in ranges.iter().enumerate() {
+                            let wv = wk[kw];
+                            let off = (kw * s.dilation[2]) as isize - s.padding[2] as isize;
+                            let sw = s.stride[2];
+                            if sw == 1 {
+                                let start = (lo as isize + off) as usize;
+                                for (acc, &v) in row[lo..hi].iter_mut().zip(&xrow[start..start + (hi - lo)]) {
+                                    *acc += v * wv;
+                                }
+                            } else {
+                                for (ox, acc) in row.iter_mut().enumerate().take(hi).skip(lo) {
+                                    *acc += xrow[((ox * sw) as isize + off) as usize] * wv;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            if bias.is_some() {
+                for acc in row.iter_mut() {
+                    *acc += b;
+                }
+            }
+        }
+        debug_assert_eq!(yp.len(), od_ * oh_ * ow_);
+    };
+    if threads > 1 {
+        y.par_chunks_mut(osp).enumerate().for_each(|(t, yp)| plane(t, yp));
+    } else {
+        y.chunks_mut(osp).enumerate().for_each(|(t, yp)| plane(t, yp));
+    }
+    Ok(())
+}
+
+/// [`conv_in_order`] for groups of several output channels: per batch and group, an in-order
+/// GEMM (`ordered`) of the group's weights `[cg_out, cg_in·kvol]` with the input's columns
+/// (im2col, built panel by panel; padded taps read 0, which adds nothing to a sum that starts
+/// at +0), then the bias.
+#[allow(clippy::too_many_arguments)]
+fn conv_in_order_gemm<T: Real>(
+    x: &[T],
+    w: &[T],
+    bias: Option<&[T]>,
+    y: &mut [T],
+    s: &ConvShape,
+    o: [usize; 3],
+    (isp, osp): (usize, usize),
+    threads: usize,
+) -> KResult {
+    use super::ordered::{gemm_in_order, PackedA, NR};
+    let (cg_in, cg_out) = (s.in_channels / s.groups, s.out_channels / s.groups);
+    let kvol = s.kvol();
+    let kk = cg_in * kvol;
+    let [kd_, kh_, kw_] = s.kernel;
+    let [id_, ih_, iw_] = s.input;
+    let [_, oh_, ow_] = o;
+    let pointwise = kvol == 1 && s.stride == [1; 3] && s.padding == [0; 3];
+    for g in 0..s.groups {
+        let wg = &w[g * cg_out * kk..][..cg_out * kk];
+        let a = PackedA::new(cg_out, kk, |i, p| wg[i * kk + p]);
+        for n in 0..s.batch {
+            let xg = &x[(n * s.in_channels + g * cg_in) * isp..][..cg_in * isp];
+            let pack = |j: usize, bp: &mut [T]| {
+                let q0 = j * NR;
+                let width = NR.min(osp - q0);
+                if pointwise {
+                    for (c, dst) in bp.chunks_exact_mut(NR).enumerate() {
+                        dst[..width].copy_from_slice(&xg[c * isp + q0..][..width]);
+                    }
+                    return;
+                }
+                // Top-left-front input coordinate of each output position in the panel.
+                let mut base = [[0isize; 3]; NR];
+                for (jj, b) in base.iter_mut().enumerate().take(width) {
+                    let q = q0 + jj;
+                    let (od, oh, ow) = (q / (oh_ * ow_), (q / ow_) % oh_, q % ow_);
+                    for (d, out) in [od, oh, ow].into_iter().enumerate() {
+                        b[d] = (out * s.stride[d]) as isize - s.padding[d] as isize;
+                    }
+                }
+                let mut p = 0;
+                for c in 0..cg_in {
+                    let xc = &xg[c * isp..][..isp];
+                    for kd in 0..kd_ {
+                        for kh in 0..kh_ {
+                            for kw in 0..kw_ {
+                                let dst = &mut bp[p * NR..][..NR];
+                                let off = [kd * s.dilation[0], kh * s.dilation[1], kw * s.dilation[2]];
+                                for (v, b) in dst.iter_mut().zip(&base).take(width) {
+                                    let (zd, zh, zw) =
+                                        (b[0] + off[0] as isize, b[1] + off[1] as isize, b[2] + off[2] as isize);
+                                    *v = if zd >= 0
+                                        && zd < id_ as isize
+                                        && zh >= 0
+                                        && zh < ih_ as isize
+                                        && zw >= 0
+                                        && zw < iw_ as isize
+                                    {
+                                        xc[(zd as usize * ih_ + zh as usize) * iw_ + zw as usize]
+                                    } else {
+                                        T::ZERO
+                                    };
+                                }
+                                p += 1;
+                            }
+                        }
+                    }
+                }
+            };
+            let yg = &mut y[(n * s.out_channels + g * cg_out) * osp..][..cg_out * osp];
+            gemm_in_order(yg, osp, osp, &a, pack, threads)?;
+            if let Some(b) = bias {
+                for (i, row) in yg.chunks_exact_mut(osp).enumerate() {
+                    let bv = b[g * cg_out + i];
+                    for v in row {
+                        *v += bv;
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Pointwise and im2col + GEMM convolution./// Pointwise and im2col + GEMM convolution.
 #[allow(clippy::too_many_arguments)]
 fn conv_gemm<T: Real>(
     x: &[T],
@@ -841,6 +1038,102 @@ mod tests {
         let (m, inv) = batch_stats(&x, 3, 4, 0.0).unwrap();
         assert!((m[0] + 0.125).abs() < 1e-6, "{m:?}");
         assert!(inv.iter().all(|v| v.is_finite()));
+    }
+
+    /// ExecuTorch's portable `conv2d_impl` loop (extended to 3-D), in f32: per output, a sum
+    /// over (channel, depth, row, column) in that order skipping padded taps, bias last.
+    fn executorch_order(x: &[f32], w: &[f32], bias: Option<&[f32]>, s: &ConvShape) -> Vec<f32> {
+        let o = s.output().unwrap();
+        let (cg_in, cg_out) = (s.in_channels / s.groups, s.out_channels / s.groups);
+        let [id_, ih_, iw_] = s.input;
+        let [kd_, kh_, kw_] = s.kernel;
+        let mut y = Vec::new();
+        for n in 0..s.batch {
+            for oc in 0..s.out_channels {
+                let g = oc / cg_out;
+                for od in 0..o[0] {
+                    for oh in 0..o[1] {
+                        for ow in 0..o[2] {
+                            let mut acc = 0.0f32;
+                            for c in 0..cg_in {
+                                for kd in 0..kd_ {
+                                    let d = (od * s.stride[0] + kd * s.dilation[0]) as isize - s.padding[0] as isize;
+                                    for kh in 0..kh_ {
+                                        let h =
+                                            (oh * s.stride[1] + kh * s.dilation[1]) as isize - s.padding[1] as isize;
+                                        for kw in 0..kw_ {
+                                            let ww = (ow * s.stride[2] + kw * s.dilation[2]) as isize
+                                                - s.padding[2] as isize;
+                                            let inside = (0..id_ as isize).contains(&d)
+                                                && (0..ih_ as isize).contains(&h)
+                                                && (0..iw_ as isize).contains(&ww);
+                                            if inside {
+                                                let xv = x[(((n * s.in_channels + g * cg_in + c) * id_ + d as usize)
+                                                    * ih_
+                                                    + h as usize)
+                                                    * iw_
+                                                    + ww as usize];
+                                                let wv = w[(((oc * cg_in + c) * kd_ + kd) * kh_ + kh) * kw_ + kw];
+                                                acc += xv * wv;
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                            if let Some(b) = bias {
+                                acc += b[oc];
+                            }
+                            y.push(acc);
+                        }
+                    }
+                }
+            }
+        }
+        y
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn in_order_conv_is_bit_identical_to_executorch_loop(
+            batch in 1usize..3, g in 1usize..4, cin_g in 1usize..5, cout_g in 1usize..3, three_d in any::<bool>(),
+            d in 1usize..4, h in 1usize..9, wdt in 1usize..12, k in proptest::array::uniform3(1usize..4),
+            st in proptest::array::uniform3(1usize..4), pd in proptest::array::uniform3(0usize..3),
+            dl in proptest::array::uniform3(1usize..3), bias in any::<bool>(), threads in 1usize..3, seed in 0u64..1000,
+        ) {
+            let mut s = shape2d(batch, g * cin_g, g * cout_g, g, [h, wdt], [k[1], k[2]]);
+            s.stride = [1, st[1], st[2]];
+            s.padding = [0, pd[1], pd[2]];
+            s.dilation = [1, dl[1], dl[2]];
+            if three_d {
+                s.input[0] = d;
+                s.kernel[0] = k[0];
+                s.stride[0] = st[0];
+                s.padding[0] = pd[0];
+                s.dilation[0] = dl[0];
+            }
+            prop_assume!(s.output().is_ok());
+            // Values with long mantissas, so any change of summation order shows.
+            let x: Vec<f32> = data(s.batch * s.in_channels * s.input.iter().product::<usize>(), seed)
+                .iter().map(|v| (*v * 0.7371) as f32).collect();
+            let w: Vec<f32> = data(s.weight_len(), seed + 1).iter().map(|v| (*v * 0.3119) as f32).collect();
+            let b: Vec<f32> = (0..s.out_channels).map(|i| i as f32 * 0.173 - 0.25).collect();
+            let b = bias.then_some(b.as_slice());
+            let want = executorch_order(&x, &w, b, &s);
+            let mut y = vec![f32::NAN; want.len()];
+            conv_in_order(&x, &w, b, &mut y, &s, threads).unwrap();
+            prop_assert!(y.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn in_order_conv_rejects_transposed_and_bad_lengths() {
+        let mut s = shape2d(1, 2, 2, 1, [3, 3], [2, 2]);
+        let (x, w, mut y) = (vec![1.0f32; 18], vec![1.0f32; 16], vec![0.0f32; 8]);
+        assert!(conv_in_order(&x, &w, None, &mut y, &s, 1).is_ok());
+        assert!(conv_in_order(&x[..17], &w, None, &mut y, &s, 1).is_err());
+        s.transposed = true;
+        assert!(conv_in_order(&x, &w, None, &mut y, &s, 1).is_err());
     }
 
     proptest! {

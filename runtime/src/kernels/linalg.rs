@@ -9,6 +9,7 @@ use rayon::prelude::*;
 
 use super::matmul::{gemm, Mat};
 use super::norm::{FloatElem, Real};
+use super::ordered::{gemm_in_order, PackedA, NR};
 use super::{KResult, KernelError};
 
 /// An element type matrix products are defined for.
@@ -24,10 +25,50 @@ pub trait LinElem: Copy + Send + Sync + Default + std::fmt::Debug + 'static {
     ) -> KResult;
     /// `x * alpha + y * beta` (for addmm/baddbmm; `beta` = 0 ignores `y`).
     fn axpby(x: Self, alpha: f64, y: Self, beta: f64) -> Self;
+    /// `dst = a · b` with every output summed in ExecuTorch's portable order (see
+    /// [`matmul_in_order`]). Integer products are exact in any order, so by default this is
+    /// [`LinElem::matmul`].
+    fn matmul_in_order(dst: &mut [Self], ldd: usize, a: Mat<'_, Self>, b: Mat<'_, Self>, threads: usize) -> KResult {
+        Self::matmul(dst, ldd, a, b, false, threads)
+    }
+}
+
+/// `dst = a · b` where each output is `((0 + a₀b₀) + a₁b₁) + …` in `k` order with one rounding
+/// per multiply and per add — what ExecuTorch's portable `mm`/`bmm`/`addmm` compute, bit for
+/// bit. Rows are independent, so they may run on rayon threads; each row keeps one accumulator
+/// per output column, so the inner loop vectorises without reordering any sum.
+pub fn matmul_in_order<T>(dst: &mut [T], ldd: usize, a: Mat<'_, T>, b: Mat<'_, T>, threads: usize) -> KResult
+where
+    T: super::conv::Real,
+{
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    if b.rows != k {
+        return Err(KernelError::Shape(format!("matmul: {m}x{k} times {}x{n}", b.rows)));
+    }
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    let need = (m - 1).checked_mul(ldd).and_then(|x| x.checked_add(n));
+    if ldd < n || need.is_none_or(|need| need > dst.len()) {
+        return Err(KernelError::Shape(format!("matmul: a {m}x{n} output with row stride {ldd} does not fit")));
+    }
+    a.check("matmul lhs")?;
+    b.check("matmul rhs")?;
+    // `check` proved every addressed element is inside its slice.
+    let pa = PackedA::new(m, k, |i, p| a.data[i * a.row_stride + p * a.col_stride]);
+    let pack = |j: usize, bp: &mut [T]| {
+        let width = NR.min(n - j * NR);
+        for (p, dst) in bp.chunks_exact_mut(NR).enumerate() {
+            for (jj, v) in dst.iter_mut().enumerate().take(width) {
+                *v = b.data[p * b.row_stride + (j * NR + jj) * b.col_stride];
+            }
+        }
+    };
+    gemm_in_order(dst, ldd, n, &pa, pack, threads)
 }
 
 macro_rules! lin_gemm {
-    ($($t:ty),*) => {$(
+    ($($t:ty $(=> $in_order:ident)?),*) => {$(
         impl LinElem for $t {
             fn matmul(dst: &mut [Self], ldd: usize, a: Mat<'_, Self>, b: Mat<'_, Self>, accumulate: bool, threads: usize) -> KResult {
                 gemm(dst, ldd, a, b, accumulate, threads)
@@ -36,10 +77,16 @@ macro_rules! lin_gemm {
                 let x = super::Element::to_f64(x) * alpha;
                 <$t as super::Element>::from_f64(if beta == 0.0 { x } else { x + super::Element::to_f64(y) * beta })
             }
+            $(
+            fn matmul_in_order(dst: &mut [Self], ldd: usize, a: Mat<'_, Self>, b: Mat<'_, Self>, threads: usize) -> KResult {
+                $in_order(dst, ldd, a, b, threads)
+            }
+            )?
         }
     )*};
 }
-lin_gemm!(f32, f64, f16);
+// f16 products keep the default (gemm accumulates in f16 either way).
+lin_gemm!(f32 => matmul_in_order, f64 => matmul_in_order, f16);
 
 impl LinElem for bf16 {
     fn matmul(
@@ -200,6 +247,39 @@ pub fn bmm<T: LinElem>(
     }
 }
 
+/// [`bmm`] with every product summed in ExecuTorch's portable order
+/// ([`LinElem::matmul_in_order`]); `out` is overwritten.
+#[allow(clippy::too_many_arguments)]
+pub fn bmm_in_order<T: LinElem>(
+    a: &[T],
+    ao: &Operand,
+    b: &[T],
+    bo: &Operand,
+    out: &mut [T],
+    batch: usize,
+    (m, k, n): (usize, usize, usize),
+) -> KResult {
+    let per = m.checked_mul(n).ok_or_else(|| KernelError::Shape("bmm: shape overflows".into()))?;
+    let total = per.checked_mul(batch).ok_or_else(|| KernelError::Shape("bmm: shape overflows".into()))?;
+    if out.len() != total {
+        return Err(KernelError::Length { what: "bmm output", expected: total, actual: out.len() });
+    }
+    if total == 0 {
+        return Ok(());
+    }
+    let threads = rayon::current_num_threads();
+    if batch == 1 || threads <= 1 {
+        for (i, dst) in out.chunks_mut(per).enumerate() {
+            T::matmul_in_order(dst, n, sub_mat(a, ao, i, m, k)?, sub_mat(b, bo, i, k, n)?, threads)?;
+        }
+        Ok(())
+    } else {
+        out.par_chunks_mut(per)
+            .enumerate()
+            .try_for_each(|(i, dst)| T::matmul_in_order(dst, n, sub_mat(a, ao, i, m, k)?, sub_mat(b, bo, i, k, n)?, 1))
+    }
+}
+
 /// Scaled dot-product attention in ExecuTorch's `llama::custom_sdpa` layout: `q` is
 /// `(batch, q_len, heads, dim)`, `k` and `v` are `(batch, kv_len, kv_heads, dim)` (heads a
 /// multiple of kv_heads; query head `h` uses kv head `h / (heads / kv_heads)`). Only the first
@@ -333,6 +413,42 @@ mod tests {
         let mut ob = vec![bf16::ZERO; batch * m * n];
         bmm(&ab, &ao, &bb, &bo, &mut ob, batch, (m, k, n), false).expect("test");
         assert_eq!(ob.iter().map(|x| x.to_f64()).collect::<Vec<_>>(), out);
+    }
+
+    /// ExecuTorch's `vec_matmul`: `sum = 0; for k { sum += a[i][k] * b[k][j] }` in f32.
+    fn executorch_matmul(a: &[f32], b: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
+        let mut z = vec![0.0f32; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                let mut sum = 0.0f32;
+                for p in 0..k {
+                    sum += a[i * k + p] * b[p * n + j];
+                }
+                z[i * n + j] = sum;
+            }
+        }
+        z
+    }
+
+    #[test]
+    fn in_order_products_are_bit_identical_to_executorch_loop() {
+        for (m, k, n, batch) in
+            [(1, 1, 1, 1), (3, 17, 5, 1), (70, 33, 40, 1), (2, 300, 9, 3), (0, 4, 3, 2), (4, 0, 3, 1)]
+        {
+            let a: Vec<f32> = (0..batch * m * k).map(|i| ((i * 7919) % 1013) as f32 * 0.0137 - 6.9).collect();
+            let b: Vec<f32> = (0..k * n).map(|i| ((i * 104_729) % 991) as f32 * 0.0071 - 3.3).collect();
+            // b as given, and b read through a transposed layout (the `linear` case).
+            let bt: Vec<f32> = (0..n).flat_map(|j| (0..k).map(move |p| (j, p))).map(|(j, p)| b[p * n + j]).collect();
+            for (bo, bdata) in [(Operand::broadcast(batch, n, 1), &b), (Operand::broadcast(batch, 1, k), &bt)] {
+                let mut out = vec![f32::NAN; batch * m * n];
+                bmm_in_order(&a, &Operand::row_major(batch, m, k), bdata, &bo, &mut out, batch, (m, k, n)).unwrap();
+                for i in 0..batch {
+                    let want = executorch_matmul(&a[i * m * k..(i + 1) * m * k], &b, m, k, n);
+                    let got = &out[i * m * n..(i + 1) * m * n];
+                    assert!(got.iter().zip(&want).all(|(x, y)| x.to_bits() == y.to_bits()), "{m}x{k}x{n}");
+                }
+            }
+        }
     }
 
     #[test]

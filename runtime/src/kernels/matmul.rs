@@ -31,7 +31,8 @@ impl<'a, T> Mat<'a, T> {
         Mat { data, rows, cols, row_stride: 1, col_stride: rows }
     }
 
-    fn check(&self, what: &'static str) -> KResult {
+    /// Whether every element the shape and strides address lies inside `data`.
+    pub(crate) fn check(&self, what: &'static str) -> KResult {
         if self.rows == 0 || self.cols == 0 {
             return Ok(());
         }

@@ -11,6 +11,7 @@ pub mod layout;
 pub mod linalg;
 pub mod matmul;
 pub mod norm;
+pub mod ordered;
 pub mod pool;
 pub mod quantized;
 pub mod reduce;

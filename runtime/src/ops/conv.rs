@@ -217,12 +217,14 @@ fn convolution(env: &mut Env<'_>, args: &[usize]) -> Result<()> {
     let mut inputs = vec![input, weight];
     inputs.extend(bias);
     let threads = rayon::current_num_threads();
+    let in_order = env.reference_order;
     env.run_any_layout(&inputs, &[out], |ins, outs| {
         fn go<R: Real + Pod>(
             ins: &[TensorRef<'_>],
             out: &mut TensorMut<'_>,
             s: &ConvShape,
             threads: usize,
+            in_order: bool,
         ) -> Result<()> {
             let x = input_as::<R>(&ins[0])?;
             let w = input_as::<R>(&ins[1])?;
@@ -230,12 +232,19 @@ fn convolution(env: &mut Env<'_>, args: &[usize]) -> Result<()> {
                 Some(b) => Some(input_as::<R>(b)?),
                 None => None,
             };
-            with_output::<R>(out, |y| Ok(kconv::conv(&x, &w, b.as_deref(), y, s, threads)?))
+            with_output::<R>(out, |y| {
+                if in_order && !s.transposed {
+                    kconv::conv_in_order(&x, &w, b.as_deref(), y, s, threads)?;
+                } else {
+                    kconv::conv(&x, &w, b.as_deref(), y, s, threads)?;
+                }
+                Ok(())
+            })
         }
         if double {
-            go::<f64>(ins, &mut outs[0], &shape, threads)
+            go::<f64>(ins, &mut outs[0], &shape, threads, in_order)
         } else {
-            go::<f32>(ins, &mut outs[0], &shape, threads)
+            go::<f32>(ins, &mut outs[0], &shape, threads, in_order)
         }
     })
 }

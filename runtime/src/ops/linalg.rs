@@ -78,6 +78,7 @@ fn run_bmm(
         None => None,
     };
     let inputs: Vec<usize> = [a, b].into_iter().chain(bias.map(|x| x.0)).collect();
+    let in_order = env.reference_order;
     env.run(&inputs, &[out], |ins, outs| {
         dispatch_all!(dtype, T => {
             let o = outs[0].typed::<T>()?;
@@ -85,8 +86,9 @@ fn run_bmm(
             match (bias, &self_strides, ins.get(2)) {
                 (Some((_, beta, alpha)), Some(st), Some(s)) => {
                     let s = s.typed::<T>()?;
-                    with_bias::<T>(x, &ao, y, &bo, s, st, o, batch, mkn, beta, alpha)?;
+                    with_bias::<T>(x, &ao, y, &bo, s, st, o, batch, mkn, (beta, alpha), in_order)?;
                 }
+                _ if in_order => k::bmm_in_order(x, &ao, y, &bo, o, batch, mkn)?,
                 _ => k::bmm(x, &ao, y, &bo, o, batch, mkn, false)?,
             }
         });
@@ -94,7 +96,9 @@ fn run_bmm(
     })
 }
 
-/// `out = beta * self + alpha * (a · b)` with `self` read through broadcast strides.
+/// `out = beta * self + alpha * (a · b)` with `self` read through broadcast strides. In
+/// reference order (`in_order`) the product is summed first and `self` added last, as
+/// ExecuTorch's `addmm` does; otherwise the product accumulates onto `self`.
 #[allow(clippy::too_many_arguments)]
 fn with_bias<T: LinElem + Pod>(
     x: &[T],
@@ -106,13 +110,13 @@ fn with_bias<T: LinElem + Pod>(
     o: &mut [T],
     batch: usize,
     (m, kk, n): (usize, usize, usize),
-    beta: f64,
-    alpha: f64,
+    (beta, alpha): (f64, f64),
+    in_order: bool,
 ) -> Result<()> {
     let self_at = |bi: usize, i: usize, j: usize| -> Result<T> {
         s.get(bi * st[0] + i * st[1] + j * st[2]).copied().ok_or_else(|| invalid("addmm: self is too small".into()))
     };
-    if alpha == 1.0 && beta == 1.0 {
+    if alpha == 1.0 && beta == 1.0 && !in_order {
         // Copy self into the output, then accumulate the product onto it.
         for bi in 0..batch {
             for i in 0..m {
@@ -123,7 +127,11 @@ fn with_bias<T: LinElem + Pod>(
         }
         k::bmm(x, ao, y, bo, o, batch, (m, kk, n), true)?;
     } else {
-        k::bmm(x, ao, y, bo, o, batch, (m, kk, n), false)?;
+        if in_order {
+            k::bmm_in_order(x, ao, y, bo, o, batch, (m, kk, n))?;
+        } else {
+            k::bmm(x, ao, y, bo, o, batch, (m, kk, n), false)?;
+        }
         for bi in 0..batch {
             for i in 0..m {
                 for j in 0..n {
@@ -250,12 +258,25 @@ fn run_linear(
         None => 0,
     };
     let inputs: Vec<usize> = [x, w].into_iter().chain(bias.map(|b| b.0)).collect();
+    let in_order = env.reference_order;
     env.run(&inputs, &[out], |ins, outs| {
         dispatch_all!(dtype, T => {
             let o = outs[0].typed::<T>()?;
             let (xv, wv) = (ins[0].typed::<T>()?, ins[1].typed::<T>()?);
             let xo = Operand::row_major(1, m, mkn.1);
-            if let Some(bt) = ins.get(2) {
+            if in_order {
+                // As the exported `addmm`/`mm` would: the product, then the bias.
+                k::bmm_in_order(xv, &xo, wv, &wt, o, 1, mkn)?;
+                if let Some(bt) = ins.get(2) {
+                    let bv = bt.typed::<T>()?;
+                    for row in o.chunks_mut(n.max(1)).take(m) {
+                        for (j, d) in row.iter_mut().enumerate() {
+                            let b = *bv.get(j * bias_stride).ok_or_else(|| invalid("linear: bias too small".into()))?;
+                            *d = T::axpby(*d, 1.0, b, 1.0);
+                        }
+                    }
+                }
+            } else if let Some(bt) = ins.get(2) {
                 let bv = bt.typed::<T>()?;
                 for row in o.chunks_mut(n.max(1)).take(m) {
                     for (j, d) in row.iter_mut().enumerate() {
