@@ -50,6 +50,32 @@ fn run_writes_outputs_matching_executorch() {
 }
 
 #[test]
+fn reference_accumulation_reproduces_executorch_bit_for_bit() {
+    // Convolutions and matrix products in ExecuTorch's order: the float CNN and MLP give exactly
+    // ExecuTorch's outputs (with `fast` they agree only to rounding).
+    for name in ["digits_cnn", "mlp"] {
+        let dir = scratch(&format!("reference-{name}"));
+        let out = ferrite()
+            .args(["run", "--threads", "2", "--accumulation", "reference", "-o"])
+            .arg(&dir)
+            .arg(fixture(&format!("{name}/portable.pte")))
+            .arg("-i")
+            .arg(fixture(&format!("{name}/input_0.npy")))
+            .output()
+            .expect("run");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let got = ferrite::read_npy(&dir.join("output_0.npy")).expect("output written");
+        let want = ferrite::read_npy(&fixture(&format!("{name}/portable.output_0.npy"))).expect("reference");
+        assert_eq!(got.to_f64_vec().expect("f64"), want.to_f64_vec().expect("f64"), "{name}");
+        std::fs::remove_dir_all(dir).ok();
+    }
+    let bad =
+        ferrite().args(["run", "--accumulation", "sloppy"]).arg(fixture("mlp/portable.pte")).output().expect("run");
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("possible values: auto, fast, reference"));
+}
+
+#[test]
 fn run_repeat_keeps_state() {
     // running_sum/portable starts its buffer at zero and adds the input (ones) per call:
     // after three calls the output is 2 * 3 = 6 everywhere.
