@@ -29,6 +29,8 @@ pub trait QuantInt: Element + bytemuck::Pod {
     const HIGHEST: i64;
     /// Narrows a value already clamped into `[LOWEST, HIGHEST]`.
     fn from_clamped(v: i64) -> Self;
+    /// Narrows an `i32` already clamped into `[LOWEST, HIGHEST]`.
+    fn from_i32(v: i32) -> Self;
     /// Widens to `i32` (`u16` and narrower are exact; `i32` is itself).
     fn widen(self) -> i32;
 }
@@ -41,6 +43,10 @@ macro_rules! quant_int {
             #[inline(always)]
             fn from_clamped(v: i64) -> Self {
                 v.max(Self::LOWEST).min(Self::HIGHEST) as $t
+            }
+            #[inline(always)]
+            fn from_i32(v: i32) -> Self {
+                v as $t
             }
             #[inline(always)]
             fn widen(self) -> i32 {
@@ -118,18 +124,45 @@ impl QuantParams {
     }
 }
 
+/// `nearbyint` in the default rounding mode (round half to even), without a libm call: for
+/// `|v| < 2²³`, adding 2²³ leaves a unit in the last place of 1, so the addition itself rounds to
+/// an integer, and subtracting it back is exact; larger values, infinities and NaN are returned
+/// as they are (they are integers or have no integer). The sign of zero is kept. Inlines and
+/// vectorises, unlike `f32::round_ties_even` on baseline x86-64, which calls `rintf`.
+#[inline(always)]
+pub fn rint(v: f32) -> f32 {
+    const TWO_23: f32 = 8_388_608.0;
+    let a = v.abs();
+    if a < TWO_23 {
+        ((a + TWO_23) - TWO_23).copysign(v)
+    } else {
+        v
+    }
+}
+
 /// Quantizes one value (ExecuTorch's `quantize_val`).
 #[inline(always)]
 pub fn quantize_value<F: QuantFloat>(x: F, p: QuantParams, quant_min: i64, quant_max: i64) -> i64 {
-    let rounded = x.times_inv_scale(p.inv_scale).round_ties_even();
+    let rounded = rint(x.times_inv_scale(p.inv_scale));
     let q = f32_to_i64_x86(p.zero_point as f32 + rounded);
     q.max(quant_min).min(quant_max)
 }
 
-/// Channel of flat element `i` when channels repeat every `inner` elements.
+/// Splits the flat range `[base, base + len)` into runs of one channel (channels repeat every
+/// `inner` elements) and calls `f(channel, start offset within the range, run length)`, so the
+/// per-element loops see fixed parameters and vectorise.
 #[inline(always)]
-fn channel(i: usize, inner: usize, channels: usize) -> usize {
-    (i / inner) % channels
+fn channel_runs(base: usize, len: usize, inner: usize, channels: usize, mut f: impl FnMut(usize, usize, usize)) {
+    if channels == 1 {
+        return f(0, 0, len);
+    }
+    let mut k = 0;
+    while k < len {
+        let pos = base + k;
+        let run = (inner - pos % inner).min(len - k);
+        f((pos / inner) % channels, k, run);
+        k += run;
+    }
 }
 
 fn check_channels(what: &'static str, n: usize, inner: usize, channels: usize) -> KResult {
@@ -163,20 +196,31 @@ pub fn quantize<F: QuantFloat, Q: QuantInt>(
         return Err(KernelError::Length { what: "quantize output", expected: input.len(), actual: out.len() });
     }
     check_channels("quantize", input.len(), inner, params.len())?;
+    if quant_min > quant_max || quant_min < Q::LOWEST || quant_max > Q::HIGHEST {
+        return Err(KernelError::Argument(format!(
+            "quantize: range [{quant_min}, {quant_max}] is empty or outside the output type's"
+        )));
+    }
+    // `quantize_value` with the clamp done in `f32`/`i32` so the loop vectorises: the rounded
+    // value is an integer, so clamping it in float and converting gives the same integer, and
+    // NaN or values outside the `i64` range (x86's "integer indefinite") give `quant_min`.
+    let (lo_f, hi_f) = (quant_min as i32 as f32, quant_max as i32 as f32);
+    let one = move |x: F, p: QuantParams| -> Q {
+        const LIMIT: f32 = 9_223_372_036_854_775_808.0; // 2^63
+        let v = p.zero_point as f32 + rint(x.times_inv_scale(p.inv_scale));
+        // Branch-free: out-of-range and NaN select `lo_f`; `hi_f` may round up to 2^31 for an
+        // i32 range, which the saturating cast brings back to `i32::MAX`.
+        let c = if (-LIMIT..LIMIT).contains(&v) { v.max(lo_f).min(hi_f) } else { lo_f };
+        Q::from_i32(c as i32)
+    };
     let channels = params.len();
     out.par_chunks_mut(CHUNK).zip(input.par_chunks(CHUNK)).enumerate().for_each(|(c, (o, x))| {
-        let base = c * CHUNK;
-        if channels == 1 {
-            let p = params[0];
-            for (o, &x) in o.iter_mut().zip(x) {
-                *o = Q::from_clamped(quantize_value(x, p, quant_min, quant_max));
+        channel_runs(c * CHUNK, o.len(), inner, channels, |ch, k, run| {
+            let p = params[ch];
+            for (o, &x) in o[k..k + run].iter_mut().zip(&x[k..k + run]) {
+                *o = one(x, p);
             }
-        } else {
-            for (k, (o, &x)) in o.iter_mut().zip(x).enumerate() {
-                let p = params[channel(base + k, inner, channels)];
-                *o = Q::from_clamped(quantize_value(x, p, quant_min, quant_max));
-            }
-        }
+        });
     });
     Ok(())
 }
@@ -213,14 +257,19 @@ pub fn dequantize<Q: QuantInt, O: QuantFloat>(
     let channels = params.len();
     out.par_chunks_mut(CHUNK).zip(input.par_chunks(CHUNK)).enumerate().for_each(|(c, (o, x))| {
         let base = c * CHUNK;
-        for (k, (o, &q)) in o.iter_mut().zip(x).enumerate() {
-            let p = if channels == 1 { params[0] } else { params[channel(base + k, inner, channels)] };
-            *o = if convert_first {
-                O::cast_then_scale(q.widen().wrapping_sub(p.zero_point), p.scale)
+        channel_runs(base, o.len(), inner, channels, |ch, k, run| {
+            let p = params[ch];
+            let (o, x) = (&mut o[k..k + run], &x[k..k + run]);
+            if convert_first {
+                for (o, &q) in o.iter_mut().zip(x) {
+                    *o = O::cast_then_scale(q.widen().wrapping_sub(p.zero_point), p.scale);
+                }
             } else {
-                dequantize_value(q, p)
-            };
-        }
+                for (o, &q) in o.iter_mut().zip(x) {
+                    *o = dequantize_value(q, p);
+                }
+            }
+        });
     });
     Ok(())
 }
@@ -303,7 +352,7 @@ pub fn scale_and_zero_point(min: f32, max: f32, qmin: i32, qmax: i32) -> KResult
     } else if initial > qmax as f64 {
         qmax
     } else {
-        f32_to_i32_x86((initial as f32).round_ties_even())
+        f32_to_i32_x86(rint(initial as f32))
     };
     Ok((scale, zero_point))
 }
@@ -499,6 +548,65 @@ mod tests {
         let prod = (inv as f64 * x as f64) as f32; // single rounding of the product
         let r = (prod as f64).round_ties_even() as i64;
         (r + zp).max(qmin).min(qmax)
+    }
+
+    #[test]
+    fn rint_is_round_half_to_even() {
+        let specials = [0.0f32, -0.0, 0.5, -0.5, 1.5, 2.5, -2.5, 8_388_607.5, 8_388_608.0, 16_777_217.0, 1e30, -1e30];
+        let edges = [f32::INFINITY, f32::NEG_INFINITY, f32::MIN_POSITIVE, f32::MAX, 4_194_303.5, -4_194_304.5];
+        for v in specials.into_iter().chain(edges) {
+            assert_eq!(rint(v).to_bits(), v.round_ties_even().to_bits(), "{v}");
+        }
+        assert!(rint(f32::NAN).is_nan());
+        // Every float between -2^24 and 2^24 on a coarse grid, plus halves near integers.
+        let mut state = 0x2545_f491_u32;
+        for _ in 0..200_000 {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            let v = f32::from_bits(state);
+            if v.is_nan() {
+                continue;
+            }
+            assert_eq!(rint(v).to_bits(), v.round_ties_even().to_bits(), "{v}");
+            let h = (state % 40_000) as f32 / 2.0 - 10_000.0;
+            assert_eq!(rint(h).to_bits(), h.round_ties_even().to_bits(), "{h}");
+        }
+    }
+
+    #[test]
+    fn vectorised_quantize_equals_quantize_value() {
+        // Random bit patterns (NaN, infinities, huge and tiny values) and ordinary values.
+        let mut state = 0x9e37_79b9_u32;
+        let xs: Vec<f32> = (0..20_000)
+            .map(|i| {
+                state ^= state << 13;
+                state ^= state >> 17;
+                state ^= state << 5;
+                if i % 2 == 0 {
+                    f32::from_bits(state)
+                } else {
+                    (state % 100_000) as f32 / 97.0 - 500.0
+                }
+            })
+            .collect();
+        for (scale, zp) in [(0.5, 3), (0.0123, -7), (1e-30, 0), (3.7, 100)] {
+            let p = QuantParams::new(scale, zp);
+            let mut o8 = vec![0i8; xs.len()];
+            quantize(&xs, &mut o8, &[p], xs.len(), -128, 127).unwrap();
+            let mut ou = vec![0u8; xs.len()];
+            quantize(&xs, &mut ou, &[p], xs.len(), 3, 250).unwrap();
+            let mut o32 = vec![0i32; xs.len()];
+            quantize(&xs, &mut o32, &[p], xs.len(), i32::MIN as i64, i32::MAX as i64).unwrap();
+            for (i, &x) in xs.iter().enumerate() {
+                assert_eq!(o8[i] as i64, quantize_value(x, p, -128, 127), "{x}");
+                assert_eq!(ou[i] as i64, quantize_value(x, p, 3, 250), "{x}");
+                assert_eq!(o32[i] as i64, quantize_value(x, p, i32::MIN as i64, i32::MAX as i64), "{x}");
+            }
+        }
+        let mut o = [0i8; 2];
+        assert!(quantize(&[0.0f32, 1.0], &mut o, &[QuantParams::new(1.0, 0)], 2, 5, 4).is_err());
+        assert!(quantize(&[0.0f32, 1.0], &mut o, &[QuantParams::new(1.0, 0)], 2, -200, 4).is_err());
     }
 
     #[test]
