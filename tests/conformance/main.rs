@@ -2,7 +2,8 @@
 //! runtime outputs.
 //!
 //! Tolerances: float outputs within `1e-4 × max(1, max|reference|)`; quantized variants within
-//! one quantization step of the output. The checks take a [`Runner`] so later execution paths
+//! one quantization step of the output, and exactly equal on the portable path (which
+//! requantizes in ExecuTorch's summation order). The checks take a [`Runner`] so later execution paths
 //! (lowered programs, other SIMD levels) reuse them unchanged.
 
 mod suite;
