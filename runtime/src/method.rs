@@ -28,7 +28,7 @@ pub enum Accumulation {
     /// rounding noise.
     Fast,
     /// ExecuTorch's portable order everywhere: each output is summed term by term in index
-    /// order, one rounding per multiply and per add, bias last. Slower (about 2.5× for
+    /// order, one rounding per multiply and per add, bias last. Slower (about 1.5× for
     /// mobilenet_v2); bit-identical to ExecuTorch's portable kernels for these operators.
     /// Transposed convolutions keep the fast kernel.
     Reference,
