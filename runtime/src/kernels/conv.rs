@@ -149,10 +149,15 @@ pub(crate) fn valid_range(off: isize, stride: usize, in_len: usize, out_len: usi
     (lo as usize, hi as usize)
 }
 
-/// `y = conv(x, w) + bias` (or the transposed convolution), all contiguous row-major:
-/// `x` is `[N, Cin, D, H, W]`, `w` as [`ConvShape::weight_len`] says, `y` is `[N, Cout, OD, OH, OW]`.
-/// Uses up to `threads` rayon threads.
-pub fn conv<T: Real>(x: &[T], w: &[T], bias: Option<&[T]>, y: &mut [T], s: &ConvShape, threads: usize) -> KResult {
+/// Validates `s` and the buffer lengths; returns the output spatial sizes and the input and
+/// output spatial element counts.
+fn check_buffers<T>(
+    x: &[T],
+    w: &[T],
+    bias: Option<&[T]>,
+    y: &[T],
+    s: &ConvShape,
+) -> KResult<([usize; 3], usize, usize)> {
     s.validate()?;
     let o = s.output()?;
     let isp = s.input.iter().try_fold(1usize, |a, &b| a.checked_mul(b));
@@ -167,6 +172,14 @@ pub fn conv<T: Real>(x: &[T], w: &[T], bias: Option<&[T]>, y: &mut [T], s: &Conv
     if let Some(b) = bias {
         check("convolution bias", b.len(), Some(s.out_channels))?;
     }
+    Ok((o, isp, osp))
+}
+
+/// `y = conv(x, w) + bias` (or the transposed convolution), all contiguous row-major:
+/// `x` is `[N, Cin, D, H, W]`, `w` as [`ConvShape::weight_len`] says, `y` is `[N, Cout, OD, OH, OW]`.
+/// Uses up to `threads` rayon threads.
+pub fn conv<T: Real>(x: &[T], w: &[T], bias: Option<&[T]>, y: &mut [T], s: &ConvShape, threads: usize) -> KResult {
+    let (o, isp, osp) = check_buffers(x, w, bias, y, s)?;
     if y.is_empty() {
         return Ok(());
     }
@@ -211,20 +224,7 @@ pub fn conv_in_order<T: Real>(
     if s.transposed {
         return Err(arg_err("convolution: the in-order kernel does not do transposed convolutions".into()));
     }
-    s.validate()?;
-    let o = s.output()?;
-    let isp = s.input.iter().try_fold(1usize, |a, &b| a.checked_mul(b));
-    let osp = o.iter().try_fold(1usize, |a, &b| a.checked_mul(b));
-    let (isp, osp) = match (isp, osp) {
-        (Some(a), Some(b)) => (a, b),
-        _ => return Err(KernelError::Shape("convolution: spatial size overflows".into())),
-    };
-    check("convolution input", x.len(), s.batch.checked_mul(s.in_channels).and_then(|v| v.checked_mul(isp)))?;
-    check("convolution output", y.len(), s.batch.checked_mul(s.out_channels).and_then(|v| v.checked_mul(osp)))?;
-    check("convolution weight", w.len(), Some(s.weight_len()))?;
-    if let Some(b) = bias {
-        check("convolution bias", b.len(), Some(s.out_channels))?;
-    }
+    let (o, isp, osp) = check_buffers(x, w, bias, y, s)?;
     if y.is_empty() {
         return Ok(());
     }

@@ -226,25 +226,7 @@ pub fn bmm<T: LinElem>(
     (m, k, n): (usize, usize, usize),
     accumulate: bool,
 ) -> KResult {
-    let per = m.checked_mul(n).ok_or_else(|| KernelError::Shape("bmm: shape overflows".into()))?;
-    let total = per.checked_mul(batch).ok_or_else(|| KernelError::Shape("bmm: shape overflows".into()))?;
-    if out.len() != total {
-        return Err(KernelError::Length { what: "bmm output", expected: total, actual: out.len() });
-    }
-    if total == 0 {
-        return Ok(());
-    }
-    let threads = rayon::current_num_threads();
-    if batch == 1 || threads <= 1 || batch < threads / 2 {
-        for (i, dst) in out.chunks_mut(per).enumerate() {
-            T::matmul(dst, n, sub_mat(a, ao, i, m, k)?, sub_mat(b, bo, i, k, n)?, accumulate, threads)?;
-        }
-        Ok(())
-    } else {
-        out.par_chunks_mut(per).enumerate().try_for_each(|(i, dst)| {
-            T::matmul(dst, n, sub_mat(a, ao, i, m, k)?, sub_mat(b, bo, i, k, n)?, accumulate, 1)
-        })
-    }
+    batched(a, ao, b, bo, out, batch, (m, k, n), |dst, x, y, threads| T::matmul(dst, n, x, y, accumulate, threads))
 }
 
 /// [`bmm`] with every product summed in ExecuTorch's portable order
@@ -259,6 +241,22 @@ pub fn bmm_in_order<T: LinElem>(
     batch: usize,
     (m, k, n): (usize, usize, usize),
 ) -> KResult {
+    batched(a, ao, b, bo, out, batch, (m, k, n), |dst, x, y, threads| T::matmul_in_order(dst, n, x, y, threads))
+}
+
+/// Runs `product(dst, a[i], b[i], threads)` for each of `batch` products into contiguous
+/// `(batch, m, n)` output; batches run on rayon threads when there are enough of them.
+#[allow(clippy::too_many_arguments)]
+fn batched<T: LinElem>(
+    a: &[T],
+    ao: &Operand,
+    b: &[T],
+    bo: &Operand,
+    out: &mut [T],
+    batch: usize,
+    (m, k, n): (usize, usize, usize),
+    product: impl Fn(&mut [T], Mat<'_, T>, Mat<'_, T>, usize) -> KResult + Sync,
+) -> KResult {
     let per = m.checked_mul(n).ok_or_else(|| KernelError::Shape("bmm: shape overflows".into()))?;
     let total = per.checked_mul(batch).ok_or_else(|| KernelError::Shape("bmm: shape overflows".into()))?;
     if out.len() != total {
@@ -268,15 +266,15 @@ pub fn bmm_in_order<T: LinElem>(
         return Ok(());
     }
     let threads = rayon::current_num_threads();
-    if batch == 1 || threads <= 1 {
+    if batch == 1 || threads <= 1 || batch < threads / 2 {
         for (i, dst) in out.chunks_mut(per).enumerate() {
-            T::matmul_in_order(dst, n, sub_mat(a, ao, i, m, k)?, sub_mat(b, bo, i, k, n)?, threads)?;
+            product(dst, sub_mat(a, ao, i, m, k)?, sub_mat(b, bo, i, k, n)?, threads)?;
         }
         Ok(())
     } else {
         out.par_chunks_mut(per)
             .enumerate()
-            .try_for_each(|(i, dst)| T::matmul_in_order(dst, n, sub_mat(a, ao, i, m, k)?, sub_mat(b, bo, i, k, n)?, 1))
+            .try_for_each(|(i, dst)| product(dst, sub_mat(a, ao, i, m, k)?, sub_mat(b, bo, i, k, n)?, 1))
     }
 }
 
