@@ -16,7 +16,7 @@ use crate::tensor::{nbytes, AlignedBuf, TensorData};
 /// from ExecuTorch's portable kernels in the last bits. That is harmless in a float program, but
 /// in a quantize-dequantize program the sum is rounded to an integer right after, a last-bit
 /// difference can cross a rounding boundary, and the one-step difference then grows through
-/// every later layer (8 steps at the output of mobilenet_v2's `q8` variant). In ExecuTorch's
+/// every later layer (7 steps at the output of mobilenet_v2's `q8` variant). In ExecuTorch's
 /// order the integers come out exactly as ExecuTorch's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Accumulation {
