@@ -252,7 +252,7 @@ fn init_values(
                     let storage = match t.storage() {
                         TensorStorage::Constant { .. } => {
                             let data = program.tensor_data(t).unwrap_or(&[]);
-                            if (data.as_ptr() as usize) % t.scalar_type.element_size().max(1) == 0 {
+                            if (data.as_ptr() as usize).is_multiple_of(t.scalar_type.element_size().max(1)) {
                                 Storage::Constant { start: data.as_ptr() as usize - base, capacity: data.len() }
                             } else {
                                 // The program's bytes sit at an address that misaligns this

@@ -103,7 +103,7 @@ impl ConvShape {
 
     fn validate(&self) -> KResult {
         let g = self.groups;
-        if g == 0 || self.in_channels % g != 0 || self.out_channels % g != 0 {
+        if g == 0 || !self.in_channels.is_multiple_of(g) || !self.out_channels.is_multiple_of(g) {
             return Err(arg_err(format!(
                 "convolution: {} input and {} output channels are not divisible into {g} groups",
                 self.in_channels, self.out_channels
@@ -753,7 +753,7 @@ pub fn batch_norm<T: Real>(
     if channels == 0 || inner == 0 || x.is_empty() {
         return Ok(());
     }
-    if x.len() % (channels * plane) != 0 {
+    if !x.len().is_multiple_of(channels * plane) {
         return Err(KernelError::Shape(format!("batch_norm: {} elements are not [.., {channels}, {inner}]", x.len())));
     }
     let invstd: Vec<T> = var.iter().map(|v| T::from_f64(1.0 / (v.to_f64() + eps).sqrt())).collect();
@@ -779,7 +779,7 @@ pub fn batch_norm<T: Real>(
 /// statistics, two passes in f64).
 pub fn batch_stats<T: Real>(x: &[T], channels: usize, inner: usize, eps: f64) -> KResult<(Vec<T>, Vec<T>)> {
     let plane = channels * inner;
-    if plane == 0 || x.len() % plane != 0 {
+    if plane == 0 || !x.len().is_multiple_of(plane) {
         return Err(KernelError::Shape(format!("batch_norm: {} elements are not [.., {channels}, {inner}]", x.len())));
     }
     let outer = x.len() / plane;

@@ -172,7 +172,7 @@ fn check_channels(what: &'static str, n: usize, inner: usize, channels: usize) -
         }
         return Err(KernelError::Shape(format!("{what}: {channels} channels of {inner} elements for {n} elements")));
     }
-    if n % (inner * channels) != 0 {
+    if !n.is_multiple_of(inner * channels) {
         return Err(KernelError::Shape(format!(
             "{what}: {n} elements do not split into {channels} channels of {inner}"
         )));
@@ -465,7 +465,7 @@ pub fn embedding<P: Element, O: Element>(
     if weight.len() != rows * row_bytes {
         return Err(KernelError::Length { what: "embedding weight", expected: rows * row_bytes, actual: weight.len() });
     }
-    if groups == 0 || dim % groups != 0 {
+    if groups == 0 || !dim.is_multiple_of(groups) {
         return Err(KernelError::Shape(format!(
             "embedding: {groups} groups do not divide the embedding dimension {dim}"
         )));

@@ -68,7 +68,7 @@ pub(crate) fn infer_sizes(sizes: &[i64], numel: usize) -> Result<Vec<usize>> {
         }
     }
     if let Some(i) = infer {
-        if known == 0 || numel % known != 0 {
+        if known == 0 || !numel.is_multiple_of(known) {
             return Err(RuntimeError::Invalid(format!("cannot infer -1 in {sizes:?} for {numel} elements")));
         }
         out[i] = numel / known;
