@@ -10,11 +10,13 @@ pub mod elementwise;
 pub mod layout;
 pub mod linalg;
 pub mod matmul;
+pub mod nhwc;
 pub mod norm;
 pub mod ordered;
 pub mod pool;
 pub mod quantized;
 pub mod reduce;
+pub mod simd;
 
 use half::{bf16, f16};
 
