@@ -66,9 +66,17 @@ pub fn gather(dst: &mut [u8], src: &[u8], elem: usize, sizes: &[usize], strides:
                 out.copy_from_slice(v);
             }
         } else {
-            for (k, out) in chunk.chunks_exact_mut(elem).enumerate() {
-                let at = (base + k * inner_stride) * elem;
-                out.copy_from_slice(&src[at..at + elem]);
+            match elem {
+                4 => strided::<4>(chunk, src, base, inner_stride),
+                2 => strided::<2>(chunk, src, base, inner_stride),
+                8 => strided::<8>(chunk, src, base, inner_stride),
+                1 => strided::<1>(chunk, src, base, inner_stride),
+                _ => {
+                    for (k, out) in chunk.chunks_exact_mut(elem).enumerate() {
+                        let at = (base + k * inner_stride) * elem;
+                        out.copy_from_slice(&src[at..at + elem]);
+                    }
+                }
             }
         }
         // Advance the outer index (odometer).
@@ -83,6 +91,19 @@ pub fn gather(dst: &mut [u8], src: &[u8], elem: usize, sizes: &[usize], strides:
         }
     }
     Ok(())
+}
+
+/// One strided run of `E`-byte elements: element `k` of `chunk` from element
+/// `base + k · stride` of `src` (in bounds: `gather` checked the whole view). A fixed `E` makes
+/// each copy a single load and store instead of a `memcpy` call.
+#[inline(always)]
+fn strided<const E: usize>(chunk: &mut [u8], src: &[u8], base: usize, stride: usize) {
+    for (k, out) in chunk.chunks_exact_mut(E).enumerate() {
+        let at = (base + k * stride) * E;
+        if let (Ok(o), Some(Ok(i))) = (<&mut [u8; E]>::try_from(out), src.get(at..at + E).map(<[u8; E]>::try_from)) {
+            *o = i;
+        }
+    }
 }
 
 /// Element strides of a tensor whose logical `sizes` are stored in `dim_order`
