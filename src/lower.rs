@@ -86,6 +86,8 @@ pub fn lower(program: &Program<'_>, options: &LowerOptions) -> Result<Lowered, E
             passes.activations_fused += stats.activations_fused;
             passes.reshapes_elided += stats.reshapes_elided;
             passes.dead_ops_removed += stats.dead_ops_removed;
+            passes.channels_last_convolutions += stats.channels_last_convolutions;
+            passes.layout_conversions += stats.layout_conversions;
             let bytes = blob.encode()?;
             segments.push(Cow::Owned(bytes));
             new_def.segments.push(ferrite_program::DataSegment { offset: 0, size: 0 });

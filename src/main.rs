@@ -297,7 +297,7 @@ fn run(cli: Cli) -> Result<(), Error> {
             let ((k0, _), (k1, d1)) = (calls(&before), calls(&after));
             let p = &lowered.passes;
             let mut text = format!(
-                "wrote {} ({} bytes)\n  kernel calls: {k0} -> {k1} ({} delegate call(s) to FerriteBackend)\n  passes: {} constants folded, {} batch norms folded, {} activations fused, {} reshapes elided, {} dead ops removed\n",
+                "wrote {} ({} bytes)\n  kernel calls: {k0} -> {k1} ({} delegate call(s) to FerriteBackend)\n  passes: {} constants folded, {} batch norms folded, {} activations fused, {} reshapes elided, {} dead ops removed\n  layout: {} convolutions channels-last, {} layout conversions\n",
                 output.display(),
                 lowered.bytes.len(),
                 d1,
@@ -305,7 +305,9 @@ fn run(cli: Cli) -> Result<(), Error> {
                 p.batch_norms_folded,
                 p.activations_fused,
                 p.reshapes_elided,
-                p.dead_ops_removed
+                p.dead_ops_removed,
+                p.channels_last_convolutions,
+                p.layout_conversions
             );
             for (method, first) in &lowered.dropped {
                 text.push_str(&format!("  note: a partition of {method} starting at instruction {first} stays portable (its delegate call could not be placed without reordering memory accesses)\n"));

@@ -3,7 +3,8 @@
 //! ```text
 //! offset 0   header (64 bytes, little-endian)
 //!            magic  b"FRBK"          u8[4]
-//!            version (1)             u32
+//!            version (2)             u32   1: first release; 2: adds the backend's own
+//!                                          operators (`ferrite::convolution_nhwc.out`)
 //!            graph_offset            u64   FlatBuffer (`schema/ferrite_blob.fbs`, id "FRB1")
 //!            graph_len               u64
 //!            constants_offset        u64   a multiple of 64
@@ -23,8 +24,9 @@ use crate::error::{Result, RuntimeError};
 
 /// Magic bytes at the start of a blob.
 pub const MAGIC: &[u8; 4] = b"FRBK";
-/// The blob version this runtime writes and reads.
-pub const VERSION: u32 = 1;
+/// The blob version this runtime writes. Versions `1..=VERSION` are read: version 2 only added
+/// operators, so a version-1 blob is a valid version-2 blob.
+pub const VERSION: u32 = 2;
 /// Header size; the FlatBuffer follows it.
 pub const HEADER_LEN: usize = 64;
 /// Alignment of the constant section and of each constant in it.
@@ -256,9 +258,9 @@ impl BlobGraph {
             return Err(bad("wrong magic: not a Ferrite backend blob"));
         }
         let version = u32::from_le_bytes([blob[4], blob[5], blob[6], blob[7]]);
-        if version != VERSION {
+        if !(1..=VERSION).contains(&version) {
             return Err(bad(format!(
-                "blob version {version}, this runtime reads version {VERSION}; re-lower the program"
+                "blob version {version}, this runtime reads versions 1 to {VERSION}; re-lower the program with this Ferrite"
             )));
         }
         let (go, gl, co, cl) = (u64_at(blob, 8), u64_at(blob, 16), u64_at(blob, 24), u64_at(blob, 32));

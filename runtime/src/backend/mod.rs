@@ -30,9 +30,12 @@ use ferrite_program::{ScalarType, ShapeDynamism};
 
 use crate::env::{Env, RValue, Storage, TensorSlot};
 use crate::error::{Result, RuntimeError};
+use crate::kernels::nhwc::Conv2d;
+use crate::kernels::simd::Level;
 use crate::registry::{Backend, BackendInit, Delegate, KernelRegistry, OpFn};
 use crate::tensor::{nbytes, AlignedBuf};
 use blob::{BlobGraph, BlobValue};
+use preprocess::NHWC_CONVOLUTION;
 
 /// The id delegates name to be run by this backend.
 pub const BACKEND_ID: &str = "FerriteBackend";
@@ -80,13 +83,85 @@ fn returned_count(args: &[usize]) -> usize {
         .unwrap_or(0)
 }
 
+/// What runs a step: a registry kernel over the step's arguments, or one of the backend's own
+/// kernels holding its packed weights.
+#[derive(Debug)]
+enum Kernel {
+    Op(OpFn),
+    Conv { conv: Box<Conv2d>, input: usize, output: usize },
+}
+
 #[derive(Debug)]
 struct Step {
-    op: OpFn,
+    kernel: Kernel,
     name: String,
     args: Vec<usize>,
     /// (output value, min, max) of a fused activation.
     clamp: Option<(usize, f32, f32)>,
+}
+
+/// Builds the NHWC convolution of `op` (see [`NHWC_CONVOLUTION`]): checks the geometry against
+/// the tensors and packs the weights for `level`.
+fn nhwc_convolution(graph: &BlobGraph, op: &blob::BlobOp, level: Level) -> Result<Kernel> {
+    let bad = |m: &str| err(format!("{NHWC_CONVOLUTION}: {m}"));
+    if op.args.len() < 10 || returned_count(&op.args) != 1 {
+        return Err(bad("expects aten::convolution.out's arguments"));
+    }
+    let a = &op.args;
+    let list = |v: usize| match graph.values.get(v) {
+        Some(BlobValue::IntList(l)) => Ok(l.clone()),
+        _ => Err(bad("stride, padding and dilation must be int lists")),
+    };
+    let tensor = |v: usize, what: &str| {
+        graph
+            .tensor(v)
+            .filter(|t| t.dtype == ScalarType::Float)
+            .ok_or_else(|| bad(&format!("{what} must be a float tensor")))
+    };
+    let (x, w, out) = (tensor(a[0], "input")?, tensor(a[1], "weight")?, tensor(a[9], "output")?);
+    let groups = match graph.values.get(a[8]) {
+        Some(BlobValue::Int(g)) => *g,
+        _ => return Err(bad("groups must be an int")),
+    };
+    if !matches!(graph.values.get(a[6]), Some(BlobValue::Bool(false))) {
+        return Err(bad("transposed convolutions are not supported"));
+    }
+    // The input is NHWC: give the geometry its NCHW sizes.
+    let &[n, h, wd, c] = x.sizes.as_slice() else { return Err(bad("input must be 4-D")) };
+    let geometry =
+        preprocess::conv_geometry_nchw(&[n, c, h, wd], &w.sizes, &list(a[3])?, &list(a[4])?, &list(a[5])?, groups)
+            .ok_or_else(|| bad("invalid geometry"))?;
+    let [oh, ow] = geometry.output()?;
+    if out.sizes != [n, oh, ow, geometry.out_channels] {
+        return Err(bad(&format!(
+            "output {:?} does not match the geometry ([{n}, {oh}, {ow}, {}])",
+            out.sizes, geometry.out_channels
+        )));
+    }
+    let constant = |v: usize| -> Result<Vec<f32>> {
+        let bytes = graph
+            .tensor(v)
+            .and_then(|t| t.constant)
+            .and_then(|c| graph.constants.get(c))
+            .ok_or_else(|| bad("weight and bias must be constants"))?;
+        Ok(bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+    };
+    let weight = constant(a[1])?;
+    let bias = match graph.values.get(a[2]) {
+        Some(BlobValue::None) => None,
+        Some(BlobValue::Tensor(_)) => Some(constant(a[2])?),
+        _ => return Err(bad("bias must be a tensor or None")),
+    };
+    let clamp = op.activation.unwrap_or((f32::NEG_INFINITY, f32::INFINITY));
+    let conv = Conv2d::new(level, geometry, &weight, bias.as_deref(), clamp)?;
+    tracing::debug!(
+        target: "ferrite::backend",
+        strategy = conv.strategy(),
+        level = level.name(),
+        packed_bytes = conv.packed_bytes(),
+        "packed an NHWC convolution"
+    );
+    Ok(Kernel::Conv { conv: Box::new(conv), input: a[0], output: a[9] })
 }
 
 /// An initialised partition.
@@ -112,11 +187,16 @@ fn tensors_in(graph: &BlobGraph, v: usize) -> Vec<usize> {
 impl Compiled {
     fn new(graph: &BlobGraph, kernels: &KernelRegistry) -> Result<Self> {
         // Resolve kernels first: a blob naming an operator this runtime lacks fails at init.
+        let level = Level::detect();
         let mut missing = Vec::new();
         let mut resolved = Vec::with_capacity(graph.ops.len());
-        for op in &graph.ops {
+        for (k, op) in graph.ops.iter().enumerate() {
+            if op.name == NHWC_CONVOLUTION {
+                resolved.push(nhwc_convolution(graph, op, level).map_err(|e| err(format!("op {k}: {e}")))?);
+                continue;
+            }
             match kernels.get(&op.name) {
-                Some(f) => resolved.push(f),
+                Some(f) => resolved.push(Kernel::Op(f)),
                 None => missing.push(op.name.clone()),
             }
         }
@@ -156,10 +236,31 @@ impl Compiled {
                 need[r] = need[r].max(bytes);
             }
         }
+        // Constants only the backend's own kernels read were packed into those kernels: they
+        // get no buffer (and their values become None).
+        let mut packed_away = vec![false; n];
+        for op in graph.ops.iter().filter(|op| op.name == NHWC_CONVOLUTION) {
+            for &v in op.args.get(1..3).unwrap_or(&[]) {
+                packed_away[v] = graph.tensor(v).is_some_and(|t| t.constant.is_some());
+            }
+        }
+        for op in graph.ops.iter().filter(|op| op.name != NHWC_CONVOLUTION) {
+            for &a in &op.args {
+                for t in tensors_in(graph, a) {
+                    packed_away[t] = false;
+                }
+            }
+        }
+        for &v in graph.inputs.iter().chain(&graph.outputs) {
+            packed_away[v] = false;
+        }
         let mut owned: Vec<AlignedBuf> = Vec::new();
         let mut buffer_of: Vec<Option<usize>> = vec![None; n];
         for (v, val) in graph.values.iter().enumerate() {
             if let BlobValue::Tensor(t) = val {
+                if packed_away[v] {
+                    continue;
+                }
                 if let Some(c) = t.constant {
                     let data = graph.constants.get(c).ok_or_else(|| err(format!("constant {c} missing")))?;
                     owned.push(AlignedBuf::from_bytes(data));
@@ -168,8 +269,9 @@ impl Compiled {
             }
         }
         let mut pool: Vec<usize> = Vec::new(); // free buffer indices
-        let mut order: Vec<usize> =
-            (0..n).filter(|&v| root(v) == v && buffer_of[v].is_none() && graph.tensor(v).is_some()).collect();
+        let mut order: Vec<usize> = (0..n)
+            .filter(|&v| root(v) == v && buffer_of[v].is_none() && graph.tensor(v).is_some() && !packed_away[v])
+            .collect();
         order.sort_by_key(|&v| (first[v], v));
         let mut active: Vec<usize> = Vec::new();
         for v in order {
@@ -227,6 +329,7 @@ impl Compiled {
                 BlobValue::BoolList(items) => RValue::BoolList(items.clone()),
                 BlobValue::TensorList(items) => RValue::TensorList(items.clone()),
                 BlobValue::OptionalTensorList(items) => RValue::OptionalTensorList(items.clone()),
+                BlobValue::Tensor(_) if packed_away[v] => RValue::None,
                 BlobValue::Tensor(t) => {
                     let index = buffer_of[root(v)].ok_or_else(|| err(format!("value {v} has no memory")))?;
                     RValue::Tensor(TensorSlot {
@@ -243,8 +346,10 @@ impl Compiled {
         values.extend(extra);
 
         let mut steps = Vec::with_capacity(graph.ops.len());
-        for (op, f) in graph.ops.iter().zip(resolved) {
+        for (op, kernel) in graph.ops.iter().zip(resolved) {
             let clamp = match op.activation {
+                // The backend's own kernels clamp as they store.
+                _ if !matches!(kernel, Kernel::Op(_)) => None,
                 None => None,
                 Some((lo, hi)) => {
                     if lo.is_nan() || hi.is_nan() || lo > hi {
@@ -262,7 +367,7 @@ impl Compiled {
                     Some((out, lo, hi))
                 }
             };
-            steps.push(Step { op: f, name: op.name.clone(), args: op.args.clone(), clamp });
+            steps.push(Step { kernel, name: op.name.clone(), args: op.args.clone(), clamp });
         }
         Ok(Compiled { values, owned, steps, inputs: graph.inputs.clone(), outputs: graph.outputs.clone() })
     }
@@ -310,8 +415,15 @@ impl Delegate for Compiled {
                 program: env.program,
                 reference_order: env.reference_order,
             };
+            let threads = rayon::current_num_threads();
             for (k, step) in self.steps.iter().enumerate() {
-                (step.op)(&mut inner_env, &step.args).map_err(|e| err(format!("op {k} ({}): {e}", step.name)))?;
+                match &step.kernel {
+                    Kernel::Op(f) => f(&mut inner_env, &step.args),
+                    Kernel::Conv { conv, input, output } => inner_env.run(&[*input], &[*output], |ins, outs| {
+                        Ok(conv.run(ins[0].typed::<f32>()?, outs[0].typed::<f32>()?, threads)?)
+                    }),
+                }
+                .map_err(|e| err(format!("op {k} ({}): {e}", step.name)))?;
                 if let Some((out, lo, hi)) = step.clamp {
                     inner_env.run(&[], &[out], |_, outs| {
                         for x in outs[0].typed::<f32>()? {

@@ -35,7 +35,16 @@ pub struct PassStats {
     pub reshapes_elided: usize,
     /// Dead operations removed.
     pub dead_ops_removed: usize,
+    /// Convolutions run channels-last by Ferrite's NHWC kernels.
+    pub channels_last_convolutions: usize,
+    /// Layout conversions (`permute_copy`) the channels-last pass inserted.
+    pub layout_conversions: usize,
 }
+
+/// The backend's own operator: `aten::convolution.out`'s arguments, with the input and output
+/// tensors channels-last (`[N, H, W, C]`) and the weight still `[out, in/groups, kh, kw]`; the
+/// backend packs the weight when it initialises.
+pub const NHWC_CONVOLUTION: &str = "ferrite::convolution_nhwc.out";
 
 /// Builds the blob graph of the partition made of `instructions` of `plan` (kernel calls, in
 /// execution order), reading `inputs` and handing back `outputs` (plan value indices), then
@@ -52,6 +61,10 @@ pub fn compile_partition(
     fold_constants(&mut g, &mut stats)?;
     fold_batch_norms(&mut g, &mut stats)?;
     fuse_activations(&mut g, &mut stats);
+    let quantizes = plan.operators.iter().any(|o| o.qualified().starts_with("quantized_decomposed::quantize_per_"));
+    if !quantizes {
+        channels_last(&mut g, &mut stats);
+    }
     elide_reshapes(&mut g, &mut stats);
     remove_dead_ops(&mut g, &mut stats);
     compact(&mut g);
@@ -403,7 +416,7 @@ fn fold_batch_norms(g: &mut BlobGraph, stats: &mut PassStats) -> Result<()> {
             let w = f32s(constant_bytes(g, *conv.args.get(1)?)?);
             let wt = g.tensor(*conv.args.get(1)?)?.clone();
             let co = *wt.sizes.first()?;
-            if co == 0 || w.len() % co != 0 {
+            if co == 0 || !w.len().is_multiple_of(co) {
                 return None;
             }
             let per = w.len() / co;
@@ -529,6 +542,274 @@ fn fuse_activations(g: &mut BlobGraph, stats: &mut PassStats) {
             None => k += 1,
         }
     }
+}
+
+/// Whether `op` is a 2-D convolution the NHWC kernels run: float, constant weight (and bias),
+/// not transposed, a consistent geometry.
+fn nhwc_convolution(g: &BlobGraph, op: &BlobOp) -> Option<(usize, usize)> {
+    if op.name != "aten::convolution.out" || returned_count(&op.args) != 1 || op.args.len() < 10 {
+        return None;
+    }
+    let (x, w, b) = (op.args[0], op.args[1], op.args[2]);
+    let out = *op_outputs(g, op).first()?;
+    let (xt, wt, ot) = (g.tensor(x)?, g.tensor(w)?, g.tensor(out)?);
+    if [xt.dtype, wt.dtype, ot.dtype].iter().any(|&d| d != ScalarType::Float)
+        || xt.sizes.len() != 4
+        || wt.sizes.len() != 4
+        || ot.sizes.len() != 4
+        || wt.constant.is_none()
+        || g.inputs.contains(&out)
+    {
+        return None;
+    }
+    match g.values.get(b)? {
+        BlobValue::None => {}
+        BlobValue::Tensor(bt) if bt.constant.is_some() && bt.dtype == ScalarType::Float => {}
+        _ => return None,
+    }
+    if !matches!(g.values.get(op.args[6])?, BlobValue::Bool(false)) {
+        return None;
+    }
+    conv_geometry(g, op).filter(|geo| {
+        geo.output().ok().is_some_and(|[oh, ow]| ot.sizes == [geo.batch, geo.out_channels, oh, ow])
+            && wt.sizes == [geo.out_channels, geo.in_channels / geo.groups, geo.kernel[0], geo.kernel[1]]
+    })?;
+    Some((x, out))
+}
+
+/// The geometry of a convolution whose input is `[N, C, H, W]` (NCHW sizes).
+pub(super) fn conv_geometry_nchw(
+    input: &[usize],
+    weight: &[usize],
+    stride: &[i64],
+    padding: &[i64],
+    dilation: &[i64],
+    groups: i64,
+) -> Option<crate::kernels::nhwc::Conv2dGeometry> {
+    let pair = |l: &[i64], min: i64| -> Option<[usize; 2]> {
+        let v = match l {
+            [a] => [*a, *a],
+            [a, b] => [*a, *b],
+            _ => return None,
+        };
+        (v[0] >= min && v[1] >= min).then(|| [v[0] as usize, v[1] as usize])
+    };
+    let (&[n, c, h, w], &[o, _, kh, kw]) = (input, weight) else { return None };
+    Some(crate::kernels::nhwc::Conv2dGeometry {
+        batch: n,
+        input: [h, w],
+        in_channels: c,
+        out_channels: o,
+        kernel: [kh, kw],
+        stride: pair(stride, 1)?,
+        padding: pair(padding, 0)?,
+        dilation: pair(dilation, 1)?,
+        groups: usize::try_from(groups).ok().filter(|&g| g >= 1)?,
+    })
+}
+
+fn conv_geometry(g: &BlobGraph, op: &BlobOp) -> Option<crate::kernels::nhwc::Conv2dGeometry> {
+    conv_geometry_nchw(
+        &g.tensor(*op.args.first()?)?.sizes,
+        &g.tensor(*op.args.get(1)?)?.sizes,
+        &int_list(g, *op.args.get(3)?)?,
+        &int_list(g, *op.args.get(4)?)?,
+        &int_list(g, *op.args.get(5)?)?,
+        int(g, *op.args.get(8)?)?,
+    )
+}
+
+/// Element-wise operators that compute the same thing in any layout when every tensor operand
+/// has the output's shape.
+const LAYOUT_AGNOSTIC: &[&str] = &[
+    "aten::add.out",
+    "aten::sub.out",
+    "aten::mul.out",
+    "aten::div.out",
+    "aten::relu.out",
+    "aten::hardtanh.out",
+    "aten::clamp.out",
+    "aten::sigmoid.out",
+    "aten::tanh.out",
+    "aten::hardswish.out",
+    "aten::hardsigmoid.out",
+    "aten::silu.out",
+    "aten::gelu.out",
+    "aten::leaky_relu.out",
+    "aten::elu.out",
+    "aten::neg.out",
+    "aten::abs.out",
+    "aten::exp.out",
+    "aten::sqrt.out",
+    "aten::rsqrt.out",
+    "aten::clone.out",
+];
+
+const TO_NHWC: [i64; 4] = [0, 2, 3, 1];
+const TO_NCHW: [i64; 4] = [0, 3, 1, 2];
+
+/// The channels-last pass (see the module documentation).
+fn channels_last(g: &mut BlobGraph, stats: &mut PassStats) {
+    if !g.ops.iter().any(|op| nhwc_convolution(g, op).is_some()) {
+        return;
+    }
+    struct State {
+        /// The NHWC twin of a value, once one exists.
+        twin: Vec<Option<usize>>,
+        /// Whether the value's own (NCHW) memory holds its current data.
+        fresh: Vec<bool>,
+        ops: Vec<BlobOp>,
+        dims: [Option<usize>; 2],
+        conversions: usize,
+    }
+    let n0 = g.values.len();
+    let mut st =
+        State { twin: vec![None; n0], fresh: vec![true; n0], ops: Vec::new(), dims: [None; 2], conversions: 0 };
+
+    fn dims_value(g: &mut BlobGraph, st: &mut State, to_nhwc: bool) -> usize {
+        let slot = usize::from(!to_nhwc);
+        *st.dims[slot].get_or_insert_with(|| {
+            g.values.push(BlobValue::IntList(if to_nhwc { TO_NHWC.to_vec() } else { TO_NCHW.to_vec() }));
+            g.values.len() - 1
+        })
+    }
+    fn new_twin(g: &mut BlobGraph, st: &mut State, v: usize) -> usize {
+        let t = g.tensor(v).cloned().unwrap_or(BlobTensor {
+            dtype: ScalarType::Float,
+            sizes: vec![0; 4],
+            constant: None,
+            alias_of: None,
+        });
+        let sizes = match t.sizes.as_slice() {
+            &[n, c, h, w] => vec![n, h, w, c],
+            other => other.to_vec(),
+        };
+        g.values.push(BlobValue::Tensor(BlobTensor { dtype: t.dtype, sizes, constant: None, alias_of: None }));
+        let tw = g.values.len() - 1;
+        st.twin.resize(g.values.len(), None);
+        st.fresh.resize(g.values.len(), true);
+        st.twin[v] = Some(tw);
+        tw
+    }
+    fn need_nhwc(g: &mut BlobGraph, st: &mut State, v: usize) -> usize {
+        if let Some(t) = st.twin.get(v).copied().flatten() {
+            return t;
+        }
+        let t = new_twin(g, st, v);
+        let d = dims_value(g, st, true);
+        st.ops.push(BlobOp { name: "aten::permute_copy.out".into(), args: vec![v, d, t], activation: None });
+        st.conversions += 1;
+        t
+    }
+    fn need_nchw(g: &mut BlobGraph, st: &mut State, v: usize) {
+        if v >= st.fresh.len() || st.fresh[v] {
+            return;
+        }
+        if let Some(t) = st.twin.get(v).copied().flatten() {
+            let d = dims_value(g, st, false);
+            st.ops.push(BlobOp { name: "aten::permute_copy.out".into(), args: vec![t, d, v], activation: None });
+            st.conversions += 1;
+        }
+        st.fresh[v] = true;
+    }
+    let aliased = |g: &BlobGraph, v: usize| {
+        g.tensor(v).is_some_and(|t| t.alias_of.is_some())
+            || g.values.iter().any(|x| matches!(x, BlobValue::Tensor(t) if t.alias_of == Some(v)))
+    };
+    let stale = |st: &State, v: usize| v < st.fresh.len() && !st.fresh[v];
+
+    for op in std::mem::take(&mut g.ops) {
+        let outs = op_outputs(g, &op);
+        let mut inputs: Vec<usize> =
+            op.args.iter().flat_map(|&a| tensors(g, a)).filter(|t| !outs.contains(t)).collect();
+        inputs.sort_unstable();
+        inputs.dedup();
+        let rewrite = |args: &[usize], from: usize, to: usize, skip_first: bool| -> Vec<usize> {
+            args.iter().enumerate().map(|(i, &a)| if a == from && !(skip_first && i == 0) { to } else { a }).collect()
+        };
+        // A 2-D convolution: NHWC in, NHWC out.
+        if let Some((x, out)) = nhwc_convolution(g, &op) {
+            let xt = need_nhwc(g, &mut st, x);
+            let ot = new_twin(g, &mut st, out);
+            let mut args = rewrite(&op.args, out, ot, true);
+            args[0] = xt;
+            st.ops.push(BlobOp { name: NHWC_CONVOLUTION.into(), args, activation: op.activation });
+            st.fresh[out] = false;
+            stats.channels_last_convolutions += 1;
+            if aliased(g, out) {
+                need_nchw(g, &mut st, out);
+            }
+            continue;
+        }
+        // Element-wise on same-shaped 4-D tensors, one of them only in NHWC: follow it.
+        let out_sizes = outs.first().and_then(|&o| g.tensor(o)).map(|t| t.sizes.clone());
+        if LAYOUT_AGNOSTIC.contains(&op.name.as_str())
+            && outs.len() == 1
+            && returned_count(&op.args) == 1
+            && inputs.iter().any(|&v| stale(&st, v))
+            && out_sizes.as_ref().is_some_and(|s| s.len() == 4)
+            && inputs.iter().all(|&v| g.tensor(v).map(|t| &t.sizes) == out_sizes.as_ref())
+            && !g.inputs.contains(&outs[0])
+        {
+            let out = outs[0];
+            let mut args = op.args.clone();
+            for &v in &inputs {
+                let t = need_nhwc(g, &mut st, v);
+                args.iter_mut().take(op.args.len() - 2).filter(|a| **a == v).for_each(|a| *a = t);
+            }
+            let ot = new_twin(g, &mut st, out);
+            let n = args.len();
+            args[n - 1] = ot;
+            args[n - 2] = ot;
+            st.ops.push(BlobOp { name: op.name.clone(), args, activation: op.activation });
+            st.fresh[out] = false;
+            if aliased(g, out) {
+                need_nchw(g, &mut st, out);
+            }
+            continue;
+        }
+        // A spatial mean of an NHWC tensor: reduce over H and W instead.
+        if op.name == "aten::mean.out" && inputs.len() == 1 && stale(&st, inputs[0]) && outs.len() == 1 {
+            let x = inputs[0];
+            let rank = g.tensor(x).map_or(0, |t| t.sizes.len()) as i64;
+            let dims: Option<Vec<i64>> = op.args.get(1).and_then(|&d| int_list(g, d)).map(|d| {
+                let mut d: Vec<i64> = d.iter().map(|&v| if v < 0 { v + rank } else { v }).collect();
+                d.sort_unstable();
+                d
+            });
+            let keepdim = matches!(op.args.get(2).and_then(|&k| g.values.get(k)), Some(BlobValue::Bool(true)));
+            if rank == 4 && dims.as_deref() == Some(&[2, 3]) && op.args.len() == 6 && !aliased(g, outs[0]) {
+                let out = outs[0];
+                let xt = need_nhwc(g, &mut st, x);
+                g.values.push(BlobValue::IntList(vec![1, 2]));
+                let hw = g.values.len() - 1;
+                let target = if keepdim { new_twin(g, &mut st, out) } else { out };
+                let mut args = op.args.clone();
+                args[0] = xt;
+                args[1] = hw;
+                args[4] = target;
+                args[5] = target;
+                st.ops.push(BlobOp { name: op.name.clone(), args, activation: op.activation });
+                if keepdim {
+                    st.fresh[out] = false;
+                }
+                continue;
+            }
+        }
+        // Anything else reads the default layout.
+        for &v in &inputs {
+            need_nchw(g, &mut st, v);
+        }
+        st.ops.push(op);
+    }
+    let outputs = g.outputs.clone();
+    for o in outputs {
+        let root = g.tensor(o).and_then(|t| t.alias_of).unwrap_or(o);
+        need_nchw(g, &mut st, o);
+        need_nchw(g, &mut st, root);
+    }
+    g.ops = st.ops;
+    stats.layout_conversions += st.conversions;
 }
 
 fn elide_reshapes(g: &mut BlobGraph, stats: &mut PassStats) {
