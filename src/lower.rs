@@ -88,6 +88,7 @@ pub fn lower(program: &Program<'_>, options: &LowerOptions) -> Result<Lowered, E
             passes.dead_ops_removed += stats.dead_ops_removed;
             passes.channels_last_convolutions += stats.channels_last_convolutions;
             passes.layout_conversions += stats.layout_conversions;
+            passes.dense_layers += stats.dense_layers;
             let bytes = blob.encode()?;
             segments.push(Cow::Owned(bytes));
             new_def.segments.push(ferrite_program::DataSegment { offset: 0, size: 0 });

@@ -297,7 +297,7 @@ fn run(cli: Cli) -> Result<(), Error> {
             let ((k0, _), (k1, d1)) = (calls(&before), calls(&after));
             let p = &lowered.passes;
             let mut text = format!(
-                "wrote {} ({} bytes)\n  kernel calls: {k0} -> {k1} ({} delegate call(s) to FerriteBackend)\n  passes: {} constants folded, {} batch norms folded, {} activations fused, {} reshapes elided, {} dead ops removed\n  layout: {} convolutions channels-last, {} layout conversions\n",
+                "wrote {} ({} bytes)\n  kernel calls: {k0} -> {k1} ({} delegate call(s) to FerriteBackend)\n  passes: {} constants folded, {} batch norms folded, {} activations fused, {} reshapes elided, {} dead ops removed\n  layout: {} convolutions channels-last, {} layout conversions; {} dense layers packed\n",
                 output.display(),
                 lowered.bytes.len(),
                 d1,
@@ -307,7 +307,8 @@ fn run(cli: Cli) -> Result<(), Error> {
                 p.reshapes_elided,
                 p.dead_ops_removed,
                 p.channels_last_convolutions,
-                p.layout_conversions
+                p.layout_conversions,
+                p.dense_layers
             );
             for (method, first) in &lowered.dropped {
                 text.push_str(&format!("  note: a partition of {method} starting at instruction {first} stays portable (its delegate call could not be placed without reordering memory accesses)\n"));

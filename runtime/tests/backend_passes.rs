@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use ferrite_program::{Program, ProgramBuilder, ScalarType};
 use ferrite_runtime::backend::blob::BlobGraph;
-use ferrite_runtime::backend::preprocess::{compile_partition, NHWC_CONVOLUTION};
+use ferrite_runtime::backend::preprocess::{compile_partition, DENSE, NHWC_CONVOLUTION};
 use ferrite_runtime::{Runtime, TensorData};
 
 fn det(n: usize, seed: u32) -> Vec<f32> {
@@ -194,8 +194,9 @@ fn views_of_constants_fold_and_reshapes_become_aliases() {
     let (g, stats, program) = compile(b);
     assert_eq!(stats.constants_folded, 1);
     assert_eq!(stats.reshapes_elided, 1);
-    let names: Vec<&str> = g.ops.iter().map(|o| o.name.as_str()).collect();
-    assert_eq!(names, ["aten::addmm.out", "aten::relu.out"]);
+    // The product with a constant weight becomes the packed dense layer.
+    assert_eq!(names(&g), [DENSE, "aten::relu.out"]);
+    assert_eq!(stats.dense_layers, 1);
     // The original weight is gone; only the transposed one and the bias remain.
     assert_eq!(g.constants.len(), 2);
     let input = TensorData::from_slice(vec![2, 3], &det(6, 8)).expect("input");
@@ -284,4 +285,36 @@ fn channels_last_is_skipped_in_methods_that_quantize() {
     let (g, stats) = compile_partition(&program, plan, &instructions, &inputs, &outputs).expect("compiles");
     assert_eq!(stats.channels_last_convolutions, 0);
     assert!(names(&g).iter().all(|n| *n != NHWC_CONVOLUTION && *n != PERMUTE), "{:?}", names(&g));
+}
+
+#[test]
+fn linear_and_mm_with_constant_weights_become_dense_layers() {
+    // linear (weight [N, K]) with a fused relu, then mm with a constant [K, N], then addmm whose
+    // beta is not 1 (stays portable).
+    let mut b = ProgramBuilder::new("forward");
+    let x = b.input(ScalarType::Float, &[2, 3, 5]);
+    let w = b.constant_f32(&[4, 5], &det(20, 31));
+    let bias = b.constant_f32(&[4], &det(4, 32));
+    let h = b.tensor(ScalarType::Float, &[2, 3, 4]);
+    b.call("aten::linear.out", &[x, w, bias, h, h]);
+    let r = b.tensor(ScalarType::Float, &[2, 3, 4]);
+    b.call("aten::relu.out", &[h, r, r]);
+    let shape = b.int_list(&[6, 4]);
+    let flat = b.tensor(ScalarType::Float, &[6, 4]);
+    b.call("aten::view_copy.out", &[r, shape, flat, flat]);
+    let m2 = b.constant_f32(&[4, 7], &det(28, 33));
+    let y = b.tensor(ScalarType::Float, &[6, 7]);
+    b.call("aten::mm.out", &[flat, m2, y, y]);
+    let m3 = b.constant_f32(&[7, 2], &det(14, 34));
+    let b3 = b.constant_f32(&[2], &det(2, 35));
+    let (beta, alpha) = (b.double(0.5), b.int(1));
+    let z = b.tensor(ScalarType::Float, &[6, 2]);
+    b.call("aten::addmm.out", &[b3, y, m3, beta, alpha, z, z]);
+    b.output(z);
+    let (g, stats, program) = compile(b);
+    assert_eq!(stats.dense_layers, 2);
+    assert_eq!(names(&g), [DENSE, DENSE, "aten::addmm.out"]);
+    assert_eq!(g.ops[0].activation, Some((0.0, f32::INFINITY)));
+    let input = TensorData::from_slice(vec![2, 3, 5], &det(30, 36)).expect("input");
+    assert_same_results(&g, &program, &[input]);
 }

@@ -30,12 +30,13 @@ use ferrite_program::{ScalarType, ShapeDynamism};
 
 use crate::env::{Env, RValue, Storage, TensorSlot};
 use crate::error::{Result, RuntimeError};
+use crate::kernels::dense::Dense;
 use crate::kernels::nhwc::Conv2d;
 use crate::kernels::simd::Level;
 use crate::registry::{Backend, BackendInit, Delegate, KernelRegistry, OpFn};
 use crate::tensor::{nbytes, AlignedBuf};
 use blob::{BlobGraph, BlobValue};
-use preprocess::NHWC_CONVOLUTION;
+use preprocess::{DENSE, NHWC_CONVOLUTION};
 
 /// The id delegates name to be run by this backend.
 pub const BACKEND_ID: &str = "FerriteBackend";
@@ -89,6 +90,7 @@ fn returned_count(args: &[usize]) -> usize {
 enum Kernel {
     Op(OpFn),
     Conv { conv: Box<Conv2d>, input: usize, output: usize },
+    Dense { dense: Box<Dense>, input: usize, output: usize },
 }
 
 #[derive(Debug)]
@@ -138,14 +140,7 @@ fn nhwc_convolution(graph: &BlobGraph, op: &blob::BlobOp, level: Level) -> Resul
             out.sizes, geometry.out_channels
         )));
     }
-    let constant = |v: usize| -> Result<Vec<f32>> {
-        let bytes = graph
-            .tensor(v)
-            .and_then(|t| t.constant)
-            .and_then(|c| graph.constants.get(c))
-            .ok_or_else(|| bad("weight and bias must be constants"))?;
-        Ok(bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
-    };
+    let constant = |v: usize| constant_f32(graph, v).ok_or_else(|| bad("weight and bias must be constants"));
     let weight = constant(a[1])?;
     let bias = match graph.values.get(a[2]) {
         Some(BlobValue::None) => None,
@@ -162,6 +157,48 @@ fn nhwc_convolution(graph: &BlobGraph, op: &blob::BlobOp, level: Level) -> Resul
         "packed an NHWC convolution"
     );
     Ok(Kernel::Conv { conv: Box::new(conv), input: a[0], output: a[9] })
+}
+
+/// Builds the dense layer of `op` (see [`DENSE`]): checks the tensors and packs the weight.
+fn dense(graph: &BlobGraph, op: &blob::BlobOp, level: Level) -> Result<Kernel> {
+    let bad = |m: &str| err(format!("{DENSE}: {m}"));
+    let &[x, w, b, out, out2] = op.args.as_slice() else { return Err(bad("expects (input, weight, bias, out, out)")) };
+    if out != out2 {
+        return Err(bad("expects (input, weight, bias, out, out)"));
+    }
+    let float = |v: usize, what: &str| {
+        graph
+            .tensor(v)
+            .filter(|t| t.dtype == ScalarType::Float)
+            .ok_or_else(|| bad(&format!("{what} must be a float tensor")))
+    };
+    let (xt, wt, ot) = (float(x, "input")?, float(w, "weight")?, float(out, "output")?);
+    let &[k, n] = wt.sizes.as_slice() else { return Err(bad("weight must be [K, N]")) };
+    let rows = |sizes: &[usize], last: usize| match sizes.split_last() {
+        Some((&l, rest)) if l == last => Some(rest.iter().product::<usize>()),
+        _ => None,
+    };
+    match (rows(&xt.sizes, k), rows(&ot.sizes, n)) {
+        (Some(a), Some(b)) if a == b => {}
+        _ => return Err(bad(&format!("input {:?} and output {:?} do not fit a {k} × {n} weight", xt.sizes, ot.sizes))),
+    }
+    let weight = constant_f32(graph, w).ok_or_else(|| bad("weight must be a constant"))?;
+    let bias = match graph.values.get(b) {
+        Some(BlobValue::None) => None,
+        Some(BlobValue::Tensor(_)) => Some(constant_f32(graph, b).ok_or_else(|| bad("bias must be a constant"))?),
+        _ => return Err(bad("bias must be a tensor or None")),
+    };
+    let clamp = op.activation.unwrap_or((f32::NEG_INFINITY, f32::INFINITY));
+    let dense = Dense::new(level, k, n, &weight, bias.as_deref(), clamp)?;
+    tracing::debug!(target: "ferrite::backend", k, n, level = level.name(), "packed a dense layer");
+    Ok(Kernel::Dense { dense: Box::new(dense), input: x, output: out })
+}
+
+/// A float constant's values.
+fn constant_f32(graph: &BlobGraph, v: usize) -> Option<Vec<f32>> {
+    let t = graph.tensor(v).filter(|t| t.dtype == ScalarType::Float)?;
+    let bytes = graph.constants.get(t.constant?)?;
+    Some(bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
 }
 
 /// An initialised partition.
@@ -193,6 +230,10 @@ impl Compiled {
         for (k, op) in graph.ops.iter().enumerate() {
             if op.name == NHWC_CONVOLUTION {
                 resolved.push(nhwc_convolution(graph, op, level).map_err(|e| err(format!("op {k}: {e}")))?);
+                continue;
+            }
+            if op.name == DENSE {
+                resolved.push(dense(graph, op, level).map_err(|e| err(format!("op {k}: {e}")))?);
                 continue;
             }
             match kernels.get(&op.name) {
@@ -239,12 +280,13 @@ impl Compiled {
         // Constants only the backend's own kernels read were packed into those kernels: they
         // get no buffer (and their values become None).
         let mut packed_away = vec![false; n];
-        for op in graph.ops.iter().filter(|op| op.name == NHWC_CONVOLUTION) {
+        let packs = |op: &&blob::BlobOp| op.name == NHWC_CONVOLUTION || op.name == DENSE;
+        for op in graph.ops.iter().filter(packs) {
             for &v in op.args.get(1..3).unwrap_or(&[]) {
                 packed_away[v] = graph.tensor(v).is_some_and(|t| t.constant.is_some());
             }
         }
-        for op in graph.ops.iter().filter(|op| op.name != NHWC_CONVOLUTION) {
+        for op in graph.ops.iter().filter(|op| !packs(op)) {
             for &a in &op.args {
                 for t in tensors_in(graph, a) {
                     packed_away[t] = false;
@@ -421,6 +463,9 @@ impl Delegate for Compiled {
                     Kernel::Op(f) => f(&mut inner_env, &step.args),
                     Kernel::Conv { conv, input, output } => inner_env.run(&[*input], &[*output], |ins, outs| {
                         Ok(conv.run(ins[0].typed::<f32>()?, outs[0].typed::<f32>()?, threads)?)
+                    }),
+                    Kernel::Dense { dense, input, output } => inner_env.run(&[*input], &[*output], |ins, outs| {
+                        Ok(dense.run(ins[0].typed::<f32>()?, outs[0].typed::<f32>()?, threads)?)
                     }),
                 }
                 .map_err(|e| err(format!("op {k} ({}): {e}", step.name)))?;

@@ -39,7 +39,13 @@ pub struct PassStats {
     pub channels_last_convolutions: usize,
     /// Layout conversions (`permute_copy`) the channels-last pass inserted.
     pub layout_conversions: usize,
+    /// Linear layers and products with constant weights run by the packed dense kernel.
+    pub dense_layers: usize,
 }
+
+/// The backend's dense layer: `(input [.., K], weight [K, N] constant, bias [N] constant or None,
+/// out, out)`; the backend packs the weight when it initialises.
+pub const DENSE: &str = "ferrite::dense.out";
 
 /// The backend's own operator: `aten::convolution.out`'s arguments, with the input and output
 /// tensors channels-last (`[N, H, W, C]`) and the weight still `[out, in/groups, kh, kw]`; the
@@ -64,6 +70,7 @@ pub fn compile_partition(
     let quantizes = plan.operators.iter().any(|o| o.qualified().starts_with("quantized_decomposed::quantize_per_"));
     if !quantizes {
         channels_last(&mut g, &mut stats);
+        dense_layers(&mut g, &mut stats);
     }
     elide_reshapes(&mut g, &mut stats);
     remove_dead_ops(&mut g, &mut stats);
@@ -810,6 +817,88 @@ fn channels_last(g: &mut BlobGraph, stats: &mut PassStats) {
     }
     g.ops = st.ops;
     stats.layout_conversions += st.conversions;
+}
+
+/// A float tensor's constant values, when it is a constant.
+fn constant_f32(g: &BlobGraph, v: usize) -> Option<Vec<f32>> {
+    let t = g.tensor(v)?;
+    (t.dtype == ScalarType::Float).then_some(())?;
+    constant_bytes(g, v).map(f32s)
+}
+
+/// What a dense layer is made of: input, weight values `[K, N]`, `[K, N]`, bias value.
+type DenseParts = (usize, Vec<f32>, [usize; 2], Option<usize>);
+
+/// The dense-layer pass (see the module documentation).
+fn dense_layers(g: &mut BlobGraph, stats: &mut PassStats) {
+    for k in 0..g.ops.len() {
+        let op = g.ops[k].clone();
+        if returned_count(&op.args) != 1 {
+            continue;
+        }
+        let outs = op_outputs(g, &op);
+        let [out] = outs.as_slice() else { continue };
+        let is_float = |v: usize| g.tensor(v).is_some_and(|t| t.dtype == ScalarType::Float && t.constant.is_none());
+        let rewrite: Option<DenseParts> = (|| match op.name.as_str() {
+            "aten::linear.out" if op.args.len() == 5 => {
+                // weight [N, K]: transpose it into [K, N].
+                let (x, w, b) = (op.args[0], op.args[1], op.args[2]);
+                let wt = g.tensor(w)?;
+                let &[n, k] = wt.sizes.as_slice() else { return None };
+                let values = constant_f32(g, w)?;
+                let mut kn = vec![0.0f32; values.len()];
+                for j in 0..n {
+                    for p in 0..k {
+                        kn[p * n + j] = values[j * k + p];
+                    }
+                }
+                let bias = match g.values.get(b)? {
+                    BlobValue::None => None,
+                    _ => Some(b),
+                };
+                Some((x, kn, [k, n], bias))
+            }
+            "aten::addmm.out" if op.args.len() == 7 => {
+                let (b, x, w) = (op.args[0], op.args[1], op.args[2]);
+                let one = |v: usize| number(g, v) == Some(1.0);
+                if !one(op.args[3]) || !one(op.args[4]) {
+                    return None;
+                }
+                let &[k, n] = g.tensor(w)?.sizes.as_slice() else { return None };
+                let bs = &g.tensor(b)?.sizes;
+                if !(bs.as_slice() == [n] || bs.as_slice() == [1, n]) {
+                    return None;
+                }
+                Some((x, constant_f32(g, w)?, [k, n], Some(b)))
+            }
+            "aten::mm.out" if op.args.len() == 4 => {
+                let (x, w) = (op.args[0], op.args[1]);
+                let &[k, n] = g.tensor(w)?.sizes.as_slice() else { return None };
+                Some((x, constant_f32(g, w)?, [k, n], None))
+            }
+            _ => None,
+        })();
+        let Some((x, weight, [kk, n], bias)) = rewrite else { continue };
+        let input_ok = is_float(x) && g.tensor(x).is_some_and(|t| t.sizes.last() == Some(&kk));
+        let bias_ok = bias.is_none_or(|b| constant_f32(g, b).is_some_and(|v| v.len() == n));
+        let out_ok = g.tensor(*out).is_some_and(|t| t.dtype == ScalarType::Float && t.sizes.last() == Some(&n));
+        if !input_ok || !bias_ok || !out_ok || kk == 0 || n == 0 {
+            continue;
+        }
+        let w = new_constant_tensor(g, vec![kk, n], &weight);
+        let b = match bias {
+            Some(b) => {
+                let values = constant_f32(g, b).unwrap_or_default();
+                new_constant_tensor(g, vec![n], &values)
+            }
+            None => {
+                g.values.push(BlobValue::None);
+                g.values.len() - 1
+            }
+        };
+        g.ops[k] = BlobOp { name: DENSE.into(), args: vec![x, w, b, *out, *out], activation: op.activation };
+        stats.dense_layers += 1;
+    }
 }
 
 fn elide_reshapes(g: &mut BlobGraph, stats: &mut PassStats) {

@@ -6,6 +6,7 @@
 //! dtype promotion, output resizing) live one level up, in `crate::ops`.
 
 pub mod conv;
+pub mod dense;
 pub mod elementwise;
 pub mod layout;
 pub mod linalg;

@@ -197,19 +197,7 @@ impl Conv2d {
         }
         let (lo, hi) = self.clamp;
         match &self.strategy {
-            Strategy::Pointwise(b) => {
-                let (cin, cout) = (g.in_channels, g.out_channels);
-                let m = g.batch * pixels_in;
-                let mr = b.level().mr();
-                // Several tasks per thread for balance, each a whole number of register tiles.
-                let rows = if threads > 1 { m.div_ceil(threads * 4).div_ceil(mr).max(1) * mr } else { m };
-                let run = |(xa, yc): (&[f32], &mut [f32])| simd::gemm(xa, cin, xa.len() / cin, b, yc, cout, lo, hi);
-                if threads > 1 {
-                    x.par_chunks(rows * cin).zip(y.par_chunks_mut(rows * cout)).try_for_each(run)
-                } else {
-                    run((x, y))
-                }
-            }
+            Strategy::Pointwise(b) => super::dense::gemm_rows(x, y, b, self.clamp, threads),
             Strategy::Depthwise(p) => {
                 let dg = DwGeometry {
                     h: g.input[0],
