@@ -395,6 +395,8 @@ impl Method {
     pub fn execute(&mut self) -> Result<()> {
         let _span = tracing::debug_span!("method.execute", method = %self.name).entered();
         match self.pool.clone() {
+            // One thread: run right here rather than hand the work to the pool's thread.
+            Some(pool) if pool.current_num_threads() == 1 => crate::kernels::serial(|| self.run_steps()),
             Some(pool) => pool.install(|| self.run_steps()),
             None => self.run_steps(),
         }

@@ -457,7 +457,7 @@ impl Delegate for Compiled {
                 program: env.program,
                 reference_order: env.reference_order,
             };
-            let threads = rayon::current_num_threads();
+            let threads = crate::kernels::threads();
             for (k, step) in self.steps.iter().enumerate() {
                 match &step.kernel {
                     Kernel::Op(f) => f(&mut inner_env, &step.args),

@@ -767,7 +767,7 @@ pub fn batch_norm<T: Real>(
             *d = (v - m) * is * wv + bv;
         }
     };
-    if x.len() >= 1 << 15 && rayon::current_num_threads() > 1 {
+    if x.len() >= 1 << 15 && crate::kernels::threads() > 1 {
         y.par_chunks_mut(plane).zip(x.par_chunks(plane)).enumerate().for_each(run);
     } else {
         y.chunks_mut(plane).zip(x.chunks(plane)).enumerate().for_each(run);

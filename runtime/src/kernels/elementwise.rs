@@ -730,7 +730,7 @@ fn par_rows<O: Send>(out: &mut [O], inner: usize, f: impl Fn(usize, &mut [O]) + 
     if inner == 0 || n == 0 {
         return;
     }
-    if n < PAR_THRESHOLD || rayon::current_num_threads() <= 1 {
+    if n < PAR_THRESHOLD || crate::kernels::threads() <= 1 {
         f(0, out);
         return;
     }
@@ -740,7 +740,7 @@ fn par_rows<O: Send>(out: &mut [O], inner: usize, f: impl Fn(usize, &mut [O]) + 
 
 /// Splits a flat map into parallel chunks when large; calls `f(start, chunk)`.
 fn par_flat<O: Send>(out: &mut [O], f: impl Fn(usize, &mut [O]) + Sync) {
-    if out.len() < PAR_THRESHOLD || rayon::current_num_threads() <= 1 {
+    if out.len() < PAR_THRESHOLD || crate::kernels::threads() <= 1 {
         f(0, out);
         return;
     }

@@ -265,7 +265,7 @@ fn batched<T: LinElem>(
     if total == 0 {
         return Ok(());
     }
-    let threads = rayon::current_num_threads();
+    let threads = crate::kernels::threads();
     if batch == 1 || threads <= 1 || batch < threads / 2 {
         for (i, dst) in out.chunks_mut(per).enumerate() {
             product(dst, sub_mat(a, ao, i, m, k)?, sub_mat(b, bo, i, k, n)?, threads)?;
@@ -326,7 +326,7 @@ pub fn sdpa<T: FloatElem>(
     let reps = heads / kv_heads;
     let scale = <T::Acc as Real>::from_f64(scale);
     // One output row (b, i, h) at a time; rows are independent.
-    out.par_chunks_mut(dim).enumerate().with_min_len(8).for_each(|(row, o)| {
+    let body = |(row, o): (usize, &mut [T])| {
         let h = row % heads;
         let i = (row / heads) % q_len;
         let b = row / (heads * q_len);
@@ -366,7 +366,12 @@ pub fn sdpa<T: FloatElem>(
         for (d, a) in o.iter_mut().zip(acc) {
             *d = T::from_acc(a / sum);
         }
-    });
+    };
+    if super::threads() > 1 {
+        out.par_chunks_mut(dim).enumerate().with_min_len(8).for_each(body);
+    } else {
+        out.chunks_mut(dim).enumerate().for_each(body);
+    }
     Ok(())
 }
 

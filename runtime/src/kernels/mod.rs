@@ -19,7 +19,38 @@ pub mod quantized;
 pub mod reduce;
 pub mod simd;
 
+use std::cell::Cell;
+
 use half::{bf16, f16};
+
+thread_local! {
+    /// Set while [`serial`] runs: kernels then stay on the calling thread.
+    static SERIAL: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Threads a kernel may split its work over: 1 inside [`serial`], otherwise the size of the
+/// rayon pool the caller runs in. Kernels only use rayon's parallel iterators when this is
+/// above 1.
+pub fn threads() -> usize {
+    if SERIAL.with(Cell::get) {
+        1
+    } else {
+        rayon::current_num_threads()
+    }
+}
+
+/// Runs `f` with every kernel on the calling thread (a one-thread runtime: no hand-off to a
+/// pool thread and back on each execution).
+pub fn serial<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            SERIAL.with(|s| s.set(self.0));
+        }
+    }
+    let _restore = Restore(SERIAL.with(|s| s.replace(true)));
+    f()
+}
 
 /// A kernel's precondition did not hold. Operator adapters validate shapes
 /// before calling kernels, so reaching one of these is a bug in the adapter or

@@ -206,7 +206,7 @@ pub fn softmax<T: FloatElem, U: FloatElem>(
         return Ok(());
     }
     let block = n * inner;
-    let par = total >= PAR_MIN && rayon::current_num_threads() > 1;
+    let par = total >= PAR_MIN && crate::kernels::threads() > 1;
     if inner == 1 {
         let rows = |(xr, yr): (&[T], &mut [U])| softmax_row(xr, yr, n, 1, log);
         if par {
@@ -299,7 +299,7 @@ pub fn layer_norm<T: FloatElem>(
         *mo = T::from_acc(mu);
         *ro = T::from_acc(rs);
     };
-    let par = total >= PAR_MIN && m > 1 && rayon::current_num_threads() > 1;
+    let par = total >= PAR_MIN && m > 1 && crate::kernels::threads() > 1;
     if par {
         x.par_chunks(n)
             .zip(y.par_chunks_mut(n))
@@ -363,7 +363,7 @@ pub fn group_norm<T: FloatElem>(
         *mo = T::from_acc(mu);
         *ro = T::from_acc(rs);
     };
-    if total >= PAR_MIN && rayon::current_num_threads() > 1 {
+    if total >= PAR_MIN && crate::kernels::threads() > 1 {
         x.par_chunks(len)
             .zip(y.par_chunks_mut(len))
             .zip(mean.par_iter_mut().zip(rstd.par_iter_mut()))

@@ -96,7 +96,7 @@ where
     if osz == 0 {
         return;
     }
-    if y.len() >= 1 << 14 && rayon::current_num_threads() > 1 {
+    if y.len() >= 1 << 14 && crate::kernels::threads() > 1 {
         y.par_chunks_mut(osz).enumerate().for_each(|(i, p)| f(i, p));
     } else {
         y.chunks_mut(osz).enumerate().for_each(|(i, p)| f(i, p));
@@ -151,7 +151,7 @@ pub fn max_pool2d<T: Element>(x: &[T], y: &mut [T], indices: Option<&mut [i64]>,
     }
     match indices {
         Some(ix) => {
-            if y.len() >= 1 << 14 && rayon::current_num_threads() > 1 {
+            if y.len() >= 1 << 14 && crate::kernels::threads() > 1 {
                 y.par_chunks_mut(osz)
                     .zip(ix.par_chunks_mut(osz))
                     .enumerate()
@@ -382,7 +382,7 @@ pub fn upsample_nearest2d<T: Copy + Send + Sync>(
     if osz == 0 || output[1] == 0 {
         return Ok(());
     }
-    if y.len() >= 1 << 14 && rayon::current_num_threads() > 1 {
+    if y.len() >= 1 << 14 && crate::kernels::threads() > 1 {
         y.par_chunks_mut(osz).enumerate().for_each(|(i, p)| run(i, p));
     } else {
         y.chunks_mut(osz).enumerate().for_each(|(i, p)| run(i, p));

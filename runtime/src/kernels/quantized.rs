@@ -214,14 +214,19 @@ pub fn quantize<F: QuantFloat, Q: QuantInt>(
         Q::from_i32(c as i32)
     };
     let channels = params.len();
-    out.par_chunks_mut(CHUNK).zip(input.par_chunks(CHUNK)).enumerate().for_each(|(c, (o, x))| {
+    let body = |(c, (o, x)): (usize, (&mut [Q], &[F]))| {
         channel_runs(c * CHUNK, o.len(), inner, channels, |ch, k, run| {
             let p = params[ch];
             for (o, &x) in o[k..k + run].iter_mut().zip(&x[k..k + run]) {
                 *o = one(x, p);
             }
         });
-    });
+    };
+    if super::threads() > 1 {
+        out.par_chunks_mut(CHUNK).zip(input.par_chunks(CHUNK)).enumerate().for_each(body);
+    } else {
+        out.chunks_mut(CHUNK).zip(input.chunks(CHUNK)).enumerate().for_each(body);
+    }
     Ok(())
 }
 
@@ -255,7 +260,7 @@ pub fn dequantize<Q: QuantInt, O: QuantFloat>(
     }
     check_channels("dequantize", input.len(), inner, params.len())?;
     let channels = params.len();
-    out.par_chunks_mut(CHUNK).zip(input.par_chunks(CHUNK)).enumerate().for_each(|(c, (o, x))| {
+    let body = |(c, (o, x)): (usize, (&mut [O], &[Q]))| {
         let base = c * CHUNK;
         channel_runs(base, o.len(), inner, channels, |ch, k, run| {
             let p = params[ch];
@@ -270,7 +275,12 @@ pub fn dequantize<Q: QuantInt, O: QuantFloat>(
                 }
             }
         });
-    });
+    };
+    if super::threads() > 1 {
+        out.par_chunks_mut(CHUNK).zip(input.par_chunks(CHUNK)).enumerate().for_each(body);
+    } else {
+        out.chunks_mut(CHUNK).zip(input.chunks(CHUNK)).enumerate().for_each(body);
+    }
     Ok(())
 }
 
@@ -392,12 +402,17 @@ pub fn choose_qparams_per_token(
     if token_len == 0 {
         return Err(KernelError::Argument("choose_qparams_per_token: tokens are empty".into()));
     }
-    scales.par_iter_mut().zip(zero_points.par_iter_mut()).zip(x.par_chunks(token_len)).try_for_each(|((s, z), row)| {
+    let body = |((s, z), row): ((&mut f64, &mut i64), &[f32])| -> KResult {
         let (scale, zp) = choose_qparams(row, qmin, qmax)?;
         *s = scale;
         *z = zp as i64;
         Ok(())
-    })
+    };
+    if super::threads() > 1 {
+        scales.par_iter_mut().zip(zero_points.par_iter_mut()).zip(x.par_chunks(token_len)).try_for_each(body)
+    } else {
+        scales.iter_mut().zip(zero_points.iter_mut()).zip(x.chunks(token_len)).try_for_each(body)
+    }
 }
 
 /// How the weight of a quantized embedding stores its values.
@@ -488,7 +503,7 @@ pub fn embedding<P: Element, O: Element>(
         return Ok(());
     }
     let group_size = dim / groups;
-    out.par_chunks_mut(dim).zip(indices.par_iter()).for_each(|(o, &index)| {
+    let body = |(o, &index): (&mut [O], &i64)| {
         let r = index as usize;
         let row = &weight[r * row_bytes..(r + 1) * row_bytes];
         let s = &scales[r * groups..(r + 1) * groups];
@@ -498,7 +513,12 @@ pub fn embedding<P: Element, O: Element>(
             let zp = z.map_or(0.0, |z| z[g].to_f32());
             *o = O::from_f32((kind.value(row, j) - zp) * s[g].to_f32());
         }
-    });
+    };
+    if super::threads() > 1 {
+        out.par_chunks_mut(dim).zip(indices.par_iter()).for_each(body);
+    } else {
+        out.chunks_mut(dim).zip(indices.iter()).for_each(body);
+    }
     Ok(())
 }
 
@@ -527,12 +547,17 @@ pub fn add<T: Element>(
     }
     let dq =
         |x: T, p: DequantParams| ((x.to_f64() as i64).wrapping_sub(p.zero_point as i64) as f64 * p.scale as f64) as f32;
-    out.par_chunks_mut(CHUNK).zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK))).for_each(|(o, (a, b))| {
+    let body = |(o, (a, b)): (&mut [T], (&[T], &[T]))| {
         for (o, (&x, &y)) in o.iter_mut().zip(a.iter().zip(b)) {
             let sum = dq(x, a_params) + dq(y, b_params);
             *o = T::from_f64(quantize_value(sum, out_params, out_min, out_max) as f64);
         }
-    });
+    };
+    if super::threads() > 1 {
+        out.par_chunks_mut(CHUNK).zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK))).for_each(body);
+    } else {
+        out.chunks_mut(CHUNK).zip(a.chunks(CHUNK).zip(b.chunks(CHUNK))).for_each(body);
+    }
     Ok(())
 }
 

@@ -283,7 +283,7 @@ impl ReducePlan {
         if out.len() != self.out_numel {
             return Err(KernelError::Length { what: "reduce output", expected: self.out_numel, actual: out.len() });
         }
-        let par = input.len() >= PAR_MIN && rayon::current_num_threads() > 1;
+        let par = input.len() >= PAR_MIN && crate::kernels::threads() > 1;
         match &self.walk {
             Walk::Blocks { reduced: 0, .. } => out.iter_mut().enumerate().for_each(|(o, d)| *d = finish(init(o))),
             &Walk::Blocks { reduced, inner: 1, .. } => {

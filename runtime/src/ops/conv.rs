@@ -216,7 +216,7 @@ fn convolution(env: &mut Env<'_>, args: &[usize]) -> Result<()> {
     let double = [input, weight, out].iter().any(|&v| env.dtype(v).is_ok_and(|d| d == ScalarType::Double));
     let mut inputs = vec![input, weight];
     inputs.extend(bias);
-    let threads = rayon::current_num_threads();
+    let threads = crate::kernels::threads();
     let in_order = env.reference_order;
     env.run_any_layout(&inputs, &[out], |ins, outs| {
         fn go<R: Real + Pod>(
