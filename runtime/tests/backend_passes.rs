@@ -318,3 +318,34 @@ fn linear_and_mm_with_constant_weights_become_dense_layers() {
     let input = TensorData::from_slice(vec![2, 3, 5], &det(30, 36)).expect("input");
     assert_same_results(&g, &program, &[input]);
 }
+
+#[test]
+fn one_dimensional_convolutions_run_channels_last_too() {
+    // conv1d (stride 2, padding 2, dilation 2) → relu → depthwise conv1d → add → output, as an
+    // audio model would export them ([N, C, L] tensors).
+    let mut b = ProgramBuilder::new("forward");
+    let x = b.input(ScalarType::Float, &[2, 3, 20]);
+    let conv = |b: &mut ProgramBuilder, x: usize, cin: usize, groups: usize, s: i64, p: i64, d: i64, l: usize, seed| {
+        let w = b.constant_f32(&[6, cin / groups, 3], &det(6 * cin / groups * 3, seed));
+        let bias = b.constant_f32(&[6], &det(6, seed + 1));
+        let (st, pd, dl) = (b.int_list(&[s]), b.int_list(&[p]), b.int_list(&[d]));
+        let (tr, op, g) = (b.bool(false), b.int_list(&[0]), b.int(groups as i64));
+        let y = b.tensor(ScalarType::Float, &[2, 6, l]);
+        b.call("aten::convolution.out", &[x, w, bias, st, pd, dl, tr, op, g, y, y]);
+        y
+    };
+    // (20 + 4 - 4 - 1) / 2 + 1 = 10
+    let a = conv(&mut b, x, 3, 1, 2, 2, 2, 10, 41);
+    let r = b.tensor(ScalarType::Float, &[2, 6, 10]);
+    b.call("aten::relu.out", &[a, r, r]);
+    let d = conv(&mut b, r, 6, 6, 1, 1, 1, 10, 43);
+    let alpha = b.int(1);
+    let s = b.tensor(ScalarType::Float, &[2, 6, 10]);
+    b.call("aten::add.out", &[d, r, alpha, s, s]);
+    b.output(s);
+    let (g, stats, program) = compile(b);
+    assert_eq!(stats.channels_last_convolutions, 2);
+    assert_eq!(names(&g), [PERMUTE, NHWC_CONVOLUTION, NHWC_CONVOLUTION, "aten::add.out", PERMUTE]);
+    let input = TensorData::from_slice(vec![2, 3, 20], &det(120, 45)).expect("input");
+    assert_same_results(&g, &program, &[input]);
+}

@@ -128,17 +128,22 @@ fn nhwc_convolution(graph: &BlobGraph, op: &blob::BlobOp, level: Level) -> Resul
     if !matches!(graph.values.get(a[6]), Some(BlobValue::Bool(false))) {
         return Err(bad("transposed convolutions are not supported"));
     }
-    // The input is NHWC: give the geometry its NCHW sizes.
-    let &[n, h, wd, c] = x.sizes.as_slice() else { return Err(bad("input must be 4-D")) };
-    let geometry =
-        preprocess::conv_geometry_nchw(&[n, c, h, wd], &w.sizes, &list(a[3])?, &list(a[4])?, &list(a[5])?, groups)
-            .ok_or_else(|| bad("invalid geometry"))?;
+    // The input is channels-last: give the geometry its NCHW (or NCL) sizes.
+    let nchw: Vec<usize> = match *x.sizes.as_slice() {
+        [n, h, wd, c] => vec![n, c, h, wd],
+        [n, l, c] => vec![n, c, l],
+        _ => return Err(bad("input must be 3-D or 4-D")),
+    };
+    if w.sizes.len() != nchw.len() || out.sizes.len() != nchw.len() {
+        return Err(bad("input, weight and output ranks differ"));
+    }
+    let geometry = preprocess::conv_geometry_nchw(&nchw, &w.sizes, &list(a[3])?, &list(a[4])?, &list(a[5])?, groups)
+        .ok_or_else(|| bad("invalid geometry"))?;
     let [oh, ow] = geometry.output()?;
-    if out.sizes != [n, oh, ow, geometry.out_channels] {
-        return Err(bad(&format!(
-            "output {:?} does not match the geometry ([{n}, {oh}, {ow}, {}])",
-            out.sizes, geometry.out_channels
-        )));
+    let (n, o) = (geometry.batch, geometry.out_channels);
+    let expected = if nchw.len() == 4 { vec![n, oh, ow, o] } else { vec![n, ow, o] };
+    if out.sizes != expected {
+        return Err(bad(&format!("output {:?} does not match the geometry ({expected:?})", out.sizes)));
     }
     let constant = |v: usize| constant_f32(graph, v).ok_or_else(|| bad("weight and bias must be constants"));
     let weight = constant(a[1])?;

@@ -48,7 +48,7 @@ pub struct PassStats {
 pub const DENSE: &str = "ferrite::dense.out";
 
 /// The backend's own operator: `aten::convolution.out`'s arguments, with the input and output
-/// tensors channels-last (`[N, H, W, C]`) and the weight still `[out, in/groups, kh, kw]`; the
+/// tensors channels-last (`[N, H, W, C]`, or `[N, L, C]` for a 1-D convolution) and the weight still `[out, in/groups, kh, kw]`; the
 /// backend packs the weight when it initialises.
 pub const NHWC_CONVOLUTION: &str = "ferrite::convolution_nhwc.out";
 
@@ -551,7 +551,7 @@ fn fuse_activations(g: &mut BlobGraph, stats: &mut PassStats) {
     }
 }
 
-/// Whether `op` is a 2-D convolution the NHWC kernels run: float, constant weight (and bias),
+/// Whether `op` is a 1-D or 2-D convolution the NHWC kernels run: float, constant weight (and bias),
 /// not transposed, a consistent geometry.
 fn nhwc_convolution(g: &BlobGraph, op: &BlobOp) -> Option<(usize, usize)> {
     if op.name != "aten::convolution.out" || returned_count(&op.args) != 1 || op.args.len() < 10 {
@@ -560,10 +560,11 @@ fn nhwc_convolution(g: &BlobGraph, op: &BlobOp) -> Option<(usize, usize)> {
     let (x, w, b) = (op.args[0], op.args[1], op.args[2]);
     let out = *op_outputs(g, op).first()?;
     let (xt, wt, ot) = (g.tensor(x)?, g.tensor(w)?, g.tensor(out)?);
+    let rank = xt.sizes.len();
     if [xt.dtype, wt.dtype, ot.dtype].iter().any(|&d| d != ScalarType::Float)
-        || xt.sizes.len() != 4
-        || wt.sizes.len() != 4
-        || ot.sizes.len() != 4
+        || !(rank == 3 || rank == 4)
+        || wt.sizes.len() != rank
+        || ot.sizes.len() != rank
         || wt.constant.is_none()
         || g.inputs.contains(&out)
     {
@@ -578,13 +579,20 @@ fn nhwc_convolution(g: &BlobGraph, op: &BlobOp) -> Option<(usize, usize)> {
         return None;
     }
     conv_geometry(g, op).filter(|geo| {
-        geo.output().ok().is_some_and(|[oh, ow]| ot.sizes == [geo.batch, geo.out_channels, oh, ow])
-            && wt.sizes == [geo.out_channels, geo.in_channels / geo.groups, geo.kernel[0], geo.kernel[1]]
+        let (o, ci) = (geo.out_channels, geo.in_channels / geo.groups);
+        geo.output().ok().is_some_and(|[oh, ow]| {
+            if rank == 4 {
+                ot.sizes == [geo.batch, o, oh, ow] && wt.sizes == [o, ci, geo.kernel[0], geo.kernel[1]]
+            } else {
+                ot.sizes == [geo.batch, o, ow] && wt.sizes == [o, ci, geo.kernel[1]]
+            }
+        })
     })?;
     Some((x, out))
 }
 
-/// The geometry of a convolution whose input is `[N, C, H, W]` (NCHW sizes).
+/// The geometry of a convolution whose input is `[N, C, H, W]` or, for a 1-D convolution,
+/// `[N, C, L]` (run as a 2-D one of height 1).
 pub(super) fn conv_geometry_nchw(
     input: &[usize],
     weight: &[usize],
@@ -593,24 +601,30 @@ pub(super) fn conv_geometry_nchw(
     dilation: &[i64],
     groups: i64,
 ) -> Option<crate::kernels::nhwc::Conv2dGeometry> {
-    let pair = |l: &[i64], min: i64| -> Option<[usize; 2]> {
+    let one_d = input.len() == 3;
+    let pair = |l: &[i64], min: i64, unit: i64| -> Option<[usize; 2]> {
         let v = match l {
+            [a] if one_d => [unit, *a],
             [a] => [*a, *a],
-            [a, b] => [*a, *b],
+            [a, b] if !one_d => [*a, *b],
             _ => return None,
         };
         (v[0] >= min && v[1] >= min).then(|| [v[0] as usize, v[1] as usize])
     };
-    let (&[n, c, h, w], &[o, _, kh, kw]) = (input, weight) else { return None };
+    let (n, c, h, w, o, kh, kw) = match (input, weight) {
+        (&[n, c, h, w], &[o, _, kh, kw]) => (n, c, h, w, o, kh, kw),
+        (&[n, c, l], &[o, _, k]) => (n, c, 1, l, o, 1, k),
+        _ => return None,
+    };
     Some(crate::kernels::nhwc::Conv2dGeometry {
         batch: n,
         input: [h, w],
         in_channels: c,
         out_channels: o,
         kernel: [kh, kw],
-        stride: pair(stride, 1)?,
-        padding: pair(padding, 0)?,
-        dilation: pair(dilation, 1)?,
+        stride: pair(stride, 1, 1)?,
+        padding: pair(padding, 0, 0)?,
+        dilation: pair(dilation, 1, 1)?,
         groups: usize::try_from(groups).ok().filter(|&g| g >= 1)?,
     })
 }
@@ -652,8 +666,14 @@ const LAYOUT_AGNOSTIC: &[&str] = &[
     "aten::clone.out",
 ];
 
-const TO_NHWC: [i64; 4] = [0, 2, 3, 1];
-const TO_NCHW: [i64; 4] = [0, 3, 1, 2];
+/// Permutations into and out of channels-last, for 4-D (NCHW) and 3-D (NCL) tensors.
+fn layout_dims(to_nhwc: bool, rank: usize) -> Vec<i64> {
+    match (to_nhwc, rank) {
+        (true, 4) => vec![0, 2, 3, 1],
+        (false, 4) => vec![0, 3, 1, 2],
+        _ => vec![0, 2, 1],
+    }
+}
 
 /// The channels-last pass (see the module documentation).
 fn channels_last(g: &mut BlobGraph, stats: &mut PassStats) {
@@ -666,17 +686,17 @@ fn channels_last(g: &mut BlobGraph, stats: &mut PassStats) {
         /// Whether the value's own (NCHW) memory holds its current data.
         fresh: Vec<bool>,
         ops: Vec<BlobOp>,
-        dims: [Option<usize>; 2],
+        dims: [Option<usize>; 4],
         conversions: usize,
     }
     let n0 = g.values.len();
     let mut st =
-        State { twin: vec![None; n0], fresh: vec![true; n0], ops: Vec::new(), dims: [None; 2], conversions: 0 };
+        State { twin: vec![None; n0], fresh: vec![true; n0], ops: Vec::new(), dims: [None; 4], conversions: 0 };
 
-    fn dims_value(g: &mut BlobGraph, st: &mut State, to_nhwc: bool) -> usize {
-        let slot = usize::from(!to_nhwc);
+    fn dims_value(g: &mut BlobGraph, st: &mut State, to_nhwc: bool, rank: usize) -> usize {
+        let slot = usize::from(!to_nhwc) + 2 * usize::from(rank == 3);
         *st.dims[slot].get_or_insert_with(|| {
-            g.values.push(BlobValue::IntList(if to_nhwc { TO_NHWC.to_vec() } else { TO_NCHW.to_vec() }));
+            g.values.push(BlobValue::IntList(layout_dims(to_nhwc, rank)));
             g.values.len() - 1
         })
     }
@@ -689,6 +709,7 @@ fn channels_last(g: &mut BlobGraph, stats: &mut PassStats) {
         });
         let sizes = match t.sizes.as_slice() {
             &[n, c, h, w] => vec![n, h, w, c],
+            &[n, c, l] => vec![n, l, c],
             other => other.to_vec(),
         };
         g.values.push(BlobValue::Tensor(BlobTensor { dtype: t.dtype, sizes, constant: None, alias_of: None }));
@@ -703,7 +724,8 @@ fn channels_last(g: &mut BlobGraph, stats: &mut PassStats) {
             return t;
         }
         let t = new_twin(g, st, v);
-        let d = dims_value(g, st, true);
+        let rank = g.tensor(v).map_or(4, |t| t.sizes.len());
+        let d = dims_value(g, st, true, rank);
         st.ops.push(BlobOp { name: "aten::permute_copy.out".into(), args: vec![v, d, t], activation: None });
         st.conversions += 1;
         t
@@ -713,7 +735,8 @@ fn channels_last(g: &mut BlobGraph, stats: &mut PassStats) {
             return;
         }
         if let Some(t) = st.twin.get(v).copied().flatten() {
-            let d = dims_value(g, st, false);
+            let rank = g.tensor(v).map_or(4, |t| t.sizes.len());
+            let d = dims_value(g, st, false, rank);
             st.ops.push(BlobOp { name: "aten::permute_copy.out".into(), args: vec![t, d, v], activation: None });
             st.conversions += 1;
         }
@@ -754,7 +777,7 @@ fn channels_last(g: &mut BlobGraph, stats: &mut PassStats) {
             && outs.len() == 1
             && returned_count(&op.args) == 1
             && inputs.iter().any(|&v| stale(&st, v))
-            && out_sizes.as_ref().is_some_and(|s| s.len() == 4)
+            && out_sizes.as_ref().is_some_and(|s| s.len() == 4 || s.len() == 3)
             && inputs.iter().all(|&v| g.tensor(v).map(|t| &t.sizes) == out_sizes.as_ref())
             && !g.inputs.contains(&outs[0])
         {
