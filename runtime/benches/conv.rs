@@ -1,12 +1,16 @@
 //! Convolution kernels over MobileNet V2's layer shapes (224×224, batch 1, one thread).
 //!
 //! `cargo bench -p ferrite-runtime --bench conv` — `all_layers` is the sum over the network's
-//! 52 convolutions; `pointwise`, `depthwise` and `stem` split it by kind.
+//! 52 convolutions; `pointwise`, `depthwise` and `stem` split it by kind. `mobilenet_v2/…` is the
+//! portable NCHW kernel; `nhwc_<level>/…` is the Ferrite backend's channels-last kernel with
+//! weights packed for each SIMD level this CPU runs (AVX-512, AVX2+FMA, portable).
 
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use ferrite_runtime::kernels::conv::{conv, ConvShape};
+use ferrite_runtime::kernels::nhwc::{Conv2d, Conv2dGeometry};
+use ferrite_runtime::kernels::simd::Level;
 
 struct Layer {
     shape: ConvShape,
@@ -75,8 +79,49 @@ fn run(layers: &mut [(u8, Layer)], kind: Option<u8>) {
     }
 }
 
+/// The same layers as NHWC convolutions packed for `level` (the data is the same; only the
+/// layout the kernel reads differs, which does not change its speed).
+fn packed(layers: &[(u8, Layer)], level: Level) -> Vec<(u8, Conv2d, Vec<f32>, Vec<f32>)> {
+    layers
+        .iter()
+        .map(|(k, l)| {
+            let s = &l.shape;
+            let geometry = Conv2dGeometry {
+                batch: 1,
+                input: [s.input[1], s.input[2]],
+                in_channels: s.in_channels,
+                out_channels: s.out_channels,
+                kernel: [s.kernel[1], s.kernel[2]],
+                stride: [s.stride[1], s.stride[2]],
+                padding: [s.padding[1], s.padding[2]],
+                dilation: [1, 1],
+                groups: s.groups,
+            };
+            let c = Conv2d::new(level, geometry, &l.w, Some(&l.b), (0.0, 6.0)).expect("packs");
+            (*k, c, l.x.clone(), vec![0.0; l.y.len()])
+        })
+        .collect()
+}
+
+fn run_nhwc(layers: &mut [(u8, Conv2d, Vec<f32>, Vec<f32>)], kind: Option<u8>) {
+    for (k, c, x, y) in layers.iter_mut() {
+        if kind.is_none_or(|kind| kind == *k) {
+            c.run(x, y, 1).expect("conv");
+            black_box(&y);
+        }
+    }
+}
+
 fn bench(c: &mut Criterion) {
     let mut layers = mobilenet_v2();
+    for level in Level::available() {
+        let mut nhwc = packed(&layers, level);
+        let name = level.name();
+        c.bench_function(&format!("nhwc_{name}/all_layers"), |b| b.iter(|| run_nhwc(&mut nhwc, None)));
+        c.bench_function(&format!("nhwc_{name}/stem"), |b| b.iter(|| run_nhwc(&mut nhwc, Some(0))));
+        c.bench_function(&format!("nhwc_{name}/depthwise"), |b| b.iter(|| run_nhwc(&mut nhwc, Some(1))));
+        c.bench_function(&format!("nhwc_{name}/pointwise"), |b| b.iter(|| run_nhwc(&mut nhwc, Some(2))));
+    }
     // `threads = 1`: the kernels stay on the calling thread.
     c.bench_function("mobilenet_v2/all_layers", |b| b.iter(|| run(&mut layers, None)));
     c.bench_function("mobilenet_v2/stem", |b| b.iter(|| run(&mut layers, Some(0))));
