@@ -203,6 +203,10 @@ fn dense(graph: &BlobGraph, op: &blob::BlobOp, level: Level) -> Result<Kernel> {
 fn constant_f32(graph: &BlobGraph, v: usize) -> Option<Vec<f32>> {
     let t = graph.tensor(v).filter(|t| t.dtype == ScalarType::Float)?;
     let bytes = graph.constants.get(t.constant?)?;
+    // (Decoding verified this; checked again for graphs built in memory.)
+    if Some(bytes.len()) != t.sizes.iter().try_fold(4usize, |a, &d| a.checked_mul(d)) {
+        return None;
+    }
     Some(bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
 }
 
@@ -508,5 +512,83 @@ impl Delegate for Compiled {
             })?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::blob::{BlobOp, BlobTensor};
+    use super::*;
+
+    fn tensor(sizes: &[usize], constant: Option<usize>) -> BlobValue {
+        BlobValue::Tensor(BlobTensor { dtype: ScalarType::Float, sizes: sizes.to_vec(), constant, alias_of: None })
+    }
+
+    /// A 1×1 NHWC convolution, 2 → 3 channels on a 2×2 image.
+    fn conv_graph() -> BlobGraph {
+        let f32s = |n: usize| (0..n).flat_map(|i| (i as f32 * 0.5).to_le_bytes()).collect::<Vec<u8>>();
+        BlobGraph {
+            values: vec![
+                tensor(&[1, 2, 2, 2], None),    // 0 input (NHWC)
+                tensor(&[3, 2, 1, 1], Some(0)), // 1 weight
+                tensor(&[3], Some(1)),          // 2 bias
+                BlobValue::IntList(vec![1, 1]), // 3 stride
+                BlobValue::IntList(vec![0, 0]), // 4 padding
+                BlobValue::IntList(vec![1, 1]), // 5 dilation
+                BlobValue::Bool(false),         // 6 transposed
+                BlobValue::IntList(vec![0, 0]), // 7 output padding
+                BlobValue::Int(1),              // 8 groups
+                tensor(&[1, 2, 2, 3], None),    // 9 output (NHWC)
+            ],
+            inputs: vec![0],
+            outputs: vec![9],
+            ops: vec![BlobOp {
+                name: NHWC_CONVOLUTION.into(),
+                args: vec![0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9],
+                activation: Some((0.0, 6.0)),
+            }],
+            constants: vec![f32s(6), f32s(3)],
+        }
+    }
+
+    #[test]
+    fn a_well_formed_nhwc_convolution_initialises_and_drops_its_constants() {
+        let c = Compiled::new(&conv_graph(), &KernelRegistry::portable()).expect("initialises");
+        assert!(matches!(c.steps[0].kernel, Kernel::Conv { .. }));
+        // Weight and bias were packed away: no buffers for them.
+        assert!(matches!(c.values[1], RValue::None) && matches!(c.values[2], RValue::None));
+    }
+
+    #[test]
+    fn malformed_backend_operators_are_errors_not_panics() {
+        type Mutation = Box<dyn Fn(&mut BlobGraph)>;
+        let cases: Vec<(&str, Mutation)> = vec![
+            ("too few arguments", Box::new(|g| g.ops[0].args.truncate(5))),
+            ("non-constant weight", Box::new(|g| g.values[1] = tensor(&[3, 2, 1, 1], None))),
+            ("output of the wrong size", Box::new(|g| g.values[9] = tensor(&[1, 2, 2, 4], None))),
+            ("weight of the wrong size", Box::new(|g| g.values[1] = tensor(&[3, 2, 2, 1], Some(0)))),
+            ("zero stride", Box::new(|g| g.values[3] = BlobValue::IntList(vec![0, 1]))),
+            ("negative padding", Box::new(|g| g.values[4] = BlobValue::IntList(vec![-1, 0]))),
+            ("groups not an int", Box::new(|g| g.values[8] = BlobValue::Double(1.0))),
+            ("transposed", Box::new(|g| g.values[6] = BlobValue::Bool(true))),
+            ("2-D input", Box::new(|g| g.values[0] = tensor(&[4, 2], None))),
+            ("huge padding", Box::new(|g| g.values[4] = BlobValue::IntList(vec![i64::MAX, 0]))),
+            ("bias of the wrong size", Box::new(|g| g.values[2] = tensor(&[2], Some(1)))),
+        ];
+        for (what, mutate) in cases {
+            let mut g = conv_graph();
+            mutate(&mut g);
+            assert!(Compiled::new(&g, &KernelRegistry::portable()).is_err(), "{what}");
+        }
+        // The same for the dense layer.
+        let mut g = conv_graph();
+        g.ops[0] = BlobOp { name: preprocess::DENSE.into(), args: vec![0, 1, 2, 9, 9], activation: None };
+        assert!(Compiled::new(&g, &KernelRegistry::portable()).is_err(), "dense with a 4-D weight");
+        g.values[1] = tensor(&[2, 3], Some(0));
+        g.values[0] = tensor(&[4, 2], None);
+        g.values[9] = tensor(&[4, 3], None);
+        assert!(Compiled::new(&g, &KernelRegistry::portable()).is_ok(), "a valid dense layer");
+        g.values[9] = tensor(&[4, 4], None);
+        assert!(Compiled::new(&g, &KernelRegistry::portable()).is_err(), "dense output of the wrong size");
     }
 }

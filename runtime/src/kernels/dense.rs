@@ -15,7 +15,7 @@ pub(crate) fn gemm_rows(x: &[f32], y: &mut [f32], b: &PackedB, clamp: (f32, f32)
         return Err(KernelError::Argument(format!("dense: empty weights ({k} × {n})")));
     }
     let m = x.len() / k;
-    if x.len() != m * k || y.len() != m * n {
+    if x.len() != m * k || m.checked_mul(n) != Some(y.len()) {
         return Err(KernelError::Shape(format!(
             "dense: input of {} and output of {} elements do not match {k} × {n} weights",
             x.len(),
@@ -50,8 +50,9 @@ impl Dense {
         if k == 0 || n == 0 {
             return Err(KernelError::Argument(format!("dense: empty weights ({k} × {n})")));
         }
-        if w.len() != k * n {
-            return Err(KernelError::Length { what: "dense weight", expected: k * n, actual: w.len() });
+        let expected = k.checked_mul(n).ok_or_else(|| KernelError::Argument("dense: weight size overflows".into()))?;
+        if w.len() != expected {
+            return Err(KernelError::Length { what: "dense weight", expected, actual: w.len() });
         }
         if clamp.0.is_nan() || clamp.1.is_nan() || clamp.0 > clamp.1 {
             return Err(KernelError::Argument(format!("dense: invalid clamp [{}, {}]", clamp.0, clamp.1)));

@@ -71,6 +71,12 @@ impl Conv2dGeometry {
             }
             *out = (padded - span) / self.stride[d] + 1;
         }
+        let elements = |dims: &[usize]| dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+        let input = [self.batch, self.input[0], self.input[1], self.in_channels];
+        let output = [self.batch, out[0], out[1], self.out_channels];
+        if elements(&input).is_none() || elements(&output).is_none() {
+            return Err(bad("tensor sizes overflow".into()));
+        }
         Ok(out)
     }
 }
@@ -111,8 +117,13 @@ impl Conv2d {
         let output = geometry.output()?;
         let g = geometry;
         let (cin_g, cout_g) = (g.in_channels / g.groups, g.out_channels / g.groups);
-        let taps = g.kernel[0] * g.kernel[1];
-        let expected = g.out_channels * cin_g * taps;
+        let taps = g.kernel[0]
+            .checked_mul(g.kernel[1])
+            .ok_or_else(|| KernelError::Argument("conv2d: kernel too large".into()))?;
+        let expected = [g.out_channels, cin_g, g.kernel[0], g.kernel[1]]
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .ok_or_else(|| KernelError::Argument("conv2d: weight size overflows".into()))?;
         if weight.len() != expected {
             return Err(KernelError::Length { what: "conv2d weight", expected, actual: weight.len() });
         }

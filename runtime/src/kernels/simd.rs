@@ -617,8 +617,18 @@ struct DwArgs {
 /// Output row `oy` (`ow × c`, NHWC) of a depthwise convolution of the image `x` (`h × w × c`),
 /// bias and clamp fused.
 pub fn dw_row(x: &[f32], g: &DwGeometry, oy: usize, packed: &PackedDw, y: &mut [f32], lo: f32, hi: f32) -> KResult {
-    if g.stride.contains(&0) || g.dilation.contains(&0) {
-        return Err(arg("depthwise: stride and dilation must be at least 1".into()));
+    if g.stride.contains(&0) || g.dilation.contains(&0) || g.kernel.contains(&0) {
+        return Err(arg("depthwise: kernel, stride and dilation must be at least 1".into()));
+    }
+    // The loops index with `o·stride + (k − 1)·dilation` and `input + padding`: both must fit.
+    for (o, k, s, d, i, p) in [
+        (g.oh, g.kernel[0], g.stride[0], g.dilation[0], g.h, g.padding[0]),
+        (g.ow, g.kernel[1], g.stride[1], g.dilation[1], g.w, g.padding[1]),
+    ] {
+        let reach = o.checked_mul(s).and_then(|x| (k - 1).checked_mul(d).and_then(|y| x.checked_add(y)));
+        if reach.is_none() || i.checked_add(p).is_none() {
+            return Err(arg("depthwise: geometry overflows".into()));
+        }
     }
     if oy >= g.oh {
         return Err(arg(format!("depthwise: row {oy} is past the output's {}", g.oh)));
