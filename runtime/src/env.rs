@@ -121,6 +121,19 @@ fn invalid(msg: String) -> RuntimeError {
     RuntimeError::Invalid(msg)
 }
 
+impl<'m> Env<'m> {
+    /// An environment over values whose tensors all live in `owned` (no planned arenas): a
+    /// delegate's private memory, or a test's.
+    pub(crate) fn owned(
+        values: &'m mut [RValue],
+        owned: &'m mut Vec<AlignedBuf>,
+        program: &'m Program<'static>,
+        reference_order: bool,
+    ) -> Self {
+        Env { values, arenas: &mut [], owned, program, reference_order }
+    }
+}
+
 impl Env<'_> {
     fn value(&self, v: usize) -> Result<&RValue> {
         self.values.get(v).ok_or_else(|| invalid(format!("value {v} out of range")))

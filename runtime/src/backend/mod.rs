@@ -438,13 +438,7 @@ impl Delegate for Compiled {
         // Inputs in.
         for (k, (&outer, &inner)) in args[..n_in].iter().zip(&self.inputs).enumerate() {
             let src = env.read(outer)?;
-            let mut inner_env = Env {
-                values: &mut self.values,
-                arenas: &mut [],
-                owned: &mut self.owned,
-                program: env.program,
-                reference_order: env.reference_order,
-            };
+            let mut inner_env = Env::owned(&mut self.values, &mut self.owned, env.program, env.reference_order);
             let (dtype, sizes) = (inner_env.dtype(inner)?, inner_env.sizes(inner)?.to_vec());
             if src.dtype != dtype || src.sizes != sizes.as_slice() {
                 return Err(err(format!(
@@ -459,13 +453,7 @@ impl Delegate for Compiled {
         }
         // Run.
         {
-            let mut inner_env = Env {
-                values: &mut self.values,
-                arenas: &mut [],
-                owned: &mut self.owned,
-                program: env.program,
-                reference_order: env.reference_order,
-            };
+            let mut inner_env = Env::owned(&mut self.values, &mut self.owned, env.program, env.reference_order);
             let threads = crate::kernels::threads();
             for (k, step) in self.steps.iter().enumerate() {
                 match &step.kernel {
@@ -490,13 +478,7 @@ impl Delegate for Compiled {
         }
         // Outputs out.
         for (&outer, &inner) in args[n_in..].iter().zip(&self.outputs) {
-            let inner_env = Env {
-                values: &mut self.values,
-                arenas: &mut [],
-                owned: &mut self.owned,
-                program: env.program,
-                reference_order: env.reference_order,
-            };
+            let inner_env = Env::owned(&mut self.values, &mut self.owned, env.program, env.reference_order);
             let t = inner_env.read(inner)?;
             if env.dtype(outer)? != t.dtype {
                 return Err(err(format!(

@@ -1424,34 +1424,16 @@ mod tests {
             let mut r = KernelRegistry::empty();
             register(&mut r);
             let f = r.get(name).unwrap_or_else(|| panic!("{name} not registered"));
-            let mut env = Env {
-                values: &mut self.values,
-                arenas: &mut [],
-                owned: &mut self.owned,
-                program: program(),
-                reference_order: false,
-            };
+            let mut env = Env::owned(&mut self.values, &mut self.owned, program(), false);
             f(&mut env, args)
         }
         fn read(&mut self, v: usize) -> (S, Vec<usize>, Vec<f64>) {
-            let env = Env {
-                values: &mut self.values,
-                arenas: &mut [],
-                owned: &mut self.owned,
-                program: program(),
-                reference_order: false,
-            };
+            let env = Env::owned(&mut self.values, &mut self.owned, program(), false);
             let t = env.read(v).unwrap();
             (t.dtype, t.sizes.to_vec(), t.to_f64_vec().unwrap())
         }
         fn raw<T: Pod>(&mut self, v: usize) -> Vec<T> {
-            let env = Env {
-                values: &mut self.values,
-                arenas: &mut [],
-                owned: &mut self.owned,
-                program: program(),
-                reference_order: false,
-            };
+            let env = Env::owned(&mut self.values, &mut self.owned, program(), false);
             env.read(v).unwrap().typed::<T>().unwrap().to_vec()
         }
     }

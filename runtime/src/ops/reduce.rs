@@ -609,26 +609,12 @@ pub(crate) mod harness {
 
         pub fn call(&mut self, op: &str, args: &[usize]) -> Result<()> {
             let f = registry().get(op).unwrap_or_else(|| panic!("{op} is not registered"));
-            let mut arenas: Vec<AlignedBuf> = Vec::new();
-            let mut env = Env {
-                values: &mut self.values,
-                arenas: &mut arenas,
-                owned: &mut self.owned,
-                program: program(),
-                reference_order: false,
-            };
+            let mut env = Env::owned(&mut self.values, &mut self.owned, program(), false);
             f(&mut env, args)
         }
 
         pub fn get(&mut self, v: usize) -> TensorData {
-            let mut arenas: Vec<AlignedBuf> = Vec::new();
-            let env = Env {
-                values: &mut self.values,
-                arenas: &mut arenas,
-                owned: &mut self.owned,
-                program: program(),
-                reference_order: false,
-            };
+            let env = Env::owned(&mut self.values, &mut self.owned, program(), false);
             let t = env.read(v).expect("readable tensor");
             TensorData::from_bytes(t.dtype, t.sizes.to_vec(), t.data).expect("tensor data")
         }
