@@ -405,6 +405,8 @@ mod tests {
                 (geo(96, 96, 3, 2, 1, 96, 13), "depthwise"),
                 (geo(32, 16, 1, 1, 0, 1, 9), "pointwise"),
                 (geo(24, 144, 1, 1, 0, 1, 7), "pointwise"),
+                // Taller than the depthwise kernel's 8 on-stack rows.
+                (Conv2dGeometry { kernel: [11, 3], padding: [5, 1], ..geo(16, 16, 3, 1, 1, 16, 14) }, "depthwise"),
             ] {
                 assert_eq!(
                     Conv2d::new(

@@ -698,12 +698,24 @@ unsafe fn dw_row_kw<V: Vector, const KW: usize>(d: &DwArgs) {
     // SAFETY: the level is supported (caller).
     let (lo, hi) = unsafe { (V::splat(d.lo), V::splat(d.hi)) };
     // Input rows this output row reads: (tap row, input row).
-    let rows: Vec<(usize, usize)> = (0..kh)
-        .filter_map(|ki| {
-            let iy = (d.oy * g.stride[0] + ki * g.dilation[0]).checked_sub(g.padding[0])?;
-            (iy < g.h).then_some((ki, iy))
-        })
-        .collect();
+    // (On the stack for kernels up to 8 rows: this runs once per output row.)
+    let valid = (0..kh).filter_map(|ki| {
+        let iy = (d.oy * g.stride[0] + ki * g.dilation[0]).checked_sub(g.padding[0])?;
+        (iy < g.h).then_some((ki, iy))
+    });
+    let (mut fixed, mut spilled, mut count) = ([(0usize, 0usize); 8], Vec::new(), 0);
+    for r in valid {
+        if count < fixed.len() {
+            fixed[count] = r;
+        } else {
+            if spilled.is_empty() {
+                spilled.extend_from_slice(&fixed);
+            }
+            spilled.push(r);
+        }
+        count += 1;
+    }
+    let rows: &[(usize, usize)] = if count <= fixed.len() { &fixed[..count] } else { &spilled };
     // Output columns whose window lies inside the image: ox·sx ≥ px and ox·sx − px + (kw−1)·dx < w.
     let span = (kw - 1) * dx;
     let first = px.div_ceil(sx);
@@ -732,7 +744,7 @@ unsafe fn dw_row_kw<V: Vector, const KW: usize>(d: &DwArgs) {
         // Border pixels (and partial channel blocks): every tap checked.
         let border = |ox: usize| {
             let mut acc = bias;
-            for &(ki, iy) in &rows {
+            for &(ki, iy) in rows {
                 for kj in 0..kw {
                     let Some(ix) = (ox * sx + kj * dx).checked_sub(px).filter(|&ix| ix < g.w) else { continue };
                     // SAFETY: iy < h, ix < w, c0 + nc ≤ c: inside `x`; the weight vector is
@@ -784,7 +796,7 @@ unsafe fn dw_row_kw<V: Vector, const KW: usize>(d: &DwArgs) {
         for ox in ox..last {
             let ix0 = ox * sx - px;
             let mut acc = bias;
-            for &(ki, iy) in &rows {
+            for &(ki, iy) in rows {
                 // SAFETY: the window [ix0, ix0 + span] lies inside the row (first..last), so
                 // every read is inside `x`; the weights are inside block `blk`.
                 unsafe {
