@@ -349,3 +349,101 @@ fn one_dimensional_convolutions_run_channels_last_too() {
     let input = TensorData::from_slice(vec![2, 3, 20], &det(120, 45)).expect("input");
     assert_same_results(&g, &program, &[input]);
 }
+
+/// conv → max pool → average pools (padding counted and not, ceil mode, a divisor override).
+fn pooling_graph(indices_out: bool) -> ProgramBuilder {
+    let mut b = ProgramBuilder::new("forward");
+    let x = b.input(ScalarType::Float, &[1, 3, 9, 7]);
+    let w = b.constant_f32(&[8, 3, 3, 3], &det(216, 51));
+    let bias = b.constant_f32(&[8], &det(8, 52));
+    let (st, pd, dl) = (b.int_list(&[1, 1]), b.int_list(&[1, 1]), b.int_list(&[1, 1]));
+    let (tr, op, g) = (b.bool(false), b.int_list(&[0, 0]), b.int(1));
+    let y = b.tensor(ScalarType::Float, &[1, 8, 9, 7]);
+    b.call("aten::convolution.out", &[x, w, bias, st, pd, dl, tr, op, g, y, y]);
+    // max k3 s2 p1: [1, 8, 5, 4]
+    let (k, s, p, d, f) =
+        (b.int_list(&[3, 3]), b.int_list(&[2]), b.int_list(&[1, 1]), b.int_list(&[1, 1]), b.bool(false));
+    let (m, idx) = (b.tensor(ScalarType::Float, &[1, 8, 5, 4]), b.tensor(ScalarType::Long, &[1, 8, 5, 4]));
+    let ret = b.tensor_list(&[m, idx]);
+    b.call("aten::max_pool2d_with_indices.out", &[y, k, s, p, d, f, m, idx, ret]);
+    // avg k3 s1 p1, padding counted: [1, 8, 5, 4]
+    let (k3, s1, p1, t, none) = (b.int_list(&[3, 3]), b.int_list(&[1, 1]), b.int_list(&[1]), b.bool(true), b.none());
+    let a1 = b.tensor(ScalarType::Float, &[1, 8, 5, 4]);
+    b.call("aten::avg_pool2d.out", &[m, k3, s1, p1, f, t, none, a1, a1]);
+    // avg k2 s2, ceil mode, padding not counted: [1, 8, 3, 2]
+    let (k2, s2, p0) = (b.int_list(&[2, 2]), b.int_list(&[2, 2]), b.int_list(&[0, 0]));
+    let a2 = b.tensor(ScalarType::Float, &[1, 8, 3, 2]);
+    b.call("aten::avg_pool2d.out", &[a1, k2, s2, p0, t, f, none, a2, a2]);
+    // avg k3 s1 p1 with a divisor override of 5: [1, 8, 3, 2]
+    let five = b.int(5);
+    let a3 = b.tensor(ScalarType::Float, &[1, 8, 3, 2]);
+    b.call("aten::avg_pool2d.out", &[a2, k3, s1, p1, f, t, five, a3, a3]);
+    b.output(a3);
+    if indices_out {
+        b.output(idx);
+    }
+    b
+}
+
+#[test]
+fn pooling_of_channels_last_tensors_stays_channels_last() {
+    use ferrite_runtime::backend::preprocess::{NHWC_AVG_POOL, NHWC_MAX_POOL};
+    let (g, stats, program) = compile(pooling_graph(false));
+    assert_eq!(
+        names(&g),
+        [PERMUTE, NHWC_CONVOLUTION, NHWC_MAX_POOL, NHWC_AVG_POOL, NHWC_AVG_POOL, NHWC_AVG_POOL, PERMUTE]
+    );
+    assert_eq!(stats.layout_conversions, 2);
+    let input = TensorData::from_slice(vec![1, 3, 9, 7], &det(189, 53)).expect("input");
+    assert_same_results(&g, &program, std::slice::from_ref(&input));
+
+    // Indices someone reads: the max pool stays the portable operator (in NCHW).
+    let (g, _, program) = compile(pooling_graph(true));
+    assert_eq!(names(&g)[..4], [PERMUTE, NHWC_CONVOLUTION, PERMUTE, "aten::max_pool2d_with_indices.out"]);
+    assert_same_results(&g, &program, &[input]);
+}
+
+#[test]
+fn row_kernels_compute_what_the_portable_kernels_compute() {
+    // A transformer-ish block: broadcasting arithmetic, layer norm, softmax, activations, a mean
+    // and a sum over adjacent dimensions, maximum with NaN-free inputs.
+    let mut b = ProgramBuilder::new("forward");
+    let x = b.input(ScalarType::Float, &[2, 3, 37]);
+    let row = b.constant_f32(&[37], &det(37, 61));
+    let col = b.constant_f32(&[2, 3, 1], &det(6, 62));
+    let alpha = b.int(1);
+    let t = |b: &mut ProgramBuilder, sizes: &[usize]| b.tensor(ScalarType::Float, sizes);
+    let a = t(&mut b, &[2, 3, 37]);
+    b.call("aten::add.out", &[x, row, alpha, a, a]);
+    let m = t(&mut b, &[2, 3, 37]);
+    b.call("aten::mul.out", &[a, col, m, m]);
+    let (shape, eps, none) = (b.int_list(&[37]), b.double(1e-5), b.none());
+    let w = b.constant_f32(&[37], &det(37, 63));
+    let (ln, mean, rstd) = (t(&mut b, &[2, 3, 37]), t(&mut b, &[2, 3, 1]), t(&mut b, &[2, 3, 1]));
+    let ret = b.tensor_list(&[ln, mean, rstd]);
+    b.call("aten::native_layer_norm.out", &[m, shape, w, none, eps, ln, mean, rstd, ret]);
+    let gelu = b.string("none");
+    let ge = t(&mut b, &[2, 3, 37]);
+    b.call("aten::gelu.out", &[ln, gelu, ge, ge]);
+    let (last, f) = (b.int(-1), b.bool(false));
+    let sm = t(&mut b, &[2, 3, 37]);
+    b.call("aten::_softmax.out", &[ge, last, f, sm, sm]);
+    let sg = t(&mut b, &[2, 3, 37]);
+    b.call("aten::sigmoid.out", &[a, sg, sg]);
+    let mx = t(&mut b, &[2, 3, 37]);
+    b.call("aten::maximum.out", &[sm, sg, mx, mx]);
+    let (dims, keep) = (b.int_list(&[0, 1]), b.bool(false));
+    let mn = t(&mut b, &[37]);
+    b.call("aten::mean.out", &[mx, dims, keep, none, mn, mn]);
+    let (d2, k2) = (b.int_list(&[-1]), b.bool(true));
+    let sum = t(&mut b, &[2, 3, 1]);
+    b.call("aten::sum.IntList_out", &[mx, d2, k2, none, sum, sum]);
+    let dv = t(&mut b, &[2, 3, 37]);
+    b.call("aten::div.out", &[mx, sum, dv, dv]);
+    b.output(mn);
+    b.output(dv);
+    b.output(rstd);
+    let (g, _, program) = compile(b);
+    let input = TensorData::from_slice(vec![2, 3, 37], &det(222, 64)).expect("input");
+    assert_same_results(&g, &program, &[input]);
+}

@@ -11,6 +11,7 @@
 
 pub mod blob;
 pub mod preprocess;
+mod rows;
 
 #[allow(
     unsafe_code,
@@ -36,7 +37,8 @@ use crate::kernels::simd::Level;
 use crate::registry::{Backend, BackendInit, Delegate, KernelRegistry, OpFn};
 use crate::tensor::{nbytes, AlignedBuf};
 use blob::{BlobGraph, BlobValue};
-use preprocess::{DENSE, NHWC_CONVOLUTION};
+use preprocess::{DENSE, NHWC_AVG_POOL, NHWC_CONVOLUTION, NHWC_MAX_POOL};
+use rows::RowKernel;
 
 /// The id delegates name to be run by this backend.
 pub const BACKEND_ID: &str = "FerriteBackend";
@@ -84,13 +86,15 @@ fn returned_count(args: &[usize]) -> usize {
         .unwrap_or(0)
 }
 
-/// What runs a step: a registry kernel over the step's arguments, or one of the backend's own
-/// kernels holding its packed weights.
+/// What runs a step: a registry kernel over the step's arguments, one of the backend's own
+/// kernels holding its packed weights, or a SIMD row kernel (with the registry kernel to use
+/// instead under the reference accumulation order, when the row kernel is not exact).
 #[derive(Debug)]
 enum Kernel {
     Op(OpFn),
     Conv { conv: Box<Conv2d>, input: usize, output: usize },
     Dense { dense: Box<Dense>, input: usize, output: usize },
+    Row { row: Box<RowKernel>, fallback: Option<OpFn> },
 }
 
 #[derive(Debug)]
@@ -218,6 +222,8 @@ struct Compiled {
     steps: Vec<Step>,
     inputs: Vec<usize>,
     outputs: Vec<usize>,
+    /// The SIMD level the row kernels run at (the packed kernels carry their own).
+    level: Level,
 }
 
 /// The tensor values an argument refers to.
@@ -245,9 +251,13 @@ impl Compiled {
                 resolved.push(dense(graph, op, level).map_err(|e| err(format!("op {k}: {e}")))?);
                 continue;
             }
-            match kernels.get(&op.name) {
-                Some(f) => resolved.push(Kernel::Op(f)),
-                None => missing.push(op.name.clone()),
+            match (RowKernel::recognise(graph, op), kernels.get(&op.name)) {
+                (Some(row), fallback) => resolved.push(Kernel::Row { row: Box::new(row), fallback }),
+                (None, _) if op.name == NHWC_MAX_POOL || op.name == NHWC_AVG_POOL => {
+                    return Err(err(format!("op {k}: {}: the arguments do not form a valid pooling", op.name)));
+                }
+                (None, Some(f)) => resolved.push(Kernel::Op(f)),
+                (None, None) => missing.push(op.name.clone()),
             }
         }
         if !missing.is_empty() {
@@ -400,7 +410,7 @@ impl Compiled {
         for (op, kernel) in graph.ops.iter().zip(resolved) {
             let clamp = match op.activation {
                 // The backend's own kernels clamp as they store.
-                _ if !matches!(kernel, Kernel::Op(_)) => None,
+                _ if matches!(kernel, Kernel::Conv { .. } | Kernel::Dense { .. }) => None,
                 None => None,
                 Some((lo, hi)) => {
                     if lo.is_nan() || hi.is_nan() || lo > hi {
@@ -420,7 +430,7 @@ impl Compiled {
             };
             steps.push(Step { kernel, name: op.name.clone(), args: op.args.clone(), clamp });
         }
-        Ok(Compiled { values, owned, steps, inputs: graph.inputs.clone(), outputs: graph.outputs.clone() })
+        Ok(Compiled { values, owned, steps, inputs: graph.inputs.clone(), outputs: graph.outputs.clone(), level })
     }
 }
 
@@ -455,17 +465,27 @@ impl Delegate for Compiled {
         {
             let mut inner_env = Env::owned(&mut self.values, &mut self.owned, env.program, env.reference_order);
             let threads = crate::kernels::threads();
+            let reference = env.reference_order;
             for (k, step) in self.steps.iter().enumerate() {
-                match &step.kernel {
-                    Kernel::Op(f) => f(&mut inner_env, &step.args),
+                let bounds = step.clamp.map_or((f32::NEG_INFINITY, f32::INFINITY), |(_, lo, hi)| (lo, hi));
+                // Whether the kernel applied the step's fused activation itself.
+                let fused = match &step.kernel {
+                    Kernel::Op(f) => f(&mut inner_env, &step.args).map(|()| false),
+                    Kernel::Row { row, fallback: Some(f) } if reference && !row.exact() => {
+                        f(&mut inner_env, &step.args).map(|()| false)
+                    }
+                    Kernel::Row { row, .. } => row.run(&mut inner_env, self.level, bounds, threads).map(|()| true),
                     Kernel::Conv { conv, input, output } => inner_env.run(&[*input], &[*output], |ins, outs| {
-                        Ok(conv.run(ins[0].typed::<f32>()?, outs[0].typed::<f32>()?, threads)?)
+                        Ok(conv.run(ins[0].typed::<f32>()?, outs[0].typed::<f32>()?, threads).map(|()| true)?)
                     }),
                     Kernel::Dense { dense, input, output } => inner_env.run(&[*input], &[*output], |ins, outs| {
-                        Ok(dense.run(ins[0].typed::<f32>()?, outs[0].typed::<f32>()?, threads)?)
+                        Ok(dense.run(ins[0].typed::<f32>()?, outs[0].typed::<f32>()?, threads).map(|()| true)?)
                     }),
                 }
                 .map_err(|e| err(format!("op {k} ({}): {e}", step.name)))?;
+                if fused {
+                    continue;
+                }
                 if let Some((out, lo, hi)) = step.clamp {
                     inner_env.run(&[], &[out], |_, outs| {
                         for x in outs[0].typed::<f32>()? {
@@ -572,5 +592,10 @@ mod tests {
         assert!(Compiled::new(&g, &KernelRegistry::portable()).is_ok(), "a valid dense layer");
         g.values[9] = tensor(&[4, 4], None);
         assert!(Compiled::new(&g, &KernelRegistry::portable()).is_err(), "dense output of the wrong size");
+        // A pooling whose output does not match its input.
+        let mut g = conv_graph();
+        g.ops[0] = BlobOp { name: NHWC_MAX_POOL.into(), args: vec![0, 3, 3, 4, 5, 6, 8, 9, 9], activation: None };
+        let Err(e) = Compiled::new(&g, &KernelRegistry::portable()) else { panic!("a bad pooling was accepted") };
+        assert!(e.to_string().contains("valid pooling"), "{e}");
     }
 }

@@ -52,6 +52,18 @@ pub const DENSE: &str = "ferrite::dense.out";
 /// backend packs the weight when it initialises.
 pub const NHWC_CONVOLUTION: &str = "ferrite::convolution_nhwc.out";
 
+/// The backend's channels-last max pooling: `(x, kernel_size, stride, padding, dilation,
+/// count_include_pad, divisor_override, out, out)` with `x` NHWC (`[N, H, W, C]`), the four
+/// int lists of two entries each, `out` NHWC (`[N, OH, OW, C]`, sizes from the original
+/// operator, so `ceil_mode` is already applied); the two averaging arguments are `false` and
+/// `None`. Written by the channels-last pass for `max_pool2d_with_indices` whose indices nobody
+/// reads.
+pub const NHWC_MAX_POOL: &str = "ferrite::max_pool2d_nhwc.out";
+
+/// The backend's channels-last average pooling: the arguments of [`NHWC_MAX_POOL`], dilation
+/// `[1, 1]`, with `avg_pool2d`'s `count_include_pad` (bool) and `divisor_override` (int or None).
+pub const NHWC_AVG_POOL: &str = "ferrite::avg_pool2d_nhwc.out";
+
 /// Builds the blob graph of the partition made of `instructions` of `plan` (kernel calls, in
 /// execution order), reading `inputs` and handing back `outputs` (plan value indices), then
 /// runs the passes.
@@ -748,6 +760,14 @@ fn channels_last(g: &mut BlobGraph, stats: &mut PassStats) {
     };
     let stale = |st: &State, v: usize| v < st.fresh.len() && !st.fresh[v];
 
+    // Values some operator reads (the pass rewrites `g.ops`, so count before).
+    let mut read = vec![false; n0];
+    for op in &g.ops {
+        let outs = op_outputs(g, op);
+        for t in op.args.iter().flat_map(|&a| tensors(g, a)).filter(|t| !outs.contains(t)) {
+            read[t] = true;
+        }
+    }
     for op in std::mem::take(&mut g.ops) {
         let outs = op_outputs(g, &op);
         let mut inputs: Vec<usize> =
@@ -798,6 +818,26 @@ fn channels_last(g: &mut BlobGraph, stats: &mut PassStats) {
             }
             continue;
         }
+        // Pooling of an NHWC tensor: pool in NHWC.
+        if let Some((name, pool_args)) = nhwc_pool(g, &op, &read) {
+            let (x, out) = (op.args[0], op.args[if name == NHWC_MAX_POOL { 6 } else { 7 }]);
+            if stale(&st, x) && !g.inputs.contains(&out) {
+                let xt = need_nhwc(g, &mut st, x);
+                let ot = new_twin(g, &mut st, out);
+                let mut args = vec![xt];
+                for v in pool_args {
+                    g.values.push(v);
+                    args.push(g.values.len() - 1);
+                }
+                args.extend([ot, ot]);
+                st.ops.push(BlobOp { name: name.into(), args, activation: op.activation });
+                st.fresh[out] = false;
+                if aliased(g, out) {
+                    need_nchw(g, &mut st, out);
+                }
+                continue;
+            }
+        }
         // A spatial mean of an NHWC tensor: reduce over H and W instead.
         if op.name == "aten::mean.out" && inputs.len() == 1 && stale(&st, inputs[0]) && outs.len() == 1 {
             let x = inputs[0];
@@ -840,6 +880,73 @@ fn channels_last(g: &mut BlobGraph, stats: &mut PassStats) {
     }
     g.ops = st.ops;
     stats.layout_conversions += st.conversions;
+}
+
+/// The backend pooling operator for a 2-D `max_pool2d_with_indices` (indices unread) or
+/// `avg_pool2d` of a 4-D float tensor, and its arguments after the input (see
+/// [`NHWC_MAX_POOL`]), lists normalised to two entries.
+fn nhwc_pool(g: &BlobGraph, op: &BlobOp, read: &[bool]) -> Option<(&'static str, Vec<BlobValue>)> {
+    let max = match op.name.as_str() {
+        "aten::max_pool2d_with_indices.out" if op.args.len() >= 8 => true,
+        "aten::avg_pool2d.out" if op.args.len() >= 8 => false,
+        _ => return None,
+    };
+    let a = &op.args;
+    let x = g.tensor(a[0])?;
+    if x.dtype != ScalarType::Float || x.sizes.len() != 4 {
+        return None;
+    }
+    if max {
+        let indices = a[7];
+        if read.get(indices).copied().unwrap_or(true) || is_output(g, indices) {
+            return None;
+        }
+    }
+    let pair = |v: usize, default: Option<[i64; 2]>| -> Option<[i64; 2]> {
+        match int_list(g, v)?.as_slice() {
+            [] => default,
+            &[k] => Some([k, k]),
+            &[h, w] => Some([h, w]),
+            _ => None,
+        }
+    };
+    let kernel = pair(a[1], None)?;
+    let stride = pair(a[2], Some(kernel))?;
+    let padding = pair(a[3], Some([0, 0]))?;
+    let dilation = if max { pair(a[4], Some([1, 1]))? } else { [1, 1] };
+    // Only what the backend's kernel accepts at init.
+    let out = g.tensor(a[if max { 6 } else { 7 }]).filter(|t| t.dtype == ScalarType::Float)?;
+    let nhwc = |s: &[usize]| match *s {
+        [n, c, h, w] => Some([n, h, w, c]),
+        _ => None,
+    };
+    let u = |p: [i64; 2]| Some([usize::try_from(p[0]).ok()?, usize::try_from(p[1]).ok()?]);
+    super::rows::pool_geometry(
+        &nhwc(&x.sizes)?,
+        &nhwc(&out.sizes)?,
+        u(kernel)?,
+        u(stride)?,
+        u(padding)?,
+        u(dilation)?,
+    )?;
+    let list = |p: [i64; 2]| BlobValue::IntList(p.to_vec());
+    let mut args = vec![list(kernel), list(stride), list(padding), list(dilation)];
+    if max {
+        args.extend([BlobValue::Bool(false), BlobValue::None]);
+        Some((NHWC_MAX_POOL, args))
+    } else {
+        let include_pad = match g.values.get(a[5])? {
+            BlobValue::Bool(b) => *b,
+            _ => return None,
+        };
+        let divisor = match g.values.get(a[6])? {
+            BlobValue::None => BlobValue::None,
+            BlobValue::Int(d) => BlobValue::Int(*d),
+            _ => return None,
+        };
+        args.extend([BlobValue::Bool(include_pad), divisor]);
+        Some((NHWC_AVG_POOL, args))
+    }
 }
 
 /// A float tensor's constant values, when it is a constant.

@@ -17,6 +17,7 @@ pub mod ordered;
 pub mod pool;
 pub mod quantized;
 pub mod reduce;
+pub mod rowwise;
 pub mod simd;
 
 use std::cell::Cell;

@@ -1,6 +1,8 @@
-//! SIMD levels chosen at run time, and the vector microkernels of the Ferrite backend's NHWC
-//! kernels (`super::nhwc`): a register-tiled GEMM over pre-packed weights with a fused bias and
-//! clamp, and a depthwise-convolution row.
+//! SIMD levels chosen at run time, and the vector microkernels of the Ferrite backend: a
+//! register-tiled GEMM over pre-packed weights with a fused bias and clamp and a
+//! depthwise-convolution row (for `super::nhwc` and `super::dense`), and the row kernels of
+//! [`rows`] (element-wise arithmetic and activations, softmax, layer norm, reductions, NHWC
+//! pooling).
 //!
 //! This is a kernel leaf: the only module of the backend's kernels with `unsafe`. Each public
 //! function checks every bound it relies on before entering the raw-pointer loops, so safe
@@ -8,16 +10,18 @@
 //! [`KernelError`], never a panic.
 //!
 //! One generic implementation serves every level: it is written against the [`Vector`] trait and
-//! instantiated for AVX-512 (`__m512`, 16 lanes), AVX2+FMA (`__m256`, 8 lanes) and a portable
-//! 8-lane array that compiles to whatever the target has (SSE2 on x86_64, NEON on aarch64, where
-//! NEON is part of the baseline). Which level runs is decided once per process by
-//! [`Level::detect`]; `FERRITE_SIMD=avx512|avx2|portable` asks for a lower one (for debugging and
-//! for comparing levels), and tests run every level the machine has.
+//! instantiated for AVX-512 (`__m512`, 16 lanes), AVX2+FMA (`__m256`, 8 lanes), NEON on aarch64
+//! (`float32x4_t`, 4 lanes) and a portable 8-lane array that compiles to whatever the target's
+//! baseline has. Which level runs is decided once per process by [`Level::detect`];
+//! `FERRITE_SIMD=avx512|avx2|neon|portable` asks for a lower one (for debugging and for comparing
+//! levels), and tests run every level the machine has.
 #![allow(unsafe_code)]
 
 use std::sync::OnceLock;
 
 use super::{KResult, KernelError};
+
+pub mod rows;
 
 /// An instruction-set level the NHWC kernels are compiled for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -26,6 +30,8 @@ pub enum Level {
     Avx512,
     /// x86_64 AVX2 with FMA: 8 lanes, 16 registers.
     Avx2,
+    /// aarch64 Advanced SIMD (NEON): 4 lanes, 32 registers.
+    Neon,
     /// Plain Rust over 8-lane arrays: vectorised by the compiler for the baseline target.
     Portable,
 }
@@ -55,6 +61,12 @@ impl Level {
     /// Every level this CPU runs, best first (always ends with [`Level::Portable`]).
     pub fn available() -> Vec<Level> {
         let mut levels = Vec::with_capacity(3);
+        #[cfg(target_arch = "aarch64")]
+        {
+            if std::arch::is_aarch64_feature_detected!("neon") {
+                levels.push(Level::Neon);
+            }
+        }
         #[cfg(target_arch = "x86_64")]
         {
             if std::is_x86_feature_detected!("avx512f") {
@@ -73,6 +85,7 @@ impl Level {
         match name.trim().to_ascii_lowercase().as_str() {
             "avx512" | "avx-512" | "avx512f" => Some(Level::Avx512),
             "avx2" | "avx2+fma" | "avx2,fma" => Some(Level::Avx2),
+            "neon" | "asimd" => Some(Level::Neon),
             "portable" | "scalar" | "none" => Some(Level::Portable),
             _ => None,
         }
@@ -83,6 +96,7 @@ impl Level {
         match self {
             Level::Avx512 => "avx512",
             Level::Avx2 => "avx2",
+            Level::Neon => "neon",
             Level::Portable => "portable",
         }
     }
@@ -92,6 +106,7 @@ impl Level {
         match self {
             Level::Avx512 => 16,
             Level::Avx2 | Level::Portable => 8,
+            Level::Neon => 4,
         }
     }
 
@@ -99,7 +114,7 @@ impl Level {
     pub fn nr(self) -> usize {
         match self {
             Level::Avx512 => 32,
-            Level::Avx2 => 16,
+            Level::Avx2 | Level::Neon => 16,
             Level::Portable => 8,
         }
     }
@@ -108,7 +123,7 @@ impl Level {
     pub fn mr(self) -> usize {
         match self {
             Level::Avx512 => 8,
-            Level::Avx2 => 6,
+            Level::Avx2 | Level::Neon => 6,
             Level::Portable => 4,
         }
     }
@@ -230,6 +245,9 @@ pub fn gemm(a: &[f32], lda: usize, m: usize, b: &PackedB, c: &mut [f32], ldc: us
         Level::Avx2 if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") => unsafe {
             x86::gemm_avx2(&g)
         },
+        #[cfg(target_arch = "aarch64")]
+        // SAFETY: as above, for NEON.
+        Level::Neon if std::arch::is_aarch64_feature_detected!("neon") => unsafe { arm::gemm_neon(&g) },
         // SAFETY: the bounds were checked above; the portable vector needs no CPU feature.
         Level::Portable => unsafe { gemm_generic::<Portable, 4, 1>(&g) },
         other => return Err(arg(format!("gemm: weights packed for {} but this CPU lacks it", other.name()))),
@@ -251,9 +269,42 @@ struct GemmArgs {
     hi: f32,
 }
 
+/// A kernel body written once over [`Vector`] and run at a level by [`run_job`].
+pub(crate) trait Job {
+    /// # Safety
+    /// `V`'s level is supported by the CPU; the job's fields satisfy the checks of the function
+    /// that built it.
+    unsafe fn run<V: Vector>(&mut self);
+}
+
+/// Runs `job` at `level`: inside a `#[target_feature]` function for that level, so the job's
+/// `#[inline(always)]` body is compiled for it.
+///
+/// # Safety
+/// The job's fields satisfy the checks of the function that built it.
+pub(crate) unsafe fn run_job<J: Job>(level: Level, job: &mut J) -> KResult {
+    match level {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the CPU runs AVX-512F (checked); the job's preconditions are the caller's.
+        Level::Avx512 if std::is_x86_feature_detected!("avx512f") => unsafe { x86::job_avx512(job) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the CPU runs AVX2 and FMA (checked); as above.
+        Level::Avx2 if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") => unsafe {
+            x86::job_avx2(job)
+        },
+        #[cfg(target_arch = "aarch64")]
+        // SAFETY: the CPU runs NEON (checked); as above.
+        Level::Neon if std::arch::is_aarch64_feature_detected!("neon") => unsafe { arm::job_neon(job) },
+        // SAFETY: the portable vector needs no CPU feature; as above.
+        Level::Portable => unsafe { job.run::<Portable>() },
+        other => return Err(arg(format!("{} is not a level this CPU runs", other.name()))),
+    }
+    Ok(())
+}
+
 /// A SIMD vector of f32 lanes. Every method is `unsafe`: the caller guarantees the CPU runs the
 /// level and that pointers are valid for `LANES` elements.
-trait Vector: Copy {
+pub(crate) trait Vector: Copy {
     const LANES: usize;
     unsafe fn splat(x: f32) -> Self;
     unsafe fn load(p: *const f32) -> Self;
@@ -262,12 +313,37 @@ trait Vector: Copy {
     unsafe fn fma(a: Self, b: Self, c: Self) -> Self;
     /// `clamp(x, lo, hi)` keeping NaN.
     unsafe fn clamp(self, lo: Self, hi: Self) -> Self;
+    unsafe fn add(a: Self, b: Self) -> Self;
+    unsafe fn sub(a: Self, b: Self) -> Self;
+    unsafe fn mul(a: Self, b: Self) -> Self;
+    unsafe fn div(a: Self, b: Self) -> Self;
+    /// Lane-wise maximum; NaN in either operand gives NaN.
+    unsafe fn max(a: Self, b: Self) -> Self;
+    /// Lane-wise minimum; NaN in either operand gives NaN.
+    unsafe fn min(a: Self, b: Self) -> Self;
+    /// Rounds to the nearest integer, ties to even.
+    unsafe fn round(self) -> Self;
+    /// `2ⁿ` for lanes holding integers `n` in `-126..=127`.
+    unsafe fn pow2i(self) -> Self;
+    /// Lane-wise `if x < 0 { if_neg } else { otherwise }` (NaN is not negative).
+    unsafe fn select_neg(x: Self, if_neg: Self, otherwise: Self) -> Self;
 
     /// Loads `n < LANES` elements, zero past them.
     #[inline(always)]
     unsafe fn load_partial(p: *const f32, n: usize) -> Self {
         let mut tmp = [0.0f32; 16];
         // SAFETY: the caller guarantees `p` is valid for `n` reads; `tmp` holds 16 ≥ LANES.
+        unsafe {
+            std::ptr::copy_nonoverlapping(p, tmp.as_mut_ptr(), n);
+            Self::load(tmp.as_ptr())
+        }
+    }
+
+    /// Loads `n < LANES` elements, `fill` past them.
+    #[inline(always)]
+    unsafe fn load_partial_or(p: *const f32, n: usize, fill: f32) -> Self {
+        let mut tmp = [fill; 16];
+        // SAFETY: as `load_partial`.
         unsafe {
             std::ptr::copy_nonoverlapping(p, tmp.as_mut_ptr(), n);
             Self::load(tmp.as_ptr())
@@ -283,6 +359,40 @@ trait Vector: Copy {
             self.store(tmp.as_mut_ptr());
             std::ptr::copy_nonoverlapping(tmp.as_ptr(), p, n);
         }
+    }
+
+    /// The lanes, in order (the first `LANES` of the array).
+    #[inline(always)]
+    unsafe fn lanes(self) -> [f32; 16] {
+        let mut tmp = [0.0f32; 16];
+        // SAFETY: `tmp` holds 16 ≥ LANES.
+        unsafe { self.store(tmp.as_mut_ptr()) };
+        tmp
+    }
+
+    /// The sum of the lanes (pairwise, in a fixed order).
+    #[inline(always)]
+    unsafe fn sum(self) -> f32 {
+        // SAFETY: forwarded from the caller.
+        let mut t = unsafe { self.lanes() };
+        let mut n = Self::LANES;
+        while n > 1 {
+            n /= 2;
+            for i in 0..n {
+                t[i] += t[i + n];
+            }
+        }
+        t[0]
+    }
+
+    /// The largest lane (NaN if any lane is NaN).
+    #[inline(always)]
+    unsafe fn max_lane(self) -> f32 {
+        // SAFETY: forwarded from the caller.
+        let t = unsafe { self.lanes() };
+        t[..Self::LANES]
+            .iter()
+            .fold(f32::NEG_INFINITY, |m, &x| if x.is_nan() || m.is_nan() { f32::NAN } else { m.max(x) })
     }
 }
 
@@ -323,6 +433,46 @@ impl Vector for Portable {
             }
         }))
     }
+    #[inline(always)]
+    unsafe fn add(a: Self, b: Self) -> Self {
+        Portable(std::array::from_fn(|i| a.0[i] + b.0[i]))
+    }
+    #[inline(always)]
+    unsafe fn sub(a: Self, b: Self) -> Self {
+        Portable(std::array::from_fn(|i| a.0[i] - b.0[i]))
+    }
+    #[inline(always)]
+    unsafe fn mul(a: Self, b: Self) -> Self {
+        Portable(std::array::from_fn(|i| a.0[i] * b.0[i]))
+    }
+    #[inline(always)]
+    unsafe fn div(a: Self, b: Self) -> Self {
+        Portable(std::array::from_fn(|i| a.0[i] / b.0[i]))
+    }
+    #[inline(always)]
+    unsafe fn max(a: Self, b: Self) -> Self {
+        Portable(std::array::from_fn(
+            |i| if a.0[i].is_nan() || b.0[i].is_nan() { f32::NAN } else { a.0[i].max(b.0[i]) },
+        ))
+    }
+    #[inline(always)]
+    unsafe fn min(a: Self, b: Self) -> Self {
+        Portable(std::array::from_fn(
+            |i| if a.0[i].is_nan() || b.0[i].is_nan() { f32::NAN } else { a.0[i].min(b.0[i]) },
+        ))
+    }
+    #[inline(always)]
+    unsafe fn round(self) -> Self {
+        Portable(self.0.map(f32::round_ties_even))
+    }
+    #[inline(always)]
+    unsafe fn pow2i(self) -> Self {
+        Portable(self.0.map(|n| f32::from_bits(((n as i32 + 127) as u32) << 23)))
+    }
+    #[inline(always)]
+    unsafe fn select_neg(x: Self, if_neg: Self, otherwise: Self) -> Self {
+        Portable(std::array::from_fn(|i| if x.0[i] < 0.0 { if_neg.0[i] } else { otherwise.0[i] }))
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -362,6 +512,63 @@ mod x86 {
             // second one, so `x` goes second to keep NaN.
             Z(unsafe { _mm512_min_ps(hi.0, _mm512_max_ps(lo.0, self.0)) })
         }
+        #[inline(always)]
+        unsafe fn add(a: Self, b: Self) -> Self {
+            // SAFETY: AVX-512F, guaranteed by the caller.
+            Z(unsafe { _mm512_add_ps(a.0, b.0) })
+        }
+        #[inline(always)]
+        unsafe fn sub(a: Self, b: Self) -> Self {
+            // SAFETY: AVX-512F, guaranteed by the caller.
+            Z(unsafe { _mm512_sub_ps(a.0, b.0) })
+        }
+        #[inline(always)]
+        unsafe fn mul(a: Self, b: Self) -> Self {
+            // SAFETY: AVX-512F, guaranteed by the caller.
+            Z(unsafe { _mm512_mul_ps(a.0, b.0) })
+        }
+        #[inline(always)]
+        unsafe fn div(a: Self, b: Self) -> Self {
+            // SAFETY: AVX-512F, guaranteed by the caller.
+            Z(unsafe { _mm512_div_ps(a.0, b.0) })
+        }
+        #[inline(always)]
+        unsafe fn max(a: Self, b: Self) -> Self {
+            // SAFETY: AVX-512F, guaranteed by the caller. `max_ps` returns its second operand
+            // when either is NaN; lanes where `a` is NaN take `a`.
+            Z(unsafe {
+                _mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_UNORD_Q>(a.0, a.0), _mm512_max_ps(a.0, b.0), a.0)
+            })
+        }
+        #[inline(always)]
+        unsafe fn min(a: Self, b: Self) -> Self {
+            // SAFETY: as `max`.
+            Z(unsafe {
+                _mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_UNORD_Q>(a.0, a.0), _mm512_min_ps(a.0, b.0), a.0)
+            })
+        }
+        #[inline(always)]
+        unsafe fn round(self) -> Self {
+            // SAFETY: AVX-512F, guaranteed by the caller.
+            Z(unsafe { _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(self.0) })
+        }
+        #[inline(always)]
+        unsafe fn pow2i(self) -> Self {
+            // SAFETY: AVX-512F, guaranteed by the caller; the exponent field of n + 127.
+            Z(unsafe {
+                _mm512_castsi512_ps(_mm512_slli_epi32::<23>(_mm512_add_epi32(
+                    _mm512_cvtps_epi32(self.0),
+                    _mm512_set1_epi32(127),
+                )))
+            })
+        }
+        #[inline(always)]
+        unsafe fn select_neg(x: Self, if_neg: Self, otherwise: Self) -> Self {
+            // SAFETY: AVX-512F, guaranteed by the caller.
+            Z(unsafe {
+                _mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_LT_OQ>(x.0, _mm512_setzero_ps()), otherwise.0, if_neg.0)
+            })
+        }
     }
 
     #[derive(Clone, Copy)]
@@ -394,6 +601,56 @@ mod x86 {
             // SAFETY: AVX, guaranteed by the caller; `x` second keeps NaN (see `Z::clamp`).
             Y(unsafe { _mm256_min_ps(hi.0, _mm256_max_ps(lo.0, self.0)) })
         }
+        #[inline(always)]
+        unsafe fn add(a: Self, b: Self) -> Self {
+            // SAFETY: AVX, guaranteed by the caller.
+            Y(unsafe { _mm256_add_ps(a.0, b.0) })
+        }
+        #[inline(always)]
+        unsafe fn sub(a: Self, b: Self) -> Self {
+            // SAFETY: AVX, guaranteed by the caller.
+            Y(unsafe { _mm256_sub_ps(a.0, b.0) })
+        }
+        #[inline(always)]
+        unsafe fn mul(a: Self, b: Self) -> Self {
+            // SAFETY: AVX, guaranteed by the caller.
+            Y(unsafe { _mm256_mul_ps(a.0, b.0) })
+        }
+        #[inline(always)]
+        unsafe fn div(a: Self, b: Self) -> Self {
+            // SAFETY: AVX, guaranteed by the caller.
+            Y(unsafe { _mm256_div_ps(a.0, b.0) })
+        }
+        #[inline(always)]
+        unsafe fn max(a: Self, b: Self) -> Self {
+            // SAFETY: AVX, guaranteed by the caller; NaN in `a` kept as in `Z::max`.
+            Y(unsafe { _mm256_blendv_ps(_mm256_max_ps(a.0, b.0), a.0, _mm256_cmp_ps::<_CMP_UNORD_Q>(a.0, a.0)) })
+        }
+        #[inline(always)]
+        unsafe fn min(a: Self, b: Self) -> Self {
+            // SAFETY: as `max`.
+            Y(unsafe { _mm256_blendv_ps(_mm256_min_ps(a.0, b.0), a.0, _mm256_cmp_ps::<_CMP_UNORD_Q>(a.0, a.0)) })
+        }
+        #[inline(always)]
+        unsafe fn round(self) -> Self {
+            // SAFETY: AVX, guaranteed by the caller.
+            Y(unsafe { _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(self.0) })
+        }
+        #[inline(always)]
+        unsafe fn pow2i(self) -> Self {
+            // SAFETY: AVX2, guaranteed by the caller; the exponent field of n + 127.
+            Y(unsafe {
+                _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(
+                    _mm256_cvtps_epi32(self.0),
+                    _mm256_set1_epi32(127),
+                )))
+            })
+        }
+        #[inline(always)]
+        unsafe fn select_neg(x: Self, if_neg: Self, otherwise: Self) -> Self {
+            // SAFETY: AVX, guaranteed by the caller.
+            Y(unsafe { _mm256_blendv_ps(otherwise.0, if_neg.0, _mm256_cmp_ps::<_CMP_LT_OQ>(x.0, _mm256_setzero_ps())) })
+        }
     }
 
     /// # Safety
@@ -413,6 +670,22 @@ mod x86 {
     }
 
     /// # Safety
+    /// The CPU supports AVX-512F; the job's own preconditions hold.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn job_avx512<J: super::Job>(job: &mut J) {
+        // SAFETY: forwarded from the caller.
+        unsafe { job.run::<Z>() }
+    }
+
+    /// # Safety
+    /// The CPU supports AVX2 and FMA; the job's own preconditions hold.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn job_avx2<J: super::Job>(job: &mut J) {
+        // SAFETY: forwarded from the caller.
+        unsafe { job.run::<Y>() }
+    }
+
+    /// # Safety
     /// The CPU supports AVX-512F; `d` satisfies [`super::dw_row`]'s checks.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn dw_avx512(d: &DwArgs) {
@@ -426,6 +699,114 @@ mod x86 {
     pub(super) unsafe fn dw_avx2(d: &DwArgs) {
         // SAFETY: forwarded from the caller.
         unsafe { dw_row_generic::<Y>(d) }
+    }
+}
+
+#[cfg(target_arch = "aarch64")]
+mod arm {
+    use std::arch::aarch64::*;
+
+    use super::{dw_row_generic, gemm_generic, DwArgs, GemmArgs, Vector};
+
+    #[derive(Clone, Copy)]
+    pub(super) struct N(float32x4_t);
+
+    impl Vector for N {
+        const LANES: usize = 4;
+        #[inline(always)]
+        unsafe fn splat(x: f32) -> Self {
+            // SAFETY: only reached from `neon` functions.
+            N(unsafe { vdupq_n_f32(x) })
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> Self {
+            // SAFETY: the caller guarantees 4 readable elements and NEON.
+            N(unsafe { vld1q_f32(p) })
+        }
+        #[inline(always)]
+        unsafe fn store(self, p: *mut f32) {
+            // SAFETY: the caller guarantees 4 writable elements and NEON.
+            unsafe { vst1q_f32(p, self.0) }
+        }
+        #[inline(always)]
+        unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
+            // SAFETY: NEON, guaranteed by the caller. `vfmaq_f32(c, a, b)` is `c + a · b`.
+            N(unsafe { vfmaq_f32(c.0, a.0, b.0) })
+        }
+        #[inline(always)]
+        unsafe fn clamp(self, lo: Self, hi: Self) -> Self {
+            // SAFETY: NEON, guaranteed by the caller; FMAX/FMIN return NaN when either is NaN.
+            N(unsafe { vminq_f32(hi.0, vmaxq_f32(lo.0, self.0)) })
+        }
+        #[inline(always)]
+        unsafe fn add(a: Self, b: Self) -> Self {
+            // SAFETY: NEON, guaranteed by the caller.
+            N(unsafe { vaddq_f32(a.0, b.0) })
+        }
+        #[inline(always)]
+        unsafe fn sub(a: Self, b: Self) -> Self {
+            // SAFETY: NEON, guaranteed by the caller.
+            N(unsafe { vsubq_f32(a.0, b.0) })
+        }
+        #[inline(always)]
+        unsafe fn mul(a: Self, b: Self) -> Self {
+            // SAFETY: NEON, guaranteed by the caller.
+            N(unsafe { vmulq_f32(a.0, b.0) })
+        }
+        #[inline(always)]
+        unsafe fn div(a: Self, b: Self) -> Self {
+            // SAFETY: NEON, guaranteed by the caller.
+            N(unsafe { vdivq_f32(a.0, b.0) })
+        }
+        #[inline(always)]
+        unsafe fn max(a: Self, b: Self) -> Self {
+            // SAFETY: NEON, guaranteed by the caller; FMAX propagates NaN.
+            N(unsafe { vmaxq_f32(a.0, b.0) })
+        }
+        #[inline(always)]
+        unsafe fn min(a: Self, b: Self) -> Self {
+            // SAFETY: NEON, guaranteed by the caller; FMIN propagates NaN.
+            N(unsafe { vminq_f32(a.0, b.0) })
+        }
+        #[inline(always)]
+        unsafe fn round(self) -> Self {
+            // SAFETY: NEON, guaranteed by the caller (FRINTN: to nearest, ties to even).
+            N(unsafe { vrndnq_f32(self.0) })
+        }
+        #[inline(always)]
+        unsafe fn pow2i(self) -> Self {
+            // SAFETY: NEON, guaranteed by the caller; the exponent field of n + 127.
+            N(unsafe { vreinterpretq_f32_s32(vshlq_n_s32::<23>(vaddq_s32(vcvtq_s32_f32(self.0), vdupq_n_s32(127)))) })
+        }
+        #[inline(always)]
+        unsafe fn select_neg(x: Self, if_neg: Self, otherwise: Self) -> Self {
+            // SAFETY: NEON, guaranteed by the caller.
+            N(unsafe { vbslq_f32(vcltzq_f32(x.0), if_neg.0, otherwise.0) })
+        }
+    }
+
+    /// # Safety
+    /// The CPU supports NEON; `g` satisfies [`super::gemm`]'s checks.
+    #[target_feature(enable = "neon")]
+    pub(super) unsafe fn gemm_neon(g: &GemmArgs) {
+        // SAFETY: forwarded from the caller.
+        unsafe { gemm_generic::<N, 6, 4>(g) }
+    }
+
+    /// # Safety
+    /// The CPU supports NEON; `d` satisfies [`super::dw_row`]'s checks.
+    #[target_feature(enable = "neon")]
+    pub(super) unsafe fn dw_neon(d: &DwArgs) {
+        // SAFETY: forwarded from the caller.
+        unsafe { dw_row_generic::<N>(d) }
+    }
+
+    /// # Safety
+    /// The CPU supports NEON; the job's own preconditions hold.
+    #[target_feature(enable = "neon")]
+    pub(super) unsafe fn job_neon<J: super::Job>(job: &mut J) {
+        // SAFETY: forwarded from the caller.
+        unsafe { job.run::<N>() }
     }
 }
 
@@ -657,6 +1038,9 @@ pub fn dw_row(x: &[f32], g: &DwGeometry, oy: usize, packed: &PackedDw, y: &mut [
         Level::Avx2 if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") => unsafe {
             x86::dw_avx2(&d)
         },
+        #[cfg(target_arch = "aarch64")]
+        // SAFETY: the CPU runs NEON (checked); the bounds were checked above.
+        Level::Neon if std::arch::is_aarch64_feature_detected!("neon") => unsafe { arm::dw_neon(&d) },
         // SAFETY: the bounds were checked above.
         Level::Portable => unsafe { dw_row_generic::<Portable>(&d) },
         other => return Err(arg(format!("depthwise: weights packed for {} but this CPU lacks it", other.name()))),

@@ -1,0 +1,427 @@
+//! Operators the backend runs with its SIMD row kernels ([`crate::kernels::rowwise`]) instead of
+//! the portable kernels: broadcasting arithmetic, activations, softmax over the last dimension,
+//! layer norm, sums and means over adjacent dimensions, and the NHWC pooling the channels-last
+//! pass emits.
+//!
+//! At init, [`RowKernel::recognise`] matches an operation of the blob graph against the forms
+//! these kernels cover (float tensors, static shapes, the arguments each form needs) and makes
+//! its plan; anything else stays with the portable kernel, which validates its own arguments.
+//! Kernels that approximate (`exp`, `erf`) or sum in another order keep the portable kernel as a
+//! fallback for programs run with the reference accumulation order ([`RowKernel::exact`]).
+
+use ferrite_program::ScalarType;
+
+use super::blob::{BlobGraph, BlobOp, BlobValue};
+use super::preprocess::{NHWC_AVG_POOL, NHWC_MAX_POOL};
+use crate::env::Env;
+use crate::error::Result;
+use crate::kernels::rowwise::{self, Broadcast};
+use crate::kernels::simd::rows::{Binary, Pool, PoolGeometry, Unary};
+use crate::kernels::simd::Level;
+
+/// An operation planned for a row kernel; the `usize`s are value indices of the blob graph.
+#[derive(Debug)]
+pub(super) enum RowKernel {
+    Binary { op: Binary, plan: Broadcast, a: usize, b: usize, out: usize },
+    Unary { op: Unary, x: usize, out: usize },
+    Softmax { x: usize, out: usize, n: usize },
+    LayerNorm { x: usize, weight: Option<usize>, bias: Option<usize>, eps: f32, n: usize, outs: [usize; 3] },
+    Sum { x: usize, out: usize, dims: (usize, usize, usize), divisor: f32 },
+    Pool { x: usize, out: usize, images: usize, geometry: PoolGeometry, pool: Pool },
+}
+
+/// The float tensor `v`'s sizes.
+fn float(graph: &BlobGraph, v: usize) -> Option<&[usize]> {
+    graph.tensor(v).filter(|t| t.dtype == ScalarType::Float).map(|t| t.sizes.as_slice())
+}
+
+fn int(graph: &BlobGraph, v: usize) -> Option<i64> {
+    match graph.values.get(v)? {
+        BlobValue::Int(x) => Some(*x),
+        _ => None,
+    }
+}
+
+/// An int or float scalar as f32 (`None` for any other value).
+fn scalar(graph: &BlobGraph, v: usize) -> Option<f32> {
+    match graph.values.get(v)? {
+        BlobValue::Int(x) => Some(*x as f32),
+        BlobValue::Double(x) => Some(*x as f32),
+        _ => None,
+    }
+}
+
+fn is_none(graph: &BlobGraph, v: usize) -> bool {
+    matches!(graph.values.get(v), Some(BlobValue::None))
+}
+
+/// `d` (possibly negative) as an index into `rank` dimensions.
+fn dim(d: i64, rank: usize) -> Option<usize> {
+    let r = i64::try_from(rank).ok()?;
+    let d = if d < 0 { d + r } else { d };
+    (0..r.max(1)).contains(&d).then_some(d as usize)
+}
+
+fn numel(sizes: &[usize]) -> Option<usize> {
+    sizes.iter().try_fold(1usize, |p, &d| p.checked_mul(d))
+}
+
+/// The images and geometry of a pooling from NHWC `x` to NHWC `out`, when the sizes agree and
+/// every window starts inside the padded image (as PyTorch's output sizes guarantee).
+pub(super) fn pool_geometry(
+    x: &[usize],
+    out: &[usize],
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    padding: [usize; 2],
+    dilation: [usize; 2],
+) -> Option<(usize, PoolGeometry)> {
+    let (&[n, h, w, c], &[on, oh, ow, oc]) = (x, out) else { return None };
+    if (on, oc) != (n, c) || stride.contains(&0) || dilation.contains(&0) || kernel.contains(&0) {
+        return None;
+    }
+    for (o, i, s, p) in [(oh, h, stride[0], padding[0]), (ow, w, stride[1], padding[1])] {
+        if o > 0 && (o - 1).checked_mul(s)? >= i.checked_add(p.checked_mul(2)?)? {
+            return None;
+        }
+    }
+    Some((n, PoolGeometry { h, w, c, oh, ow, kernel, stride, padding, dilation }))
+}
+
+impl RowKernel {
+    /// The row kernel for `op`, when it has one of the forms these kernels cover.
+    pub(super) fn recognise(graph: &BlobGraph, op: &BlobOp) -> Option<RowKernel> {
+        let a = &op.args;
+        let at = |i: usize| a.get(i).copied();
+        let same = |x: usize, out: usize| float(graph, x).is_some() && float(graph, x) == float(graph, out);
+        let unary = |op: Unary, out_at: usize| -> Option<RowKernel> {
+            let (x, out) = (at(0)?, at(out_at)?);
+            same(x, out).then_some(RowKernel::Unary { op, x, out })
+        };
+        match op.name.as_str() {
+            "aten::add.out" | "aten::sub.out" | "aten::mul.out" | "aten::div.out" | "aten::maximum.out"
+            | "aten::minimum.out" => {
+                let (bop, out_at) = match op.name.as_str() {
+                    "aten::add.out" => (Binary::Add, 3),
+                    "aten::sub.out" => (Binary::Sub, 3),
+                    "aten::mul.out" => (Binary::Mul, 2),
+                    "aten::div.out" => (Binary::Div, 2),
+                    "aten::maximum.out" => (Binary::Max, 2),
+                    _ => (Binary::Min, 2),
+                };
+                if out_at == 3 && scalar(graph, at(2)?) != Some(1.0) {
+                    return None; // alpha ≠ 1
+                }
+                let (x, y, out) = (at(0)?, at(1)?, at(out_at)?);
+                let plan = Broadcast::new(float(graph, x)?, float(graph, y)?, float(graph, out)?)?;
+                Some(RowKernel::Binary { op: bop, plan, a: x, b: y, out })
+            }
+            "aten::relu.out" => unary(Unary::Clamp(0.0, f32::INFINITY), 1),
+            "aten::hardtanh.out" => {
+                let (lo, hi) = (scalar(graph, at(1)?)?, scalar(graph, at(2)?)?);
+                (lo <= hi).then(|| unary(Unary::Clamp(lo, hi), 3)).flatten()
+            }
+            "aten::clamp.out" => {
+                let bound = |v: usize, open: f32| if is_none(graph, v) { Some(open) } else { scalar(graph, v) };
+                let (lo, hi) = (bound(at(1)?, f32::NEG_INFINITY)?, bound(at(2)?, f32::INFINITY)?);
+                let given = !(is_none(graph, at(1)?) && is_none(graph, at(2)?));
+                (given && lo <= hi).then(|| unary(Unary::Clamp(lo, hi), 3)).flatten()
+            }
+            "aten::sigmoid.out" => unary(Unary::Sigmoid, 1),
+            "aten::tanh.out" => unary(Unary::Tanh, 1),
+            "aten::exp.out" => unary(Unary::Exp, 1),
+            "aten::silu.out" => unary(Unary::Silu, 1),
+            "aten::hardswish.out" => unary(Unary::Hardswish, 1),
+            "aten::hardsigmoid.out" => unary(Unary::Hardsigmoid, 1),
+            "aten::gelu.out" => {
+                let form = match graph.values.get(at(1)?)? {
+                    BlobValue::None => Unary::Gelu,
+                    BlobValue::String(s) if s == "none" => Unary::Gelu,
+                    BlobValue::String(s) if s == "tanh" => Unary::GeluTanh,
+                    _ => return None,
+                };
+                unary(form, 2)
+            }
+            "aten::_softmax.out" => {
+                let (x, out) = (at(0)?, at(3)?);
+                let sizes = float(graph, x)?;
+                let d = dim(int(graph, at(1)?)?, sizes.len())?;
+                let half_to_float = matches!(graph.values.get(at(2)?)?, BlobValue::Bool(true));
+                // Softmax over the last dimension (or one followed only by ones).
+                let last = sizes.get(d + 1..).is_none_or(|rest| rest.iter().all(|&s| s == 1));
+                let n = sizes.get(d).copied().unwrap_or(1);
+                (same(x, out) && last && !half_to_float && n > 0).then_some(RowKernel::Softmax { x, out, n })
+            }
+            "aten::native_layer_norm.out" => {
+                let x = at(0)?;
+                let sizes = float(graph, x)?;
+                let BlobValue::IntList(shape) = graph.values.get(at(1)?)? else { return None };
+                let k = shape.len();
+                if k == 0 || k > sizes.len() {
+                    return None;
+                }
+                let tail = &sizes[sizes.len() - k..];
+                if !shape.iter().zip(tail).all(|(&s, &t)| usize::try_from(s) == Ok(t)) {
+                    return None;
+                }
+                let n = numel(tail)?;
+                let rows = numel(&sizes[..sizes.len() - k])?;
+                let affine = |v: usize| -> Option<Option<usize>> {
+                    if is_none(graph, v) {
+                        Some(None)
+                    } else {
+                        (numel(float(graph, v)?)? == n).then_some(Some(v))
+                    }
+                };
+                let (weight, bias) = (affine(at(2)?)?, affine(at(3)?)?);
+                let eps = match graph.values.get(at(4)?)? {
+                    BlobValue::Double(e) => *e as f32,
+                    _ => return None,
+                };
+                let outs = [at(5)?, at(6)?, at(7)?];
+                let stats_ok = outs[1..].iter().all(|&s| float(graph, s).and_then(numel) == Some(rows));
+                (same(x, outs[0]) && stats_ok && n > 0).then_some(RowKernel::LayerNorm {
+                    x,
+                    weight,
+                    bias,
+                    eps,
+                    n,
+                    outs,
+                })
+            }
+            "aten::mean.out" | "aten::sum.IntList_out" => {
+                let (x, out) = (at(0)?, at(4)?);
+                let sizes = float(graph, x)?;
+                float(graph, out)?;
+                if !is_none(graph, at(3)?) {
+                    return None; // an explicit dtype
+                }
+                let rank = sizes.len();
+                let mut dims: Vec<usize> = match graph.values.get(at(1)?)? {
+                    BlobValue::None => (0..rank).collect(),
+                    BlobValue::IntList(l) if l.is_empty() => (0..rank).collect(),
+                    BlobValue::IntList(l) => l.iter().map(|&d| dim(d, rank)).collect::<Option<_>>()?,
+                    _ => return None,
+                };
+                dims.sort_unstable();
+                dims.dedup();
+                let (&d0, &d1) = (dims.first()?, dims.last()?);
+                if d1 - d0 + 1 != dims.len() || rank == 0 {
+                    return None; // not adjacent dimensions
+                }
+                let (outer, r, inner) = (numel(&sizes[..d0])?, numel(&sizes[d0..=d1])?, numel(&sizes[d1 + 1..])?);
+                if numel(float(graph, out)?)? != outer.checked_mul(inner)? {
+                    return None;
+                }
+                let divisor = if op.name == "aten::mean.out" { r as f32 } else { 1.0 };
+                (r > 0).then_some(RowKernel::Sum { x, out, dims: (outer, r, inner), divisor })
+            }
+            NHWC_MAX_POOL | NHWC_AVG_POOL => Self::pool(graph, op),
+            _ => None,
+        }
+    }
+
+    /// A channels-last pooling (see [`NHWC_MAX_POOL`] for the arguments).
+    fn pool(graph: &BlobGraph, op: &BlobOp) -> Option<RowKernel> {
+        let a = &op.args;
+        let pair = |v: usize| -> Option<[usize; 2]> {
+            match graph.values.get(*a.get(v)?)? {
+                BlobValue::IntList(l) if l.len() == 2 => {
+                    Some([usize::try_from(l[0]).ok()?, usize::try_from(l[1]).ok()?])
+                }
+                _ => None,
+            }
+        };
+        let (kernel, stride, padding, dilation) = (pair(1)?, pair(2)?, pair(3)?, pair(4)?);
+        let flag = |v: usize| match graph.values.get(*a.get(v)?)? {
+            BlobValue::Bool(b) => Some(*b),
+            _ => None,
+        };
+        let pool = if op.name == NHWC_MAX_POOL {
+            Pool::Max
+        } else {
+            let divisor = match graph.values.get(*a.get(6)?)? {
+                BlobValue::None => None,
+                BlobValue::Int(d) if *d != 0 => Some(*d as f32),
+                _ => return None,
+            };
+            Pool::Avg { count_include_pad: flag(5)?, divisor }
+        };
+        let (x, out) = (*a.first()?, *a.get(7)?);
+        let (images, geometry) =
+            pool_geometry(float(graph, x)?, float(graph, out)?, kernel, stride, padding, dilation)?;
+        Some(RowKernel::Pool { x, out, images, geometry, pool })
+    }
+
+    /// Whether the kernel's results are bit-identical to the portable kernel's.
+    pub(super) fn exact(&self) -> bool {
+        match self {
+            RowKernel::Binary { .. } | RowKernel::Pool { pool: Pool::Max, .. } => true,
+            RowKernel::Unary { op, .. } => op.exact(),
+            _ => false,
+        }
+    }
+
+    /// Runs the kernel with the activation `(lo, hi)` fused.
+    pub(super) fn run(&self, env: &mut Env<'_>, level: Level, bounds: (f32, f32), threads: usize) -> Result<()> {
+        let clamp = |y: &mut [f32]| {
+            if bounds != (f32::NEG_INFINITY, f32::INFINITY) {
+                y.iter_mut().for_each(|v| *v = v.clamp(bounds.0, bounds.1));
+            }
+        };
+        match *self {
+            RowKernel::Binary { op, ref plan, a, b, out } => env.run(&[a, b], &[out], |ins, outs| {
+                let (x, y) = (ins[0].typed::<f32>()?, ins[1].typed::<f32>()?);
+                Ok(plan.run(level, op, x, y, outs[0].typed::<f32>()?, bounds, threads)?)
+            }),
+            RowKernel::Unary { op, x, out } => env.run(&[x], &[out], |ins, outs| {
+                let y = outs[0].typed::<f32>()?;
+                rowwise::unary(level, op, ins[0].typed::<f32>()?, y, threads)?;
+                clamp(y);
+                Ok(())
+            }),
+            RowKernel::Softmax { x, out, n } => env.run(&[x], &[out], |ins, outs| {
+                let y = outs[0].typed::<f32>()?;
+                rowwise::softmax(level, ins[0].typed::<f32>()?, y, n, threads)?;
+                clamp(y);
+                Ok(())
+            }),
+            RowKernel::LayerNorm { x, weight, bias, eps, n, outs } => {
+                let ins: Vec<usize> = [Some(x), weight, bias].into_iter().flatten().collect();
+                env.run(&ins, &outs, |ins, o| {
+                    let xs = ins[0].typed::<f32>()?;
+                    let w = weight.map(|_| ins[1].typed::<f32>()).transpose()?;
+                    let b = bias.map(|_| ins[ins.len() - 1].typed::<f32>()).transpose()?;
+                    let [y, mean, rstd] = o else {
+                        return Err(crate::error::RuntimeError::Invalid("layer_norm: three outputs expected".into()));
+                    };
+                    let y = y.typed::<f32>()?;
+                    rowwise::layer_norm(
+                        level,
+                        xs,
+                        y,
+                        n,
+                        w,
+                        b,
+                        eps,
+                        mean.typed::<f32>()?,
+                        rstd.typed::<f32>()?,
+                        threads,
+                    )?;
+                    clamp(y);
+                    Ok(())
+                })
+            }
+            RowKernel::Sum { x, out, dims, divisor } => env.run(&[x], &[out], |ins, outs| {
+                let y = outs[0].typed::<f32>()?;
+                rowwise::sum_axis(level, ins[0].typed::<f32>()?, dims, divisor, y)?;
+                clamp(y);
+                Ok(())
+            }),
+            RowKernel::Pool { x, out, images, ref geometry, pool } => env.run(&[x], &[out], |ins, outs| {
+                let (xs, y) = (ins[0].typed::<f32>()?, outs[0].typed::<f32>()?);
+                Ok(rowwise::pool2d(level, xs, images, geometry, pool, y, bounds, threads)?)
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::blob::BlobTensor;
+    use super::*;
+
+    fn t(sizes: &[usize]) -> BlobValue {
+        BlobValue::Tensor(BlobTensor {
+            dtype: ScalarType::Float,
+            sizes: sizes.to_vec(),
+            constant: None,
+            alias_of: None,
+        })
+    }
+
+    /// One operation over `values`; its arguments are the values' indices in order.
+    fn recognise(name: &str, values: Vec<BlobValue>) -> Option<RowKernel> {
+        let args = (0..values.len()).collect();
+        let g = BlobGraph { values, inputs: vec![], outputs: vec![], ops: vec![], constants: vec![] };
+        RowKernel::recognise(&g, &BlobOp { name: name.into(), args, activation: None })
+    }
+
+    #[test]
+    fn recognises_the_forms_the_row_kernels_cover_and_nothing_else() {
+        use BlobValue::{Bool, Double, Int, IntList, None as Nil, String as Str};
+        let add = |alpha: BlobValue, b: &[usize]| recognise("aten::add.out", vec![t(&[2, 3]), t(b), alpha, t(&[2, 3])]);
+        assert!(matches!(add(Int(1), &[3]), Some(RowKernel::Binary { op: Binary::Add, .. })));
+        assert!(matches!(add(Double(1.0), &[2, 1]), Some(RowKernel::Binary { .. })));
+        assert!(add(Int(2), &[3]).is_none(), "alpha ≠ 1");
+        assert!(add(Int(1), &[4]).is_none(), "does not broadcast");
+        let ints =
+            BlobValue::Tensor(BlobTensor { dtype: ScalarType::Int, sizes: vec![2, 3], constant: None, alias_of: None });
+        assert!(recognise("aten::mul.out", vec![ints, t(&[2, 3]), t(&[2, 3])]).is_none(), "int operand");
+
+        let softmax = |dim: i64, sizes: &[usize]| {
+            recognise("aten::_softmax.out", vec![t(sizes), Int(dim), Bool(false), t(sizes)])
+        };
+        assert!(matches!(softmax(-1, &[2, 5]), Some(RowKernel::Softmax { n: 5, .. })));
+        assert!(matches!(softmax(1, &[2, 5, 1]), Some(RowKernel::Softmax { n: 5, .. })), "trailing ones");
+        assert!(softmax(0, &[2, 5]).is_none(), "not the last dimension");
+        assert!(softmax(2, &[2, 5]).is_none(), "out of range");
+
+        let gelu = |form: BlobValue| recognise("aten::gelu.out", vec![t(&[4]), form, t(&[4])]);
+        assert!(matches!(gelu(Str("tanh".into())), Some(RowKernel::Unary { op: Unary::GeluTanh, .. })));
+        assert!(matches!(gelu(Nil), Some(RowKernel::Unary { op: Unary::Gelu, .. })));
+        assert!(gelu(Str("erf".into())).is_none());
+        let clamp = |lo: BlobValue, hi: BlobValue| recognise("aten::clamp.out", vec![t(&[4]), lo, hi, t(&[4])]);
+        assert!(
+            matches!(clamp(Nil, Double(6.0)), Some(RowKernel::Unary { op: Unary::Clamp(lo, 6.0), .. }) if lo == f32::NEG_INFINITY)
+        );
+        assert!(clamp(Nil, Nil).is_none());
+        assert!(clamp(Int(3), Int(1)).is_none(), "min above max");
+        assert!(recognise("aten::relu.out", vec![t(&[4]), t(&[5])]).is_none(), "shape mismatch");
+
+        let mean = |dims: BlobValue| recognise("aten::mean.out", vec![t(&[2, 3, 4]), dims, Bool(false), Nil, t(&[2])]);
+        assert!(matches!(mean(IntList(vec![-1, 1])), Some(RowKernel::Sum { dims: (2, 12, 1), .. })));
+        assert!(mean(IntList(vec![0, 2])).is_none(), "not adjacent");
+        assert!(mean(IntList(vec![0])).is_none(), "output size");
+        assert!(matches!(
+            recognise("aten::sum.IntList_out", vec![t(&[2, 3, 4]), Nil, Bool(false), Nil, t(&[])]),
+            Some(RowKernel::Sum { dims: (1, 24, 1), .. })
+        ));
+
+        let ln = |shape: Vec<i64>, w: BlobValue| {
+            recognise(
+                "aten::native_layer_norm.out",
+                vec![t(&[2, 3, 4]), IntList(shape), w, Nil, Double(1e-5), t(&[2, 3, 4]), t(&[2, 3, 1]), t(&[2, 3, 1])],
+            )
+        };
+        assert!(matches!(ln(vec![4], t(&[4])), Some(RowKernel::LayerNorm { n: 4, .. })));
+        assert!(ln(vec![3, 4], Nil).is_none(), "statistics of the wrong size");
+        assert!(ln(vec![5], Nil).is_none(), "shape not the trailing sizes");
+        assert!(ln(vec![4], t(&[3])).is_none(), "weight of the wrong size");
+    }
+
+    #[test]
+    fn pooling_needs_a_consistent_geometry() {
+        use BlobValue::{Bool, IntList, None as Nil};
+        let pool = |kernel: Vec<i64>, out: &[usize]| {
+            recognise(
+                NHWC_MAX_POOL,
+                vec![
+                    t(&[1, 6, 6, 3]),
+                    IntList(kernel),
+                    IntList(vec![2, 2]),
+                    IntList(vec![0, 0]),
+                    IntList(vec![1, 1]),
+                    Bool(false),
+                    Nil,
+                    t(out),
+                ],
+            )
+        };
+        assert!(matches!(pool(vec![2, 2], &[1, 3, 3, 3]), Some(RowKernel::Pool { images: 1, .. })));
+        assert!(pool(vec![0, 2], &[1, 3, 3, 3]).is_none(), "empty window");
+        assert!(pool(vec![2, 2], &[1, 4, 3, 3]).is_none(), "a window past the image");
+        assert!(pool(vec![2, 2], &[1, 3, 3, 4]).is_none(), "channels differ");
+        assert!(pool(vec![2], &[1, 3, 3, 3]).is_none(), "one-entry list");
+    }
+}
