@@ -7,6 +7,9 @@ use rayon::prelude::*;
 use super::simd::{self, Level, PackedB};
 use super::{KResult, KernelError};
 
+/// Products below this many multiply-adds stay on one thread (a fork-join costs more).
+pub(crate) const PAR_MIN_MACS: usize = 1 << 16;
+
 /// `y = clamp(x · B + bias)` over rows of `x` (`m × k`, contiguous) into `y` (`m × n`), rows
 /// split over rayon's current pool in whole register tiles when `threads > 1`.
 pub(crate) fn gemm_rows(x: &[f32], y: &mut [f32], b: &PackedB, clamp: (f32, f32), threads: usize) -> KResult {
@@ -26,8 +29,15 @@ pub(crate) fn gemm_rows(x: &[f32], y: &mut [f32], b: &PackedB, clamp: (f32, f32)
         return Ok(());
     }
     let mr = b.level().mr();
+    // Few rows and wide weights (late convolution layers, a dense layer on a few rows): split
+    // the columns, so each task streams only its share of the weights.
+    let panels = n.div_ceil(b.level().nr());
+    if threads > 1 && m.div_ceil(mr) < threads * 4 && panels >= threads && m * k * n >= PAR_MIN_MACS {
+        return simd::gemm_split_columns(x, k, m, b, y, n, clamp.0, clamp.1, threads * 2);
+    }
     // Several tasks per thread for balance, each a whole number of register tiles.
-    let rows = if threads > 1 { m.div_ceil(threads * 4).div_ceil(mr).max(1) * mr } else { m };
+    let rows =
+        if threads > 1 && m * k * n >= PAR_MIN_MACS { m.div_ceil(threads * 4).div_ceil(mr).max(1) * mr } else { m };
     let run = |(xa, yc): (&[f32], &mut [f32])| simd::gemm(xa, k, xa.len() / k, b, yc, n, clamp.0, clamp.1);
     if threads > 1 && rows < m {
         x.par_chunks(rows * k).zip(y.par_chunks_mut(rows * n)).try_for_each(run)

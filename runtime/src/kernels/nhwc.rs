@@ -207,6 +207,9 @@ impl Conv2d {
             return Ok(());
         }
         let (lo, hi) = self.clamp;
+        // Small convolutions stay on one thread: a fork-join costs more than they do.
+        let macs = out_len.saturating_mul(g.kernel[0] * g.kernel[1] * (g.in_channels / g.groups.max(1)).max(1));
+        let threads = if macs < super::dense::PAR_MIN_MACS { 1 } else { threads };
         match &self.strategy {
             Strategy::Pointwise(b) => super::dense::gemm_rows(x, y, b, self.clamp, threads),
             Strategy::Depthwise(p) => {

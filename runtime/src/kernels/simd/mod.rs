@@ -229,27 +229,103 @@ pub fn gemm(a: &[f32], lda: usize, m: usize, b: &PackedB, c: &mut [f32], ldc: us
     if m == 0 || n == 0 {
         return Ok(());
     }
-    fits("gemm lhs", a.len(), m, k, lda)?;
-    fits("gemm output", c.len(), m, n, ldc)?;
-    if b.data.len() != n.div_ceil(b.level.nr()) * (k + 1) * b.level.nr() {
+    gemm_checks(a, lda, m, b, c, ldc)?;
+    let g = GemmArgs { a: a.as_ptr(), lda, m, k, b: b.data.as_ptr(), n, c: c.as_mut_ptr(), ldc, lo, hi };
+    // SAFETY: `gemm_checks` checked every bound the loops rely on.
+    unsafe { gemm_dispatch(b.level, &g) }
+}
+
+/// [`gemm`] with the weight panels split into about `tasks` groups of columns, run on rayon's
+/// current pool: for products with few rows and many columns (late convolution layers, dense
+/// layers on one row), where splitting rows would make every task stream all the weights.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_split_columns(
+    a: &[f32],
+    lda: usize,
+    m: usize,
+    b: &PackedB,
+    c: &mut [f32],
+    ldc: usize,
+    lo: f32,
+    hi: f32,
+    tasks: usize,
+) -> KResult {
+    use rayon::prelude::*;
+    let (k, n, nr) = (b.k, b.n, b.level.nr());
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    gemm_checks(a, lda, m, b, c, ldc)?;
+    let panels = n.div_ceil(nr);
+    let per = panels.div_ceil(tasks.clamp(1, panels));
+    /// The output's base pointer, shared by tasks that write disjoint columns.
+    #[derive(Clone, Copy)]
+    struct Out(*mut f32);
+    // SAFETY: tasks write disjoint column ranges of the output (below); the pointer is only
+    // dereferenced inside the GEMM loops.
+    unsafe impl Send for Out {}
+    // SAFETY: as above.
+    unsafe impl Sync for Out {}
+    impl Out {
+        /// The pointer (a method, so closures capture the whole `Out`, not its field).
+        fn ptr(self) -> *mut f32 {
+            self.0
+        }
+    }
+    let out = Out(c.as_mut_ptr());
+    (0..panels.div_ceil(per)).into_par_iter().try_for_each(|t| {
+        let (p0, p1) = (t * per, ((t + 1) * per).min(panels));
+        let cols = (p1 * nr).min(n) - p0 * nr;
+        // SAFETY: panels p0..p1 lie inside the packed data; columns p0·nr..p0·nr + cols ≤ n of
+        // every row lie inside `c` (checked by `gemm_checks`), and no other task writes them.
+        unsafe {
+            let g = GemmArgs {
+                a: a.as_ptr(),
+                lda,
+                m,
+                k,
+                b: b.data.as_ptr().add(p0 * (k + 1) * nr),
+                n: cols,
+                c: out.ptr().add(p0 * nr),
+                ldc,
+                lo,
+                hi,
+            };
+            gemm_dispatch(b.level, &g)
+        }
+    })
+}
+
+/// The bounds [`gemm`]'s loops rely on.
+fn gemm_checks(a: &[f32], lda: usize, m: usize, b: &PackedB, c: &[f32], ldc: usize) -> KResult {
+    fits("gemm lhs", a.len(), m, b.k, lda)?;
+    fits("gemm output", c.len(), m, b.n, ldc)?;
+    if b.data.len() != b.n.div_ceil(b.level.nr()) * (b.k + 1) * b.level.nr() {
         return Err(arg("gemm: packed weights are inconsistent".into()));
     }
-    let g = GemmArgs { a: a.as_ptr(), lda, m, k, b: b.data.as_ptr(), n, c: c.as_mut_ptr(), ldc, lo, hi };
-    match b.level {
+    Ok(())
+}
+
+/// Runs the GEMM loops at `level`.
+///
+/// # Safety
+/// `g` satisfies [`gemm_checks`] (for its column range) and its panels were packed for `level`.
+unsafe fn gemm_dispatch(level: Level, g: &GemmArgs) -> KResult {
+    match level {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the level was packed for only when the CPU runs it (`Level::available`), which
-        // is all `gemm_avx512` requires; the bounds it reads and writes were checked above.
-        Level::Avx512 if std::is_x86_feature_detected!("avx512f") => unsafe { x86::gemm_avx512(&g) },
+        // is all `gemm_avx512` requires; the bounds are the caller's.
+        Level::Avx512 if std::is_x86_feature_detected!("avx512f") => unsafe { x86::gemm_avx512(g) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above, for AVX2 and FMA.
         Level::Avx2 if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") => unsafe {
-            x86::gemm_avx2(&g)
+            x86::gemm_avx2(g)
         },
         #[cfg(target_arch = "aarch64")]
         // SAFETY: as above, for NEON.
-        Level::Neon if std::arch::is_aarch64_feature_detected!("neon") => unsafe { arm::gemm_neon(&g) },
-        // SAFETY: the bounds were checked above; the portable vector needs no CPU feature.
-        Level::Portable => unsafe { gemm_generic::<Portable, 4, 1>(&g) },
+        Level::Neon if std::arch::is_aarch64_feature_detected!("neon") => unsafe { arm::gemm_neon(g) },
+        // SAFETY: the bounds are the caller's; the portable vector needs no CPU feature.
+        Level::Portable => unsafe { gemm_generic::<Portable, 4, 1>(g) },
         other => return Err(arg(format!("gemm: weights packed for {} but this CPU lacks it", other.name()))),
     }
     Ok(())
@@ -1247,6 +1323,26 @@ mod tests {
     }
 
     #[test]
+    fn column_split_gemm_matches_the_whole_product() {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+        for level in Level::available() {
+            for &(m, k, n, tasks) in &[(1, 7, 100, 3), (5, 16, 33, 2), (3, 4, 8, 5), (2, 9, 200, 64)] {
+                let a: Vec<f32> = (0..m * k).map(|i| ((i * 7 % 13) as f32 - 6.0) / 4.0).collect();
+                let b: Vec<f32> = (0..k * n).map(|i| ((i * 5 % 11) as f32 - 5.0) / 8.0).collect();
+                let bias: Vec<f32> = (0..n).map(|j| j as f32 / 7.0).collect();
+                let packed = PackedB::new(level, k, n, Some(&bias), |p, j| b[p * n + j]).unwrap();
+                let mut whole = vec![0.0f32; m * (n + 1)];
+                gemm(&a, k, m, &packed, &mut whole, n + 1, -1.0, 2.0).unwrap();
+                let mut split = vec![0.0f32; m * (n + 1)];
+                pool.install(|| gemm_split_columns(&a, k, m, &packed, &mut split, n + 1, -1.0, 2.0, tasks)).unwrap();
+                assert_eq!(whole, split, "{level:?} {m}x{k}x{n} in {tasks}");
+            }
+            let packed = PackedB::new(level, 2, 3, None, |_, _| 1.0).unwrap();
+            assert!(gemm_split_columns(&[0.0; 3], 2, 2, &packed, &mut [0.0; 6], 3, 0.0, 1.0, 2).is_err());
+        }
+    }
+
+    #[test]
     fn clamp_keeps_nan() {
         for level in Level::available() {
             let packed = PackedB::new(level, 1, 3, None, |_, _| 1.0).unwrap();
@@ -1286,9 +1382,12 @@ mod tests {
 
     #[test]
     fn levels_parse_by_name() {
-        for level in [Level::Avx512, Level::Avx2, Level::Portable] {
+        for level in [Level::Avx512, Level::Avx2, Level::Neon, Level::Portable] {
             assert_eq!(Level::parse(level.name()), Some(level));
         }
+        // NEON is part of every aarch64 target: the tests there must run it.
+        #[cfg(target_arch = "aarch64")]
+        assert_eq!(Level::available(), [Level::Neon, Level::Portable]);
         assert_eq!(Level::parse("sse9"), None);
         assert_eq!(Level::available().last(), Some(&Level::Portable));
     }
