@@ -941,7 +941,7 @@ fn nhwc_pool(g: &BlobGraph, op: &BlobOp, read: &[bool]) -> Option<(&'static str,
         };
         let divisor = match g.values.get(a[6])? {
             BlobValue::None => BlobValue::None,
-            BlobValue::Int(d) => BlobValue::Int(*d),
+            BlobValue::Int(d) if *d != 0 => BlobValue::Int(*d),
             _ => return None,
         };
         args.extend([BlobValue::Bool(include_pad), divisor]);

@@ -176,9 +176,9 @@ pub fn unary(level: Level, op: Unary, x: &[f32], out: &mut [f32], threads: usize
     }
 }
 
-/// Rows of `n` per task, or the whole buffer.
-fn row_chunk(len: usize, n: usize, threads: usize) -> usize {
-    split(len, threads).map_or(len.max(n), |c| c.div_ceil(n).max(1) * n)
+/// Rows of `n` per task when `len` elements are worth splitting (whole rows), else `None`.
+fn row_chunk(len: usize, n: usize, threads: usize) -> Option<usize> {
+    split(len, threads).map(|c| c.div_ceil(n).max(1) * n)
 }
 
 /// Softmax over each contiguous row of `n`.
@@ -189,8 +189,13 @@ pub fn softmax(level: Level, x: &[f32], y: &mut [f32], n: usize, threads: usize)
     if x.is_empty() {
         return Ok(());
     }
-    let chunk = row_chunk(x.len(), n, threads);
-    x.par_chunks(chunk).zip(y.par_chunks_mut(chunk)).try_for_each(|(xs, ys)| rows::softmax(level, xs, ys, n))
+    // (Off the pool entirely when not splitting: a parallel iterator would hand off to it.)
+    match row_chunk(x.len(), n, threads) {
+        Some(chunk) => {
+            x.par_chunks(chunk).zip(y.par_chunks_mut(chunk)).try_for_each(|(xs, ys)| rows::softmax(level, xs, ys, n))
+        }
+        None => rows::softmax(level, x, y, n),
+    }
 }
 
 /// Layer norm over each contiguous row of `n` (see [`rows::layer_norm`]).
@@ -218,11 +223,14 @@ pub fn layer_norm(
     if x.is_empty() {
         return Ok(());
     }
-    let chunk = row_chunk(x.len(), n, threads);
-    x.par_chunks(chunk)
-        .zip(y.par_chunks_mut(chunk))
-        .zip(mean.par_chunks_mut(chunk / n).zip(rstd.par_chunks_mut(chunk / n)))
-        .try_for_each(|((xs, ys), (ms, rs))| rows::layer_norm(level, xs, ys, n, weight, bias, eps, ms, rs))
+    match row_chunk(x.len(), n, threads) {
+        Some(chunk) => x
+            .par_chunks(chunk)
+            .zip(y.par_chunks_mut(chunk))
+            .zip(mean.par_chunks_mut(chunk / n).zip(rstd.par_chunks_mut(chunk / n)))
+            .try_for_each(|((xs, ys), (ms, rs))| rows::layer_norm(level, xs, ys, n, weight, bias, eps, ms, rs)),
+        None => rows::layer_norm(level, x, y, n, weight, bias, eps, mean, rstd),
+    }
 }
 
 /// Sums (or means, with `divisor` the count) over the middle axis of `(outer, r, inner)`.
