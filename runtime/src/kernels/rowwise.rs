@@ -341,6 +341,124 @@ mod tests {
         assert!(err.is_err());
     }
 
+    mod against_portable {
+        use proptest::prelude::*;
+
+        use super::super::*;
+        use crate::kernels::{elementwise, norm, pool};
+
+        fn values(n: usize, seed: u64) -> Vec<f32> {
+            let mut s = seed.wrapping_add(1);
+            (0..n)
+                .map(|_| {
+                    s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    ((s >> 40) as f32 / (1u64 << 24) as f32) * 8.0 - 4.0
+                })
+                .collect()
+        }
+
+        fn close(got: &[f32], want: &[f32], tol: f32) -> Result<(), TestCaseError> {
+            prop_assert_eq!(got.len(), want.len());
+            for (g, w) in got.iter().zip(want) {
+                prop_assert!(g == w || (g - w).abs() <= tol * w.abs().max(1.0), "{} vs {}", g, w);
+            }
+            Ok(())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+            /// Broadcasting arithmetic: bit-identical to the portable kernel at every level.
+            #[test]
+            fn broadcast_arithmetic(out in prop::collection::vec(1usize..6, 0..4), mask_a in 0u32..16, mask_b in 0u32..16, drop_a in 0usize..3, op in 0usize..6, seed in 0u64..1000) {
+                // Each side: the output's sizes with some set to 1, some leading ones dropped.
+                let side = |mask: u32, drop: usize| -> Vec<usize> {
+                    let s: Vec<usize> = out.iter().enumerate().map(|(i, &d)| if mask >> i & 1 == 1 { 1 } else { d }).collect();
+                    s[drop.min(s.len())..].to_vec()
+                };
+                let (sa, sb) = (side(mask_a, drop_a), side(mask_b, 0));
+                let (a, b) = (values(sa.iter().product(), seed), values(sb.iter().product(), seed + 1));
+                let op = [Binary::Add, Binary::Sub, Binary::Mul, Binary::Div, Binary::Max, Binary::Min][op];
+                let f = move |x: f32, y: f32| match op {
+                    Binary::Add => x + y,
+                    Binary::Sub => x - y,
+                    Binary::Mul => x * y,
+                    Binary::Div => x / y,
+                    Binary::Max => x.max(y),
+                    Binary::Min => x.min(y),
+                };
+                let total: usize = out.iter().product();
+                let mut want = vec![0.0f32; total];
+                elementwise::binary(&a, &sa, &b, &sb, &mut want, &out, f).unwrap();
+                let plan = Broadcast::new(&sa, &sb, &out).expect("broadcasts");
+                for level in Level::available() {
+                    let mut got = vec![f32::NAN; total];
+                    plan.run(level, op, &a, &b, &mut got, (f32::NEG_INFINITY, f32::INFINITY), 1).unwrap();
+                    prop_assert_eq!(&got, &want, "{:?} {:?} {:?} {:?}", level, sa, sb, out);
+                }
+            }
+
+            /// Softmax and layer norm over the last dimension.
+            #[test]
+            fn softmax_and_layer_norm(rows in 1usize..6, n in 1usize..70, seed in 0u64..1000) {
+                let x = values(rows * n, seed);
+                let (w, b) = (values(n, seed + 1), values(n, seed + 2));
+                let mut want = vec![0.0f32; rows * n];
+                norm::softmax(&x, &mut want, rows, n, 1, false).unwrap();
+                let (mut wl, mut wm, mut wr) = (vec![0.0f32; rows * n], vec![0.0f32; rows], vec![0.0f32; rows]);
+                norm::layer_norm(&x, Some(&w), Some(&b), &mut wl, &mut wm, &mut wr, rows, n, 1e-5).unwrap();
+                for level in Level::available() {
+                    let mut got = vec![0.0f32; rows * n];
+                    softmax(level, &x, &mut got, n, 1).unwrap();
+                    close(&got, &want, 2e-6)?;
+                    let (mut gm, mut gr) = (vec![0.0f32; rows], vec![0.0f32; rows]);
+                    layer_norm(level, &x, &mut got, n, Some(&w), Some(&b), 1e-5, &mut gm, &mut gr, 1).unwrap();
+                    close(&got, &wl, 1e-5)?;
+                    close(&gm, &wm, 1e-5)?;
+                    close(&gr, &wr, 1e-4)?;
+                }
+            }
+
+            /// Pooling of NHWC images against the portable NCHW kernels.
+            #[test]
+            fn pooling(n in 1usize..3, c in 1usize..20, h in 1usize..9, w in 1usize..9, k in 1usize..4, s in 1usize..3, p in 0usize..2, d in 1usize..3, ceil in any::<bool>(), avg in any::<bool>(), include_pad in any::<bool>(), seed in 0u64..1000) {
+                let p = p.min(k / 2);
+                let d = if avg { 1 } else { d };
+                let (Ok(oh), Ok(ow)) = (pool::pool_output_size(h, k, s, p, d, ceil), pool::pool_output_size(w, k, s, p, d, ceil)) else {
+                    return Ok(());
+                };
+                prop_assume!(oh > 0 && ow > 0);
+                let x = values(n * c * h * w, seed);
+                let spec = pool::Pool2d { planes: n * c, input: [h, w], output: [oh, ow], kernel: [k, k], stride: [s, s], padding: [p, p], dilation: [d, d] };
+                let mut want = vec![0.0f32; n * c * oh * ow];
+                if avg {
+                    pool::avg_pool2d(&x, &mut want, &spec, include_pad, None).unwrap();
+                } else {
+                    pool::max_pool2d(&x, &mut want, None, &spec).unwrap();
+                }
+                let to_nhwc = |v: &[f32], hh: usize, ww: usize| {
+                    let mut o = vec![0.0f32; v.len()];
+                    for b in 0..n {
+                        for ch in 0..c {
+                            for i in 0..hh * ww {
+                                o[(b * hh * ww + i) * c + ch] = v[(b * c + ch) * hh * ww + i];
+                            }
+                        }
+                    }
+                    o
+                };
+                let (xn, want) = (to_nhwc(&x, h, w), to_nhwc(&want, oh, ow));
+                let g = PoolGeometry { h, w, c, oh, ow, kernel: [k, k], stride: [s, s], padding: [p, p], dilation: [d, d] };
+                let kind = if avg { Pool::Avg { count_include_pad: include_pad, divisor: None } } else { Pool::Max };
+                for level in Level::available() {
+                    let mut got = vec![0.0f32; want.len()];
+                    pool2d(level, &xn, n, &g, kind, &mut got, (f32::NEG_INFINITY, f32::INFINITY), 1).unwrap();
+                    close(&got, &want, 1e-6)?;
+                }
+            }
+        }
+    }
+
     #[test]
     fn large_work_splits_across_threads_with_the_same_result() {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
