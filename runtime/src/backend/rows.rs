@@ -16,8 +16,8 @@ use super::preprocess::{NHWC_AVG_POOL, NHWC_MAX_POOL};
 use crate::env::Env;
 use crate::error::Result;
 use crate::kernels::rowwise::{self, Broadcast};
-use crate::kernels::simd::rows::{Binary, Pool, PoolGeometry, Unary};
-use crate::kernels::simd::Level;
+use crate::kernels::simd::rows::{Binary, Pool, Unary};
+use crate::kernels::simd::{Level, Window};
 
 /// An operation planned for a row kernel; the `usize`s are value indices of the blob graph.
 #[derive(Debug)]
@@ -27,7 +27,7 @@ pub(super) enum RowKernel {
     Softmax { x: usize, out: usize, n: usize },
     LayerNorm { x: usize, weight: Option<usize>, bias: Option<usize>, eps: f32, n: usize, outs: [usize; 3] },
     Sum { x: usize, out: usize, dims: (usize, usize, usize), divisor: f32 },
-    Pool { x: usize, out: usize, images: usize, geometry: PoolGeometry, pool: Pool },
+    Pool { x: usize, out: usize, images: usize, geometry: Window, pool: Pool },
 }
 
 /// The float tensor `v`'s sizes.
@@ -75,7 +75,7 @@ pub(super) fn pool_geometry(
     stride: [usize; 2],
     padding: [usize; 2],
     dilation: [usize; 2],
-) -> Option<(usize, PoolGeometry)> {
+) -> Option<(usize, Window)> {
     let (&[n, h, w, c], &[on, oh, ow, oc]) = (x, out) else { return None };
     if (on, oc) != (n, c) || stride.contains(&0) || dilation.contains(&0) || kernel.contains(&0) {
         return None;
@@ -85,7 +85,7 @@ pub(super) fn pool_geometry(
             return None;
         }
     }
-    Some((n, PoolGeometry { h, w, c, oh, ow, kernel, stride, padding, dilation }))
+    Some((n, Window { h, w, c, oh, ow, kernel, stride, padding, dilation }))
 }
 
 impl RowKernel {

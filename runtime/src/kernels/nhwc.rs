@@ -15,7 +15,7 @@
 
 use rayon::prelude::*;
 
-use super::simd::{self, DwGeometry, Level, PackedB, PackedDw};
+use super::simd::{self, Level, PackedB, PackedDw, Window};
 use super::{KResult, KernelError};
 
 /// Geometry of a 2-D convolution over NHWC tensors (`weight` is PyTorch's `[out, in/groups,
@@ -213,7 +213,7 @@ impl Conv2d {
         match &self.strategy {
             Strategy::Pointwise(b) => super::dense::gemm_rows(x, y, b, self.clamp, threads),
             Strategy::Depthwise(p) => {
-                let dg = DwGeometry {
+                let dg = Window {
                     h: g.input[0],
                     w: g.input[1],
                     c: g.in_channels,

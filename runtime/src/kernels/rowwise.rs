@@ -6,8 +6,8 @@
 
 use rayon::prelude::*;
 
-use super::simd::rows::{self, Binary, Pool, PoolGeometry, Side, Unary};
-use super::simd::Level;
+use super::simd::rows::{self, Binary, Pool, Side, Unary};
+use super::simd::{Level, Window};
 use super::{KResult, KernelError};
 
 /// Work below this many elements stays on one thread.
@@ -250,7 +250,7 @@ pub fn pool2d(
     level: Level,
     x: &[f32],
     images: usize,
-    g: &PoolGeometry,
+    g: &Window,
     pool: Pool,
     y: &mut [f32],
     (lo, hi): (f32, f32),
@@ -448,7 +448,7 @@ mod tests {
                     o
                 };
                 let (xn, want) = (to_nhwc(&x, h, w), to_nhwc(&want, oh, ow));
-                let g = PoolGeometry { h, w, c, oh, ow, kernel: [k, k], stride: [s, s], padding: [p, p], dilation: [d, d] };
+                let g = Window { h, w, c, oh, ow, kernel: [k, k], stride: [s, s], padding: [p, p], dilation: [d, d] };
                 let kind = if avg { Pool::Avg { count_include_pad: include_pad, divisor: None } } else { Pool::Max };
                 for level in Level::available() {
                     let mut got = vec![0.0f32; want.len()];

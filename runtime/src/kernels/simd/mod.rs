@@ -1037,10 +1037,11 @@ impl PackedDw {
     }
 }
 
-/// Geometry of a depthwise convolution over one NHWC image.
+/// A 2-D sliding window over one NHWC image (`h × w × c` in, `oh × ow × c` out): the geometry
+/// of a depthwise convolution or of a pooling.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DwGeometry {
-    /// Input height, width, channels.
+pub struct Window {
+    /// Input height.
     pub h: usize,
     /// Input width.
     pub w: usize,
@@ -1060,12 +1061,42 @@ pub struct DwGeometry {
     pub dilation: [usize; 2],
 }
 
+impl Window {
+    /// The checks a row kernel over this window relies on: kernel, stride and dilation at least
+    /// 1, window positions that fit in `usize`, row `oy` inside the output, and an input of
+    /// `x_len` and an output row of `y_len` elements at least as large as the geometry says.
+    fn check_row(&self, what: &str, oy: usize, x_len: usize, y_len: usize) -> KResult {
+        if self.stride.contains(&0) || self.dilation.contains(&0) || self.kernel.contains(&0) {
+            return Err(arg(format!("{what}: kernel, stride and dilation must be at least 1")));
+        }
+        // The loops index with `o·stride + (k − 1)·dilation` and `input + padding`: both must fit.
+        for (o, k, s, d, i, p) in [
+            (self.oh, self.kernel[0], self.stride[0], self.dilation[0], self.h, self.padding[0]),
+            (self.ow, self.kernel[1], self.stride[1], self.dilation[1], self.w, self.padding[1]),
+        ] {
+            let reach = o.checked_mul(s).and_then(|x| (k - 1).checked_mul(d).and_then(|y| x.checked_add(y)));
+            if reach.is_none() || i.checked_add(p).is_none() {
+                return Err(arg(format!("{what}: geometry overflows")));
+            }
+        }
+        if oy >= self.oh {
+            return Err(arg(format!("{what}: row {oy} is past the output's {}", self.oh)));
+        }
+        let input = self.h.checked_mul(self.w).and_then(|s| s.checked_mul(self.c));
+        let output = self.ow.checked_mul(self.c);
+        match (input, output) {
+            (Some(i), Some(o)) if x_len >= i && y_len >= o => Ok(()),
+            _ => Err(arg(format!("{what}: buffers are smaller than the geometry"))),
+        }
+    }
+}
+
 /// Raw arguments of one depthwise row, valid as [`dw_row`] checked.
 struct DwArgs {
     x: *const f32,
     y: *mut f32,
     w: *const f32,
-    g: DwGeometry,
+    g: Window,
     oy: usize,
     lo: f32,
     hi: f32,
@@ -1073,31 +1104,10 @@ struct DwArgs {
 
 /// Output row `oy` (`ow × c`, NHWC) of a depthwise convolution of the image `x` (`h × w × c`),
 /// bias and clamp fused.
-pub fn dw_row(x: &[f32], g: &DwGeometry, oy: usize, packed: &PackedDw, y: &mut [f32], lo: f32, hi: f32) -> KResult {
-    if g.stride.contains(&0) || g.dilation.contains(&0) || g.kernel.contains(&0) {
-        return Err(arg("depthwise: kernel, stride and dilation must be at least 1".into()));
-    }
-    // The loops index with `o·stride + (k − 1)·dilation` and `input + padding`: both must fit.
-    for (o, k, s, d, i, p) in [
-        (g.oh, g.kernel[0], g.stride[0], g.dilation[0], g.h, g.padding[0]),
-        (g.ow, g.kernel[1], g.stride[1], g.dilation[1], g.w, g.padding[1]),
-    ] {
-        let reach = o.checked_mul(s).and_then(|x| (k - 1).checked_mul(d).and_then(|y| x.checked_add(y)));
-        if reach.is_none() || i.checked_add(p).is_none() {
-            return Err(arg("depthwise: geometry overflows".into()));
-        }
-    }
-    if oy >= g.oh {
-        return Err(arg(format!("depthwise: row {oy} is past the output's {}", g.oh)));
-    }
+pub fn dw_row(x: &[f32], g: &Window, oy: usize, packed: &PackedDw, y: &mut [f32], lo: f32, hi: f32) -> KResult {
+    g.check_row("depthwise", oy, x.len(), y.len())?;
     if packed.channels != g.c || packed.taps != g.kernel[0] * g.kernel[1] {
         return Err(arg("depthwise: packed weights do not match the geometry".into()));
-    }
-    let input = g.h.checked_mul(g.w).and_then(|s| s.checked_mul(g.c));
-    let output = g.ow.checked_mul(g.c);
-    match (input, output) {
-        (Some(i), Some(o)) if x.len() >= i && y.len() >= o => {}
-        _ => return Err(arg("depthwise: buffers are smaller than the geometry".into())),
     }
     // Every tap the loops read is inside the image: they skip rows/columns outside
     // `0..h`/`0..w` using checked arithmetic below.
@@ -1363,7 +1373,7 @@ mod tests {
         assert!(gemm(&[0.0; 8], 4, 2, &packed, &mut c[..7], 4, 0.0, 1.0).is_err());
         assert!(gemm(&[0.0; 8], 3, 2, &packed, &mut c, 4, 0.0, 1.0).is_err());
         let dw = PackedDw::new(level, 3, 1, &[1.0; 3], None).unwrap();
-        let g = DwGeometry {
+        let g = Window {
             h: 2,
             w: 2,
             c: 3,

@@ -11,7 +11,7 @@
 //! [`Unary::exact`]).
 #![allow(unsafe_code)]
 
-use super::{arg, run_job, Job, Level, Vector};
+use super::{arg, run_job, Job, Level, Vector, Window};
 use crate::kernels::{KResult, KernelError};
 
 /// An element-wise binary operator.
@@ -539,63 +539,29 @@ pub enum Pool {
     Avg { count_include_pad: bool, divisor: Option<f32> },
 }
 
-/// Geometry of a 2-D pooling over one NHWC image (`h × w × c` in, `oh × ow × c` out).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PoolGeometry {
-    pub h: usize,
-    pub w: usize,
-    pub c: usize,
-    pub oh: usize,
-    pub ow: usize,
-    pub kernel: [usize; 2],
-    pub stride: [usize; 2],
-    pub padding: [usize; 2],
-    pub dilation: [usize; 2],
-}
-
 /// Output row `oy` (`ow × c`) of a pooling of the NHWC image `x`, clamped to `[lo, hi]`.
 #[allow(clippy::too_many_arguments)]
 pub fn pool_row(
     level: Level,
     x: &[f32],
-    g: &PoolGeometry,
+    g: &Window,
     oy: usize,
     pool: Pool,
     y: &mut [f32],
     lo: f32,
     hi: f32,
 ) -> KResult {
-    if g.stride.contains(&0) || g.dilation.contains(&0) || g.kernel.contains(&0) {
-        return Err(arg("pool: kernel, stride and dilation must be at least 1".into()));
-    }
-    for (o, k, s, d, i, p) in [
-        (g.oh, g.kernel[0], g.stride[0], g.dilation[0], g.h, g.padding[0]),
-        (g.ow, g.kernel[1], g.stride[1], g.dilation[1], g.w, g.padding[1]),
-    ] {
-        let reach = o.checked_mul(s).and_then(|x| (k - 1).checked_mul(d).and_then(|y| x.checked_add(y)));
-        if reach.is_none() || i.checked_add(p).is_none() {
-            return Err(arg("pool: geometry overflows".into()));
-        }
-    }
-    if oy >= g.oh {
-        return Err(arg(format!("pool: row {oy} is past the output's {}", g.oh)));
-    }
-    let input = g.h.checked_mul(g.w).and_then(|s| s.checked_mul(g.c));
-    let output = g.ow.checked_mul(g.c);
-    match (input, output) {
-        (Some(i), Some(o)) if x.len() == i && y.len() == o => {}
-        _ => return Err(arg("pool: buffers do not match the geometry".into())),
-    }
+    g.check_row("pool", oy, x.len(), y.len())?;
     let mut job = PoolJob { x: x.as_ptr(), y: y.as_mut_ptr(), g: *g, oy, pool, lo, hi };
-    // SAFETY: the buffers match the geometry (checked above); the job reads only taps inside
-    // the image.
+    // SAFETY: the buffers are as large as the geometry (checked above); the job reads only taps
+    // inside the image.
     unsafe { run_job(level, &mut job) }
 }
 
 struct PoolJob {
     x: *const f32,
     y: *mut f32,
-    g: PoolGeometry,
+    g: Window,
     oy: usize,
     pool: Pool,
     lo: f32,
@@ -861,7 +827,7 @@ mod tests {
     }
 
     /// Pooling of an NHWC image by brute force over the padded window.
-    fn reference_pool(x: &[f32], g: &PoolGeometry, pool: Pool) -> Vec<f32> {
+    fn reference_pool(x: &[f32], g: &Window, pool: Pool) -> Vec<f32> {
         let mut y = vec![0.0; g.oh * g.ow * g.c];
         for oy in 0..g.oh {
             for ox in 0..g.ow {
@@ -904,8 +870,7 @@ mod tests {
             {
                 let oh = (h + 2 * p - d * (k - 1) - 1) / s + 1;
                 let ow = (w + 2 * p - d * (k - 1) - 1) / s + 1;
-                let g =
-                    PoolGeometry { h, w, c, oh, ow, kernel: [k, k], stride: [s, s], padding: [p, p], dilation: [d, d] };
+                let g = Window { h, w, c, oh, ow, kernel: [k, k], stride: [s, s], padding: [p, p], dilation: [d, d] };
                 let x = data(h * w * c, c);
                 let pools = [
                     Pool::Max,
