@@ -172,7 +172,7 @@ struct UnaryJob {
 }
 
 /// `eˣ` (Cephes' single-precision polynomial, about 2 ulp): 0 below −87.34 (where `eˣ` leaves
-/// the normal range), saturating at `e^88.37` above; NaN stays NaN.
+/// the normal range), `e^88.37` up to 88.72 and +∞ above (where `eˣ` overflows); NaN stays NaN.
 #[inline(always)]
 pub(super) unsafe fn exp<V: Vector>(x: V) -> V {
     const LOW: f32 = -87.336_54;
@@ -190,7 +190,8 @@ pub(super) unsafe fn exp<V: Vector>(x: V) -> V {
         p = V::fma(p, r, V::splat(1.666_666_5e-1));
         p = V::fma(p, r, V::splat(0.5));
         p = V::fma(p, V::mul(r, r), V::add(r, V::splat(1.0)));
-        V::select_neg(V::sub(x, V::splat(LOW)), V::splat(0.0), V::mul(p, n.pow2i()))
+        let y = V::select_neg(V::sub(x, V::splat(LOW)), V::splat(0.0), V::mul(p, n.pow2i()));
+        V::select_neg(V::sub(V::splat(88.722_84), x), V::splat(f32::INFINITY), y)
     }
 }
 
@@ -745,12 +746,16 @@ mod tests {
             let inf = [f32::NEG_INFINITY, f32::INFINITY, -100.0];
             let mut out3 = [1.0; 3];
             unary(level, Unary::Exp, &inf, &mut out3).unwrap();
-            assert_eq!(out3[0], 0.0);
-            assert_eq!(out3[2], 0.0);
+            assert_eq!((out3[0], out3[1], out3[2]), (0.0, f32::INFINITY, 0.0), "{level:?}");
             unary(level, Unary::Gelu, &inf, &mut out3).unwrap();
             assert_eq!((out3[0], out3[1]), (0.0, f32::INFINITY), "{level:?}");
             unary(level, Unary::Sigmoid, &inf, &mut out3).unwrap();
-            assert!(out3[0] < 1e-30 && out3[1] == 1.0, "{level:?} {out3:?}");
+            assert_eq!((out3[0], out3[1]), (0.0, 1.0), "{level:?}");
+            // As the portable kernel's x / (1 + e⁻ˣ): −∞ / ∞.
+            unary(level, Unary::Silu, &inf, &mut out3).unwrap();
+            assert!(out3[0].is_nan() && out3[1] == f32::INFINITY, "{level:?} {out3:?}");
+            unary(level, Unary::Tanh, &inf, &mut out3).unwrap();
+            assert_eq!((out3[0], out3[1]), (-1.0, 1.0), "{level:?}");
             assert!(unary(level, Unary::Clamp(1.0, 0.0), &x, &mut out).is_err());
         }
     }
