@@ -3,7 +3,7 @@
 //! layer norm over contiguous rows, sums over one axis, and NHWC pooling windows.
 //!
 //! Each public function checks every length it relies on and then runs a [`Job`] at the level;
-//! they run on the calling thread (`super::super::rowwise` splits work across threads).
+//! they run on the calling thread (`kernels::rowwise` splits work across threads).
 //!
 //! Transcendentals use polynomial approximations (`exp` to about 2 ulp, `erf` to 1.5e-7
 //! absolute): their results differ from the portable kernels' `libm` in the last bits, so the
