@@ -272,14 +272,15 @@ fn int_list(g: &BlobGraph, v: usize) -> Option<Vec<i64>> {
     }
 }
 
-fn int(g: &BlobGraph, v: usize) -> Option<i64> {
+pub(super) fn int(g: &BlobGraph, v: usize) -> Option<i64> {
     match g.values.get(v)? {
         BlobValue::Int(x) => Some(*x),
         _ => None,
     }
 }
 
-fn number(g: &BlobGraph, v: usize) -> Option<f64> {
+/// An int or float scalar (`None` for any other value).
+pub(super) fn number(g: &BlobGraph, v: usize) -> Option<f64> {
     match g.values.get(v)? {
         BlobValue::Int(x) => Some(*x as f64),
         BlobValue::Double(x) => Some(*x),

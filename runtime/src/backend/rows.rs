@@ -12,7 +12,7 @@
 use ferrite_program::ScalarType;
 
 use super::blob::{BlobGraph, BlobOp, BlobValue};
-use super::preprocess::{NHWC_AVG_POOL, NHWC_MAX_POOL};
+use super::preprocess::{int, number, NHWC_AVG_POOL, NHWC_MAX_POOL};
 use crate::env::Env;
 use crate::error::Result;
 use crate::kernels::rowwise::{self, Broadcast};
@@ -35,20 +35,9 @@ fn float(graph: &BlobGraph, v: usize) -> Option<&[usize]> {
     graph.tensor(v).filter(|t| t.dtype == ScalarType::Float).map(|t| t.sizes.as_slice())
 }
 
-fn int(graph: &BlobGraph, v: usize) -> Option<i64> {
-    match graph.values.get(v)? {
-        BlobValue::Int(x) => Some(*x),
-        _ => None,
-    }
-}
-
 /// An int or float scalar as f32 (`None` for any other value).
 fn scalar(graph: &BlobGraph, v: usize) -> Option<f32> {
-    match graph.values.get(v)? {
-        BlobValue::Int(x) => Some(*x as f32),
-        BlobValue::Double(x) => Some(*x as f32),
-        _ => None,
-    }
+    number(graph, v).map(|x| x as f32)
 }
 
 fn is_none(graph: &BlobGraph, v: usize) -> bool {
@@ -287,8 +276,13 @@ impl RowKernel {
                 Ok(())
             }),
             RowKernel::LayerNorm { x, weight, bias, eps, n, outs } => {
-                let ins: Vec<usize> = [Some(x), weight, bias].into_iter().flatten().collect();
-                env.run(&ins, &outs, |ins, o| {
+                // (No allocation per run: the inputs present, in order, on the stack.)
+                let (mut ins, mut count) = ([x; 3], 1);
+                for v in [weight, bias].into_iter().flatten() {
+                    ins[count] = v;
+                    count += 1;
+                }
+                env.run(&ins[..count], &outs, |ins, o| {
                     let xs = ins[0].typed::<f32>()?;
                     let w = weight.map(|_| ins[1].typed::<f32>()).transpose()?;
                     let b = bias.map(|_| ins[ins.len() - 1].typed::<f32>()).transpose()?;
