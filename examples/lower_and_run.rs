@@ -21,7 +21,7 @@ fn main() -> Result<(), Error> {
     // Runtime::new() registers the Ferrite backend: delegate calls run on it, the rest on the
     // portable kernels.
     let runtime = Runtime::new().with_threads(1)?;
-    let inputs = ferrite::default_inputs(&lowered_program, "forward")?;
+    let inputs = ferrite::runtime::default_inputs(&lowered_program, "forward")?;
     let fast = runtime.load_method(&lowered_program, "forward")?.run(&inputs)?;
     // ANCHOR_END: run
 

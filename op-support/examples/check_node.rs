@@ -14,7 +14,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         for node in graph.nodes() {
             match ferrite_op_support::check(&graph, node) {
                 Ok(spec) => {
-                    println!("{} #{}: {} — supported ({})", plan.name, node.instruction, spec.name, spec.family)
+                    println!("{} #{}: {} — supported ({})", plan.name, node.instruction, spec.op, spec.family)
                 }
                 Err(why) => println!("{} #{}: {why}", plan.name, node.instruction),
             }

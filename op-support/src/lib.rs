@@ -6,10 +6,16 @@
 //! reason. The partitioner asks [`check`] about every node; `ferrite ops`, `op-support.csv` and
 //! the book's op-support table are generated from [`registry`].
 //!
-//! ```
-//! use ferrite_op_support::{lookup, registry};
+//! Operators are typed: [`Op`] has one variant per `name.overload` Ferrite knows, with the
+//! groupings the lowering passes use ([`Op::is_reshape`], [`Op::is_layout_agnostic`],
+//! [`Op::is_fusible_activation`], [`Op::is_quantize`], ...). This crate is the only place that
+//! spells operator names.
 //!
-//! let conv = lookup("aten::convolution.out").expect("supported");
+//! ```
+//! use ferrite_op_support::{lookup, registry, Op};
+//!
+//! let conv = lookup(Op::Convolution).expect("supported");
+//! assert_eq!(conv.op.name(), "aten::convolution.out");
 //! assert!(conv.constraints.iter().any(|c| c.text.contains("constant")));
 //! assert!(registry().len() >= 40);
 //! ```
@@ -17,14 +23,16 @@
 #![deny(unsafe_code)]
 
 mod node;
+mod op;
 mod table;
 
 use ferrite_program::graph::{Graph, Node};
-use ferrite_program::ScalarType;
+use ferrite_program::{ExecutionPlan, ScalarType};
 use serde::Serialize;
 
 pub use node::{constant_like, NodeView};
-pub use table::{moves_data_only, registry};
+pub use op::{Op, UnknownOp};
+pub use table::registry;
 
 /// A quantization scheme an operator accepts (none yet: the quantizer adds them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -50,13 +58,71 @@ impl std::fmt::Debug for Constraint {
     }
 }
 
+/// The family an operator belongs to, for grouping in tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum Family {
+    /// Convolutions.
+    Convolution,
+    /// Matrix products and linear layers.
+    LinearAlgebra,
+    /// Batch norm, layer norm, softmax.
+    Normalization,
+    /// Pooling and resizing.
+    Pooling,
+    /// Reductions over dimensions.
+    Reduction,
+    /// Element-wise arithmetic.
+    Elementwise,
+    /// Activation functions.
+    Activation,
+    /// Unary math.
+    Unary,
+    /// Comparisons, masks and selection.
+    Comparison,
+    /// Tensor creation.
+    Creation,
+    /// Views, copies and data movement.
+    Layout,
+}
+
+impl Family {
+    /// The family's name in tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Convolution => "Convolution",
+            Family::LinearAlgebra => "Linear algebra",
+            Family::Normalization => "Normalization",
+            Family::Pooling => "Pooling",
+            Family::Reduction => "Reduction",
+            Family::Elementwise => "Elementwise",
+            Family::Activation => "Activation",
+            Family::Unary => "Unary",
+            Family::Comparison => "Comparison",
+            Family::Creation => "Creation",
+            Family::Layout => "Layout",
+        }
+    }
+
+    /// Whether operators of this family only move data (a partition of nothing else is not
+    /// worth a delegate call).
+    pub fn moves_data_only(self) -> bool {
+        self == Family::Layout
+    }
+}
+
+impl std::fmt::Display for Family {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// An operator the backend runs.
 #[derive(Debug, Clone, Copy)]
 pub struct OpSpec {
-    /// `namespace::name.overload`, e.g. `aten::convolution.out`.
-    pub name: &'static str,
-    /// Family, for grouping in tables (`Convolution`, `Elementwise`, ...).
-    pub family: &'static str,
+    /// The operator.
+    pub op: Op,
+    /// Family, for grouping in tables.
+    pub family: Family,
     /// Dtypes the backend computes this operator in.
     pub dtypes: &'static [ScalarType],
     /// Quantization schemes accepted (empty: float only).
@@ -115,15 +181,26 @@ impl std::fmt::Display for Rejection {
     }
 }
 
-/// The spec of `op` (`name.overload`), if the backend runs it.
-pub fn lookup(op: &str) -> Option<&'static OpSpec> {
-    registry().iter().find(|s| s.name == op)
+/// The spec of `op`, if the backend runs it.
+pub fn lookup(op: Op) -> Option<&'static OpSpec> {
+    registry().iter().find(|s| s.op == op)
+}
+
+/// The spec of the operator a program names `name` (`name.overload`), if the backend runs it.
+pub fn lookup_name(name: &str) -> Option<&'static OpSpec> {
+    Op::from_name(name).and_then(lookup)
+}
+
+/// Whether a method requantizes: it calls a `quantize_per_*` operator ([`Op::is_quantize`]).
+/// Such methods keep ExecuTorch's summation order and memory layout.
+pub fn requantizes(plan: &ExecutionPlan) -> bool {
+    plan.operators.iter().any(|o| Op::from_name(&o.qualified()).is_some_and(Op::is_quantize))
 }
 
 /// Whether the backend can run `node` of `graph`: the operator's spec, or why not.
 pub fn check(graph: &Graph<'_>, node: &Node) -> Result<&'static OpSpec, Rejection> {
     let op = node.op().ok_or(Rejection::NotAKernel)?;
-    let spec = lookup(op).ok_or_else(|| Rejection::UnsupportedOperator { op: op.to_string() })?;
+    let spec = lookup_name(op).ok_or_else(|| Rejection::UnsupportedOperator { op: op.to_string() })?;
     let view = NodeView::new(graph, node);
     for dtype in view.float_dtypes() {
         if !spec.dtypes.contains(&dtype) {
@@ -178,7 +255,7 @@ pub fn csv() -> String {
         let quant = if spec.quantization.is_empty() { String::new() } else { quant_text(spec) };
         out.push_str(&format!(
             "{},{},{},{}\n",
-            csv_field(spec.name),
+            csv_field(spec.op.name()),
             csv_field(&dtypes_text(spec)),
             csv_field(&quant),
             csv_field(&constraints)
@@ -201,7 +278,7 @@ pub fn markdown() -> String {
         };
         out.push_str(&format!(
             "| `{}` | {} | {} | {} | {} |\n",
-            spec.name,
+            spec.op.name(),
             spec.family,
             dtypes_text(spec),
             quant_text(spec),

@@ -135,7 +135,7 @@ pub fn constant_like(graph: &Graph<'_>, v: usize, depth: usize) -> bool {
     }
     let Some(p) = graph.producer(graph.alias_of(v).unwrap_or(v)) else { return false };
     let Some(node) = graph.nodes().get(p) else { return false };
-    let moves = node.op().and_then(crate::lookup).is_some_and(|s| crate::moves_data_only(s.family));
+    let moves = node.op().and_then(crate::lookup_name).is_some_and(|s| s.family.moves_data_only());
     moves && !node.inputs.is_empty() && node.inputs.iter().all(|&u| constant_like(graph, u, depth + 1))
 }
 

@@ -4,7 +4,7 @@
 use ferrite_program::ScalarType;
 
 use crate::node::NodeView;
-use crate::{Constraint, OpSpec};
+use crate::{Constraint, Family, Op, OpSpec};
 
 const F32: &[ScalarType] = &[ScalarType::Float];
 
@@ -82,19 +82,19 @@ macro_rules! c {
 }
 
 macro_rules! op {
-    ($name:expr, $family:expr) => {
-        OpSpec { name: $name, family: $family, dtypes: F32, quantization: &[], constraints: &[] }
+    ($op:expr, $family:expr) => {
+        OpSpec { op: $op, family: $family, dtypes: F32, quantization: &[], constraints: &[] }
     };
-    ($name:expr, $family:expr, [$($c:expr),* $(,)?]) => {
-        OpSpec { name: $name, family: $family, dtypes: F32, quantization: &[], constraints: &[$($c),*] }
+    ($op:expr, $family:expr, [$($c:expr),* $(,)?]) => {
+        OpSpec { op: $op, family: $family, dtypes: F32, quantization: &[], constraints: &[$($c),*] }
     };
 }
 
 static REGISTRY: &[OpSpec] = &[
     // Convolution and linear algebra.
     op!(
-        "aten::convolution.out",
-        "Convolution",
+        Op::Convolution,
+        Family::Convolution,
         [
             c!("weights must be constant", weight_constant),
             c!("bias must be constant or absent", bias_constant_or_absent_2),
@@ -103,8 +103,8 @@ static REGISTRY: &[OpSpec] = &[
         ]
     ),
     op!(
-        "aten::addmm.out",
-        "Linear algebra",
+        Op::Addmm,
+        Family::LinearAlgebra,
         [
             c!("weights (mat2) must be constant", addmm_weight_constant),
             c!("bias (self) must be constant", addmm_bias_constant),
@@ -112,43 +112,43 @@ static REGISTRY: &[OpSpec] = &[
         ]
     ),
     op!(
-        "aten::linear.out",
-        "Linear algebra",
+        Op::Linear,
+        Family::LinearAlgebra,
         [
             c!("weights must be constant", weight_constant),
             c!("bias must be constant or absent", bias_constant_or_absent_2),
         ]
     ),
-    op!("aten::mm.out", "Linear algebra"),
-    op!("aten::bmm.out", "Linear algebra"),
+    op!(Op::Mm, Family::LinearAlgebra),
+    op!(Op::Bmm, Family::LinearAlgebra),
     // Normalisation.
     op!(
-        "aten::_native_batch_norm_legit_no_training.out",
-        "Normalization",
+        Op::NativeBatchNormLegitNoTraining,
+        Family::Normalization,
         [
             c!("running statistics, weight and bias must be constant", bn_params_constant),
             c!("input must be 3-D or 4-D", rank3_or_4_input),
         ]
     ),
     op!(
-        "aten::native_layer_norm.out",
-        "Normalization",
+        Op::NativeLayerNorm,
+        Family::Normalization,
         [
             c!("weight and bias must be constant or absent", layer_norm_params_constant),
             c!("the mean and rstd outputs must be unused", layer_norm_stats_unused),
         ]
     ),
     op!(
-        "aten::_softmax.out",
-        "Normalization",
+        Op::Softmax,
+        Family::Normalization,
         [
             c!("dim must be the last dimension", softmax_last_dim),
             c!("half_to_float must be false", softmax_no_half_to_float),
         ]
     ),
     op!(
-        "aten::_log_softmax.out",
-        "Normalization",
+        Op::LogSoftmax,
+        Family::Normalization,
         [
             c!("dim must be the last dimension", softmax_last_dim),
             c!("half_to_float must be false", softmax_no_half_to_float),
@@ -156,98 +156,93 @@ static REGISTRY: &[OpSpec] = &[
     ),
     // Pooling and resizing.
     op!(
-        "aten::max_pool2d_with_indices.out",
-        "Pooling",
+        Op::MaxPool2dWithIndices,
+        Family::Pooling,
         [
             c!("input must be 4-D (N, C, H, W)", rank4_input),
             c!("the indices output must be unused", pool_indices_unused),
         ]
     ),
     op!(
-        "aten::avg_pool2d.out",
-        "Pooling",
+        Op::AvgPool2d,
+        Family::Pooling,
         [
             c!("input must be 4-D (N, C, H, W)", rank4_input),
             c!("divisor_override must be absent", avg_pool_no_divisor_override),
         ]
     ),
-    op!("aten::_adaptive_avg_pool2d.out", "Pooling", [c!("input must be 4-D (N, C, H, W)", rank4_input)]),
-    op!("aten::mean.out", "Reduction", [c!("dtype must be absent", reduce_no_dtype)]),
-    op!("aten::sum.IntList_out", "Reduction", [c!("dtype must be absent", reduce_no_dtype)]),
-    op!("aten::amax.out", "Reduction"),
-    op!("aten::upsample_nearest2d.vec_out", "Pooling", [c!("input must be 4-D (N, C, H, W)", rank4_input)]),
-    op!("aten::upsample_bilinear2d.vec_out", "Pooling", [c!("input must be 4-D (N, C, H, W)", rank4_input)]),
+    op!(Op::AdaptiveAvgPool2d, Family::Pooling, [c!("input must be 4-D (N, C, H, W)", rank4_input)]),
+    op!(Op::Mean, Family::Reduction, [c!("dtype must be absent", reduce_no_dtype)]),
+    op!(Op::SumIntList, Family::Reduction, [c!("dtype must be absent", reduce_no_dtype)]),
+    op!(Op::Amax, Family::Reduction),
+    op!(Op::UpsampleNearest2dVec, Family::Pooling, [c!("input must be 4-D (N, C, H, W)", rank4_input)]),
+    op!(Op::UpsampleBilinear2dVec, Family::Pooling, [c!("input must be 4-D (N, C, H, W)", rank4_input)]),
     // Element-wise arithmetic.
-    op!("aten::add.out", "Elementwise", [c!("alpha must be 1", alpha_is_one)]),
-    op!("aten::sub.out", "Elementwise", [c!("alpha must be 1", alpha_is_one)]),
-    op!("aten::mul.out", "Elementwise"),
-    op!("aten::div.out", "Elementwise"),
-    op!("aten::add.Scalar_out", "Elementwise", [c!("alpha must be 1", alpha_is_one)]),
-    op!("aten::sub.Scalar_out", "Elementwise", [c!("alpha must be 1", alpha_is_one)]),
-    op!("aten::mul.Scalar_out", "Elementwise"),
-    op!("aten::div.Scalar_out", "Elementwise"),
-    op!("aten::maximum.out", "Elementwise"),
-    op!("aten::minimum.out", "Elementwise"),
-    op!("aten::pow.Tensor_Scalar_out", "Elementwise"),
+    op!(Op::Add, Family::Elementwise, [c!("alpha must be 1", alpha_is_one)]),
+    op!(Op::Sub, Family::Elementwise, [c!("alpha must be 1", alpha_is_one)]),
+    op!(Op::Mul, Family::Elementwise),
+    op!(Op::Div, Family::Elementwise),
+    op!(Op::AddScalar, Family::Elementwise, [c!("alpha must be 1", alpha_is_one)]),
+    op!(Op::SubScalar, Family::Elementwise, [c!("alpha must be 1", alpha_is_one)]),
+    op!(Op::MulScalar, Family::Elementwise),
+    op!(Op::DivScalar, Family::Elementwise),
+    op!(Op::Maximum, Family::Elementwise),
+    op!(Op::Minimum, Family::Elementwise),
+    op!(Op::PowTensorScalar, Family::Elementwise),
     // Activations and unary math.
-    op!("aten::relu.out", "Activation"),
-    op!("aten::hardtanh.out", "Activation"),
-    op!("aten::clamp.out", "Activation", [c!("min and max must be numbers or absent", clamp_bounds_numbers)]),
-    op!("aten::sigmoid.out", "Activation"),
-    op!("aten::tanh.out", "Activation"),
-    op!("aten::gelu.out", "Activation", [c!("approximate must be \"none\" or \"tanh\"", gelu_known_approximation)]),
-    op!("aten::hardswish.out", "Activation"),
-    op!("aten::hardsigmoid.out", "Activation"),
-    op!("aten::silu.out", "Activation"),
-    op!("aten::leaky_relu.out", "Activation"),
-    op!("aten::elu.out", "Activation"),
-    op!("aten::abs.out", "Unary"),
-    op!("aten::neg.out", "Unary"),
-    op!("aten::sqrt.out", "Unary"),
-    op!("aten::rsqrt.out", "Unary"),
-    op!("aten::exp.out", "Unary"),
-    op!("aten::log.out", "Unary"),
-    op!("aten::floor.out", "Unary"),
-    op!("aten::ceil.out", "Unary"),
-    op!("aten::reciprocal.out", "Unary"),
+    op!(Op::Relu, Family::Activation),
+    op!(Op::Hardtanh, Family::Activation),
+    op!(Op::Clamp, Family::Activation, [c!("min and max must be numbers or absent", clamp_bounds_numbers)]),
+    op!(Op::Sigmoid, Family::Activation),
+    op!(Op::Tanh, Family::Activation),
+    op!(Op::Gelu, Family::Activation, [c!("approximate must be \"none\" or \"tanh\"", gelu_known_approximation)]),
+    op!(Op::Hardswish, Family::Activation),
+    op!(Op::Hardsigmoid, Family::Activation),
+    op!(Op::Silu, Family::Activation),
+    op!(Op::LeakyRelu, Family::Activation),
+    op!(Op::Elu, Family::Activation),
+    op!(Op::Abs, Family::Unary),
+    op!(Op::Neg, Family::Unary),
+    op!(Op::Sqrt, Family::Unary),
+    op!(Op::Rsqrt, Family::Unary),
+    op!(Op::Exp, Family::Unary),
+    op!(Op::Log, Family::Unary),
+    op!(Op::Floor, Family::Unary),
+    op!(Op::Ceil, Family::Unary),
+    op!(Op::Reciprocal, Family::Unary),
     // Comparisons, masks and tensor creation (attention masks and positions are built from these).
-    op!("aten::eq.Scalar_out", "Comparison"),
-    op!("aten::le.Scalar_out", "Comparison"),
-    op!("aten::lt.Scalar_out", "Comparison"),
-    op!("aten::ge.Scalar_out", "Comparison"),
-    op!("aten::gt.Scalar_out", "Comparison"),
-    op!("aten::eq.Tensor_out", "Comparison"),
-    op!("aten::logical_and.out", "Comparison"),
-    op!("aten::logical_not.out", "Comparison"),
-    op!("aten::any.out", "Reduction"),
-    op!("aten::where.self_out", "Comparison"),
-    op!("aten::masked_fill.Scalar_out", "Comparison"),
-    op!("aten::arange.start_out", "Creation"),
-    op!("aten::full.out", "Creation"),
-    op!("aten::full_like.out", "Creation"),
-    op!("aten::scalar_tensor.out", "Creation"),
+    op!(Op::EqScalar, Family::Comparison),
+    op!(Op::LeScalar, Family::Comparison),
+    op!(Op::LtScalar, Family::Comparison),
+    op!(Op::GeScalar, Family::Comparison),
+    op!(Op::GtScalar, Family::Comparison),
+    op!(Op::EqTensor, Family::Comparison),
+    op!(Op::LogicalAnd, Family::Comparison),
+    op!(Op::LogicalNot, Family::Comparison),
+    op!(Op::Any, Family::Reduction),
+    op!(Op::WhereSelf, Family::Comparison),
+    op!(Op::MaskedFillScalar, Family::Comparison),
+    op!(Op::ArangeStart, Family::Creation),
+    op!(Op::Full, Family::Creation),
+    op!(Op::FullLike, Family::Creation),
+    op!(Op::ScalarTensor, Family::Creation),
     // Layout and data movement.
-    op!("aten::view_copy.out", "Layout"),
-    op!("aten::permute_copy.out", "Layout"),
-    op!("aten::squeeze_copy.dims_out", "Layout"),
-    op!("aten::unsqueeze_copy.out", "Layout"),
-    op!("aten::expand_copy.out", "Layout"),
-    op!("aten::slice_copy.Tensor_out", "Layout"),
-    op!("aten::select_copy.int_out", "Layout"),
-    op!("aten::cat.out", "Layout"),
-    op!("aten::split_with_sizes_copy.out", "Layout"),
-    op!("aten::clone.out", "Layout"),
-    op!("dim_order_ops::_clone_dim_order.out", "Layout"),
-    op!("aten::constant_pad_nd.out", "Layout"),
-    op!("aten::embedding.out", "Layout", [c!("the embedding table must be constant", embedding_weight_constant)]),
+    op!(Op::ViewCopy, Family::Layout),
+    op!(Op::PermuteCopy, Family::Layout),
+    op!(Op::SqueezeCopyDims, Family::Layout),
+    op!(Op::UnsqueezeCopy, Family::Layout),
+    op!(Op::ExpandCopy, Family::Layout),
+    op!(Op::SliceCopyTensor, Family::Layout),
+    op!(Op::SelectCopyInt, Family::Layout),
+    op!(Op::Cat, Family::Layout),
+    op!(Op::SplitWithSizesCopy, Family::Layout),
+    op!(Op::Clone, Family::Layout),
+    op!(Op::CloneDimOrder, Family::Layout),
+    op!(Op::ConstantPadNd, Family::Layout),
+    op!(Op::Embedding, Family::Layout, [c!("the embedding table must be constant", embedding_weight_constant)]),
 ];
 
 /// Every operator the backend runs, in table order.
 pub fn registry() -> &'static [OpSpec] {
     REGISTRY
-}
-
-/// Whether `family` only moves data (a partition of nothing else is not worth a delegate).
-pub fn moves_data_only(family: &str) -> bool {
-    family == "Layout"
 }

@@ -19,18 +19,26 @@
 //! cycle — a path from the partition back into it through a node outside it (which would make
 //! the contracted graph unschedulable); otherwise it starts a new partition. Partitions that only
 //! move data (views, copies) are not worth a delegate call and are dropped, with that reason.
+//!
+//! Then **placement** ([`MethodPartitions::schedule`]): each partition becomes one delegate call,
+//! placed so that every access to planned memory keeps its order. A partition that cannot be
+//! called at one point (an instruction between its members reuses memory the partition reads or
+//! writes) is split there into parts that can, never dropped; every node ends delegated or
+//! rejected with a [`Reason`].
 
 #![deny(unsafe_code)]
 
+mod placement;
 mod report;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use ferrite_op_support::{check, moves_data_only};
+use ferrite_op_support::check;
 use ferrite_program::graph::Graph;
 use ferrite_program::{ExecutionPlan, Program};
 use serde::Serialize;
 
+pub use placement::Step;
 pub use report::{MethodReport, PartitionReport, PartitionSummary, Reason, RejectedNode};
 
 /// Compute precisions the partitioner may delegate.
@@ -84,13 +92,17 @@ pub struct Partition {
     pub outputs: Vec<usize>,
 }
 
-/// The partitions of one method.
+/// The partitions of one method, placed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct MethodPartitions {
     /// Method name.
     pub method: String,
     /// Its partitions, in execution order of their first node.
     pub partitions: Vec<Partition>,
+    /// The method's instructions with each partition contracted into one delegate call, in an
+    /// order that keeps every access to planned memory in its original order (empty when the
+    /// method has no partitions: it stays as it is).
+    pub schedule: Vec<Step>,
 }
 
 /// What [`Partitioner::partition`] returns.
@@ -242,24 +254,14 @@ impl Partitioner {
         let mut kept: Vec<Vec<usize>> = Vec::new();
         let mut kept_notes = Vec::new();
         for (p, members) in groups.into_iter().enumerate() {
-            let data_only = members.iter().all(|&n| {
-                nodes[n].op().and_then(ferrite_op_support::lookup).is_some_and(|s| moves_data_only(s.family))
-            });
-            if data_only {
-                for &n in &members {
-                    let op = nodes[n].op().unwrap_or_default().to_string();
-                    self.log(&plan.name, nodes[n].instruction, &op, "left out: its partition only moves data");
-                    rejected.push(RejectedNode {
-                        instruction: nodes[n].instruction,
-                        op,
-                        reason: Reason::DataMovementOnly,
-                    });
-                }
+            if self.moves_data_only(&graph, &members) {
+                self.reject_data_movement(&plan.name, &graph, &members, &mut rejected);
             } else {
                 kept.push(members);
                 kept_notes.push(notes.remove(&p).unwrap_or_default());
             }
         }
+        let (kept, kept_notes, schedule) = self.place(plan, &graph, kept, kept_notes, &mut rejected);
         rejected.sort_by_key(|r| r.instruction);
 
         let mut partitions = Vec::new();
@@ -291,7 +293,113 @@ impl Partitioner {
             partitions: summaries,
             rejected,
         };
-        (MethodPartitions { method: plan.name.clone(), partitions }, report)
+        (MethodPartitions { method: plan.name.clone(), partitions, schedule }, report)
+    }
+
+    /// Whether every member of a partition only moves data.
+    fn moves_data_only(&self, graph: &Graph<'_>, members: &[usize]) -> bool {
+        members.iter().all(|&n| {
+            graph.nodes()[n].op().and_then(ferrite_op_support::lookup_name).is_some_and(|s| s.family.moves_data_only())
+        })
+    }
+
+    /// Rejects the members of a partition that only moves data.
+    fn reject_data_movement(
+        &self,
+        method: &str,
+        graph: &Graph<'_>,
+        members: &[usize],
+        rejected: &mut Vec<RejectedNode>,
+    ) {
+        for &n in members {
+            let node = &graph.nodes()[n];
+            let op = node.op().unwrap_or_default().to_string();
+            self.log(method, node.instruction, &op, "left out: its partition only moves data");
+            rejected.push(RejectedNode { instruction: node.instruction, op, reason: Reason::DataMovementOnly });
+        }
+    }
+
+    /// Places the partitions (see [`placement`]): splits every partition whose delegate call
+    /// cannot be placed at one point until all can, and returns them (renumbered in execution
+    /// order of their first node), their notes, and the method's schedule.
+    fn place(
+        &self,
+        plan: &ExecutionPlan,
+        graph: &Graph<'_>,
+        mut groups: Vec<Vec<usize>>,
+        mut notes: Vec<Vec<String>>,
+        rejected: &mut Vec<RejectedNode>,
+    ) -> (Vec<Vec<usize>>, Vec<Vec<String>>, Vec<Step>) {
+        let nodes = graph.nodes();
+        let schedule = loop {
+            if groups.is_empty() {
+                break Vec::new();
+            }
+            let parts: Vec<Partition> = groups.iter().enumerate().map(|(id, m)| describe(graph, id, m)).collect();
+            let placement::Stuck { partition: k, cut } = match placement::schedule(plan, graph, &parts) {
+                Ok(order) => break order,
+                Err(stuck) => stuck,
+            };
+            let members = groups.remove(k);
+            let note = notes.remove(k);
+            if members.len() < 2 {
+                // (A single node keeps its own accesses, so it always has a place; kept for
+                // safety: leave it to the portable kernels.)
+                for &n in &members {
+                    let op = nodes[n].op().unwrap_or_default().to_string();
+                    self.log(&plan.name, nodes[n].instruction, &op, "left out: its delegate call has no place");
+                    rejected.push(RejectedNode { instruction: nodes[n].instruction, op, reason: Reason::Unplaceable });
+                }
+                continue;
+            }
+            // Members before the cut, and members from it on; the middle when the cut does not
+            // separate them.
+            let at = cut
+                .map(|c| members.partition_point(|&n| nodes[n].instruction < c))
+                .filter(|&at| at > 0 && at < members.len())
+                .unwrap_or(members.len() / 2);
+            let first = |m: &[usize]| m.first().map_or(0, |&n| nodes[n].instruction);
+            let why = match cut {
+                Some(c) => format!(
+                    "split from a larger partition at instruction {c}: one delegate call for all of it could not be placed without reordering planned memory accesses"
+                ),
+                None => "split from a larger partition whose delegate call could not be placed".to_string(),
+            };
+            tracing::info!(
+                target: "ferrite::partitioner",
+                method = %plan.name,
+                first = first(&members),
+                at = first(&members[at..]),
+                "partition split: its delegate call cannot be placed whole"
+            );
+            for part in [&members[..at], &members[at..]] {
+                if self.moves_data_only(graph, part) {
+                    self.reject_data_movement(&plan.name, graph, part, rejected);
+                } else {
+                    let mut part_notes = note.clone();
+                    part_notes.push(why.clone());
+                    groups.push(part.to_vec());
+                    notes.push(part_notes);
+                }
+            }
+        };
+        // Number partitions by their first node; the schedule follows.
+        let mut order: Vec<usize> = (0..groups.len()).collect();
+        order.sort_by_key(|&p| groups[p].first().copied().unwrap_or(usize::MAX));
+        let mut new_id = vec![0usize; groups.len()];
+        for (new, &old) in order.iter().enumerate() {
+            new_id[old] = new;
+        }
+        let schedule = schedule
+            .into_iter()
+            .map(|s| match s {
+                Step::Partition(k) => Step::Partition(new_id[k]),
+                other => other,
+            })
+            .collect();
+        let groups = order.iter().map(|&p| std::mem::take(&mut groups[p])).collect();
+        let notes = order.iter().map(|&p| std::mem::take(&mut notes[p])).collect();
+        (groups, notes, schedule)
     }
 }
 

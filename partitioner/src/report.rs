@@ -28,6 +28,8 @@ pub enum Reason {
     ControlFlow,
     /// Its partition would only have moved data (views, copies): not worth a delegate call.
     DataMovementOnly,
+    /// Its delegate call could not be placed without reordering accesses to planned memory.
+    Unplaceable,
 }
 
 impl fmt::Display for Reason {
@@ -39,6 +41,9 @@ impl fmt::Display for Reason {
             Reason::PrecisionNotEnabled { precision } => write!(f, "{precision} is not among the enabled precisions"),
             Reason::ControlFlow => f.write_str("the method has control flow, which is not partitioned"),
             Reason::DataMovementOnly => f.write_str("its partition would only move data (views and copies)"),
+            Reason::Unplaceable => {
+                f.write_str("its delegate call could not be placed without reordering planned memory accesses")
+            }
         }
     }
 }

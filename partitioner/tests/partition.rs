@@ -145,3 +145,68 @@ fn report_serializes_and_reads_well() {
     assert!(text.contains("2 of 3 kernel calls delegated in 2 partition(s)"), "{text}");
     assert!(text.contains("aten::cumsum.out: the Ferrite backend does not implement this operator"), "{text}");
 }
+
+/// `w = relu(x) + cumsum(z)` where the memory plan puts `cumsum`'s output where `x` was (`x` is
+/// dead once `relu` has read it), as ExecuTorch's planner does. `relu` and `add` group into one
+/// partition, but no single delegate call can run them: it would have to read `x` before
+/// `cumsum` overwrites it and read `cumsum`'s output after it is written.
+pub fn memory_reuse_across_a_partition() -> Program<'static> {
+    use ferrite_op_support::Op;
+    let mut b = ProgramBuilder::new("forward");
+    let x = b.input(ScalarType::Float, &[4]);
+    let z = b.input(ScalarType::Float, &[4]);
+    let a = b.tensor(ScalarType::Float, &[4]);
+    b.call(Op::Relu.name(), &[x, a, a]);
+    let (dim, none) = (b.int(0), b.none());
+    let y = b.tensor(ScalarType::Float, &[4]);
+    b.call(Op::Cumsum.name(), &[z, dim, none, y, y]);
+    let (alpha, w) = (b.int(1), b.tensor(ScalarType::Float, &[4]));
+    b.call(Op::Add.name(), &[a, y, alpha, w, w]);
+    b.output(w);
+    b.plan_memory(x, 1, 0);
+    b.plan_memory(a, 1, 16);
+    b.plan_memory(y, 1, 0);
+    Program::from_vec(b.build().expect("builds")).expect("verifies")
+}
+
+#[test]
+fn a_partition_that_cannot_be_placed_whole_is_split_not_dropped() {
+    let program = memory_reuse_across_a_partition();
+    let result = Partitioner::default().partition(&program);
+    let (method, report) = (&result.methods[0], &result.report.methods[0]);
+    // Both supported nodes stay delegated, in two partitions placed around `cumsum`.
+    assert_eq!(report.delegated_calls, 2, "{}", result.report);
+    let parts: Vec<&[usize]> = method.partitions.iter().map(|p| p.instructions.as_slice()).collect();
+    assert_eq!(parts, [&[0][..], &[2][..]]);
+    use ferrite_partitioner::Step;
+    assert_eq!(method.schedule, [Step::Partition(0), Step::Instruction(1), Step::Partition(1)]);
+    assert!(report.partitions.iter().all(|p| p.notes.iter().any(|n| n.contains("split"))), "{}", result.report);
+    // Every kernel call is delegated or left out with a reason.
+    let rejected: Vec<usize> = report.rejected.iter().map(|r| r.instruction).collect();
+    assert_eq!(rejected, [1]);
+    assert_eq!(report.kernel_calls, report.delegated_calls + report.rejected.len());
+}
+
+#[test]
+fn every_kernel_call_is_delegated_or_rejected_with_a_reason() {
+    for name in [
+        "elementwise",
+        "mlp",
+        "mlp_dynamic",
+        "two_methods",
+        "running_sum",
+        "digits_cnn",
+        "tiny_transformer",
+        "tiny_gpt",
+    ] {
+        let result = Partitioner::default().partition(&fixture(&format!("{name}/portable.pte")));
+        for (m, r) in result.methods.iter().zip(&result.report.methods) {
+            let delegated: usize = m.partitions.iter().map(|p| p.instructions.len()).sum();
+            assert_eq!(r.delegated_calls, delegated, "{name}");
+            assert_eq!(r.kernel_calls, delegated + r.rejected.len(), "{name}: {}", result.report);
+            // The schedule calls every partition once and keeps every other instruction.
+            let calls = m.schedule.iter().filter(|s| matches!(s, ferrite_partitioner::Step::Partition(_))).count();
+            assert_eq!(calls, m.partitions.len(), "{name}");
+        }
+    }
+}

@@ -188,8 +188,18 @@ impl ProgramBuilder {
         self.outputs.push(v);
     }
 
+    /// Plans tensor `v` in memory arena `arena` (1 or more: arena 0 is ExecuTorch's reserved one)
+    /// at byte `offset`, as ExecuTorch's memory planner does; the arena grows to hold it. Tensors
+    /// not planned are left to the runtime. Does nothing for values that are not tensors.
+    pub fn plan_memory(&mut self, v: usize, arena: u32, offset: u64) {
+        if let Some(Value::Tensor(t)) = self.values.get_mut(v) {
+            t.allocation = Some(Allocation { memory_id: arena.max(1), offset });
+        }
+    }
+
     /// The program model (one method) and its segments.
     pub fn into_def(self) -> (ProgramDef, Vec<Vec<u8>>) {
+        let non_const_buffer_sizes = arena_sizes(&self.values);
         let plan = ExecutionPlan {
             name: self.name,
             container_meta: None,
@@ -204,7 +214,7 @@ impl ProgramBuilder {
             }],
             operators: self.operators,
             delegates: Vec::new(),
-            non_const_buffer_sizes: vec![0],
+            non_const_buffer_sizes,
             non_const_buffer_device: Vec::new(),
         };
         let has_constants = self.constant_offsets.len() > 1;
@@ -236,4 +246,22 @@ impl ProgramBuilder {
         let (def, segments) = self.into_def();
         ProgramWriter::new(def, segments.into_iter().map(Cow::Owned).collect())?.to_bytes()
     }
+}
+
+/// `non_const_buffer_sizes` for the planned tensors among `values`: entry 0 empty, then each
+/// arena as large as its furthest tensor end.
+fn arena_sizes(values: &[Value]) -> Vec<u64> {
+    let mut sizes = vec![0u64];
+    for v in values {
+        if let Value::Tensor(t) = v {
+            if let Some(a) = t.allocation {
+                let id = a.memory_id as usize;
+                if sizes.len() <= id {
+                    sizes.resize(id + 1, 0);
+                }
+                sizes[id] = sizes[id].max(a.offset.saturating_add(t.nbytes() as u64));
+            }
+        }
+    }
+    sizes
 }

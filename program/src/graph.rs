@@ -73,8 +73,10 @@ fn tensors_of(plan: &ExecutionPlan, v: usize) -> Vec<usize> {
     }
 }
 
-/// How many trailing arguments repeat the ones before them (the returned values).
-fn returned_count(args: &[usize]) -> usize {
+/// How many trailing arguments of a call repeat the ones before them: the values ExecuTorch's
+/// emitter appends after an out-variant's arguments (its returned `out` tensors). Zero when
+/// nothing repeats.
+pub fn returned_count(args: &[usize]) -> usize {
     (1..=args.len() / 2)
         .rev()
         .find(|&k| args[args.len() - 2 * k..args.len() - k] == args[args.len() - k..])

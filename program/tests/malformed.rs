@@ -297,26 +297,3 @@ fn not_a_program() {
     let e = Program::read("/definitely/not/here.pte").expect_err("missing file");
     assert_eq!(e.code(), "P001");
 }
-
-/// The book's error table is generated from `ProgramError::catalog()`; re-bless with
-/// `FERRITE_BLESS=1`.
-#[test]
-fn book_error_table_is_current() {
-    let mut table = String::from("| Code | Error | Example message | What to do |\n|---|---|---|---|\n");
-    let mut codes = std::collections::BTreeSet::new();
-    for e in ProgramError::catalog() {
-        assert!(codes.insert(e.code()), "duplicate code {}", e.code());
-        let msg = e.to_string().replace('|', "\\|");
-        table.push_str(&format!(
-            "| <span id=\"{code}\">{code}</span> | {} | {msg} | {} |\n",
-            e.title(),
-            e.hint(),
-            code = e.code()
-        ));
-    }
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../book/src/generated/program-errors.md");
-    if std::env::var_os("FERRITE_BLESS").is_some() {
-        std::fs::write(&path, &table).expect("bless");
-    }
-    assert_eq!(std::fs::read_to_string(&path).unwrap_or_default(), table, "re-bless with FERRITE_BLESS=1");
-}

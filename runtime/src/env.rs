@@ -111,6 +111,8 @@ pub struct Env<'m> {
     /// Sum convolutions and matrix products in ExecuTorch's portable order (see
     /// [`crate::Accumulation`]).
     pub(crate) reference_order: bool,
+    /// The SIMD level kernels run at.
+    pub(crate) level: ferrite_kernels::simd::Level,
 }
 
 fn numel_of(sizes: &[usize]) -> Result<usize> {
@@ -129,8 +131,9 @@ impl<'m> Env<'m> {
         owned: &'m mut Vec<AlignedBuf>,
         program: &'m Program<'static>,
         reference_order: bool,
+        level: ferrite_kernels::simd::Level,
     ) -> Self {
-        Env { values, arenas: &mut [], owned, program, reference_order }
+        Env { values, arenas: &mut [], owned, program, reference_order, level }
     }
 }
 
@@ -470,7 +473,7 @@ impl Env<'_> {
     ) -> Result<R> {
         for &v in inputs.iter().chain(outputs) {
             let slot = self.slot(v)?;
-            if !crate::kernels::layout::is_contiguous_order(&slot.dim_order)
+            if !ferrite_kernels::layout::is_contiguous_order(&slot.dim_order)
                 && slot.sizes.iter().filter(|&&s| s > 1).count() > 1
             {
                 return Err(RuntimeError::Unsupported(format!(

@@ -1,6 +1,6 @@
 //! Runtime errors. Each has a stable code (`R0xx`) and a hint; the book lists them.
 
-use crate::kernels::KernelError;
+use ferrite_kernels::KernelError;
 use ferrite_program::{ProgramError, ScalarType};
 
 /// Why a method could not be loaded or executed.
@@ -108,6 +108,22 @@ pub enum RuntimeError {
     /// A feature the runtime does not support yet.
     #[error("unsupported: {0}")]
     Unsupported(String),
+    /// An `.npy` file is unreadable or invalid.
+    #[error("{path}: {reason}")]
+    Npy {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// An output file could not be written.
+    #[error("cannot write {path}: {source}")]
+    Write {
+        /// The file.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
 }
 
 fn list_missing(missing: &[(String, Vec<usize>)]) -> String {
@@ -134,7 +150,7 @@ impl RuntimeError {
             RuntimeError::NoSuchMethod { name: "encode".into(), available: "forward".into() },
             RuntimeError::MissingKernels {
                 method: "forward".into(),
-                missing: vec![("aten::stft.out".into(), vec![4])],
+                missing: vec![("custom::stft.out".into(), vec![4])],
             },
             RuntimeError::BackendNotRegistered {
                 method: "forward".into(),
@@ -163,7 +179,7 @@ impl RuntimeError {
             RuntimeError::InputKind { method: "forward".into(), index: 1, kind: "Int" },
             RuntimeError::Kernel {
                 instruction: 7,
-                op: "aten::view_copy.out".into(),
+                op: ferrite_op_support::Op::ViewCopy.name().into(),
                 message: "cannot reshape [3, 4] to [5]".into(),
             },
             RuntimeError::Invalid(
@@ -172,6 +188,11 @@ impl RuntimeError {
             RuntimeError::Unsupported(
                 "value 3 has dim order [0, 2, 3, 1]; this operator needs the default order".into(),
             ),
+            RuntimeError::Write {
+                path: "out/output_0.npy".into(),
+                source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+            },
+            RuntimeError::Npy { path: "x.npy".into(), reason: "Fortran-order arrays are not supported".into() },
         ]
     }
 
@@ -190,6 +211,8 @@ impl RuntimeError {
             RuntimeError::Kernel { .. } => "R020",
             RuntimeError::Invalid(_) => "R021",
             RuntimeError::Unsupported(_) => "R030",
+            RuntimeError::Write { .. } => "C002",
+            RuntimeError::Npy { .. } => "C003",
         }
     }
 
@@ -208,6 +231,8 @@ impl RuntimeError {
             RuntimeError::Kernel { .. } => "a kernel failed",
             RuntimeError::Invalid(_) => "invalid value",
             RuntimeError::Unsupported(_) => "unsupported feature",
+            RuntimeError::Write { .. } => "an output could not be written",
+            RuntimeError::Npy { .. } => "an `.npy` file could not be read",
         }
     }
 
@@ -231,6 +256,10 @@ impl RuntimeError {
                 "the program computes something its own metadata does not allow (e.g. a dynamic shape beyond its bound); check the inputs, then report it with the file"
             }
             RuntimeError::Unsupported(_) => "open an issue with the program; meanwhile re-export without the feature",
+            RuntimeError::Write { .. } => "check that the directory exists and is writable",
+            RuntimeError::Npy { .. } => {
+                "pass a C-order `.npy` of a numeric or bool dtype, e.g. saved with `np.save(path, np.ascontiguousarray(x))`"
+            }
         }
     }
 }

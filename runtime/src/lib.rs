@@ -20,8 +20,10 @@
 pub mod backend;
 mod env;
 mod error;
-pub mod kernels;
+mod inputs;
 mod method;
+#[cfg(feature = "npy")]
+mod npy;
 pub mod ops;
 mod registry;
 mod tensor;
@@ -29,6 +31,12 @@ mod tensor;
 pub use backend::{FerriteBackend, BACKEND_ID};
 pub use env::{Env, Scalar};
 pub use error::{Result, RuntimeError};
+pub use ferrite_kernels::simd::Level;
+pub use inputs::default_inputs;
 pub use method::{Accumulation, Method, Runtime};
+pub use ops::portable_kernels;
 pub use registry::{Backend, BackendInit, BackendRegistry, Delegate, KernelRegistry, OpFn};
 pub use tensor::{nbytes, numel, AlignedBuf, Pod, TensorData, TensorMut, TensorRef};
+
+#[cfg(feature = "npy")]
+pub use npy::{read_npy, write_npy};

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use ferrite_kernels::simd::Level;
 use ferrite_program::{ExecutionPlan, Instruction, Program, ShapeDynamism, TensorStorage, Value};
 
 use crate::env::{Env, RValue, Storage, TensorSlot};
@@ -40,14 +41,13 @@ impl Accumulation {
         match self {
             Accumulation::Fast => false,
             Accumulation::Reference => true,
-            Accumulation::Auto => {
-                plan.operators.iter().any(|op| op.name.starts_with("quantized_decomposed::quantize_per_"))
-            }
+            Accumulation::Auto => ferrite_op_support::requantizes(plan),
         }
     }
 }
 
-/// Shared configuration for loading methods: kernels, backends and the thread pool.
+/// Shared configuration for loading methods: kernels, backends, the thread pool and the SIMD
+/// level.
 ///
 /// Cheap to clone; one runtime can load any number of methods of any programs.
 #[derive(Debug, Clone)]
@@ -56,6 +56,7 @@ pub struct Runtime {
     backends: Arc<BackendRegistry>,
     pool: Option<Arc<rayon::ThreadPool>>,
     accumulation: Accumulation,
+    level: Level,
 }
 
 impl Default for Runtime {
@@ -65,15 +66,39 @@ impl Default for Runtime {
 }
 
 impl Runtime {
-    /// Ferrite's portable kernels, the Ferrite backend (`FerriteBackend`) for delegated
-    /// partitions, and rayon's global thread pool.
+    /// Ferrite's portable kernels ([`crate::ops::portable_kernels`]), the Ferrite backend
+    /// (`FerriteBackend`) for delegated partitions, rayon's global thread pool, and the best SIMD
+    /// level this CPU runs ([`Level::detect`]; `FERRITE_SIMD` asks for a lower one). This is the
+    /// one place the default registries are assembled.
     pub fn new() -> Self {
+        let mut backends = BackendRegistry::empty();
+        backends.register(Arc::new(crate::backend::FerriteBackend::new()));
         Runtime {
-            kernels: Arc::new(KernelRegistry::portable()),
-            backends: Arc::new(BackendRegistry::standard()),
+            kernels: Arc::new(crate::ops::portable_kernels()),
+            backends: Arc::new(backends),
             pool: None,
             accumulation: Accumulation::Auto,
+            level: Level::detect(),
         }
+    }
+
+    /// Runs the kernels at SIMD `level` instead of the detected one (for tests and for comparing
+    /// levels). An error when this CPU does not run `level`.
+    pub fn with_simd(mut self, level: Level) -> Result<Self> {
+        if !Level::available().contains(&level) {
+            return Err(RuntimeError::Unsupported(format!(
+                "SIMD level {} on this CPU (it runs: {})",
+                level.name(),
+                Level::available().iter().map(|l| l.name()).collect::<Vec<_>>().join(", ")
+            )));
+        }
+        self.level = level;
+        Ok(self)
+    }
+
+    /// The SIMD level kernels run at.
+    pub fn simd(&self) -> Level {
+        self.level
     }
 
     /// Chooses how convolutions and matrix products sum (default [`Accumulation::Auto`]).
@@ -132,7 +157,7 @@ impl Runtime {
         let _span = tracing::debug_span!("method.load", method = name).entered();
         let plan = &program.def().plans[plan_index];
         let steps = resolve_steps(plan, &self.kernels)?;
-        let delegates = init_delegates(plan, program, &self.backends)?;
+        let delegates = init_delegates(plan, program, &self.backends, &self.kernels, self.level)?;
         let arenas: Vec<AlignedBuf> =
             plan.non_const_buffer_sizes.iter().map(|&s| AlignedBuf::zeroed(s as usize)).collect();
         let mut method = Method {
@@ -147,6 +172,7 @@ impl Runtime {
             outputs: plan.outputs.clone(),
             pool: self.pool.clone(),
             reference_order: self.accumulation.reference_for(plan),
+            level: self.level,
         };
         method.values = init_values(plan, program, &mut method.arenas, &mut method.owned)?;
         tracing::debug!(values = method.values.len(), steps = method.steps.len(), "method loaded");
@@ -209,6 +235,8 @@ fn init_delegates(
     plan: &ExecutionPlan,
     program: &Program<'static>,
     backends: &BackendRegistry,
+    kernels: &KernelRegistry,
+    level: Level,
 ) -> Result<Vec<Box<dyn Delegate>>> {
     plan.delegates
         .iter()
@@ -221,7 +249,7 @@ fn init_delegates(
                 registered: backends.ids(),
             })?;
             let processed = program.delegate_data(d).unwrap_or(&[]);
-            backend.init(BackendInit { processed, compile_specs: &d.compile_specs, program })
+            backend.init(BackendInit { processed, compile_specs: &d.compile_specs, program, kernels, level })
         })
         .collect()
 }
@@ -313,6 +341,7 @@ pub struct Method {
     outputs: Vec<usize>,
     pool: Option<Arc<rayon::ThreadPool>>,
     reference_order: bool,
+    level: Level,
 }
 
 impl Method {
@@ -396,7 +425,7 @@ impl Method {
         let _span = tracing::debug_span!("method.execute", method = %self.name).entered();
         match self.pool.clone() {
             // One thread: run right here rather than hand the work to the pool's thread.
-            Some(pool) if pool.current_num_threads() == 1 => crate::kernels::serial(|| self.run_steps()),
+            Some(pool) if pool.current_num_threads() == 1 => ferrite_kernels::serial(|| self.run_steps()),
             Some(pool) => pool.install(|| self.run_steps()),
             None => self.run_steps(),
         }
@@ -451,6 +480,7 @@ impl Method {
             owned: &mut self.owned,
             program: &self.program,
             reference_order: self.reference_order,
+            level: self.level,
         }
     }
 
@@ -468,6 +498,7 @@ impl Method {
                 owned: &mut self.owned,
                 program: &self.program,
                 reference_order: self.reference_order,
+                level: self.level,
             };
             match &self.steps[pc] {
                 Step::Kernel { op, name, args } => {

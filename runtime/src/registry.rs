@@ -1,13 +1,16 @@
-//! Kernel and backend registries.
+//! Kernel and backend registries: plain tables, filled by whoever assembles a runtime
+//! ([`crate::Runtime::new`] registers Ferrite's portable kernels and the Ferrite backend).
 //!
 //! Kernels are keyed by `name.overload` (`aten::add.out`), exactly as programs name operators,
-//! and resolved when a method loads. Backends are keyed by the delegate id they run
-//! (`FerriteBackend`, ...).
+//! and resolved when a method loads; Ferrite's own kernels register under their [`Op`].
+//! Backends are keyed by the delegate id they run (`FerriteBackend`, ...).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::Arc;
 
+use ferrite_kernels::simd::Level;
+use ferrite_op_support::Op;
 use ferrite_program::{CompileSpec, Program};
 
 use crate::env::Env;
@@ -35,15 +38,14 @@ impl KernelRegistry {
         Self::default()
     }
 
-    /// Every kernel Ferrite ships.
-    pub fn portable() -> Self {
-        let mut r = Self::empty();
-        crate::ops::register_all(&mut r);
-        r
+    /// Registers (or replaces) the kernel for `op`.
+    pub fn register(&mut self, op: Op, f: OpFn) {
+        self.map.insert(op.name().to_string(), f);
     }
 
-    /// Registers (or replaces) the kernel for `name` (`namespace::op.overload`).
-    pub fn register(&mut self, name: &str, f: OpFn) {
+    /// Registers (or replaces) the kernel for an operator Ferrite does not know, by the name
+    /// programs use (`namespace::op.overload`): custom operators.
+    pub fn register_custom(&mut self, name: &str, f: OpFn) {
         self.map.insert(name.to_string(), f);
     }
 
@@ -69,6 +71,10 @@ pub struct BackendInit<'a> {
     pub compile_specs: &'a [CompileSpec],
     /// The program (for named data).
     pub program: &'a Program<'static>,
+    /// The runtime's kernels (for operations the backend runs with them).
+    pub kernels: &'a KernelRegistry,
+    /// The SIMD level the runtime runs at.
+    pub level: Level,
 }
 
 /// A backend: turns a delegate's processed blob into something executable.
@@ -95,13 +101,6 @@ impl BackendRegistry {
     /// An empty registry.
     pub fn empty() -> Self {
         Self::default()
-    }
-
-    /// The backends Ferrite ships: `FerriteBackend`.
-    pub fn standard() -> Self {
-        let mut r = Self::empty();
-        r.register(Arc::new(crate::backend::FerriteBackend::new()));
-        r
     }
 
     /// Registers a backend under its id.

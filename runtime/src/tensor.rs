@@ -53,7 +53,7 @@ impl AlignedBuf {
 }
 
 /// Plain-old-data element types a tensor's bytes can be viewed as.
-pub trait Pod: bytemuck::Pod + crate::kernels::Element {
+pub trait Pod: bytemuck::Pod + ferrite_kernels::Element {
     /// The scalar type this Rust type represents.
     const DTYPE: ScalarType;
 }
@@ -174,6 +174,21 @@ impl TensorData {
     pub fn to_f64_vec(&self) -> Result<Vec<f64>> {
         TensorRef { dtype: self.dtype, sizes: &self.sizes, dim_order: &[], data: self.bytes() }.to_f64_vec()
     }
+
+    /// A one-line description: dtype, shape and the first values (`f32 [1, 10] [0.1, -2, ...]`).
+    pub fn summary(&self) -> String {
+        let first: Vec<String> = self
+            .to_f64_vec()
+            .map(|v| {
+                v.iter()
+                    .take(6)
+                    .map(|x| format!("{x:.6}").trim_end_matches('0').trim_end_matches('.').to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let more = if self.numel() > 6 { ", ..." } else { "" };
+        format!("{} {:?} [{}{more}]", self.dtype, self.sizes, first.join(", "))
+    }
 }
 
 /// A read-only tensor view handed to kernels. Always contiguous (row-major).
@@ -206,7 +221,7 @@ impl<'a> TensorRef<'a> {
 
     /// Elements converted to f64, whatever the dtype.
     pub fn to_f64_vec(&self) -> Result<Vec<f64>> {
-        use crate::kernels::Element;
+        use ferrite_kernels::Element;
         macro_rules! conv {
             ($t:ty) => {
                 view::<$t>(self.dtype, self.data)?.iter().map(|v| v.to_f64()).collect()

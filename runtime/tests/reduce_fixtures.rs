@@ -3,6 +3,7 @@
 //! operators these programs also use are supplied here by simple f64 reference kernels, so a
 //! mismatch against ExecuTorch's outputs points at this family's kernels.
 
+use ferrite_op_support::Op;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -126,10 +127,10 @@ fn registry() -> KernelRegistry {
         }
         sum * 2.0 / std::f64::consts::PI.sqrt()
     }
-    let mut r = KernelRegistry::portable();
-    r.register("aten::relu.out", |e, a| nary(e, &[a[0]], a[1], |x| x[0].max(0.0)));
-    r.register("aten::tanh.out", |e, a| nary(e, &[a[0]], a[1], |x| x[0].tanh()));
-    r.register("aten::gelu.out", |e, a| {
+    let mut r = ferrite_runtime::portable_kernels();
+    r.register(Op::Relu, |e, a| nary(e, &[a[0]], a[1], |x| x[0].max(0.0)));
+    r.register(Op::Tanh, |e, a| nary(e, &[a[0]], a[1], |x| x[0].tanh()));
+    r.register(Op::Gelu, |e, a| {
         let tanh = e.string(a[1]).map(|s| s == "tanh").unwrap_or(false);
         nary(e, &[a[0]], a[2], move |x| {
             let v = x[0];
@@ -140,33 +141,31 @@ fn registry() -> KernelRegistry {
             }
         })
     });
-    r.register("aten::add.out", |e, a| {
+    r.register(Op::Add, |e, a| {
         let alpha = scalar(e, a[2])?;
         nary(e, &[a[0], a[1]], a[3], move |x| x[0] + alpha * x[1])
     });
-    r.register("aten::sub.out", |e, a| {
+    r.register(Op::Sub, |e, a| {
         let alpha = scalar(e, a[2])?;
         nary(e, &[a[0], a[1]], a[3], move |x| x[0] - alpha * x[1])
     });
-    r.register("aten::mul.Scalar_out", |e, a| {
+    r.register(Op::MulScalar, |e, a| {
         let s = scalar(e, a[1])?;
         nary(e, &[a[0]], a[2], move |x| x[0] * s)
     });
-    r.register("aten::eq.Scalar_out", |e, a| {
+    r.register(Op::EqScalar, |e, a| {
         let s = scalar(e, a[1])?;
         nary(e, &[a[0]], a[2], move |x| f64::from(u8::from(x[0] == s)))
     });
-    r.register("aten::le.Scalar_out", |e, a| {
+    r.register(Op::LeScalar, |e, a| {
         let s = scalar(e, a[1])?;
         nary(e, &[a[0]], a[2], move |x| f64::from(u8::from(x[0] <= s)))
     });
-    r.register("aten::logical_not.out", |e, a| nary(e, &[a[0]], a[1], |x| f64::from(u8::from(x[0] == 0.0))));
-    r.register("aten::logical_and.out", |e, a| {
+    r.register(Op::LogicalNot, |e, a| nary(e, &[a[0]], a[1], |x| f64::from(u8::from(x[0] == 0.0))));
+    r.register(Op::LogicalAnd, |e, a| {
         nary(e, &[a[0], a[1]], a[2], |x| f64::from(u8::from(x[0] != 0.0 && x[1] != 0.0)))
     });
-    r.register("aten::where.self_out", |e, a| {
-        nary(e, &[a[0], a[1], a[2]], a[3], |x| if x[0] != 0.0 { x[1] } else { x[2] })
-    });
+    r.register(Op::WhereSelf, |e, a| nary(e, &[a[0], a[1], a[2]], a[3], |x| if x[0] != 0.0 { x[1] } else { x[2] }));
     r
 }
 

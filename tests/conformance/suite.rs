@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ferrite::program::Program;
-use ferrite::read_npy;
+use ferrite::runtime::read_npy;
 use ferrite::runtime::{Method, Runtime, RuntimeError, TensorData};
 use serde_json::Value as Json;
 
@@ -339,7 +339,7 @@ pub fn check_delegated_fail(root: &Path) {
 /// bit-identical to a single-threaded run.
 pub fn check_concurrency(runner: &dyn Runner, path: &Path, threads: usize, iters: usize) {
     let program = runner.prepare(load(path));
-    let inputs = ferrite::default_inputs(&program, "forward").expect("inputs");
+    let inputs = ferrite::runtime::default_inputs(&program, "forward").expect("inputs");
     let expected = load_method(runner, &program, "forward").run(&inputs).expect("run");
     std::thread::scope(|s| {
         for t in 0..threads {

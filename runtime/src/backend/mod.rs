@@ -1,68 +1,43 @@
 //! The Ferrite backend (`FerriteBackend`): runs the partitions `ferrite lower` compiled into
-//! delegate blobs.
+//! delegate blobs (format: the `ferrite-blob` crate; compiled by the `ferrite-lower` crate).
 //!
-//! - [`blob`]: the blob format (header, FlatBuffer, aligned constants) and its verification.
-//! - [`preprocess`]: ahead of time — turns a partition of a program into a blob graph and
-//!   optimises it (constant folding, batch-norm folding, activation fusion, free reshapes, dead
-//!   code).
-//! - this module: at init, verify the blob, resolve every operation to a kernel, load constants
-//!   and plan the partition's scratch memory (buffers reused once a value is dead); at execute,
-//!   copy the inputs in, run, copy the outputs out.
+//! - this module: at init, verify the blob, resolve every operation to a kernel — the backend's
+//!   own packed kernels for [`Op::FerriteConvolutionNhwc`] and [`Op::FerriteDense`], a SIMD row
+//!   kernel where [`rows`] recognises one, the runtime's kernel registry otherwise — load
+//!   constants and plan the partition's scratch memory (buffers reused once a value is dead); at
+//!   execute, copy the inputs in, run, copy the outputs out.
+//! - [`rows`]: which operations run on the SIMD row kernels, recognised and planned at init.
 
-pub mod blob;
-pub mod preprocess;
 mod rows;
 
-#[allow(
-    unsafe_code,
-    unused_imports,
-    dead_code,
-    non_camel_case_types,
-    clippy::all,
-    clippy::restriction,
-    missing_debug_implementations
-)]
-#[rustfmt::skip]
-mod generated {
-    include!("generated/ferrite_blob_generated.rs");
-}
-
+use ferrite_blob::{returned_count, BlobGraph, BlobOp, BlobValue};
+use ferrite_kernels::dense::Dense;
+use ferrite_kernels::nhwc::{Conv2d, Conv2dGeometry};
+use ferrite_kernels::simd::Level;
+use ferrite_op_support::Op;
 use ferrite_program::{ScalarType, ShapeDynamism};
+
+pub use ferrite_blob::BACKEND_ID;
 
 use crate::env::{Env, RValue, Storage, TensorSlot};
 use crate::error::{Result, RuntimeError};
-use crate::kernels::dense::Dense;
-use crate::kernels::nhwc::Conv2d;
-use crate::kernels::simd::Level;
 use crate::registry::{Backend, BackendInit, Delegate, KernelRegistry, OpFn};
 use crate::tensor::{nbytes, AlignedBuf};
-use blob::{BlobGraph, BlobValue};
-use preprocess::{DENSE, NHWC_AVG_POOL, NHWC_CONVOLUTION, NHWC_MAX_POOL};
 use rows::RowKernel;
-
-/// The id delegates name to be run by this backend.
-pub const BACKEND_ID: &str = "FerriteBackend";
 
 fn err(message: impl Into<String>) -> RuntimeError {
     RuntimeError::Backend { id: BACKEND_ID.into(), message: message.into() }
 }
 
-/// The Ferrite backend.
-#[derive(Debug, Clone)]
-pub struct FerriteBackend {
-    kernels: KernelRegistry,
-}
-
-impl Default for FerriteBackend {
-    fn default() -> Self {
-        FerriteBackend { kernels: KernelRegistry::portable() }
-    }
-}
+/// The Ferrite backend: runs delegates whose blobs `ferrite-lower` wrote, with the runtime's
+/// kernels (its registry and SIMD level, from [`BackendInit`]).
+#[derive(Debug, Clone, Default)]
+pub struct FerriteBackend;
 
 impl FerriteBackend {
-    /// The backend with Ferrite's kernels.
+    /// The backend.
     pub fn new() -> Self {
-        Self::default()
+        FerriteBackend
     }
 }
 
@@ -73,17 +48,9 @@ impl Backend for FerriteBackend {
 
     fn init(&self, init: BackendInit<'_>) -> Result<Box<dyn Delegate>> {
         let _span = tracing::debug_span!("ferrite_backend.init", bytes = init.processed.len()).entered();
-        let graph = BlobGraph::decode(init.processed)?;
-        Ok(Box::new(Compiled::new(&graph, &self.kernels)?))
+        let graph = BlobGraph::decode(init.processed).map_err(|e| err(e.to_string()))?;
+        Ok(Box::new(Compiled::new(&graph, init.kernels, init.level)?))
     }
-}
-
-/// How many trailing arguments repeat the ones before them (ExecuTorch's returned values).
-fn returned_count(args: &[usize]) -> usize {
-    (1..=args.len() / 2)
-        .rev()
-        .find(|&k| args[args.len() - 2 * k..args.len() - k] == args[args.len() - k..])
-        .unwrap_or(0)
 }
 
 /// What runs a step: a registry kernel over the step's arguments, one of the backend's own
@@ -100,7 +67,7 @@ enum Kernel {
 #[derive(Debug)]
 struct Step {
     kernel: Kernel,
-    name: String,
+    op: Op,
     args: Vec<usize>,
     /// (output value, min, max) of a fused activation.
     clamp: Option<(usize, f32, f32)>,
@@ -108,8 +75,8 @@ struct Step {
 
 /// Builds the NHWC convolution of `op` (see [`NHWC_CONVOLUTION`]): checks the geometry against
 /// the tensors and packs the weights for `level`.
-fn nhwc_convolution(graph: &BlobGraph, op: &blob::BlobOp, level: Level) -> Result<Kernel> {
-    let bad = |m: &str| err(format!("{NHWC_CONVOLUTION}: {m}"));
+fn nhwc_convolution(graph: &BlobGraph, op: &BlobOp, level: Level) -> Result<Kernel> {
+    let bad = |m: &str| err(format!("{}: {m}", Op::FerriteConvolutionNhwc));
     if op.args.len() < 10 || returned_count(&op.args) != 1 {
         return Err(bad("expects aten::convolution.out's arguments"));
     }
@@ -141,7 +108,7 @@ fn nhwc_convolution(graph: &BlobGraph, op: &blob::BlobOp, level: Level) -> Resul
     if w.sizes.len() != nchw.len() || out.sizes.len() != nchw.len() {
         return Err(bad("input, weight and output ranks differ"));
     }
-    let geometry = preprocess::conv_geometry_nchw(&nchw, &w.sizes, &list(a[3])?, &list(a[4])?, &list(a[5])?, groups)
+    let geometry = Conv2dGeometry::from_nchw(&nchw, &w.sizes, &list(a[3])?, &list(a[4])?, &list(a[5])?, groups)
         .ok_or_else(|| bad("invalid geometry"))?;
     let [oh, ow] = geometry.output()?;
     let (n, o) = (geometry.batch, geometry.out_channels);
@@ -169,8 +136,8 @@ fn nhwc_convolution(graph: &BlobGraph, op: &blob::BlobOp, level: Level) -> Resul
 }
 
 /// Builds the dense layer of `op` (see [`DENSE`]): checks the tensors and packs the weight.
-fn dense(graph: &BlobGraph, op: &blob::BlobOp, level: Level) -> Result<Kernel> {
-    let bad = |m: &str| err(format!("{DENSE}: {m}"));
+fn dense(graph: &BlobGraph, op: &BlobOp, level: Level) -> Result<Kernel> {
+    let bad = |m: &str| err(format!("{}: {m}", Op::FerriteDense));
     let &[x, w, b, out, out2] = op.args.as_slice() else { return Err(bad("expects (input, weight, bias, out, out)")) };
     if out != out2 {
         return Err(bad("expects (input, weight, bias, out, out)"));
@@ -226,38 +193,30 @@ struct Compiled {
     level: Level,
 }
 
-/// The tensor values an argument refers to.
-fn tensors_in(graph: &BlobGraph, v: usize) -> Vec<usize> {
-    match graph.values.get(v) {
-        Some(BlobValue::Tensor(_)) => vec![v],
-        Some(BlobValue::TensorList(items)) => items.clone(),
-        Some(BlobValue::OptionalTensorList(items)) => items.iter().flatten().copied().collect(),
-        _ => Vec::new(),
-    }
-}
-
 impl Compiled {
-    fn new(graph: &BlobGraph, kernels: &KernelRegistry) -> Result<Self> {
+    fn new(graph: &BlobGraph, kernels: &KernelRegistry, level: Level) -> Result<Self> {
         // Resolve kernels first: a blob naming an operator this runtime lacks fails at init.
-        let level = Level::detect();
         let mut missing = Vec::new();
         let mut resolved = Vec::with_capacity(graph.ops.len());
         for (k, op) in graph.ops.iter().enumerate() {
-            if op.name == NHWC_CONVOLUTION {
-                resolved.push(nhwc_convolution(graph, op, level).map_err(|e| err(format!("op {k}: {e}")))?);
-                continue;
+            match op.op {
+                Op::FerriteConvolutionNhwc => {
+                    resolved.push(nhwc_convolution(graph, op, level).map_err(|e| err(format!("op {k}: {e}")))?);
+                    continue;
+                }
+                Op::FerriteDense => {
+                    resolved.push(dense(graph, op, level).map_err(|e| err(format!("op {k}: {e}")))?);
+                    continue;
+                }
+                _ => {}
             }
-            if op.name == DENSE {
-                resolved.push(dense(graph, op, level).map_err(|e| err(format!("op {k}: {e}")))?);
-                continue;
-            }
-            match (RowKernel::recognise(graph, op), kernels.get(&op.name)) {
+            match (RowKernel::recognise(graph, op), kernels.get(op.op.name())) {
                 (Some(row), fallback) => resolved.push(Kernel::Row { row: Box::new(row), fallback }),
-                (None, _) if op.name == NHWC_MAX_POOL || op.name == NHWC_AVG_POOL => {
-                    return Err(err(format!("op {k}: {}: the arguments do not form a valid pooling", op.name)));
+                (None, _) if matches!(op.op, Op::FerriteMaxPool2dNhwc | Op::FerriteAvgPool2dNhwc) => {
+                    return Err(err(format!("op {k}: {}: the arguments do not form a valid pooling", op.op)));
                 }
                 (None, Some(f)) => resolved.push(Kernel::Op(f)),
-                (None, None) => missing.push(op.name.clone()),
+                (None, None) => missing.push(op.op.name()),
             }
         }
         if !missing.is_empty() {
@@ -275,7 +234,7 @@ impl Compiled {
         let mut last = vec![0usize; n];
         for (k, op) in graph.ops.iter().enumerate() {
             for &a in &op.args {
-                for t in tensors_in(graph, a) {
+                for t in graph.tensors_in(a) {
                     let r = root(t);
                     first[r] = first[r].min(k);
                     last[r] = last[r].max(k);
@@ -299,7 +258,7 @@ impl Compiled {
         // Constants only the backend's own kernels read were packed into those kernels: they
         // get no buffer (and their values become None).
         let mut packed_away = vec![false; n];
-        let packs = |op: &&blob::BlobOp| op.name == NHWC_CONVOLUTION || op.name == DENSE;
+        let packs = |op: &&BlobOp| matches!(op.op, Op::FerriteConvolutionNhwc | Op::FerriteDense);
         for op in graph.ops.iter().filter(packs) {
             for &v in op.args.get(1..3).unwrap_or(&[]) {
                 packed_away[v] = graph.tensor(v).is_some_and(|t| t.constant.is_some());
@@ -307,7 +266,7 @@ impl Compiled {
         }
         for op in graph.ops.iter().filter(|op| !packs(op)) {
             for &a in &op.args {
-                for t in tensors_in(graph, a) {
+                for t in graph.tensors_in(a) {
                     packed_away[t] = false;
                 }
             }
@@ -414,21 +373,21 @@ impl Compiled {
                 None => None,
                 Some((lo, hi)) => {
                     if lo.is_nan() || hi.is_nan() || lo > hi {
-                        return Err(err(format!("{}: invalid fused activation [{lo}, {hi}]", op.name)));
+                        return Err(err(format!("{}: invalid fused activation [{lo}, {hi}]", op.op)));
                     }
                     let k = returned_count(&op.args);
                     let out =
                         *op.args.get(op.args.len().wrapping_sub(k.max(1))).filter(|_| k > 0).ok_or_else(|| {
-                            err(format!("{}: a fused activation needs an operator with an output", op.name))
+                            err(format!("{}: a fused activation needs an operator with an output", op.op))
                         })?;
                     match graph.tensor(out) {
                         Some(t) if t.dtype == ScalarType::Float => {}
-                        _ => return Err(err(format!("{}: fused activation on a non-float output", op.name))),
+                        _ => return Err(err(format!("{}: fused activation on a non-float output", op.op))),
                     }
                     Some((out, lo, hi))
                 }
             };
-            steps.push(Step { kernel, name: op.name.clone(), args: op.args.clone(), clamp });
+            steps.push(Step { kernel, op: op.op, args: op.args.clone(), clamp });
         }
         Ok(Compiled { values, owned, steps, inputs: graph.inputs.clone(), outputs: graph.outputs.clone(), level })
     }
@@ -448,7 +407,8 @@ impl Delegate for Compiled {
         // Inputs in.
         for (k, (&outer, &inner)) in args[..n_in].iter().zip(&self.inputs).enumerate() {
             let src = env.read(outer)?;
-            let mut inner_env = Env::owned(&mut self.values, &mut self.owned, env.program, env.reference_order);
+            let mut inner_env =
+                Env::owned(&mut self.values, &mut self.owned, env.program, env.reference_order, env.level);
             let (dtype, sizes) = (inner_env.dtype(inner)?, inner_env.sizes(inner)?.to_vec());
             if src.dtype != dtype || src.sizes != sizes.as_slice() {
                 return Err(err(format!(
@@ -463,8 +423,9 @@ impl Delegate for Compiled {
         }
         // Run.
         {
-            let mut inner_env = Env::owned(&mut self.values, &mut self.owned, env.program, env.reference_order);
-            let threads = crate::kernels::threads();
+            let mut inner_env =
+                Env::owned(&mut self.values, &mut self.owned, env.program, env.reference_order, env.level);
+            let threads = ferrite_kernels::threads();
             let reference = env.reference_order;
             for (k, step) in self.steps.iter().enumerate() {
                 let bounds = step.clamp.map_or((f32::NEG_INFINITY, f32::INFINITY), |(_, lo, hi)| (lo, hi));
@@ -482,7 +443,7 @@ impl Delegate for Compiled {
                         Ok(dense.run(ins[0].typed::<f32>()?, outs[0].typed::<f32>()?, threads).map(|()| true)?)
                     }),
                 }
-                .map_err(|e| err(format!("op {k} ({}): {e}", step.name)))?;
+                .map_err(|e| err(format!("op {k} ({}): {e}", step.op)))?;
                 if fused {
                     continue;
                 }
@@ -498,7 +459,7 @@ impl Delegate for Compiled {
         }
         // Outputs out.
         for (&outer, &inner) in args[n_in..].iter().zip(&self.outputs) {
-            let inner_env = Env::owned(&mut self.values, &mut self.owned, env.program, env.reference_order);
+            let inner_env = Env::owned(&mut self.values, &mut self.owned, env.program, env.reference_order, env.level);
             let t = inner_env.read(inner)?;
             if env.dtype(outer)? != t.dtype {
                 return Err(err(format!(
@@ -519,7 +480,8 @@ impl Delegate for Compiled {
 
 #[cfg(test)]
 mod tests {
-    use super::blob::{BlobOp, BlobTensor};
+    use ferrite_blob::BlobTensor;
+
     use super::*;
 
     fn tensor(sizes: &[usize], constant: Option<usize>) -> BlobValue {
@@ -545,7 +507,7 @@ mod tests {
             inputs: vec![0],
             outputs: vec![9],
             ops: vec![BlobOp {
-                name: NHWC_CONVOLUTION.into(),
+                op: Op::FerriteConvolutionNhwc,
                 args: vec![0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9],
                 activation: Some((0.0, 6.0)),
             }],
@@ -555,7 +517,7 @@ mod tests {
 
     #[test]
     fn a_well_formed_nhwc_convolution_initialises_and_drops_its_constants() {
-        let c = Compiled::new(&conv_graph(), &KernelRegistry::portable()).expect("initialises");
+        let c = Compiled::new(&conv_graph(), &crate::ops::portable_kernels(), Level::detect()).expect("initialises");
         assert!(matches!(c.steps[0].kernel, Kernel::Conv { .. }));
         // Weight and bias were packed away: no buffers for them.
         assert!(matches!(c.values[1], RValue::None) && matches!(c.values[2], RValue::None));
@@ -580,22 +542,30 @@ mod tests {
         for (what, mutate) in cases {
             let mut g = conv_graph();
             mutate(&mut g);
-            assert!(Compiled::new(&g, &KernelRegistry::portable()).is_err(), "{what}");
+            assert!(Compiled::new(&g, &crate::ops::portable_kernels(), Level::detect()).is_err(), "{what}");
         }
         // The same for the dense layer.
         let mut g = conv_graph();
-        g.ops[0] = BlobOp { name: preprocess::DENSE.into(), args: vec![0, 1, 2, 9, 9], activation: None };
-        assert!(Compiled::new(&g, &KernelRegistry::portable()).is_err(), "dense with a 4-D weight");
+        g.ops[0] = BlobOp { op: Op::FerriteDense, args: vec![0, 1, 2, 9, 9], activation: None };
+        assert!(
+            Compiled::new(&g, &crate::ops::portable_kernels(), Level::detect()).is_err(),
+            "dense with a 4-D weight"
+        );
         g.values[1] = tensor(&[2, 3], Some(0));
         g.values[0] = tensor(&[4, 2], None);
         g.values[9] = tensor(&[4, 3], None);
-        assert!(Compiled::new(&g, &KernelRegistry::portable()).is_ok(), "a valid dense layer");
+        assert!(Compiled::new(&g, &crate::ops::portable_kernels(), Level::detect()).is_ok(), "a valid dense layer");
         g.values[9] = tensor(&[4, 4], None);
-        assert!(Compiled::new(&g, &KernelRegistry::portable()).is_err(), "dense output of the wrong size");
+        assert!(
+            Compiled::new(&g, &crate::ops::portable_kernels(), Level::detect()).is_err(),
+            "dense output of the wrong size"
+        );
         // A pooling whose output does not match its input.
         let mut g = conv_graph();
-        g.ops[0] = BlobOp { name: NHWC_MAX_POOL.into(), args: vec![0, 3, 3, 4, 5, 6, 8, 9, 9], activation: None };
-        let Err(e) = Compiled::new(&g, &KernelRegistry::portable()) else { panic!("a bad pooling was accepted") };
+        g.ops[0] = BlobOp { op: Op::FerriteMaxPool2dNhwc, args: vec![0, 3, 3, 4, 5, 6, 8, 9, 9], activation: None };
+        let Err(e) = Compiled::new(&g, &crate::ops::portable_kernels(), Level::detect()) else {
+            panic!("a bad pooling was accepted")
+        };
         assert!(e.to_string().contains("valid pooling"), "{e}");
     }
 }

@@ -1,4 +1,4 @@
-//! Operators the backend runs with its SIMD row kernels ([`crate::kernels::rowwise`]) instead of
+//! Operators the backend runs with its SIMD row kernels ([`ferrite_kernels::rowwise`]) instead of
 //! the portable kernels: broadcasting arithmetic, activations, softmax over the last dimension,
 //! layer norm, sums and means over adjacent dimensions, and the NHWC pooling the channels-last
 //! pass emits.
@@ -9,15 +9,15 @@
 //! Kernels that approximate (`exp`, `erf`) or sum in another order keep the portable kernel as a
 //! fallback for programs run with the reference accumulation order ([`RowKernel::exact`]).
 
+use ferrite_blob::{BlobGraph, BlobOp, BlobValue};
+use ferrite_op_support::Op;
 use ferrite_program::ScalarType;
 
-use super::blob::{BlobGraph, BlobOp, BlobValue};
-use super::preprocess::{int, number, NHWC_AVG_POOL, NHWC_MAX_POOL};
 use crate::env::Env;
 use crate::error::Result;
-use crate::kernels::rowwise::{self, Broadcast};
-use crate::kernels::simd::rows::{Binary, Pool, Unary};
-use crate::kernels::simd::{Level, Window};
+use ferrite_kernels::rowwise::{self, Broadcast};
+use ferrite_kernels::simd::rows::{Binary, Pool, Unary};
+use ferrite_kernels::simd::{Level, Window};
 
 /// An operation planned for a row kernel; the `usize`s are value indices of the blob graph.
 #[derive(Debug)]
@@ -37,11 +37,11 @@ fn float(graph: &BlobGraph, v: usize) -> Option<&[usize]> {
 
 /// An int or float scalar as f32 (`None` for any other value).
 fn scalar(graph: &BlobGraph, v: usize) -> Option<f32> {
-    number(graph, v).map(|x| x as f32)
+    graph.number(v).map(|x| x as f32)
 }
 
 fn is_none(graph: &BlobGraph, v: usize) -> bool {
-    matches!(graph.values.get(v), Some(BlobValue::None))
+    graph.is_none(v)
 }
 
 /// `d` (possibly negative) as an index into `rank` dimensions.
@@ -55,28 +55,6 @@ fn numel(sizes: &[usize]) -> Option<usize> {
     sizes.iter().try_fold(1usize, |p, &d| p.checked_mul(d))
 }
 
-/// The images and geometry of a pooling from NHWC `x` to NHWC `out`, when the sizes agree and
-/// every window starts inside the padded image (as PyTorch's output sizes guarantee).
-pub(super) fn pool_geometry(
-    x: &[usize],
-    out: &[usize],
-    kernel: [usize; 2],
-    stride: [usize; 2],
-    padding: [usize; 2],
-    dilation: [usize; 2],
-) -> Option<(usize, Window)> {
-    let (&[n, h, w, c], &[on, oh, ow, oc]) = (x, out) else { return None };
-    if (on, oc) != (n, c) || stride.contains(&0) || dilation.contains(&0) || kernel.contains(&0) {
-        return None;
-    }
-    for (o, i, s, p) in [(oh, h, stride[0], padding[0]), (ow, w, stride[1], padding[1])] {
-        if o > 0 && (o - 1).checked_mul(s)? >= i.checked_add(p.checked_mul(2)?)? {
-            return None;
-        }
-    }
-    Some((n, Window { h, w, c, oh, ow, kernel, stride, padding, dilation }))
-}
-
 impl RowKernel {
     /// The row kernel for `op`, when it has one of the forms these kernels cover.
     pub(super) fn recognise(graph: &BlobGraph, op: &BlobOp) -> Option<RowKernel> {
@@ -87,15 +65,14 @@ impl RowKernel {
             let (x, out) = (at(0)?, at(out_at)?);
             same(x, out).then_some(RowKernel::Unary { op, x, out })
         };
-        match op.name.as_str() {
-            "aten::add.out" | "aten::sub.out" | "aten::mul.out" | "aten::div.out" | "aten::maximum.out"
-            | "aten::minimum.out" => {
-                let (bop, out_at) = match op.name.as_str() {
-                    "aten::add.out" => (Binary::Add, 3),
-                    "aten::sub.out" => (Binary::Sub, 3),
-                    "aten::mul.out" => (Binary::Mul, 2),
-                    "aten::div.out" => (Binary::Div, 2),
-                    "aten::maximum.out" => (Binary::Max, 2),
+        match op.op {
+            Op::Add | Op::Sub | Op::Mul | Op::Div | Op::Maximum | Op::Minimum => {
+                let (bop, out_at) = match op.op {
+                    Op::Add => (Binary::Add, 3),
+                    Op::Sub => (Binary::Sub, 3),
+                    Op::Mul => (Binary::Mul, 2),
+                    Op::Div => (Binary::Div, 2),
+                    Op::Maximum => (Binary::Max, 2),
                     _ => (Binary::Min, 2),
                 };
                 if out_at == 3 && scalar(graph, at(2)?) != Some(1.0) {
@@ -105,24 +82,24 @@ impl RowKernel {
                 let plan = Broadcast::new(float(graph, x)?, float(graph, y)?, float(graph, out)?)?;
                 Some(RowKernel::Binary { op: bop, plan, a: x, b: y, out })
             }
-            "aten::relu.out" => unary(Unary::Clamp(0.0, f32::INFINITY), 1),
-            "aten::hardtanh.out" => {
+            Op::Relu => unary(Unary::Clamp(0.0, f32::INFINITY), 1),
+            Op::Hardtanh => {
                 let (lo, hi) = (scalar(graph, at(1)?)?, scalar(graph, at(2)?)?);
                 (lo <= hi).then(|| unary(Unary::Clamp(lo, hi), 3)).flatten()
             }
-            "aten::clamp.out" => {
+            Op::Clamp => {
                 let bound = |v: usize, open: f32| if is_none(graph, v) { Some(open) } else { scalar(graph, v) };
                 let (lo, hi) = (bound(at(1)?, f32::NEG_INFINITY)?, bound(at(2)?, f32::INFINITY)?);
                 let given = !(is_none(graph, at(1)?) && is_none(graph, at(2)?));
                 (given && lo <= hi).then(|| unary(Unary::Clamp(lo, hi), 3)).flatten()
             }
-            "aten::sigmoid.out" => unary(Unary::Sigmoid, 1),
-            "aten::tanh.out" => unary(Unary::Tanh, 1),
-            "aten::exp.out" => unary(Unary::Exp, 1),
-            "aten::silu.out" => unary(Unary::Silu, 1),
-            "aten::hardswish.out" => unary(Unary::Hardswish, 1),
-            "aten::hardsigmoid.out" => unary(Unary::Hardsigmoid, 1),
-            "aten::gelu.out" => {
+            Op::Sigmoid => unary(Unary::Sigmoid, 1),
+            Op::Tanh => unary(Unary::Tanh, 1),
+            Op::Exp => unary(Unary::Exp, 1),
+            Op::Silu => unary(Unary::Silu, 1),
+            Op::Hardswish => unary(Unary::Hardswish, 1),
+            Op::Hardsigmoid => unary(Unary::Hardsigmoid, 1),
+            Op::Gelu => {
                 let form = match graph.values.get(at(1)?)? {
                     BlobValue::None => Unary::Gelu,
                     BlobValue::String(s) if s == "none" => Unary::Gelu,
@@ -131,17 +108,17 @@ impl RowKernel {
                 };
                 unary(form, 2)
             }
-            "aten::_softmax.out" => {
+            Op::Softmax => {
                 let (x, out) = (at(0)?, at(3)?);
                 let sizes = float(graph, x)?;
-                let d = dim(int(graph, at(1)?)?, sizes.len())?;
+                let d = dim(graph.int(at(1)?)?, sizes.len())?;
                 let half_to_float = matches!(graph.values.get(at(2)?)?, BlobValue::Bool(true));
                 // Softmax over the last dimension (or one followed only by ones).
                 let last = sizes.get(d + 1..).is_none_or(|rest| rest.iter().all(|&s| s == 1));
                 let n = sizes.get(d).copied().unwrap_or(1);
                 (same(x, out) && last && !half_to_float && n > 0).then_some(RowKernel::Softmax { x, out, n })
             }
-            "aten::native_layer_norm.out" => {
+            Op::NativeLayerNorm => {
                 let x = at(0)?;
                 let sizes = float(graph, x)?;
                 let BlobValue::IntList(shape) = graph.values.get(at(1)?)? else { return None };
@@ -178,7 +155,7 @@ impl RowKernel {
                     outs,
                 })
             }
-            "aten::mean.out" | "aten::sum.IntList_out" => {
+            Op::Mean | Op::SumIntList => {
                 let (x, out) = (at(0)?, at(4)?);
                 let sizes = float(graph, x)?;
                 float(graph, out)?;
@@ -202,15 +179,15 @@ impl RowKernel {
                 if numel(float(graph, out)?)? != outer.checked_mul(inner)? {
                     return None;
                 }
-                let divisor = if op.name == "aten::mean.out" { r as f32 } else { 1.0 };
+                let divisor = if op.op == Op::Mean { r as f32 } else { 1.0 };
                 (r > 0).then_some(RowKernel::Sum { x, out, dims: (outer, r, inner), divisor })
             }
-            NHWC_MAX_POOL | NHWC_AVG_POOL => Self::pool(graph, op),
+            Op::FerriteMaxPool2dNhwc | Op::FerriteAvgPool2dNhwc => Self::pool(graph, op),
             _ => None,
         }
     }
 
-    /// A channels-last pooling (see [`NHWC_MAX_POOL`] for the arguments).
+    /// A channels-last pooling (see [`Op::FerriteMaxPool2dNhwc`] for the arguments).
     fn pool(graph: &BlobGraph, op: &BlobOp) -> Option<RowKernel> {
         let a = &op.args;
         let pair = |v: usize| -> Option<[usize; 2]> {
@@ -226,7 +203,7 @@ impl RowKernel {
             BlobValue::Bool(b) => Some(*b),
             _ => None,
         };
-        let pool = if op.name == NHWC_MAX_POOL {
+        let pool = if op.op == Op::FerriteMaxPool2dNhwc {
             Pool::Max
         } else {
             let divisor = match graph.values.get(*a.get(6)?)? {
@@ -238,7 +215,7 @@ impl RowKernel {
         };
         let (x, out) = (*a.first()?, *a.get(7)?);
         let (images, geometry) =
-            pool_geometry(float(graph, x)?, float(graph, out)?, kernel, stride, padding, dilation)?;
+            Window::pooling(float(graph, x)?, float(graph, out)?, kernel, stride, padding, dilation)?;
         Some(RowKernel::Pool { x, out, images, geometry, pool })
     }
 
@@ -322,7 +299,8 @@ impl RowKernel {
 
 #[cfg(test)]
 mod tests {
-    use super::super::blob::BlobTensor;
+    use ferrite_blob::BlobTensor;
+
     use super::*;
 
     fn t(sizes: &[usize]) -> BlobValue {
@@ -335,56 +313,55 @@ mod tests {
     }
 
     /// One operation over `values`; its arguments are the values' indices in order.
-    fn recognise(name: &str, values: Vec<BlobValue>) -> Option<RowKernel> {
+    fn recognise(op: Op, values: Vec<BlobValue>) -> Option<RowKernel> {
         let args = (0..values.len()).collect();
         let g = BlobGraph { values, inputs: vec![], outputs: vec![], ops: vec![], constants: vec![] };
-        RowKernel::recognise(&g, &BlobOp { name: name.into(), args, activation: None })
+        RowKernel::recognise(&g, &BlobOp { op, args, activation: None })
     }
 
     #[test]
     fn recognises_the_forms_the_row_kernels_cover_and_nothing_else() {
         use BlobValue::{Bool, Double, Int, IntList, None as Nil, String as Str};
-        let add = |alpha: BlobValue, b: &[usize]| recognise("aten::add.out", vec![t(&[2, 3]), t(b), alpha, t(&[2, 3])]);
+        let add = |alpha: BlobValue, b: &[usize]| recognise(Op::Add, vec![t(&[2, 3]), t(b), alpha, t(&[2, 3])]);
         assert!(matches!(add(Int(1), &[3]), Some(RowKernel::Binary { op: Binary::Add, .. })));
         assert!(matches!(add(Double(1.0), &[2, 1]), Some(RowKernel::Binary { .. })));
         assert!(add(Int(2), &[3]).is_none(), "alpha ≠ 1");
         assert!(add(Int(1), &[4]).is_none(), "does not broadcast");
         let ints =
             BlobValue::Tensor(BlobTensor { dtype: ScalarType::Int, sizes: vec![2, 3], constant: None, alias_of: None });
-        assert!(recognise("aten::mul.out", vec![ints, t(&[2, 3]), t(&[2, 3])]).is_none(), "int operand");
+        assert!(recognise(Op::Mul, vec![ints, t(&[2, 3]), t(&[2, 3])]).is_none(), "int operand");
 
-        let softmax = |dim: i64, sizes: &[usize]| {
-            recognise("aten::_softmax.out", vec![t(sizes), Int(dim), Bool(false), t(sizes)])
-        };
+        let softmax =
+            |dim: i64, sizes: &[usize]| recognise(Op::Softmax, vec![t(sizes), Int(dim), Bool(false), t(sizes)]);
         assert!(matches!(softmax(-1, &[2, 5]), Some(RowKernel::Softmax { n: 5, .. })));
         assert!(matches!(softmax(1, &[2, 5, 1]), Some(RowKernel::Softmax { n: 5, .. })), "trailing ones");
         assert!(softmax(0, &[2, 5]).is_none(), "not the last dimension");
         assert!(softmax(2, &[2, 5]).is_none(), "out of range");
 
-        let gelu = |form: BlobValue| recognise("aten::gelu.out", vec![t(&[4]), form, t(&[4])]);
+        let gelu = |form: BlobValue| recognise(Op::Gelu, vec![t(&[4]), form, t(&[4])]);
         assert!(matches!(gelu(Str("tanh".into())), Some(RowKernel::Unary { op: Unary::GeluTanh, .. })));
         assert!(matches!(gelu(Nil), Some(RowKernel::Unary { op: Unary::Gelu, .. })));
         assert!(gelu(Str("erf".into())).is_none());
-        let clamp = |lo: BlobValue, hi: BlobValue| recognise("aten::clamp.out", vec![t(&[4]), lo, hi, t(&[4])]);
+        let clamp = |lo: BlobValue, hi: BlobValue| recognise(Op::Clamp, vec![t(&[4]), lo, hi, t(&[4])]);
         assert!(
             matches!(clamp(Nil, Double(6.0)), Some(RowKernel::Unary { op: Unary::Clamp(lo, 6.0), .. }) if lo == f32::NEG_INFINITY)
         );
         assert!(clamp(Nil, Nil).is_none());
         assert!(clamp(Int(3), Int(1)).is_none(), "min above max");
-        assert!(recognise("aten::relu.out", vec![t(&[4]), t(&[5])]).is_none(), "shape mismatch");
+        assert!(recognise(Op::Relu, vec![t(&[4]), t(&[5])]).is_none(), "shape mismatch");
 
-        let mean = |dims: BlobValue| recognise("aten::mean.out", vec![t(&[2, 3, 4]), dims, Bool(false), Nil, t(&[2])]);
+        let mean = |dims: BlobValue| recognise(Op::Mean, vec![t(&[2, 3, 4]), dims, Bool(false), Nil, t(&[2])]);
         assert!(matches!(mean(IntList(vec![-1, 1])), Some(RowKernel::Sum { dims: (2, 12, 1), .. })));
         assert!(mean(IntList(vec![0, 2])).is_none(), "not adjacent");
         assert!(mean(IntList(vec![0])).is_none(), "output size");
         assert!(matches!(
-            recognise("aten::sum.IntList_out", vec![t(&[2, 3, 4]), Nil, Bool(false), Nil, t(&[])]),
+            recognise(Op::SumIntList, vec![t(&[2, 3, 4]), Nil, Bool(false), Nil, t(&[])]),
             Some(RowKernel::Sum { dims: (1, 24, 1), .. })
         ));
 
         let ln = |shape: Vec<i64>, w: BlobValue| {
             recognise(
-                "aten::native_layer_norm.out",
+                Op::NativeLayerNorm,
                 vec![t(&[2, 3, 4]), IntList(shape), w, Nil, Double(1e-5), t(&[2, 3, 4]), t(&[2, 3, 1]), t(&[2, 3, 1])],
             )
         };
@@ -399,7 +376,7 @@ mod tests {
         use BlobValue::{Bool, IntList, None as Nil};
         let pool = |kernel: Vec<i64>, out: &[usize]| {
             recognise(
-                NHWC_MAX_POOL,
+                Op::FerriteMaxPool2dNhwc,
                 vec![
                     t(&[1, 6, 6, 3]),
                     IntList(kernel),

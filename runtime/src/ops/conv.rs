@@ -4,23 +4,24 @@
 //! f32 and f64 tensors are computed in place; f16/bf16 are widened to f32 and rounded back.
 //! Tensors in another dim order (channels-last) are gathered to contiguous first.
 
+use ferrite_op_support::Op;
 use std::borrow::Cow;
 
 use super::arg;
 use crate::env::Env;
 use crate::error::{Result, RuntimeError};
-use crate::kernels::conv::{self as kconv, ConvShape, Real};
-use crate::kernels::{contiguous_strides, layout};
 use crate::registry::KernelRegistry;
 use crate::tensor::{Pod, TensorMut, TensorRef};
+use ferrite_kernels::conv::{self as kconv, ConvShape, Real};
+use ferrite_kernels::{contiguous_strides, layout};
 use ferrite_program::ScalarType;
 
 pub(super) fn register(r: &mut KernelRegistry) {
-    r.register("aten::convolution.out", convolution);
-    r.register("aten::_native_batch_norm_legit_no_training.out", batch_norm_no_training);
-    r.register("aten::_native_batch_norm_legit.out", batch_norm_legit);
-    r.register("aten::_native_batch_norm_legit.no_stats_out", batch_norm_no_stats);
-    r.register("aten::native_batch_norm.out", native_batch_norm);
+    r.register(Op::Convolution, convolution);
+    r.register(Op::NativeBatchNormLegitNoTraining, batch_norm_no_training);
+    r.register(Op::NativeBatchNormLegit, batch_norm_legit);
+    r.register(Op::NativeBatchNormLegitNoStats, batch_norm_no_stats);
+    r.register(Op::NativeBatchNorm, native_batch_norm);
 }
 
 fn invalid(msg: String) -> RuntimeError {
@@ -216,7 +217,7 @@ fn convolution(env: &mut Env<'_>, args: &[usize]) -> Result<()> {
     let double = [input, weight, out].iter().any(|&v| env.dtype(v).is_ok_and(|d| d == ScalarType::Double));
     let mut inputs = vec![input, weight];
     inputs.extend(bias);
-    let threads = crate::kernels::threads();
+    let threads = ferrite_kernels::threads();
     let in_order = env.reference_order;
     env.run_any_layout(&inputs, &[out], |ins, outs| {
         fn go<R: Real + Pod>(

@@ -7,55 +7,56 @@
 use super::{arg, dispatch_all, infer_sizes, norm_dim};
 use crate::env::{Env, Scalar};
 use crate::error::{Result, RuntimeError};
-use crate::kernels::{contiguous_strides, layout, Element};
 use crate::registry::KernelRegistry;
 use crate::tensor::{TensorMut, TensorRef};
+use ferrite_kernels::{contiguous_strides, layout, Element};
+use ferrite_op_support::Op;
 use ferrite_program::ScalarType;
 
 pub(super) fn register(r: &mut KernelRegistry) {
-    r.register("aten::view_copy.out", view_copy);
-    r.register("aten::_unsafe_view.out", view_copy);
-    r.register("aten::reshape_copy.out", view_copy);
-    r.register("aten::alias_copy.out", |e, a| convert_into(e, arg(a, 0)?, arg(a, 1)?));
-    r.register("aten::clone.out", clone);
-    r.register("aten::_to_copy.out", to_copy);
-    r.register("dim_order_ops::_clone_dim_order.out", to_dim_order_copy);
-    r.register("dim_order_ops::_to_dim_order_copy.out", to_dim_order_copy);
-    r.register("aten::copy.out", copy_out);
-    r.register("aten::copy_.default", copy_inplace);
-    r.register("aten::unsqueeze_copy.out", unsqueeze_copy);
-    r.register("aten::squeeze_copy.dims_out", squeeze_copy_dims);
-    r.register("aten::squeeze_copy.dim_out", squeeze_copy_dims);
-    r.register("aten::squeeze_copy.out", squeeze_copy_all);
-    r.register("aten::permute_copy.out", permute_copy);
-    r.register("aten::transpose_copy.int_out", transpose_copy);
-    r.register("aten::t_copy.out", t_copy);
-    r.register("aten::expand_copy.out", expand_copy);
-    r.register("aten::select_copy.int_out", select_copy);
-    r.register("aten::slice_copy.Tensor_out", slice_copy);
-    r.register("aten::narrow_copy.out", narrow_copy);
-    r.register("aten::split_with_sizes_copy.out", split_with_sizes_copy);
-    r.register("aten::split_copy.Tensor_out", split_copy);
-    r.register("aten::unbind_copy.int_out", unbind_copy);
-    r.register("aten::cat.out", cat);
-    r.register("aten::concat.out", cat);
-    r.register("aten::stack.out", stack);
-    r.register("aten::repeat.out", repeat);
-    r.register("aten::full.out", full);
-    r.register("aten::full_like.out", full_like);
-    r.register("aten::zeros.out", |e, a| fill_new(e, a, 1, Scalar::Int(0)));
-    r.register("aten::ones.out", |e, a| fill_new(e, a, 1, Scalar::Int(1)));
-    r.register("aten::zeros_like.out", |e, a| fill_like(e, arg(a, 0)?, arg(a, 2)?, Scalar::Int(0)));
-    r.register("aten::ones_like.out", |e, a| fill_like(e, arg(a, 0)?, arg(a, 2)?, Scalar::Int(1)));
-    r.register("aten::fill.Scalar_out", |e, a| {
+    r.register(Op::ViewCopy, view_copy);
+    r.register(Op::UnsafeView, view_copy);
+    r.register(Op::ReshapeCopy, view_copy);
+    r.register(Op::AliasCopy, |e, a| convert_into(e, arg(a, 0)?, arg(a, 1)?));
+    r.register(Op::Clone, clone);
+    r.register(Op::ToCopy, to_copy);
+    r.register(Op::CloneDimOrder, to_dim_order_copy);
+    r.register(Op::ToDimOrderCopy, to_dim_order_copy);
+    r.register(Op::Copy, copy_out);
+    r.register(Op::CopyDefault, copy_inplace);
+    r.register(Op::UnsqueezeCopy, unsqueeze_copy);
+    r.register(Op::SqueezeCopyDims, squeeze_copy_dims);
+    r.register(Op::SqueezeCopyDim, squeeze_copy_dims);
+    r.register(Op::SqueezeCopy, squeeze_copy_all);
+    r.register(Op::PermuteCopy, permute_copy);
+    r.register(Op::TransposeCopyInt, transpose_copy);
+    r.register(Op::TCopy, t_copy);
+    r.register(Op::ExpandCopy, expand_copy);
+    r.register(Op::SelectCopyInt, select_copy);
+    r.register(Op::SliceCopyTensor, slice_copy);
+    r.register(Op::NarrowCopy, narrow_copy);
+    r.register(Op::SplitWithSizesCopy, split_with_sizes_copy);
+    r.register(Op::SplitCopyTensor, split_copy);
+    r.register(Op::UnbindCopyInt, unbind_copy);
+    r.register(Op::Cat, cat);
+    r.register(Op::Concat, cat);
+    r.register(Op::Stack, stack);
+    r.register(Op::Repeat, repeat);
+    r.register(Op::Full, full);
+    r.register(Op::FullLike, full_like);
+    r.register(Op::Zeros, |e, a| fill_new(e, a, 1, Scalar::Int(0)));
+    r.register(Op::Ones, |e, a| fill_new(e, a, 1, Scalar::Int(1)));
+    r.register(Op::ZerosLike, |e, a| fill_like(e, arg(a, 0)?, arg(a, 2)?, Scalar::Int(0)));
+    r.register(Op::OnesLike, |e, a| fill_like(e, arg(a, 0)?, arg(a, 2)?, Scalar::Int(1)));
+    r.register(Op::FillScalar, |e, a| {
         let v = e.scalar(arg(a, 1)?)?;
         fill_like(e, arg(a, 0)?, arg(a, 2)?, v)
     });
-    r.register("aten::scalar_tensor.out", scalar_tensor);
-    r.register("aten::arange.out", arange_end);
-    r.register("aten::arange.start_out", arange_start);
-    r.register("aten::constant_pad_nd.out", constant_pad_nd);
-    r.register("aten::flip.out", flip);
+    r.register(Op::ScalarTensor, scalar_tensor);
+    r.register(Op::Arange, arange_end);
+    r.register(Op::ArangeStart, arange_start);
+    r.register(Op::ConstantPadNd, constant_pad_nd);
+    r.register(Op::Flip, flip);
 }
 
 fn elem_size(dtype: ScalarType) -> usize {

@@ -12,14 +12,15 @@
 //! wins: integer `remainder` uses Python semantics (sign of the divisor), f64 `remainder` stays in
 //! f64, and integer division / remainder / fmod by zero is an error (PyTorch raises).
 
+use ferrite_op_support::Op;
 use std::borrow::Cow;
 
 use super::{arg, dispatch_all};
 use crate::env::{Env, Scalar};
 use crate::error::{Result, RuntimeError};
-use crate::kernels::elementwise::{self as k, Bits, Num, Prim, Real};
 use crate::registry::KernelRegistry;
 use crate::tensor::{Pod, TensorMut, TensorRef};
+use ferrite_kernels::elementwise::{self as k, Bits, Num, Prim, Real};
 use ferrite_program::ScalarType as S;
 
 // ---------------------------------------------------------------------------------------------
@@ -27,121 +28,117 @@ use ferrite_program::ScalarType as S;
 
 pub(super) fn register(r: &mut KernelRegistry) {
     // Arithmetic.
-    r.register("aten::add.out", |e, a| add_sub(e, a, false));
-    r.register("aten::add.Scalar_out", |e, a| add_sub_scalar(e, a, false, false));
-    r.register("aten::sub.out", |e, a| add_sub(e, a, true));
-    r.register("aten::sub.Scalar_out", |e, a| add_sub_scalar(e, a, true, false));
-    r.register("aten::rsub.Scalar_out", |e, a| add_sub_scalar(e, a, true, true));
-    r.register("aten::mul.out", mul);
-    r.register("aten::mul.Scalar_out", mul_scalar);
-    r.register("aten::div.out", |e, a| div(e, arg(a, 0)?, Operand::Tensor(arg(a, 1)?), None, arg(a, 2)?));
-    r.register("aten::div.Scalar_out", |e, a| {
-        div(e, arg(a, 0)?, Operand::Scalar(e.scalar(arg(a, 1)?)?), None, arg(a, 2)?)
-    });
-    r.register("aten::div.out_mode", |e, a| {
+    r.register(Op::Add, |e, a| add_sub(e, a, false));
+    r.register(Op::AddScalar, |e, a| add_sub_scalar(e, a, false, false));
+    r.register(Op::Sub, |e, a| add_sub(e, a, true));
+    r.register(Op::SubScalar, |e, a| add_sub_scalar(e, a, true, false));
+    r.register(Op::RsubScalar, |e, a| add_sub_scalar(e, a, true, true));
+    r.register(Op::Mul, mul);
+    r.register(Op::MulScalar, mul_scalar);
+    r.register(Op::Div, |e, a| div(e, arg(a, 0)?, Operand::Tensor(arg(a, 1)?), None, arg(a, 2)?));
+    r.register(Op::DivScalar, |e, a| div(e, arg(a, 0)?, Operand::Scalar(e.scalar(arg(a, 1)?)?), None, arg(a, 2)?));
+    r.register(Op::DivMode, |e, a| {
         let mode = e.opt_string(arg(a, 2)?)?.map(str::to_owned);
         div(e, arg(a, 0)?, Operand::Tensor(arg(a, 1)?), mode.as_deref(), arg(a, 3)?)
     });
-    r.register("aten::div.Scalar_mode_out", |e, a| {
+    r.register(Op::DivScalarMode, |e, a| {
         let mode = e.opt_string(arg(a, 2)?)?.map(str::to_owned);
         div(e, arg(a, 0)?, Operand::Scalar(e.scalar(arg(a, 1)?)?), mode.as_deref(), arg(a, 3)?)
     });
-    r.register("aten::floor_divide.out", |e, a| int_div_like(e, a, DivKind::Floor, false));
-    r.register("aten::floor_divide.Scalar_out", |e, a| int_div_like(e, a, DivKind::Floor, true));
-    r.register("aten::remainder.Tensor_out", |e, a| int_div_like(e, a, DivKind::Remainder, false));
-    r.register("aten::remainder.Scalar_out", |e, a| int_div_like(e, a, DivKind::Remainder, true));
-    r.register("aten::fmod.Tensor_out", |e, a| int_div_like(e, a, DivKind::Fmod, false));
-    r.register("aten::fmod.Scalar_out", |e, a| int_div_like(e, a, DivKind::Fmod, true));
-    r.register("aten::pow.Tensor_Tensor_out", |e, a| {
+    r.register(Op::FloorDivide, |e, a| int_div_like(e, a, DivKind::Floor, false));
+    r.register(Op::FloorDivideScalar, |e, a| int_div_like(e, a, DivKind::Floor, true));
+    r.register(Op::RemainderTensor, |e, a| int_div_like(e, a, DivKind::Remainder, false));
+    r.register(Op::RemainderScalar, |e, a| int_div_like(e, a, DivKind::Remainder, true));
+    r.register(Op::FmodTensor, |e, a| int_div_like(e, a, DivKind::Fmod, false));
+    r.register(Op::FmodScalar, |e, a| int_div_like(e, a, DivKind::Fmod, true));
+    r.register(Op::PowTensorTensor, |e, a| {
         pow(e, Operand::Tensor(arg(a, 0)?), Operand::Tensor(arg(a, 1)?), arg(a, 2)?)
     });
-    r.register("aten::pow.Tensor_Scalar_out", |e, a| {
+    r.register(Op::PowTensorScalar, |e, a| {
         pow(e, Operand::Tensor(arg(a, 0)?), Operand::Scalar(e.scalar(arg(a, 1)?)?), arg(a, 2)?)
     });
-    r.register("aten::pow.Scalar_out", |e, a| {
+    r.register(Op::PowScalar, |e, a| {
         pow(e, Operand::Scalar(e.scalar(arg(a, 0)?)?), Operand::Tensor(arg(a, 1)?), arg(a, 2)?)
     });
-    r.register("aten::maximum.out", |e, a| min_max(e, a, true));
-    r.register("aten::minimum.out", |e, a| min_max(e, a, false));
-    r.register("aten::atan2.out", atan2);
-    r.register("aten::square.out", square);
-    r.register("aten::bitwise_and.Tensor_out", |e, a| bitwise(e, a, BitOp::And, false));
-    r.register("aten::bitwise_and.Scalar_out", |e, a| bitwise(e, a, BitOp::And, true));
-    r.register("aten::bitwise_or.Tensor_out", |e, a| bitwise(e, a, BitOp::Or, false));
-    r.register("aten::bitwise_or.Scalar_out", |e, a| bitwise(e, a, BitOp::Or, true));
-    r.register("aten::bitwise_xor.Tensor_out", |e, a| bitwise(e, a, BitOp::Xor, false));
-    r.register("aten::bitwise_xor.Scalar_out", |e, a| bitwise(e, a, BitOp::Xor, true));
-    r.register("aten::bitwise_not.out", bitwise_not);
+    r.register(Op::Maximum, |e, a| min_max(e, a, true));
+    r.register(Op::Minimum, |e, a| min_max(e, a, false));
+    r.register(Op::Atan2, atan2);
+    r.register(Op::Square, square);
+    r.register(Op::BitwiseAndTensor, |e, a| bitwise(e, a, BitOp::And, false));
+    r.register(Op::BitwiseAndScalar, |e, a| bitwise(e, a, BitOp::And, true));
+    r.register(Op::BitwiseOrTensor, |e, a| bitwise(e, a, BitOp::Or, false));
+    r.register(Op::BitwiseOrScalar, |e, a| bitwise(e, a, BitOp::Or, true));
+    r.register(Op::BitwiseXorTensor, |e, a| bitwise(e, a, BitOp::Xor, false));
+    r.register(Op::BitwiseXorScalar, |e, a| bitwise(e, a, BitOp::Xor, true));
+    r.register(Op::BitwiseNot, bitwise_not);
 
     // Comparisons.
-    r.register("aten::eq.Tensor_out", |e, a| compare(e, a, Cmp::Eq, false));
-    r.register("aten::eq.Scalar_out", |e, a| compare(e, a, Cmp::Eq, true));
-    r.register("aten::ne.Tensor_out", |e, a| compare(e, a, Cmp::Ne, false));
-    r.register("aten::ne.Scalar_out", |e, a| compare(e, a, Cmp::Ne, true));
-    r.register("aten::lt.Tensor_out", |e, a| compare(e, a, Cmp::Lt, false));
-    r.register("aten::lt.Scalar_out", |e, a| compare(e, a, Cmp::Lt, true));
-    r.register("aten::le.Tensor_out", |e, a| compare(e, a, Cmp::Le, false));
-    r.register("aten::le.Scalar_out", |e, a| compare(e, a, Cmp::Le, true));
-    r.register("aten::gt.Tensor_out", |e, a| compare(e, a, Cmp::Gt, false));
-    r.register("aten::gt.Scalar_out", |e, a| compare(e, a, Cmp::Gt, true));
-    r.register("aten::ge.Tensor_out", |e, a| compare(e, a, Cmp::Ge, false));
-    r.register("aten::ge.Scalar_out", |e, a| compare(e, a, Cmp::Ge, true));
-    r.register("aten::isnan.out", |e, a| float_predicate(e, a, false));
-    r.register("aten::isinf.out", |e, a| float_predicate(e, a, true));
+    r.register(Op::EqTensor, |e, a| compare(e, a, Cmp::Eq, false));
+    r.register(Op::EqScalar, |e, a| compare(e, a, Cmp::Eq, true));
+    r.register(Op::NeTensor, |e, a| compare(e, a, Cmp::Ne, false));
+    r.register(Op::NeScalar, |e, a| compare(e, a, Cmp::Ne, true));
+    r.register(Op::LtTensor, |e, a| compare(e, a, Cmp::Lt, false));
+    r.register(Op::LtScalar, |e, a| compare(e, a, Cmp::Lt, true));
+    r.register(Op::LeTensor, |e, a| compare(e, a, Cmp::Le, false));
+    r.register(Op::LeScalar, |e, a| compare(e, a, Cmp::Le, true));
+    r.register(Op::GtTensor, |e, a| compare(e, a, Cmp::Gt, false));
+    r.register(Op::GtScalar, |e, a| compare(e, a, Cmp::Gt, true));
+    r.register(Op::GeTensor, |e, a| compare(e, a, Cmp::Ge, false));
+    r.register(Op::GeScalar, |e, a| compare(e, a, Cmp::Ge, true));
+    r.register(Op::Isnan, |e, a| float_predicate(e, a, false));
+    r.register(Op::Isinf, |e, a| float_predicate(e, a, true));
 
     // Logical.
-    r.register("aten::logical_and.out", |e, a| logical(e, a, |x, y| x & y));
-    r.register("aten::logical_or.out", |e, a| logical(e, a, |x, y| x | y));
-    r.register("aten::logical_xor.out", |e, a| logical(e, a, |x, y| x ^ y));
-    r.register("aten::logical_not.out", logical_not);
+    r.register(Op::LogicalAnd, |e, a| logical(e, a, |x, y| x & y));
+    r.register(Op::LogicalOr, |e, a| logical(e, a, |x, y| x | y));
+    r.register(Op::LogicalXor, |e, a| logical(e, a, |x, y| x ^ y));
+    r.register(Op::LogicalNot, logical_not);
 
     // Selection.
-    r.register("aten::where.self_out", where_self);
-    r.register("aten::masked_fill.Scalar_out", masked_fill);
+    r.register(Op::WhereSelf, where_self);
+    r.register(Op::MaskedFillScalar, masked_fill);
 
     // Unary math to floating point (integer and bool inputs give float outputs).
-    r.register("aten::sqrt.out", |e, a| unary_float(e, a, |x| x.sqrt(), |x| x.sqrt()));
-    r.register("aten::rsqrt.out", |e, a| unary_float(e, a, |x| 1.0 / x.sqrt(), |x| 1.0 / x.sqrt()));
-    r.register("aten::exp.out", |e, a| unary_float(e, a, |x| x.exp(), |x| x.exp()));
-    r.register("aten::expm1.out", |e, a| unary_float(e, a, |x| x.exp_m1(), |x| x.exp_m1()));
-    r.register("aten::log.out", |e, a| unary_float(e, a, |x| x.ln(), |x| x.ln()));
-    r.register("aten::log1p.out", |e, a| unary_float(e, a, |x| x.ln_1p(), |x| x.ln_1p()));
-    r.register("aten::log2.out", |e, a| unary_float(e, a, |x| x.log2(), |x| x.log2()));
-    r.register("aten::log10.out", |e, a| unary_float(e, a, |x| x.log10(), |x| x.log10()));
-    r.register("aten::sin.out", |e, a| unary_float(e, a, |x| x.sin(), |x| x.sin()));
-    r.register("aten::cos.out", |e, a| unary_float(e, a, |x| x.cos(), |x| x.cos()));
-    r.register("aten::tan.out", |e, a| unary_float(e, a, |x| x.tan(), |x| x.tan()));
-    r.register("aten::tanh.out", |e, a| unary_float(e, a, |x| x.tanh(), |x| x.tanh()));
-    r.register("aten::asin.out", |e, a| unary_float(e, a, |x| x.asin(), |x| x.asin()));
-    r.register("aten::acos.out", |e, a| unary_float(e, a, |x| x.acos(), |x| x.acos()));
-    r.register("aten::atan.out", |e, a| unary_float(e, a, |x| x.atan(), |x| x.atan()));
-    r.register("aten::sinh.out", |e, a| unary_float(e, a, |x| x.sinh(), |x| x.sinh()));
-    r.register("aten::cosh.out", |e, a| unary_float(e, a, |x| x.cosh(), |x| x.cosh()));
-    r.register("aten::asinh.out", |e, a| unary_float(e, a, |x| x.asinh(), |x| x.asinh()));
-    r.register("aten::acosh.out", |e, a| unary_float(e, a, |x| x.acosh(), |x| x.acosh()));
-    r.register("aten::atanh.out", |e, a| unary_float(e, a, |x| x.atanh(), |x| x.atanh()));
-    r.register("aten::erf.out", |e, a| unary_float(e, a, k::erf_f32, k::erf_f64));
-    r.register("aten::reciprocal.out", |e, a| unary_float(e, a, |x| 1.0 / x, |x| 1.0 / x));
-    r.register("aten::sigmoid.out", |e, a| {
-        unary_float(e, a, |x| 1.0 / (1.0 + (-x).exp()), |x| 1.0 / (1.0 + (-x).exp()))
-    });
+    r.register(Op::Sqrt, |e, a| unary_float(e, a, |x| x.sqrt(), |x| x.sqrt()));
+    r.register(Op::Rsqrt, |e, a| unary_float(e, a, |x| 1.0 / x.sqrt(), |x| 1.0 / x.sqrt()));
+    r.register(Op::Exp, |e, a| unary_float(e, a, |x| x.exp(), |x| x.exp()));
+    r.register(Op::Expm1, |e, a| unary_float(e, a, |x| x.exp_m1(), |x| x.exp_m1()));
+    r.register(Op::Log, |e, a| unary_float(e, a, |x| x.ln(), |x| x.ln()));
+    r.register(Op::Log1p, |e, a| unary_float(e, a, |x| x.ln_1p(), |x| x.ln_1p()));
+    r.register(Op::Log2, |e, a| unary_float(e, a, |x| x.log2(), |x| x.log2()));
+    r.register(Op::Log10, |e, a| unary_float(e, a, |x| x.log10(), |x| x.log10()));
+    r.register(Op::Sin, |e, a| unary_float(e, a, |x| x.sin(), |x| x.sin()));
+    r.register(Op::Cos, |e, a| unary_float(e, a, |x| x.cos(), |x| x.cos()));
+    r.register(Op::Tan, |e, a| unary_float(e, a, |x| x.tan(), |x| x.tan()));
+    r.register(Op::Tanh, |e, a| unary_float(e, a, |x| x.tanh(), |x| x.tanh()));
+    r.register(Op::Asin, |e, a| unary_float(e, a, |x| x.asin(), |x| x.asin()));
+    r.register(Op::Acos, |e, a| unary_float(e, a, |x| x.acos(), |x| x.acos()));
+    r.register(Op::Atan, |e, a| unary_float(e, a, |x| x.atan(), |x| x.atan()));
+    r.register(Op::Sinh, |e, a| unary_float(e, a, |x| x.sinh(), |x| x.sinh()));
+    r.register(Op::Cosh, |e, a| unary_float(e, a, |x| x.cosh(), |x| x.cosh()));
+    r.register(Op::Asinh, |e, a| unary_float(e, a, |x| x.asinh(), |x| x.asinh()));
+    r.register(Op::Acosh, |e, a| unary_float(e, a, |x| x.acosh(), |x| x.acosh()));
+    r.register(Op::Atanh, |e, a| unary_float(e, a, |x| x.atanh(), |x| x.atanh()));
+    r.register(Op::Erf, |e, a| unary_float(e, a, k::erf_f32, k::erf_f64));
+    r.register(Op::Reciprocal, |e, a| unary_float(e, a, |x| 1.0 / x, |x| 1.0 / x));
+    r.register(Op::Sigmoid, |e, a| unary_float(e, a, |x| 1.0 / (1.0 + (-x).exp()), |x| 1.0 / (1.0 + (-x).exp())));
 
     // Unary operators that keep the dtype.
-    r.register("aten::abs.out", |e, a| unary_same(e, a, Same::Abs));
-    r.register("aten::neg.out", |e, a| unary_same(e, a, Same::Neg));
-    r.register("aten::sign.out", |e, a| unary_same(e, a, Same::Sign));
-    r.register("aten::floor.out", |e, a| unary_same(e, a, Same::Floor));
-    r.register("aten::ceil.out", |e, a| unary_same(e, a, Same::Ceil));
-    r.register("aten::round.out", |e, a| unary_same(e, a, Same::Round));
-    r.register("aten::trunc.out", |e, a| unary_same(e, a, Same::Trunc));
-    r.register("aten::relu.out", |e, a| unary_same(e, a, Same::Relu));
-    r.register("aten::clamp.out", clamp_scalar);
-    r.register("aten::clamp.Tensor_out", clamp_tensor);
-    r.register("aten::hardtanh.out", hardtanh);
+    r.register(Op::Abs, |e, a| unary_same(e, a, Same::Abs));
+    r.register(Op::Neg, |e, a| unary_same(e, a, Same::Neg));
+    r.register(Op::Sign, |e, a| unary_same(e, a, Same::Sign));
+    r.register(Op::Floor, |e, a| unary_same(e, a, Same::Floor));
+    r.register(Op::Ceil, |e, a| unary_same(e, a, Same::Ceil));
+    r.register(Op::Round, |e, a| unary_same(e, a, Same::Round));
+    r.register(Op::Trunc, |e, a| unary_same(e, a, Same::Trunc));
+    r.register(Op::Relu, |e, a| unary_same(e, a, Same::Relu));
+    r.register(Op::Clamp, clamp_scalar);
+    r.register(Op::ClampTensor, clamp_tensor);
+    r.register(Op::Hardtanh, hardtanh);
 
     // Activations (floating point).
-    r.register("aten::gelu.out", gelu);
-    r.register("aten::hardswish.out", |e, a| {
+    r.register(Op::Gelu, gelu);
+    r.register(Op::Hardswish, |e, a| {
         activation(
             e,
             arg(a, 0)?,
@@ -150,16 +147,16 @@ pub(super) fn register(r: &mut KernelRegistry) {
             |x| x * (x + 3.0).clamp(0.0, 6.0) / 6.0,
         )
     });
-    r.register("aten::hardsigmoid.out", |e, a| {
+    r.register(Op::Hardsigmoid, |e, a| {
         activation(e, arg(a, 0)?, arg(a, 1)?, |x| (x + 3.0).clamp(0.0, 6.0) / 6.0, |x| (x + 3.0).clamp(0.0, 6.0) / 6.0)
     });
-    r.register("aten::silu.out", |e, a| {
+    r.register(Op::Silu, |e, a| {
         activation(e, arg(a, 0)?, arg(a, 1)?, |x| x / (1.0 + (-x).exp()), |x| x / (1.0 + (-x).exp()))
     });
-    r.register("aten::leaky_relu.out", leaky_relu);
-    r.register("aten::elu.out", elu);
-    r.register("aten::softplus.out", softplus);
-    r.register("aten::glu.out", glu);
+    r.register(Op::LeakyRelu, leaky_relu);
+    r.register(Op::Elu, elu);
+    r.register(Op::Softplus, softplus);
+    r.register(Op::Glu, glu);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1420,20 +1417,23 @@ mod tests {
         fn string(&mut self, s: &str) -> usize {
             self.push(RValue::String(s.into()))
         }
-        fn call(&mut self, name: &str, args: &[usize]) -> Result<()> {
+        fn call(&mut self, op: Op, args: &[usize]) -> Result<()> {
             let mut r = KernelRegistry::empty();
             register(&mut r);
-            let f = r.get(name).unwrap_or_else(|| panic!("{name} not registered"));
-            let mut env = Env::owned(&mut self.values, &mut self.owned, program(), false);
+            let f = r.get(op.name()).unwrap_or_else(|| panic!("{op} not registered"));
+            let mut env =
+                Env::owned(&mut self.values, &mut self.owned, program(), false, ferrite_kernels::simd::Level::detect());
             f(&mut env, args)
         }
         fn read(&mut self, v: usize) -> (S, Vec<usize>, Vec<f64>) {
-            let env = Env::owned(&mut self.values, &mut self.owned, program(), false);
+            let env =
+                Env::owned(&mut self.values, &mut self.owned, program(), false, ferrite_kernels::simd::Level::detect());
             let t = env.read(v).unwrap();
             (t.dtype, t.sizes.to_vec(), t.to_f64_vec().unwrap())
         }
         fn raw<T: Pod>(&mut self, v: usize) -> Vec<T> {
-            let env = Env::owned(&mut self.values, &mut self.owned, program(), false);
+            let env =
+                Env::owned(&mut self.values, &mut self.owned, program(), false, ferrite_kernels::simd::Level::detect());
             env.read(v).unwrap().typed::<T>().unwrap().to_vec()
         }
     }
@@ -1484,13 +1484,13 @@ mod tests {
         fn f32_binary_ops_match_reference((sa, sb) in shapes(), seed in 0u64..1000, op in 0usize..6) {
             let a = values(sa.iter().product(), seed);
             let b = values(sb.iter().product(), seed + 1);
-            let (name, f): (&str, fn(f64, f64) -> f64) = match op {
-                0 => ("aten::add.out", |x, y| x + 2.0 * y),
-                1 => ("aten::sub.out", |x, y| x - 2.0 * y),
-                2 => ("aten::mul.out", |x, y| x * y),
-                3 => ("aten::div.out", |x, y| x / y),
-                4 => ("aten::maximum.out", |x, y| x.max(y)),
-                _ => ("aten::minimum.out", |x, y| x.min(y)),
+            let (name, f): (Op, fn(f64, f64) -> f64) = match op {
+                0 => (Op::Add, |x, y| x + 2.0 * y),
+                1 => (Op::Sub, |x, y| x - 2.0 * y),
+                2 => (Op::Mul, |x, y| x * y),
+                3 => (Op::Div, |x, y| x / y),
+                4 => (Op::Maximum, |x, y| x.max(y)),
+                _ => (Op::Minimum, |x, y| x.min(y)),
             };
             let a64: Vec<f64> = a.iter().map(|&v| f64::from(v)).collect();
             let b64: Vec<f64> = b.iter().map(|&v| f64::from(v)).collect();
@@ -1514,13 +1514,13 @@ mod tests {
         fn comparisons_and_where_match_reference((sa, sb) in shapes(), seed in 0u64..1000, op in 0usize..6) {
             let a = values(sa.iter().product(), seed).iter().map(|v| v.round()).collect::<Vec<_>>();
             let b = values(sb.iter().product(), seed + 7).iter().map(|v| v.round()).collect::<Vec<_>>();
-            let (name, f): (&str, fn(f64, f64) -> bool) = match op {
-                0 => ("aten::eq.Tensor_out", |x, y| x == y),
-                1 => ("aten::ne.Tensor_out", |x, y| x != y),
-                2 => ("aten::lt.Tensor_out", |x, y| x < y),
-                3 => ("aten::le.Tensor_out", |x, y| x <= y),
-                4 => ("aten::gt.Tensor_out", |x, y| x > y),
-                _ => ("aten::ge.Tensor_out", |x, y| x >= y),
+            let (name, f): (Op, fn(f64, f64) -> bool) = match op {
+                0 => (Op::EqTensor, |x, y| x == y),
+                1 => (Op::NeTensor, |x, y| x != y),
+                2 => (Op::LtTensor, |x, y| x < y),
+                3 => (Op::LeTensor, |x, y| x <= y),
+                4 => (Op::GtTensor, |x, y| x > y),
+                _ => (Op::GeTensor, |x, y| x >= y),
             };
             let a64: Vec<f64> = a.iter().map(|&v| f64::from(v)).collect();
             let b64: Vec<f64> = b.iter().map(|&v| f64::from(v)).collect();
@@ -1532,7 +1532,7 @@ mod tests {
             prop_assert_eq!(h.read(out).2, want.clone());
             // where(cond, a, b) with the comparison as the condition.
             let sel = h.out(S::Float, so.len());
-            h.call("aten::where.self_out", &[out, ta, tb, sel, sel]).unwrap();
+            h.call(Op::WhereSelf, &[out, ta, tb, sel, sel]).unwrap();
             let (wa, _) = ref_binary(&a64, &sa, &b64, &sb, |x, _| x);
             let (wb, _) = ref_binary(&a64, &sa, &b64, &sb, |_, y| y);
             let expect: Vec<f64> = want.iter().zip(wa.iter().zip(&wb)).map(|(&c, (&x, &y))| if c != 0.0 { x } else { y }).collect();
@@ -1547,17 +1547,17 @@ mod tests {
             let ta = h.t(&TensorData::from_slice(vec![n], &a).unwrap());
             let tb = h.t(&TensorData::from_slice(vec![1], &[b]).unwrap());
             let out = h.out(S::Long, 1);
-            h.call("aten::remainder.Tensor_out", &[ta, tb, out, out]).unwrap();
+            h.call(Op::RemainderTensor, &[ta, tb, out, out]).unwrap();
             prop_assert_eq!(h.raw::<i64>(out), a.iter().map(|&x| x.rem_euclid(b) + if b < 0 && x.rem_euclid(b) != 0 { b } else { 0 }).collect::<Vec<_>>());
             let out2 = h.out(S::Long, 1);
-            h.call("aten::floor_divide.out", &[ta, tb, out2, out2]).unwrap();
+            h.call(Op::FloorDivide, &[ta, tb, out2, out2]).unwrap();
             prop_assert_eq!(h.raw::<i64>(out2), a.iter().map(|&x| (x as f64 / b as f64).floor() as i64).collect::<Vec<_>>());
             let out3 = h.out(S::Long, 1);
             let mode = h.string("trunc");
-            h.call("aten::div.out_mode", &[ta, tb, mode, out3, out3]).unwrap();
+            h.call(Op::DivMode, &[ta, tb, mode, out3, out3]).unwrap();
             prop_assert_eq!(h.raw::<i64>(out3), a.iter().map(|&x| x / b).collect::<Vec<_>>());
             let out4 = h.out(S::Long, 1);
-            h.call("aten::fmod.Tensor_out", &[ta, tb, out4, out4]).unwrap();
+            h.call(Op::FmodTensor, &[ta, tb, out4, out4]).unwrap();
             prop_assert_eq!(h.raw::<i64>(out4), a.iter().map(|&x| x % b).collect::<Vec<_>>());
         }
     }
@@ -1569,19 +1569,19 @@ mod tests {
         let f = h.f32(&[3], &[0.5, 0.25, -1.0]);
         let one = h.int(1);
         let out = h.out(S::Float, 1);
-        h.call("aten::add.out", &[i, f, one, out, out]).unwrap();
+        h.call(Op::Add, &[i, f, one, out, out]).unwrap();
         assert_eq!(h.raw::<f32>(out), vec![1.5, 2.25, 2.0]);
         // int tensor + float scalar -> float
         let s = h.dbl(0.5);
         let out2 = h.out(S::Float, 1);
-        h.call("aten::add.Scalar_out", &[i, s, one, out2, out2]).unwrap();
+        h.call(Op::AddScalar, &[i, s, one, out2, out2]).unwrap();
         assert_eq!(h.raw::<f32>(out2), vec![1.5, 2.5, 3.5]);
         // float result into an int output is rejected
         let bad = h.out(S::Int, 1);
-        assert!(h.call("aten::add.out", &[i, f, one, bad, bad]).is_err());
+        assert!(h.call(Op::Add, &[i, f, one, bad, bad]).is_err());
         // int / int -> float
         let out3 = h.out(S::Float, 1);
-        h.call("aten::div.out", &[i, i, out3, out3]).unwrap();
+        h.call(Op::Div, &[i, i, out3, out3]).unwrap();
         assert_eq!(h.raw::<f32>(out3), vec![1.0, 1.0, 1.0]);
         // u8 + i8 -> i16
         assert_eq!(promote(S::Byte, S::Char).unwrap(), S::Short);
@@ -1600,23 +1600,23 @@ mod tests {
         let c = h.t(&TensorData::from_bools(vec![4], &[true, false, true, false]).unwrap());
         let one = h.int(1);
         let out = h.out(S::Bool, 1);
-        h.call("aten::add.out", &[b, c, one, out, out]).unwrap();
+        h.call(Op::Add, &[b, c, one, out, out]).unwrap();
         assert_eq!(h.raw::<u8>(out), vec![1, 1, 1, 0]);
         let out2 = h.out(S::Bool, 1);
-        h.call("aten::mul.out", &[b, c, out2, out2]).unwrap();
+        h.call(Op::Mul, &[b, c, out2, out2]).unwrap();
         assert_eq!(h.raw::<u8>(out2), vec![1, 0, 0, 0]);
-        assert!(h.call("aten::sub.out", &[b, c, one, out2, out2]).is_err());
+        assert!(h.call(Op::Sub, &[b, c, one, out2, out2]).is_err());
         let big = h.t(&TensorData::from_slice(vec![2], &[i64::MAX, i64::MIN]).unwrap());
         let out3 = h.out(S::Long, 1);
-        h.call("aten::add.Scalar_out", &[big, one, one, out3, out3]).unwrap();
+        h.call(Op::AddScalar, &[big, one, one, out3, out3]).unwrap();
         assert_eq!(h.raw::<i64>(out3), vec![i64::MIN, i64::MIN + 1]);
         let out4 = h.out(S::Long, 1);
-        h.call("aten::mul.out", &[big, big, out4, out4]).unwrap();
+        h.call(Op::Mul, &[big, big, out4, out4]).unwrap();
         assert_eq!(h.raw::<i64>(out4), vec![i64::MAX.wrapping_mul(i64::MAX), 0]);
         // bool + int scalar -> long
         let out5 = h.out(S::Long, 1);
         let two = h.int(2);
-        h.call("aten::add.Scalar_out", &[b, two, one, out5, out5]).unwrap();
+        h.call(Op::AddScalar, &[b, two, one, out5, out5]).unwrap();
         assert_eq!(h.raw::<i64>(out5), vec![3, 3, 2, 2]);
     }
 
@@ -1627,7 +1627,7 @@ mod tests {
         let a = h.t(&TensorData::from_slice(vec![3], &x).unwrap());
         let out = h.out(S::Half, 1);
         let s = h.dbl(0.1);
-        h.call("aten::mul.Scalar_out", &[a, s, out, out]).unwrap();
+        h.call(Op::MulScalar, &[a, s, out, out]).unwrap();
         let got: Vec<f32> = h.raw::<half::f16>(out).iter().map(|v| v.to_f32()).collect();
         let want: Vec<f32> = x.iter().map(|v| half::f16::from_f32(v.to_f32() * 0.1f32).to_f32()).collect();
         assert_eq!(got, want);
@@ -1637,33 +1637,33 @@ mod tests {
     fn unary_edge_values() {
         let edge =
             [0.0f32, -0.0, 1.0, -1.0, 0.5, -2.5, 2.5, 3.7, -3.7, 100.0, f32::INFINITY, f32::NEG_INFINITY, f32::NAN];
-        type Case = (&'static str, fn(f64) -> f64);
+        type Case = (Op, fn(f64) -> f64);
         let cases: Vec<Case> = vec![
-            ("aten::abs.out", f64::abs),
-            ("aten::neg.out", |x| -x),
-            ("aten::sqrt.out", f64::sqrt),
-            ("aten::rsqrt.out", |x| 1.0 / x.sqrt()),
-            ("aten::exp.out", f64::exp),
-            ("aten::expm1.out", f64::exp_m1),
-            ("aten::log.out", f64::ln),
-            ("aten::log1p.out", f64::ln_1p),
-            ("aten::log2.out", f64::log2),
-            ("aten::log10.out", f64::log10),
-            ("aten::sin.out", f64::sin),
-            ("aten::cos.out", f64::cos),
-            ("aten::tan.out", f64::tan),
-            ("aten::tanh.out", f64::tanh),
-            ("aten::asin.out", f64::asin),
-            ("aten::acos.out", f64::acos),
-            ("aten::atan.out", f64::atan),
-            ("aten::sinh.out", f64::sinh),
-            ("aten::cosh.out", f64::cosh),
-            ("aten::erf.out", k::erf_f64),
-            ("aten::floor.out", f64::floor),
-            ("aten::ceil.out", f64::ceil),
-            ("aten::round.out", f64::round_ties_even),
-            ("aten::trunc.out", f64::trunc),
-            ("aten::sign.out", |x| {
+            (Op::Abs, f64::abs),
+            (Op::Neg, |x| -x),
+            (Op::Sqrt, f64::sqrt),
+            (Op::Rsqrt, |x| 1.0 / x.sqrt()),
+            (Op::Exp, f64::exp),
+            (Op::Expm1, f64::exp_m1),
+            (Op::Log, f64::ln),
+            (Op::Log1p, f64::ln_1p),
+            (Op::Log2, f64::log2),
+            (Op::Log10, f64::log10),
+            (Op::Sin, f64::sin),
+            (Op::Cos, f64::cos),
+            (Op::Tan, f64::tan),
+            (Op::Tanh, f64::tanh),
+            (Op::Asin, f64::asin),
+            (Op::Acos, f64::acos),
+            (Op::Atan, f64::atan),
+            (Op::Sinh, f64::sinh),
+            (Op::Cosh, f64::cosh),
+            (Op::Erf, k::erf_f64),
+            (Op::Floor, f64::floor),
+            (Op::Ceil, f64::ceil),
+            (Op::Round, f64::round_ties_even),
+            (Op::Trunc, f64::trunc),
+            (Op::Sign, |x| {
                 if x.is_nan() {
                     x
                 } else if x > 0.0 {
@@ -1674,12 +1674,12 @@ mod tests {
                     0.0
                 }
             }),
-            ("aten::reciprocal.out", |x| 1.0 / x),
-            ("aten::sigmoid.out", |x| 1.0 / (1.0 + (-x).exp())),
-            ("aten::relu.out", |x| if x.is_nan() || x >= 0.0 { x } else { 0.0 }),
-            ("aten::silu.out", |x| x / (1.0 + (-x).exp())),
-            ("aten::hardswish.out", |x| x * (x + 3.0).clamp(0.0, 6.0) / 6.0),
-            ("aten::hardsigmoid.out", |x| (x + 3.0).clamp(0.0, 6.0) / 6.0),
+            (Op::Reciprocal, |x| 1.0 / x),
+            (Op::Sigmoid, |x| 1.0 / (1.0 + (-x).exp())),
+            (Op::Relu, |x| if x.is_nan() || x >= 0.0 { x } else { 0.0 }),
+            (Op::Silu, |x| x / (1.0 + (-x).exp())),
+            (Op::Hardswish, |x| x * (x + 3.0).clamp(0.0, 6.0) / 6.0),
+            (Op::Hardsigmoid, |x| (x + 3.0).clamp(0.0, 6.0) / 6.0),
         ];
         for (name, f) in cases {
             let mut h = H::default();
@@ -1701,20 +1701,20 @@ mod tests {
         let mut h = H::default();
         let a = h.t(&TensorData::from_slice(vec![3], &[-4i64, 0, 9]).unwrap());
         let out = h.out(S::Float, 1);
-        h.call("aten::sqrt.out", &[a, out, out]).unwrap();
+        h.call(Op::Sqrt, &[a, out, out]).unwrap();
         let got = h.raw::<f32>(out);
         assert!(got[0].is_nan());
         assert_eq!(&got[1..], &[0.0, 3.0]);
         let out2 = h.out(S::Long, 1);
-        h.call("aten::abs.out", &[a, out2, out2]).unwrap();
+        h.call(Op::Abs, &[a, out2, out2]).unwrap();
         assert_eq!(h.raw::<i64>(out2), vec![4, 0, 9]);
         let out3 = h.out(S::Long, 1);
-        h.call("aten::sign.out", &[a, out3, out3]).unwrap();
+        h.call(Op::Sign, &[a, out3, out3]).unwrap();
         assert_eq!(h.raw::<i64>(out3), vec![-1, 0, 1]);
         let out4 = h.out(S::Bool, 1);
-        h.call("aten::isnan.out", &[out, out4, out4]).unwrap();
+        h.call(Op::Isnan, &[out, out4, out4]).unwrap();
         assert_eq!(h.raw::<u8>(out4), vec![1, 0, 0]);
-        assert!(h.call("aten::sqrt.out", &[a, out2, out2]).is_err());
+        assert!(h.call(Op::Sqrt, &[a, out2, out2]).is_err());
     }
 
     #[test]
@@ -1724,7 +1724,7 @@ mod tests {
         let a = h.f32(&[xs.len()], &xs);
         let none = h.string("none");
         let out = h.out(S::Float, 1);
-        h.call("aten::gelu.out", &[a, none, out, out]).unwrap();
+        h.call(Op::Gelu, &[a, none, out, out]).unwrap();
         let got = h.raw::<f32>(out);
         // Values from torch.nn.functional.gelu (float32).
         let want = [
@@ -1743,7 +1743,7 @@ mod tests {
         }
         let tanh = h.string("tanh");
         let out2 = h.out(S::Float, 1);
-        h.call("aten::gelu.out", &[a, tanh, out2, out2]).unwrap();
+        h.call(Op::Gelu, &[a, tanh, out2, out2]).unwrap();
         let got = h.raw::<f32>(out2);
         for (&x, g) in xs.iter().zip(got) {
             let xd = f64::from(x);
@@ -1767,31 +1767,31 @@ mod tests {
         let a = h.f32(&[2, 3], &xs);
         let (lo, hi, none) = (h.dbl(-1.0), h.dbl(1.0), h.none());
         let out = h.out(S::Float, 2);
-        h.call("aten::clamp.out", &[a, lo, none, out, out]).unwrap();
+        h.call(Op::Clamp, &[a, lo, none, out, out]).unwrap();
         let got = h.raw::<f32>(out);
         assert_eq!(&got[..5], &[-1.0, -0.5, 0.0, 0.5, 3.0]);
         assert!(got[5].is_nan());
         let out2 = h.out(S::Float, 2);
-        h.call("aten::hardtanh.out", &[a, lo, hi, out2, out2]).unwrap();
+        h.call(Op::Hardtanh, &[a, lo, hi, out2, out2]).unwrap();
         assert_eq!(&h.raw::<f32>(out2)[..5], &[-1.0, -0.5, 0.0, 0.5, 1.0]);
         let t_lo = h.f32(&[3], &[-2.0, 0.0, 1.0]);
         let out3 = h.out(S::Float, 2);
-        h.call("aten::clamp.Tensor_out", &[a, t_lo, none, out3, out3]).unwrap();
+        h.call(Op::ClampTensor, &[a, t_lo, none, out3, out3]).unwrap();
         assert_eq!(&h.raw::<f32>(out3)[..5], &[-2.0, 0.0, 1.0, 0.5, 3.0]);
         let slope = h.dbl(0.1);
         let out4 = h.out(S::Float, 2);
-        h.call("aten::leaky_relu.out", &[a, slope, out4, out4]).unwrap();
+        h.call(Op::LeakyRelu, &[a, slope, out4, out4]).unwrap();
         assert_eq!(&h.raw::<f32>(out4)[..5], &[-3.0 * 0.1, -0.5 * 0.1, 0.0, 0.5, 3.0]);
         let (one, two) = (h.int(1), h.dbl(2.0));
         let out5 = h.out(S::Float, 2);
-        h.call("aten::elu.out", &[a, two, one, one, out5, out5]).unwrap();
+        h.call(Op::Elu, &[a, two, one, one, out5, out5]).unwrap();
         let got = h.raw::<f32>(out5);
         assert_eq!(got[0], (-3.0f32).exp_m1() * 2.0);
         assert_eq!(got[4], 3.0);
         let dim = h.int(-1);
         let g = h.f32(&[2, 2], &[1.0, 2.0, 0.0, -1.0]);
         let out6 = h.out(S::Float, 2);
-        h.call("aten::glu.out", &[g, dim, out6, out6]).unwrap();
+        h.call(Op::Glu, &[g, dim, out6, out6]).unwrap();
         assert_eq!(h.read(out6).1, vec![2, 1]);
         let got = h.raw::<f32>(out6);
         assert_eq!(got, vec![1.0 / (1.0 + (-2.0f32).exp()), 0.0]);
@@ -1803,26 +1803,26 @@ mod tests {
         let a = h.t(&TensorData::from_slice(vec![4], &[0i32, 1, 2, -1]).unwrap());
         let b = h.f32(&[4], &[0.0, 0.0, 3.0, f32::NAN]);
         let out = h.out(S::Bool, 1);
-        h.call("aten::logical_and.out", &[a, b, out, out]).unwrap();
+        h.call(Op::LogicalAnd, &[a, b, out, out]).unwrap();
         assert_eq!(h.raw::<u8>(out), vec![0, 0, 1, 1]);
         let out2 = h.out(S::Bool, 1);
-        h.call("aten::logical_xor.out", &[a, b, out2, out2]).unwrap();
+        h.call(Op::LogicalXor, &[a, b, out2, out2]).unwrap();
         assert_eq!(h.raw::<u8>(out2), vec![0, 1, 0, 0]);
         let out3 = h.out(S::Bool, 1);
-        h.call("aten::logical_not.out", &[a, out3, out3]).unwrap();
+        h.call(Op::LogicalNot, &[a, out3, out3]).unwrap();
         assert_eq!(h.raw::<u8>(out3), vec![1, 0, 0, 0]);
         let six = h.int(6);
         let out4 = h.out(S::Int, 1);
-        h.call("aten::bitwise_and.Scalar_out", &[a, six, out4, out4]).unwrap();
+        h.call(Op::BitwiseAndScalar, &[a, six, out4, out4]).unwrap();
         assert_eq!(h.raw::<i32>(out4), vec![0, 0, 2, 6]);
         let out5 = h.out(S::Int, 1);
-        h.call("aten::bitwise_not.out", &[a, out5, out5]).unwrap();
+        h.call(Op::BitwiseNot, &[a, out5, out5]).unwrap();
         assert_eq!(h.raw::<i32>(out5), vec![-1, -2, -3, 0]);
         let val = h.dbl(-9.0);
         let out6 = h.out(S::Float, 1);
-        h.call("aten::masked_fill.Scalar_out", &[b, out3, val, out6, out6]).unwrap();
+        h.call(Op::MaskedFillScalar, &[b, out3, val, out6, out6]).unwrap();
         assert_eq!(h.raw::<f32>(out6)[..3], [-9.0, 0.0, 3.0]);
-        assert!(h.call("aten::bitwise_or.Tensor_out", &[a, b, out4, out4]).is_err());
+        assert!(h.call(Op::BitwiseOrTensor, &[a, b, out4, out4]).is_err());
     }
 
     #[test]
@@ -1831,23 +1831,23 @@ mod tests {
         let a = h.t(&TensorData::from_slice(vec![4], &[2i64, -3, 0, 5]).unwrap());
         let e = h.int(3);
         let out = h.out(S::Long, 1);
-        h.call("aten::pow.Tensor_Scalar_out", &[a, e, out, out]).unwrap();
+        h.call(Op::PowTensorScalar, &[a, e, out, out]).unwrap();
         assert_eq!(h.raw::<i64>(out), vec![8, -27, 0, 125]);
         let f = h.f32(&[2], &[4.0, 9.0]);
         let half = h.dbl(0.5);
         let out2 = h.out(S::Float, 1);
-        h.call("aten::pow.Tensor_Scalar_out", &[f, half, out2, out2]).unwrap();
+        h.call(Op::PowTensorScalar, &[f, half, out2, out2]).unwrap();
         assert_eq!(h.raw::<f32>(out2), vec![2.0, 3.0]);
         let two = h.int(2);
         let out3 = h.out(S::Float, 1);
-        h.call("aten::pow.Scalar_out", &[two, f, out3, out3]).unwrap();
+        h.call(Op::PowScalar, &[two, f, out3, out3]).unwrap();
         assert_eq!(h.raw::<f32>(out3), vec![16.0, 512.0]);
         let zero = h.int(0);
         let out4 = h.out(S::Long, 1);
-        assert!(h.call("aten::remainder.Scalar_out", &[a, zero, out4, out4]).is_err());
-        assert!(h.call("aten::floor_divide.out", &[a, a, out4, out4]).is_err());
+        assert!(h.call(Op::RemainderScalar, &[a, zero, out4, out4]).is_err());
+        assert!(h.call(Op::FloorDivide, &[a, a, out4, out4]).is_err());
         let out5 = h.out(S::Float, 1);
-        h.call("aten::div.Scalar_out", &[a, zero, out5, out5]).unwrap();
+        h.call(Op::DivScalar, &[a, zero, out5, out5]).unwrap();
         let got = h.raw::<f32>(out5);
         assert_eq!(got[0], f32::INFINITY);
         assert!(got[2].is_nan());
@@ -1860,16 +1860,16 @@ mod tests {
         let b = h.f32(&[3], &[1.0, 2.0, 3.0]);
         let one = h.int(1);
         let out = h.out(S::Float, 2);
-        h.call("aten::add.out", &[a, b, one, out, out]).unwrap();
+        h.call(Op::Add, &[a, b, one, out, out]).unwrap();
         assert_eq!(h.read(out).1, vec![0, 3]);
         let c = h.f32(&[2, 1], &[1.0, 2.0]);
         let d = h.f32(&[1, 0], &[]);
         let out2 = h.out(S::Float, 2);
-        h.call("aten::mul.out", &[c, d, out2, out2]).unwrap();
+        h.call(Op::Mul, &[c, d, out2, out2]).unwrap();
         assert_eq!(h.read(out2).1, vec![2, 0]);
         let e = h.f32(&[2, 3], &[0.0; 6]);
         let f = h.f32(&[4], &[0.0; 4]);
         let out3 = h.out(S::Float, 2);
-        assert!(h.call("aten::add.out", &[e, f, one, out3, out3]).is_err());
+        assert!(h.call(Op::Add, &[e, f, one, out3, out3]).is_err());
     }
 }

@@ -9,21 +9,22 @@
 use super::{arg, dispatch_all, norm_dim};
 use crate::env::{Env, Scalar};
 use crate::error::{Result, RuntimeError};
-use crate::kernels::contiguous_strides;
-use crate::kernels::reduce::Num;
 use crate::registry::KernelRegistry;
+use ferrite_kernels::contiguous_strides;
+use ferrite_kernels::reduce::Num;
+use ferrite_op_support::Op;
 use ferrite_program::ScalarType;
 
 pub(super) fn register(r: &mut KernelRegistry) {
-    r.register("aten::embedding.out", embedding);
-    r.register("aten::index_select.out", index_select);
-    r.register("aten::gather.out", gather);
-    r.register("aten::index.Tensor_out", index_tensor);
-    r.register("aten::index_put.out", index_put);
-    r.register("aten::index_put_.default", index_put_inplace);
-    r.register("aten::scatter.src_out", |e, a| scatter(e, a, ScatterKind::Src));
-    r.register("aten::scatter.value_out", |e, a| scatter(e, a, ScatterKind::Value));
-    r.register("aten::scatter_add.out", |e, a| scatter(e, a, ScatterKind::Add));
+    r.register(Op::Embedding, embedding);
+    r.register(Op::IndexSelect, index_select);
+    r.register(Op::Gather, gather);
+    r.register(Op::IndexTensor, index_tensor);
+    r.register(Op::IndexPut, index_put);
+    r.register(Op::IndexPutDefault, index_put_inplace);
+    r.register(Op::ScatterSrc, |e, a| scatter(e, a, ScatterKind::Src));
+    r.register(Op::ScatterValue, |e, a| scatter(e, a, ScatterKind::Value));
+    r.register(Op::ScatterAdd, |e, a| scatter(e, a, ScatterKind::Add));
 }
 
 fn invalid(msg: String) -> RuntimeError {
@@ -487,6 +488,7 @@ fn index_put_into(env: &mut Env<'_>, a: &[usize], out: usize) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::super::reduce::harness::H;
+    use ferrite_op_support::Op;
     use ferrite_program::ScalarType as S;
 
     #[test]
@@ -496,16 +498,16 @@ mod tests {
         let idx = h.t(&[2, 2], &[2i64, 0, 1, 1]);
         let (p, f) = (h.int(-1), h.bool(false));
         let o = h.out(S::Float, 3);
-        h.call("aten::embedding.out", &[w, idx, p, f, f, o]).expect("test");
+        h.call(Op::Embedding, &[w, idx, p, f, f, o]).expect("test");
         assert_eq!(h.get(o).sizes(), &[2, 2, 2]);
         assert_eq!(h.get(o).as_slice::<f32>().expect("test"), &[20.0, 21.0, 0.0, 1.0, 10.0, 11.0, 10.0, 11.0]);
         let bad = h.t(&[1], &[3i32]);
         let o = h.out(S::Float, 2);
-        assert!(h.call("aten::embedding.out", &[w, bad, p, f, f, o]).is_err());
+        assert!(h.call(Op::Embedding, &[w, bad, p, f, f, o]).is_err());
         let sel = h.t(&[2], &[-1i32, 0]);
         let d = h.int(1);
         let o = h.out(S::Float, 2);
-        h.call("aten::index_select.out", &[w, d, sel, o]).expect("test");
+        h.call(Op::IndexSelect, &[w, d, sel, o]).expect("test");
         assert_eq!(h.get(o).as_slice::<f32>().expect("test"), &[1.0, 0.0, 11.0, 10.0, 21.0, 20.0]);
     }
 
@@ -516,18 +518,18 @@ mod tests {
         let idx = h.t(&[2, 2], &[2i64, 0, 1, 1]);
         let (d, f) = (h.int(1), h.bool(false));
         let o = h.out(S::Long, 2);
-        h.call("aten::gather.out", &[x, d, idx, f, o]).expect("test");
+        h.call(Op::Gather, &[x, d, idx, f, o]).expect("test");
         assert_eq!(h.get(o).as_slice::<i64>().expect("test"), &[3, 1, 5, 5]);
         let src = h.t(&[2, 2], &[10i64, 20, 30, 40]);
         let o = h.out(S::Long, 2);
-        h.call("aten::scatter.src_out", &[x, d, idx, src, o]).expect("test");
+        h.call(Op::ScatterSrc, &[x, d, idx, src, o]).expect("test");
         assert_eq!(h.get(o).as_slice::<i64>().expect("test"), &[20, 2, 10, 4, 40, 6]);
         let o = h.out(S::Long, 2);
-        h.call("aten::scatter_add.out", &[x, d, idx, src, o]).expect("test");
+        h.call(Op::ScatterAdd, &[x, d, idx, src, o]).expect("test");
         assert_eq!(h.get(o).as_slice::<i64>().expect("test"), &[21, 2, 13, 4, 75, 6]);
         let v = h.int(-1);
         let o = h.out(S::Long, 2);
-        h.call("aten::scatter.value_out", &[x, d, idx, v, o]).expect("test");
+        h.call(Op::ScatterValue, &[x, d, idx, v, o]).expect("test");
         assert_eq!(h.get(o).as_slice::<i64>().expect("test"), &[-1, 2, -1, 4, -1, 6]);
     }
 
@@ -540,7 +542,7 @@ mod tests {
         let i1 = h.t(&[2], &[2i64, 0]);
         let l = h.opt_tensors(&[None, Some(i1)]);
         let o = h.out(S::Float, 3);
-        h.call("aten::index.Tensor_out", &[x, l, o]).expect("test");
+        h.call(Op::IndexTensor, &[x, l, o]).expect("test");
         assert_eq!(h.get(o).sizes(), &[2, 2, 4]);
         let got = h.get(o);
         let g = got.as_slice::<f32>().expect("test");
@@ -550,14 +552,14 @@ mod tests {
         let c = h.t(&[1], &[-1i64]);
         let l = h.opt_tensors(&[Some(a), None, Some(c)]);
         let o = h.out(S::Float, 2);
-        h.call("aten::index.Tensor_out", &[x, l, o]).expect("test");
+        h.call(Op::IndexTensor, &[x, l, o]).expect("test");
         assert_eq!(h.get(o).sizes(), &[2, 3]);
         assert_eq!(h.get(o).as_slice::<f32>().expect("test"), &[15.0, 19.0, 23.0, 3.0, 7.0, 11.0]);
         // Boolean mask over the first two dims.
         let m = h.bools(&[2, 3], &[true, false, false, false, false, true]);
         let l = h.opt_tensors(&[Some(m)]);
         let o = h.out(S::Float, 2);
-        h.call("aten::index.Tensor_out", &[x, l, o]).expect("test");
+        h.call(Op::IndexTensor, &[x, l, o]).expect("test");
         assert_eq!(h.get(o).sizes(), &[2, 4]);
         assert_eq!(h.get(o).as_slice::<f32>().expect("test"), &[0.0, 1.0, 2.0, 3.0, 20.0, 21.0, 22.0, 23.0]);
         // index_put with accumulate and repeated indices.
@@ -567,19 +569,19 @@ mod tests {
         let vals = h.t(&[1], &[2.5f32]);
         let acc = h.bool(true);
         let o = h.out(S::Float, 1);
-        h.call("aten::index_put.out", &[y, l, vals, acc, o]).expect("test");
+        h.call(Op::IndexPut, &[y, l, vals, acc, o]).expect("test");
         assert_eq!(h.get(o).as_slice::<f32>().expect("test"), &[0.0, 5.0, 0.0, 2.5]);
         let noacc = h.bool(false);
         let o = h.out(S::Float, 1);
-        h.call("aten::index_put.out", &[y, l, vals, noacc, o]).expect("test");
+        h.call(Op::IndexPut, &[y, l, vals, noacc, o]).expect("test");
         assert_eq!(h.get(o).as_slice::<f32>().expect("test"), &[0.0, 2.5, 0.0, 2.5]);
         // The in-place form updates self.
-        h.call("aten::index_put_.default", &[y, l, vals, acc, y]).expect("test");
+        h.call(Op::IndexPutDefault, &[y, l, vals, acc, y]).expect("test");
         assert_eq!(h.get(y).as_slice::<f32>().expect("test"), &[0.0, 5.0, 0.0, 2.5]);
         // Out of range.
         let bad = h.t(&[1], &[5i64]);
         let l = h.opt_tensors(&[Some(bad)]);
         let o = h.out(S::Float, 1);
-        assert!(h.call("aten::index.Tensor_out", &[y, l, o]).is_err());
+        assert!(h.call(Op::IndexTensor, &[y, l, o]).is_err());
     }
 }

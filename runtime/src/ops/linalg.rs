@@ -4,20 +4,21 @@
 use super::{arg, dispatch_all, dispatch_float};
 use crate::env::Env;
 use crate::error::{Result, RuntimeError};
-use crate::kernels::linalg::{self as k, LinElem, Operand};
 use crate::registry::KernelRegistry;
 use crate::tensor::Pod;
+use ferrite_kernels::linalg::{self as k, LinElem, Operand};
+use ferrite_op_support::Op;
 use ferrite_program::ScalarType;
 
 pub(super) fn register(r: &mut KernelRegistry) {
-    r.register("aten::mm.out", mm);
-    r.register("aten::bmm.out", bmm);
-    r.register("aten::addmm.out", addmm);
-    r.register("aten::baddbmm.out", baddbmm);
-    r.register("aten::linear.out", linear);
-    r.register("aten::matmul.out", matmul);
-    r.register("llama::custom_sdpa.out", custom_sdpa);
-    r.register("llama::sdpa_with_kv_cache.out", sdpa_with_kv_cache);
+    r.register(Op::Mm, mm);
+    r.register(Op::Bmm, bmm);
+    r.register(Op::Addmm, addmm);
+    r.register(Op::Baddbmm, baddbmm);
+    r.register(Op::Linear, linear);
+    r.register(Op::Matmul, matmul);
+    r.register(Op::LlamaCustomSdpa, custom_sdpa);
+    r.register(Op::LlamaSdpaWithKvCache, sdpa_with_kv_cache);
 }
 
 fn invalid(msg: String) -> RuntimeError {
@@ -500,6 +501,7 @@ fn sdpa_with_kv_cache(env: &mut Env<'_>, a: &[usize]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::super::reduce::harness::{close, rand_vec, H};
+    use ferrite_op_support::Op;
     use ferrite_program::ScalarType as S;
     use proptest::prelude::*;
 
@@ -533,7 +535,7 @@ mod tests {
             let (x, y) = (h.t(&[m, k], &a), h.t(&[k, n], &b));
             let (be, al) = (h.double(beta), h.double(alpha));
             let o = h.out(S::Float, 2);
-            h.call("aten::addmm.out", &[s, x, y, be, al, o]).expect("test");
+            h.call(Op::Addmm, &[s, x, y, be, al, o]).expect("test");
             let want: Vec<f64> = (0..m * n)
                 .map(|i| {
                     let sv = if bias_kind < 2 { self_vals[i % n] } else { self_vals[i] };
@@ -547,7 +549,7 @@ mod tests {
             let xi = h.t(&[1, m, k], &a);
             let bi = h.t(&[n], &bias);
             let o = h.out(S::Float, 3);
-            h.call("aten::linear.out", &[xi, w, bi, o]).expect("test");
+            h.call(Op::Linear, &[xi, w, bi, o]).expect("test");
             let want: Vec<f64> = (0..m * n).map(|i| prod[i] + f64::from(bias[i % n])).collect();
             let (os, got) = h.f64s(o);
             prop_assert_eq!(os, vec![1, m, n]);
@@ -563,7 +565,7 @@ mod tests {
         let mut h = H::new();
         let (xi, yi) = (h.t(&[b, m, k], &x), h.t(&[b, k, n], &y));
         let o = h.out(S::Float, 3);
-        h.call("aten::bmm.out", &[xi, yi, o]).expect("test");
+        h.call(Op::Bmm, &[xi, yi, o]).expect("test");
         let want: Vec<f64> = (0..b)
             .flat_map(|i| mm_ref(&x[i * m * k..(i + 1) * m * k], &y[i * k * n..(i + 1) * k * n], m, k, n))
             .collect();
@@ -571,40 +573,40 @@ mod tests {
         // matmul broadcasting a 2-D rhs over the batch, and a 1-D rhs.
         let y2 = h.t(&[k, n], &y[..k * n]);
         let o = h.out(S::Float, 3);
-        h.call("aten::matmul.out", &[xi, y2, o]).expect("test");
+        h.call(Op::Matmul, &[xi, y2, o]).expect("test");
         let want: Vec<f64> =
             (0..b).flat_map(|i| mm_ref(&x[i * m * k..(i + 1) * m * k], &y[..k * n], m, k, n)).collect();
         close(&h.f64s(o).1, &want, 1e-5);
         let v = h.t(&[k], &y[..k]);
         let o = h.out(S::Float, 2);
-        h.call("aten::matmul.out", &[xi, v, o]).expect("test");
+        h.call(Op::Matmul, &[xi, v, o]).expect("test");
         assert_eq!(h.get(o).sizes(), &[b, m]);
         close(&h.f64s(o).1, &mm_ref(&x, &y[..k], b * m, k, 1), 1e-5);
         // f64, f16, bf16 and integer mm.
         let a = [1.0f64, 2.0, 3.0, 4.0];
         let (ai, bi) = (h.t(&[2, 2], &a), h.t(&[2, 2], &a));
         let o = h.out(S::Double, 2);
-        h.call("aten::mm.out", &[ai, bi, o]).expect("test");
+        h.call(Op::Mm, &[ai, bi, o]).expect("test");
         assert_eq!(h.get(o).as_slice::<f64>().expect("test"), &[7.0, 10.0, 15.0, 22.0]);
         let ah: Vec<half::f16> = a.iter().map(|&v| half::f16::from_f64(v)).collect();
         let (ai, bi) = (h.t(&[2, 2], &ah), h.t(&[2, 2], &ah));
         let o = h.out(S::Half, 2);
-        h.call("aten::mm.out", &[ai, bi, o]).expect("test");
+        h.call(Op::Mm, &[ai, bi, o]).expect("test");
         close(&h.f64s(o).1, &[7.0, 10.0, 15.0, 22.0], 0.0);
         let ab: Vec<half::bf16> = a.iter().map(|&v| half::bf16::from_f64(v)).collect();
         let (ai, bi) = (h.t(&[2, 2], &ab), h.t(&[2, 2], &ab));
         let o = h.out(S::BFloat16, 2);
-        h.call("aten::mm.out", &[ai, bi, o]).expect("test");
+        h.call(Op::Mm, &[ai, bi, o]).expect("test");
         close(&h.f64s(o).1, &[7.0, 10.0, 15.0, 22.0], 0.0);
         let al = [1i64, 2, 3, 4];
         let (ai, bi) = (h.t(&[2, 2], &al), h.t(&[2, 2], &al));
         let o = h.out(S::Long, 2);
-        h.call("aten::mm.out", &[ai, bi, o]).expect("test");
+        h.call(Op::Mm, &[ai, bi, o]).expect("test");
         assert_eq!(h.get(o).as_slice::<i64>().expect("test"), &[7, 10, 15, 22]);
         // Shape mismatch is an error, not a panic.
         let o = h.out(S::Long, 2);
         let c = h.t(&[3, 1], &[1i64, 2, 3]);
-        assert!(h.call("aten::mm.out", &[ai, c, o]).is_err());
+        assert!(h.call(Op::Mm, &[ai, c, o]).is_err());
     }
 
     #[test]
@@ -617,7 +619,7 @@ mod tests {
         let (qi, ki, vi) = (h.t(&[b, s, hq, d], &q), h.t(&[b, s, hkv, d], &k), h.t(&[b, s, hkv, d], &v));
         let (start, none, drop, causal) = (h.int(0), h.none(), h.double(0.0), h.bool(true));
         let o = h.out(S::Float, 4);
-        h.call("llama::custom_sdpa.out", &[qi, ki, vi, start, none, drop, causal, none, o]).expect("test");
+        h.call(Op::LlamaCustomSdpa, &[qi, ki, vi, start, none, drop, causal, none, o]).expect("test");
         let scale = 1.0 / (d as f64).sqrt();
         let mut want = vec![0.0f64; q.len()];
         for i in 0..s {
@@ -647,8 +649,7 @@ mod tests {
         let (kc, vc) = (h.t(&[b, 5, hkv, d], &cache), h.t(&[b, 5, hkv, d], &cache));
         let sl = h.int(s as i64);
         let o = h.out(S::Float, 4);
-        h.call("llama::sdpa_with_kv_cache.out", &[qi, ki, vi, kc, vc, start, sl, none, drop, causal, none, o])
-            .expect("test");
+        h.call(Op::LlamaSdpaWithKvCache, &[qi, ki, vi, kc, vc, start, sl, none, drop, causal, none, o]).expect("test");
         close(&h.f64s(o).1, &want, 1e-5);
         close(&h.f64s(kc).1[..k.len()], &k.iter().map(|&x| f64::from(x)).collect::<Vec<_>>(), 0.0);
     }

@@ -1,6 +1,6 @@
 //! Operator adapters: parse an ExecuTorch kernel call's arguments (schema order, outputs last;
 //! ExecuTorch appends the returned values after the outputs, which adapters ignore), resize the
-//! outputs, and call the kernels in [`crate::kernels`].
+//! outputs, and call the kernels in [`ferrite_kernels`].
 //!
 //! Each file covers one family; [`register_all`] lists every operator Ferrite implements.
 
@@ -17,6 +17,13 @@ mod pool;
 mod prim;
 mod quantized;
 mod reduce;
+
+/// A registry of every operator Ferrite implements (what [`crate::Runtime::new`] uses).
+pub fn portable_kernels() -> KernelRegistry {
+    let mut r = KernelRegistry::empty();
+    register_all(&mut r);
+    r
+}
 
 /// Registers every operator Ferrite implements.
 pub fn register_all(r: &mut KernelRegistry) {

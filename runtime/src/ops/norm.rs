@@ -3,18 +3,19 @@
 use super::{arg, dispatch_float, norm_dim};
 use crate::env::Env;
 use crate::error::{Result, RuntimeError};
-use crate::kernels::norm as k;
 use crate::registry::KernelRegistry;
 use crate::tensor::{TensorMut, TensorRef};
+use ferrite_kernels::norm as k;
+use ferrite_op_support::Op;
 use ferrite_program::ScalarType;
 
 pub(super) fn register(r: &mut KernelRegistry) {
-    r.register("aten::_softmax.out", |e, a| softmax(e, arg(a, 0)?, arg(a, 1)?, arg(a, 3)?, false));
-    r.register("aten::_log_softmax.out", |e, a| softmax(e, arg(a, 0)?, arg(a, 1)?, arg(a, 3)?, true));
-    r.register("aten::softmax.int_out", |e, a| softmax(e, arg(a, 0)?, arg(a, 1)?, arg(a, 3)?, false));
-    r.register("aten::log_softmax.int_out", |e, a| softmax(e, arg(a, 0)?, arg(a, 1)?, arg(a, 3)?, true));
-    r.register("aten::native_layer_norm.out", layer_norm);
-    r.register("aten::native_group_norm.out", group_norm);
+    r.register(Op::Softmax, |e, a| softmax(e, arg(a, 0)?, arg(a, 1)?, arg(a, 3)?, false));
+    r.register(Op::LogSoftmax, |e, a| softmax(e, arg(a, 0)?, arg(a, 1)?, arg(a, 3)?, true));
+    r.register(Op::SoftmaxInt, |e, a| softmax(e, arg(a, 0)?, arg(a, 1)?, arg(a, 3)?, false));
+    r.register(Op::LogSoftmaxInt, |e, a| softmax(e, arg(a, 0)?, arg(a, 1)?, arg(a, 3)?, true));
+    r.register(Op::NativeLayerNorm, layer_norm);
+    r.register(Op::NativeGroupNorm, group_norm);
 }
 
 /// `(outer, n, inner)` around dimension `d` of `sizes` (a 0-d tensor is one element).
@@ -197,6 +198,7 @@ fn group_norm(env: &mut Env<'_>, a: &[usize]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::super::reduce::harness::{close, rand_vec, H};
+    use ferrite_op_support::Op;
     use ferrite_program::ScalarType as S;
     use proptest::prelude::*;
 
@@ -227,7 +229,7 @@ mod tests {
             let dim = h.int(if neg { d as i64 - sizes.len() as i64 } else { d as i64 });
             let f = h.bool(false);
             let o = h.out(S::Float, sizes.len());
-            h.call(if log { "aten::_log_softmax.out" } else { "aten::_softmax.out" }, &[xi, dim, f, o]).expect("test");
+            h.call(if log { Op::LogSoftmax } else { Op::Softmax }, &[xi, dim, f, o]).expect("test");
             let xd: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
             let want = softmax_ref(&xd, sizes[..d].iter().product(), sizes[d], sizes[d + 1..].iter().product(), log);
             close(&h.f64s(o).1, &want, 1e-5);
@@ -248,7 +250,7 @@ mod tests {
             let (wi, bi) = if affine { (h.t(&norm, &w), h.t(&norm, &b)) } else { (h.none(), h.none()) };
             let eps = h.double(1e-5);
             let (o, mo, ro) = (h.out(S::Float, sizes.len()), h.out(S::Float, sizes.len()), h.out(S::Float, sizes.len()));
-            h.call("aten::native_layer_norm.out", &[xi, shape, wi, bi, eps, o, mo, ro]).expect("test");
+            h.call(Op::NativeLayerNorm, &[xi, shape, wi, bi, eps, o, mo, ro]).expect("test");
             let mut want = Vec::new();
             let mut means = Vec::new();
             for r in x.chunks(nn) {
@@ -281,7 +283,7 @@ mod tests {
         let (ni, ci, hi, gi) = (h.int(n as i64), h.int(c as i64), h.int(hw as i64), h.int(g as i64));
         let eps = h.double(1e-5);
         let (o, mo, ro) = (h.out(S::Float, 3), h.out(S::Float, 2), h.out(S::Float, 2));
-        h.call("aten::native_group_norm.out", &[xi, wi, bn, ni, ci, hi, gi, eps, o, mo, ro]).expect("test");
+        h.call(Op::NativeGroupNorm, &[xi, wi, bn, ni, ci, hi, gi, eps, o, mo, ro]).expect("test");
         let per = c / g * hw;
         let mut want = Vec::new();
         for (k, grp) in x.chunks(per).enumerate() {
@@ -300,7 +302,7 @@ mod tests {
         let xi = h.t(&[3], &xs);
         let (d, t) = (h.int(0), h.bool(true));
         let o = h.out(S::Float, 1);
-        h.call("aten::_softmax.out", &[xi, d, t, o]).expect("test");
+        h.call(Op::Softmax, &[xi, d, t, o]).expect("test");
         close(&h.f64s(o).1, &softmax_ref(&[1.0, 2.0, 3.0], 1, 3, 1, false), 1e-6);
     }
 }

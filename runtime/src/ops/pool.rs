@@ -7,22 +7,23 @@ use super::conv::{effectively_contiguous, input_as, with_output};
 use super::dispatch_all;
 use crate::env::Env;
 use crate::error::{Result, RuntimeError};
-use crate::kernels::conv::Real;
-use crate::kernels::pool::{self as kpool, Pool2d};
 use crate::registry::KernelRegistry;
 use crate::tensor::{Pod, TensorMut, TensorRef};
+use ferrite_kernels::conv::Real;
+use ferrite_kernels::pool::{self as kpool, Pool2d};
+use ferrite_op_support::Op;
 use ferrite_program::ScalarType;
 
 pub(super) fn register(r: &mut KernelRegistry) {
-    r.register("aten::max_pool2d_with_indices.out", max_pool2d_with_indices);
-    r.register("aten::avg_pool2d.out", avg_pool2d);
-    r.register("aten::_adaptive_avg_pool2d.out", adaptive_avg_pool2d);
-    r.register("aten::adaptive_avg_pool2d.out", adaptive_avg_pool2d);
-    r.register("aten::adaptive_max_pool2d.out", adaptive_max_pool2d);
-    r.register("aten::upsample_nearest2d.vec_out", upsample_nearest2d_vec);
-    r.register("aten::upsample_nearest2d.out", upsample_nearest2d_out);
-    r.register("aten::upsample_bilinear2d.vec_out", upsample_bilinear2d_vec);
-    r.register("aten::upsample_bilinear2d.out", upsample_bilinear2d_out);
+    r.register(Op::MaxPool2dWithIndices, max_pool2d_with_indices);
+    r.register(Op::AvgPool2d, avg_pool2d);
+    r.register(Op::AdaptiveAvgPool2d, adaptive_avg_pool2d);
+    r.register(Op::AdaptiveAvgPool2dComposite, adaptive_avg_pool2d);
+    r.register(Op::AdaptiveMaxPool2d, adaptive_max_pool2d);
+    r.register(Op::UpsampleNearest2dVec, upsample_nearest2d_vec);
+    r.register(Op::UpsampleNearest2d, upsample_nearest2d_out);
+    r.register(Op::UpsampleBilinear2dVec, upsample_bilinear2d_vec);
+    r.register(Op::UpsampleBilinear2d, upsample_bilinear2d_out);
 }
 
 fn invalid(msg: String) -> RuntimeError {

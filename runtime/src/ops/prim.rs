@@ -5,42 +5,43 @@ use super::{arg, infer_sizes, norm_dim};
 use crate::env::{Env, Scalar};
 use crate::error::{Result, RuntimeError};
 use crate::registry::KernelRegistry;
+use ferrite_op_support::Op;
 
 pub(super) fn register(r: &mut KernelRegistry) {
-    r.register("aten::sym_size.int", sym_size);
-    r.register("aten::sym_numel", sym_numel);
-    r.register("aten::sym_numel.default", sym_numel);
-    r.register("aten::_local_scalar_dense", local_scalar_dense);
-    r.register("aten::_local_scalar_dense.default", local_scalar_dense);
-    r.register("executorch_prim::et_view.default", et_view);
-    r.register("executorch_prim::add.Scalar", |e, a| binary(e, a, |x, y| x.checked_add(y), |x, y| x + y));
-    r.register("executorch_prim::sub.Scalar", |e, a| binary(e, a, |x, y| x.checked_sub(y), |x, y| x - y));
-    r.register("executorch_prim::mul.Scalar", |e, a| binary(e, a, |x, y| x.checked_mul(y), |x, y| x * y));
-    r.register("executorch_prim::floordiv.Scalar", |e, a| binary(e, a, floordiv, |x, y| (x / y).floor()));
-    r.register("executorch_prim::floordiv.int", |e, a| binary(e, a, floordiv, |x, y| (x / y).floor()));
-    r.register("executorch_prim::mod.int", |e, a| binary(e, a, modulo, |x, y| x - (x / y).floor() * y));
-    r.register("executorch_prim::mod.Scalar", |e, a| binary(e, a, modulo, |x, y| x - (x / y).floor() * y));
-    r.register("executorch_prim::sym_max.Scalar", |e, a| binary(e, a, |x, y| Some(x.max(y)), f64::max));
-    r.register("executorch_prim::sym_min.Scalar", |e, a| binary(e, a, |x, y| Some(x.min(y)), f64::min));
-    r.register("executorch_prim::truediv.Scalar", truediv);
-    r.register("executorch_prim::eq.Scalar", |e, a| compare(e, a, |o| o == std::cmp::Ordering::Equal));
-    r.register("executorch_prim::gt.Scalar", |e, a| compare(e, a, |o| o == std::cmp::Ordering::Greater));
-    r.register("executorch_prim::lt.Scalar", |e, a| compare(e, a, |o| o == std::cmp::Ordering::Less));
-    r.register("executorch_prim::ge.Scalar", |e, a| compare(e, a, |o| o != std::cmp::Ordering::Less));
-    r.register("executorch_prim::le.Scalar", |e, a| compare(e, a, |o| o != std::cmp::Ordering::Greater));
-    r.register("executorch_prim::neg.Scalar", |e, a| unary(e, a, |x| x.checked_neg(), |x| -x));
-    r.register("executorch_prim::sym_float.Scalar", |e, a| {
+    r.register(Op::SymSizeInt, sym_size);
+    r.register(Op::SymNumel, sym_numel);
+    r.register(Op::SymNumelDefault, sym_numel);
+    r.register(Op::LocalScalarDense, local_scalar_dense);
+    r.register(Op::LocalScalarDenseDefault, local_scalar_dense);
+    r.register(Op::PrimEtViewDefault, et_view);
+    r.register(Op::PrimAddScalar, |e, a| binary(e, a, |x, y| x.checked_add(y), |x, y| x + y));
+    r.register(Op::PrimSubScalar, |e, a| binary(e, a, |x, y| x.checked_sub(y), |x, y| x - y));
+    r.register(Op::PrimMulScalar, |e, a| binary(e, a, |x, y| x.checked_mul(y), |x, y| x * y));
+    r.register(Op::PrimFloordivScalar, |e, a| binary(e, a, floordiv, |x, y| (x / y).floor()));
+    r.register(Op::PrimFloordivInt, |e, a| binary(e, a, floordiv, |x, y| (x / y).floor()));
+    r.register(Op::PrimModInt, |e, a| binary(e, a, modulo, |x, y| x - (x / y).floor() * y));
+    r.register(Op::PrimModScalar, |e, a| binary(e, a, modulo, |x, y| x - (x / y).floor() * y));
+    r.register(Op::PrimSymMaxScalar, |e, a| binary(e, a, |x, y| Some(x.max(y)), f64::max));
+    r.register(Op::PrimSymMinScalar, |e, a| binary(e, a, |x, y| Some(x.min(y)), f64::min));
+    r.register(Op::PrimTruedivScalar, truediv);
+    r.register(Op::PrimEqScalar, |e, a| compare(e, a, |o| o == std::cmp::Ordering::Equal));
+    r.register(Op::PrimGtScalar, |e, a| compare(e, a, |o| o == std::cmp::Ordering::Greater));
+    r.register(Op::PrimLtScalar, |e, a| compare(e, a, |o| o == std::cmp::Ordering::Less));
+    r.register(Op::PrimGeScalar, |e, a| compare(e, a, |o| o != std::cmp::Ordering::Less));
+    r.register(Op::PrimLeScalar, |e, a| compare(e, a, |o| o != std::cmp::Ordering::Greater));
+    r.register(Op::PrimNegScalar, |e, a| unary(e, a, |x| x.checked_neg(), |x| -x));
+    r.register(Op::PrimSymFloatScalar, |e, a| {
         let x = e.scalar(arg(a, 0)?)?.to_f64();
         e.set_scalar(arg(a, 1)?, Scalar::Double(x))
     });
-    r.register("executorch_prim::sym_int.Scalar", |e, a| {
+    r.register(Op::PrimSymIntScalar, |e, a| {
         let x = e.scalar(arg(a, 0)?)?.to_f64();
         e.set_scalar(arg(a, 1)?, Scalar::Int(x.trunc() as i64))
     });
-    r.register("executorch_prim::ceil.Scalar", |e, a| round_with(e, a, f64::ceil));
-    r.register("executorch_prim::trunc.Scalar", |e, a| round_with(e, a, f64::trunc));
-    r.register("executorch_prim::round.Scalar", |e, a| round_with(e, a, f64::round_ties_even));
-    r.register("executorch_prim::sym_not.Scalar", |e, a| {
+    r.register(Op::PrimCeilScalar, |e, a| round_with(e, a, f64::ceil));
+    r.register(Op::PrimTruncScalar, |e, a| round_with(e, a, f64::trunc));
+    r.register(Op::PrimRoundScalar, |e, a| round_with(e, a, f64::round_ties_even));
+    r.register(Op::PrimSymNotScalar, |e, a| {
         let x = e.bool(arg(a, 0)?)?;
         e.set_scalar(arg(a, 1)?, Scalar::Bool(!x))
     });

@@ -6,28 +6,29 @@
 use super::{arg, dispatch_float, norm_dim};
 use crate::env::Env;
 use crate::error::{Result, RuntimeError};
-use crate::kernels::quantized::{self as k, DequantParams, EmbeddingWeight, QuantParams};
 use crate::registry::KernelRegistry;
+use ferrite_kernels::quantized::{self as k, DequantParams, EmbeddingWeight, QuantParams};
+use ferrite_op_support::Op;
 use ferrite_program::ScalarType;
 
 pub(super) fn register(r: &mut KernelRegistry) {
-    r.register("quantized_decomposed::quantize_per_tensor.out", quantize_per_tensor);
-    r.register("quantized_decomposed::quantize_per_tensor.Tensor_out", quantize_per_tensor_tensor);
-    r.register("quantized_decomposed::dequantize_per_tensor.out", dequantize_per_tensor);
-    r.register("quantized_decomposed::dequantize_per_tensor.Tensor_out", dequantize_per_tensor_tensor);
-    r.register("quantized_decomposed::quantize_per_channel.out", quantize_per_channel);
-    r.register("quantized_decomposed::dequantize_per_channel.out", dequantize_per_channel);
-    r.register("quantized_decomposed::quantize_per_token.out", quantize_per_token);
-    r.register("quantized_decomposed::dequantize_per_token.out", dequantize_per_token);
-    r.register("quantized_decomposed::choose_qparams.Tensor_out", choose_qparams);
-    r.register("quantized_decomposed::choose_qparams_per_token_asymmetric.out", choose_qparams_per_token);
-    r.register("quantized_decomposed::add.out", add);
-    r.register("quantized_decomposed::embedding_byte.out", |e, a| embedding(e, a, Bits::Byte, false));
-    r.register("quantized_decomposed::embedding_byte.dtype_out", |e, a| embedding(e, a, Bits::Byte, true));
-    r.register("quantized_decomposed::embedding_4bit.out", |e, a| embedding(e, a, Bits::Four, false));
-    r.register("quantized_decomposed::embedding_4bit.dtype_out", |e, a| embedding(e, a, Bits::Four, true));
-    r.register("quantized_decomposed::embedding_2bit.out", |e, a| embedding(e, a, Bits::Two, false));
-    r.register("quantized_decomposed::embedding_2bit.dtype_out", |e, a| embedding(e, a, Bits::Two, true));
+    r.register(Op::QuantizePerTensor, quantize_per_tensor);
+    r.register(Op::QuantizePerTensorTensor, quantize_per_tensor_tensor);
+    r.register(Op::DequantizePerTensor, dequantize_per_tensor);
+    r.register(Op::DequantizePerTensorTensor, dequantize_per_tensor_tensor);
+    r.register(Op::QuantizePerChannel, quantize_per_channel);
+    r.register(Op::DequantizePerChannel, dequantize_per_channel);
+    r.register(Op::QuantizePerToken, quantize_per_token);
+    r.register(Op::DequantizePerToken, dequantize_per_token);
+    r.register(Op::ChooseQparamsTensor, choose_qparams);
+    r.register(Op::ChooseQparamsPerTokenAsymmetric, choose_qparams_per_token);
+    r.register(Op::QuantizedAdd, add);
+    r.register(Op::EmbeddingByte, |e, a| embedding(e, a, Bits::Byte, false));
+    r.register(Op::EmbeddingByteDtype, |e, a| embedding(e, a, Bits::Byte, true));
+    r.register(Op::Embedding4bit, |e, a| embedding(e, a, Bits::Four, false));
+    r.register(Op::Embedding4bitDtype, |e, a| embedding(e, a, Bits::Four, true));
+    r.register(Op::Embedding2bit, |e, a| embedding(e, a, Bits::Two, false));
+    r.register(Op::Embedding2bitDtype, |e, a| embedding(e, a, Bits::Two, true));
 }
 
 fn invalid(msg: String) -> RuntimeError {

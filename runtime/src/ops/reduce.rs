@@ -8,79 +8,80 @@
 use super::{arg, dispatch_all, dispatch_float, norm_dim};
 use crate::env::Env;
 use crate::error::{Result, RuntimeError};
-use crate::kernels::reduce::{self as k, Acc, ReducePlan};
-use crate::kernels::Element;
 use crate::registry::KernelRegistry;
 use crate::tensor::{TensorMut, TensorRef};
+use ferrite_kernels::reduce::{self as k, Acc, ReducePlan};
+use ferrite_kernels::Element;
+use ferrite_op_support::Op;
 use ferrite_program::ScalarType;
 
 pub(super) fn register(r: &mut KernelRegistry) {
-    r.register("aten::sum.IntList_out", |e, a| {
+    r.register(Op::SumIntList, |e, a| {
         let dims = e.opt_int_list(arg(a, 1)?)?;
         sum_mean(e, arg(a, 0)?, dims, e.bool(arg(a, 2)?)?, arg(a, 4)?, false)
     });
-    r.register("aten::sum.out", |e, a| sum_mean(e, arg(a, 0)?, None, false, arg(a, 2)?, false));
-    r.register("aten::mean.out", |e, a| {
+    r.register(Op::Sum, |e, a| sum_mean(e, arg(a, 0)?, None, false, arg(a, 2)?, false));
+    r.register(Op::Mean, |e, a| {
         let dims = e.opt_int_list(arg(a, 1)?)?;
         sum_mean(e, arg(a, 0)?, dims, e.bool(arg(a, 2)?)?, arg(a, 4)?, true)
     });
-    r.register("aten::mean.dtype_out", |e, a| sum_mean(e, arg(a, 0)?, None, false, arg(a, 2)?, true));
-    r.register("aten::prod.out", |e, a| prod(e, arg(a, 0)?, None, false, arg(a, 2)?));
-    r.register("aten::prod.int_out", |e, a| {
+    r.register(Op::MeanDtype, |e, a| sum_mean(e, arg(a, 0)?, None, false, arg(a, 2)?, true));
+    r.register(Op::Prod, |e, a| prod(e, arg(a, 0)?, None, false, arg(a, 2)?));
+    r.register(Op::ProdInt, |e, a| {
         let dim = e.int(arg(a, 1)?)?;
         prod(e, arg(a, 0)?, Some(vec![dim]), e.bool(arg(a, 2)?)?, arg(a, 4)?)
     });
-    r.register("aten::amax.out", |e, a| {
+    r.register(Op::Amax, |e, a| {
         let dims = e.int_list(arg(a, 1)?)?;
         extreme(e, arg(a, 0)?, Some(dims), e.bool(arg(a, 2)?)?, arg(a, 3)?, true)
     });
-    r.register("aten::amin.out", |e, a| {
+    r.register(Op::Amin, |e, a| {
         let dims = e.int_list(arg(a, 1)?)?;
         extreme(e, arg(a, 0)?, Some(dims), e.bool(arg(a, 2)?)?, arg(a, 3)?, false)
     });
-    r.register("aten::max.unary_out", |e, a| extreme_all(e, arg(a, 0)?, arg(a, 1)?, true));
-    r.register("aten::min.unary_out", |e, a| extreme_all(e, arg(a, 0)?, arg(a, 1)?, false));
-    r.register("aten::argmax.out", |e, a| {
+    r.register(Op::MaxUnary, |e, a| extreme_all(e, arg(a, 0)?, arg(a, 1)?, true));
+    r.register(Op::MinUnary, |e, a| extreme_all(e, arg(a, 0)?, arg(a, 1)?, false));
+    r.register(Op::Argmax, |e, a| {
         let dim = e.opt_int(arg(a, 1)?)?;
         arg_extreme(e, arg(a, 0)?, dim, e.bool(arg(a, 2)?)?, None, arg(a, 3)?, true)
     });
-    r.register("aten::argmin.out", |e, a| {
+    r.register(Op::Argmin, |e, a| {
         let dim = e.opt_int(arg(a, 1)?)?;
         arg_extreme(e, arg(a, 0)?, dim, e.bool(arg(a, 2)?)?, None, arg(a, 3)?, false)
     });
-    r.register("aten::max.dim_max", |e, a| {
+    r.register(Op::MaxDimMax, |e, a| {
         let dim = e.int(arg(a, 1)?)?;
         arg_extreme(e, arg(a, 0)?, Some(dim), e.bool(arg(a, 2)?)?, Some(arg(a, 3)?), arg(a, 4)?, true)
     });
-    r.register("aten::min.dim_min", |e, a| {
+    r.register(Op::MinDimMin, |e, a| {
         let dim = e.int(arg(a, 1)?)?;
         arg_extreme(e, arg(a, 0)?, Some(dim), e.bool(arg(a, 2)?)?, Some(arg(a, 3)?), arg(a, 4)?, false)
     });
-    r.register("aten::any.out", |e, a| {
+    r.register(Op::Any, |e, a| {
         let dim = e.int(arg(a, 1)?)?;
         any_all(e, arg(a, 0)?, Some(vec![dim]), e.bool(arg(a, 2)?)?, arg(a, 3)?, true)
     });
-    r.register("aten::any.dims_out", |e, a| {
+    r.register(Op::AnyDims, |e, a| {
         let dims = e.opt_int_list(arg(a, 1)?)?;
         any_all(e, arg(a, 0)?, dims, e.bool(arg(a, 2)?)?, arg(a, 3)?, true)
     });
-    r.register("aten::any.all_out", |e, a| any_all(e, arg(a, 0)?, None, false, arg(a, 1)?, true));
-    r.register("aten::all.out", |e, a| {
+    r.register(Op::AnyAll, |e, a| any_all(e, arg(a, 0)?, None, false, arg(a, 1)?, true));
+    r.register(Op::All, |e, a| {
         let dim = e.int(arg(a, 1)?)?;
         any_all(e, arg(a, 0)?, Some(vec![dim]), e.bool(arg(a, 2)?)?, arg(a, 3)?, false)
     });
-    r.register("aten::all.dims_out", |e, a| {
+    r.register(Op::AllDims, |e, a| {
         let dims = e.opt_int_list(arg(a, 1)?)?;
         any_all(e, arg(a, 0)?, dims, e.bool(arg(a, 2)?)?, arg(a, 3)?, false)
     });
-    r.register("aten::all.all_out", |e, a| any_all(e, arg(a, 0)?, None, false, arg(a, 1)?, false));
-    r.register("aten::var.correction_out", |e, a| var_correction(e, a, false));
-    r.register("aten::std.correction_out", |e, a| var_correction(e, a, true));
-    r.register("aten::var.out", |e, a| var_unbiased(e, a, false));
-    r.register("aten::std.out", |e, a| var_unbiased(e, a, true));
-    r.register("aten::var_mean.correction_out", var_mean_correction);
-    r.register("aten::cumsum.out", cumsum);
-    r.register("aten::logsumexp.out", logsumexp);
+    r.register(Op::AllAll, |e, a| any_all(e, arg(a, 0)?, None, false, arg(a, 1)?, false));
+    r.register(Op::VarCorrection, |e, a| var_correction(e, a, false));
+    r.register(Op::StdCorrection, |e, a| var_correction(e, a, true));
+    r.register(Op::Var, |e, a| var_unbiased(e, a, false));
+    r.register(Op::Std, |e, a| var_unbiased(e, a, true));
+    r.register(Op::VarMeanCorrection, var_mean_correction);
+    r.register(Op::Cumsum, cumsum);
+    r.register(Op::Logsumexp, logsumexp);
 }
 
 /// Which dimensions a reduction covers: `None` or an empty list means all of them.
@@ -532,7 +533,7 @@ pub(crate) mod harness {
 
     fn registry() -> &'static KernelRegistry {
         static R: OnceLock<KernelRegistry> = OnceLock::new();
-        R.get_or_init(KernelRegistry::portable)
+        R.get_or_init(crate::ops::portable_kernels)
     }
 
     /// Values of one test call.
@@ -607,14 +608,16 @@ pub(crate) mod harness {
             self.push(RValue::OptionalTensorList(l.to_vec()))
         }
 
-        pub fn call(&mut self, op: &str, args: &[usize]) -> Result<()> {
-            let f = registry().get(op).unwrap_or_else(|| panic!("{op} is not registered"));
-            let mut env = Env::owned(&mut self.values, &mut self.owned, program(), false);
+        pub fn call(&mut self, op: ferrite_op_support::Op, args: &[usize]) -> Result<()> {
+            let f = registry().get(op.name()).unwrap_or_else(|| panic!("{op} is not registered"));
+            let mut env =
+                Env::owned(&mut self.values, &mut self.owned, program(), false, ferrite_kernels::simd::Level::detect());
             f(&mut env, args)
         }
 
         pub fn get(&mut self, v: usize) -> TensorData {
-            let env = Env::owned(&mut self.values, &mut self.owned, program(), false);
+            let env =
+                Env::owned(&mut self.values, &mut self.owned, program(), false, ferrite_kernels::simd::Level::detect());
             let t = env.read(v).expect("readable tensor");
             TensorData::from_bytes(t.dtype, t.sizes.to_vec(), t.data).expect("tensor data")
         }
@@ -651,6 +654,7 @@ pub(crate) mod harness {
 #[cfg(test)]
 mod tests {
     use super::harness::{close, rand_vec, H};
+    use ferrite_op_support::Op;
     use ferrite_program::ScalarType as S;
     use proptest::prelude::*;
 
@@ -658,7 +662,7 @@ mod tests {
     fn reference(x: &[f64], sizes: &[usize], mask: &[bool], f: impl Fn(&[f64]) -> f64) -> Vec<f64> {
         let out_sizes: Vec<usize> = sizes.iter().zip(mask).map(|(&s, &m)| if m { 1 } else { s }).collect();
         let n_out: usize = out_sizes.iter().product();
-        let strides = crate::kernels::contiguous_strides(&out_sizes);
+        let strides = ferrite_kernels::contiguous_strides(&out_sizes);
         let mut groups = vec![Vec::new(); n_out];
         let mut idx = vec![0usize; sizes.len()];
         for &v in x {
@@ -713,7 +717,7 @@ mod tests {
             // An empty dim list means "all dims" for sum/mean.
             let eff: Vec<bool> = if mask.iter().any(|&m| m) { mask.clone() } else { vec![true; sizes.len()] };
             let dims = dims_of(&mask, seed % 2 == 0);
-            for (op, f) in [("aten::sum.IntList_out", 0), ("aten::mean.out", 1)] {
+            for (op, f) in [(Op::SumIntList, 0), (Op::Mean, 1)] {
                 let mut h = H::new();
                 let xi = h.t(&sizes, &x);
                 let (d, k, none) = (h.ints(&dims), h.bool(keepdim), h.none());
@@ -734,7 +738,7 @@ mod tests {
             let o = h.out(S::Float, kept(&sizes, &eff, keepdim).len());
             let count: usize = sizes.iter().zip(&eff).filter(|(_, &m)| m).map(|(&s, _)| s).product();
             let out_n: usize = sizes.iter().zip(&eff).filter(|(_, &m)| !m).map(|(&s, _)| s).product();
-            let r = h.call("aten::amax.out", &[xi, d, k, o]);
+            let r = h.call(Op::Amax, &[xi, d, k, o]);
             if count == 0 && out_n > 0 {
                 prop_assert!(r.is_err());
             } else {
@@ -751,7 +755,7 @@ mod tests {
         let x = h.t(&[2, 3], &[1i32, 2, 3, 4, 5, 6]);
         let (d, k, none) = (h.ints(&[-1]), h.bool(true), h.none());
         let o = h.out(S::Long, 2);
-        h.call("aten::sum.IntList_out", &[x, d, k, none, o]).expect("test");
+        h.call(Op::SumIntList, &[x, d, k, none, o]).expect("test");
         assert_eq!(h.get(o).as_slice::<i64>().expect("test"), &[6, 15]);
         assert_eq!(h.get(o).sizes(), &[2, 1]);
         // Half input summed into a Float output.
@@ -759,21 +763,21 @@ mod tests {
         let x = h.t(&[4], &xs);
         let (n, k) = (h.none(), h.bool(false));
         let o = h.out(S::Float, 0);
-        h.call("aten::sum.IntList_out", &[x, n, k, n, o]).expect("test");
+        h.call(Op::SumIntList, &[x, n, k, n, o]).expect("test");
         assert_eq!(h.get(o).as_slice::<f32>().expect("test"), &[8.0]);
         // Bool sum into Long.
         let x = h.bools(&[3], &[true, false, true]);
         let o = h.out(S::Long, 0);
-        h.call("aten::sum.IntList_out", &[x, n, k, n, o]).expect("test");
+        h.call(Op::SumIntList, &[x, n, k, n, o]).expect("test");
         assert_eq!(h.get(o).as_slice::<i64>().expect("test"), &[2]);
         // Sum of an empty tensor is 0; mean of one is NaN.
         let x = h.t::<f32>(&[0, 2], &[]);
         let d = h.ints(&[0]);
         let o = h.out(S::Float, 1);
-        h.call("aten::sum.IntList_out", &[x, d, k, n, o]).expect("test");
+        h.call(Op::SumIntList, &[x, d, k, n, o]).expect("test");
         assert_eq!(h.get(o).as_slice::<f32>().expect("test"), &[0.0, 0.0]);
         let o = h.out(S::Float, 1);
-        h.call("aten::mean.out", &[x, d, k, n, o]).expect("test");
+        h.call(Op::Mean, &[x, d, k, n, o]).expect("test");
         assert!(h.get(o).as_slice::<f32>().expect("test").iter().all(|v| v.is_nan()));
     }
 
@@ -783,32 +787,32 @@ mod tests {
         let x = h.t(&[2, 3], &[1.0f32, 5.0, 5.0, -1.0, -3.0, -3.0]);
         let (d, k, nd) = (h.int(1), h.bool(false), h.none());
         let o = h.out(S::Long, 1);
-        h.call("aten::argmax.out", &[x, d, k, o]).expect("test");
+        h.call(Op::Argmax, &[x, d, k, o]).expect("test");
         assert_eq!(h.get(o).as_slice::<i64>().expect("test"), &[1, 0]);
         let o = h.out(S::Long, 1);
-        h.call("aten::argmin.out", &[x, d, k, o]).expect("test");
+        h.call(Op::Argmin, &[x, d, k, o]).expect("test");
         assert_eq!(h.get(o).as_slice::<i64>().expect("test"), &[0, 1]);
         let o = h.out(S::Long, 0);
-        h.call("aten::argmin.out", &[x, nd, k, o]).expect("test");
+        h.call(Op::Argmin, &[x, nd, k, o]).expect("test");
         assert_eq!(h.get(o).as_slice::<i64>().expect("test"), &[4]);
         let kd = h.bool(true);
         let (v, i) = (h.out(S::Float, 2), h.out(S::Long, 2));
         let d0 = h.int(-2);
-        h.call("aten::max.dim_max", &[x, d0, kd, v, i]).expect("test");
+        h.call(Op::MaxDimMax, &[x, d0, kd, v, i]).expect("test");
         assert_eq!(h.get(v).as_slice::<f32>().expect("test"), &[1.0, 5.0, 5.0]);
         assert_eq!(h.get(i).as_slice::<i64>().expect("test"), &[0, 0, 0]);
         assert_eq!(h.get(v).sizes(), &[1, 3]);
         let (v, i) = (h.out(S::Float, 1), h.out(S::Long, 1));
-        h.call("aten::min.dim_min", &[x, d, k, v, i]).expect("test");
+        h.call(Op::MinDimMin, &[x, d, k, v, i]).expect("test");
         assert_eq!(h.get(v).as_slice::<f32>().expect("test"), &[1.0, -3.0]);
         assert_eq!(h.get(i).as_slice::<i64>().expect("test"), &[0, 1]);
         let o = h.out(S::Float, 0);
-        h.call("aten::max.unary_out", &[x, o]).expect("test");
+        h.call(Op::MaxUnary, &[x, o]).expect("test");
         assert_eq!(h.get(o).as_slice::<f32>().expect("test"), &[5.0]);
         // Empty dimension: error.
         let e = h.t::<f32>(&[2, 0], &[]);
         let o = h.out(S::Long, 1);
-        assert!(h.call("aten::argmax.out", &[e, d, k, o]).is_err());
+        assert!(h.call(Op::Argmax, &[e, d, k, o]).is_err());
     }
 
     #[test]
@@ -817,32 +821,32 @@ mod tests {
         let x = h.t(&[2, 2], &[0.0f32, 0.0, 0.0, 2.0]);
         let (d, k) = (h.int(1), h.bool(false));
         let o = h.out(S::Bool, 1);
-        h.call("aten::any.out", &[x, d, k, o]).expect("test");
+        h.call(Op::Any, &[x, d, k, o]).expect("test");
         assert_eq!(h.get(o).bytes(), &[0, 1]);
         let o = h.out(S::Bool, 0);
-        h.call("aten::any.all_out", &[x, o]).expect("test");
+        h.call(Op::AnyAll, &[x, o]).expect("test");
         assert_eq!(h.get(o).bytes(), &[1]);
         let o = h.out(S::Bool, 0);
-        h.call("aten::all.all_out", &[x, o]).expect("test");
+        h.call(Op::AllAll, &[x, o]).expect("test");
         assert_eq!(h.get(o).bytes(), &[0]);
         // any.dims with an empty list reduces nothing.
         let (e, n) = (h.ints(&[]), h.none());
         let o = h.out(S::Bool, 2);
-        h.call("aten::any.dims_out", &[x, e, k, o]).expect("test");
+        h.call(Op::AnyDims, &[x, e, k, o]).expect("test");
         assert_eq!(h.get(o).bytes(), &[0, 0, 0, 1]);
         let o = h.out(S::Bool, 0);
-        h.call("aten::any.dims_out", &[x, n, k, o]).expect("test");
+        h.call(Op::AnyDims, &[x, n, k, o]).expect("test");
         assert_eq!(h.get(o).bytes(), &[1]);
         let y = h.t(&[2, 3], &[1i64, 2, 3, 4, 5, 6]);
         let o = h.out(S::Long, 1);
-        h.call("aten::prod.int_out", &[y, d, k, n, o]).expect("test");
+        h.call(Op::ProdInt, &[y, d, k, n, o]).expect("test");
         assert_eq!(h.get(o).as_slice::<i64>().expect("test"), &[6, 120]);
         let o = h.out(S::Long, 0);
-        h.call("aten::prod.out", &[y, n, o]).expect("test");
+        h.call(Op::Prod, &[y, n, o]).expect("test");
         assert_eq!(h.get(o).as_slice::<i64>().expect("test"), &[720]);
         let d0 = h.int(0);
         let o = h.out(S::Float, 2);
-        h.call("aten::cumsum.out", &[y, d0, n, o]).expect("test");
+        h.call(Op::Cumsum, &[y, d0, n, o]).expect("test");
         assert_eq!(h.get(o).as_slice::<f32>().expect("test"), &[1.0, 2.0, 3.0, 5.0, 7.0, 9.0]);
     }
 
@@ -853,7 +857,7 @@ mod tests {
         let x = h.t(&[3, 4], &vals);
         let (d, k, n) = (h.ints(&[1]), h.bool(false), h.none());
         let o = h.out(S::Float, 1);
-        h.call("aten::var.correction_out", &[x, d, n, k, o]).expect("test");
+        h.call(Op::VarCorrection, &[x, d, n, k, o]).expect("test");
         let rows: Vec<Vec<f64>> = vals.chunks(4).map(|r| r.iter().map(|&v| f64::from(v)).collect()).collect();
         let var = |r: &Vec<f64>, c: f64| {
             let m = r.iter().sum::<f64>() / r.len() as f64;
@@ -862,17 +866,17 @@ mod tests {
         close(&h.f64s(o).1, &rows.iter().map(|r| var(r, 1.0)).collect::<Vec<_>>(), 1e-5);
         let unb = h.bool(false);
         let o = h.out(S::Float, 1);
-        h.call("aten::std.out", &[x, d, unb, k, o]).expect("test");
+        h.call(Op::Std, &[x, d, unb, k, o]).expect("test");
         close(&h.f64s(o).1, &rows.iter().map(|r| var(r, 0.0).sqrt()).collect::<Vec<_>>(), 1e-5);
         let o = h.out(S::Float, 1);
-        h.call("aten::logsumexp.out", &[x, d, k, o]).expect("test");
+        h.call(Op::Logsumexp, &[x, d, k, o]).expect("test");
         close(
             &h.f64s(o).1,
             &rows.iter().map(|r| r.iter().map(|v| v.exp()).sum::<f64>().ln()).collect::<Vec<_>>(),
             1e-5,
         );
         let (o1, o2) = (h.out(S::Float, 1), h.out(S::Float, 1));
-        h.call("aten::var_mean.correction_out", &[x, d, n, k, o1, o2]).expect("test");
+        h.call(Op::VarMeanCorrection, &[x, d, n, k, o1, o2]).expect("test");
         close(&h.f64s(o2).1, &rows.iter().map(|r| r.iter().sum::<f64>() / 4.0).collect::<Vec<_>>(), 1e-5);
     }
 }

@@ -1,0 +1,84 @@
+//! Round trips and corrupt blobs.
+
+use ferrite_op_support::Op;
+use ferrite_program::ScalarType;
+
+use crate::*;
+
+fn sample() -> BlobGraph {
+    BlobGraph {
+        values: vec![
+            BlobValue::Tensor(BlobTensor {
+                dtype: ScalarType::Float,
+                sizes: vec![2, 3],
+                constant: None,
+                alias_of: None,
+            }),
+            BlobValue::Tensor(BlobTensor {
+                dtype: ScalarType::Float,
+                sizes: vec![2, 3],
+                constant: Some(0),
+                alias_of: None,
+            }),
+            BlobValue::Int(1),
+            BlobValue::Tensor(BlobTensor {
+                dtype: ScalarType::Float,
+                sizes: vec![2, 3],
+                constant: None,
+                alias_of: None,
+            }),
+            BlobValue::Tensor(BlobTensor {
+                dtype: ScalarType::Float,
+                sizes: vec![6],
+                constant: None,
+                alias_of: Some(3),
+            }),
+            BlobValue::IntList(vec![6]),
+            BlobValue::OptionalTensorList(vec![Some(0), None]),
+            BlobValue::String("none".into()),
+        ],
+        inputs: vec![0],
+        outputs: vec![4],
+        ops: vec![BlobOp { op: Op::Add, args: vec![0, 1, 2, 3, 3], activation: Some((0.0, 6.0)) }],
+        constants: vec![vec![7u8; 24]],
+    }
+}
+
+#[test]
+fn round_trip() {
+    let g = sample();
+    let bytes = g.encode().expect("encodes");
+    assert_eq!(&bytes[..4], MAGIC);
+    assert_eq!(BlobGraph::decode(&bytes).expect("decodes"), g);
+}
+
+#[test]
+fn corrupt_blobs_are_errors() {
+    let bytes = sample().encode().expect("encodes");
+    for cut in [0, 3, 10, HEADER_LEN, bytes.len() / 2, bytes.len() - 1] {
+        assert!(BlobGraph::decode(&bytes[..cut]).is_err(), "truncated at {cut}");
+    }
+    for at in 0..bytes.len() {
+        let mut b = bytes.clone();
+        b[at] ^= 0x5a;
+        // Either an error or a still-valid blob; never a panic.
+        let _ = BlobGraph::decode(&b);
+    }
+    let mut b = bytes.clone();
+    b[4] = 9;
+    assert!(BlobGraph::decode(&b).expect_err("version").to_string().contains("version 9"));
+}
+
+#[test]
+fn bad_semantics_are_errors() {
+    let mut g = sample();
+    g.values[4] =
+        BlobValue::Tensor(BlobTensor { dtype: ScalarType::Float, sizes: vec![5], constant: None, alias_of: Some(3) });
+    assert!(BlobGraph::decode(&g.encode().expect("encodes")).is_err());
+    let mut g = sample();
+    g.constants[0].pop();
+    assert!(BlobGraph::decode(&g.encode().expect("encodes")).is_err());
+    let mut g = sample();
+    g.inputs = vec![2];
+    assert!(BlobGraph::decode(&g.encode().expect("encodes")).is_err());
+}

@@ -1,0 +1,428 @@
+//! The `ferrite` command-line tool.
+
+mod demo;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{Parser, Subcommand};
+use ferrite::program::{Program, ProgramSummary};
+use ferrite::runtime::{Accumulation, Runtime, RuntimeError, TensorData};
+
+/// What the tool reports: any error of Ferrite's crates, or a command-line one, each with a
+/// stable code and a hint.
+#[derive(Debug, thiserror::Error)]
+enum Error {
+    /// Any library error.
+    #[error(transparent)]
+    Ferrite(#[from] ferrite::Error),
+    /// A command-line argument is invalid.
+    #[error("{0}")]
+    Usage(String),
+    /// An output could not be written.
+    #[error("cannot write {path}: {source}")]
+    Output { path: String, source: std::io::Error },
+}
+
+macro_rules! from_library {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Error {
+            fn from(e: $t) -> Self {
+                Error::Ferrite(e.into())
+            }
+        }
+    )*};
+}
+from_library!(ferrite::program::ProgramError, RuntimeError, ferrite::LowerError);
+
+impl Error {
+    fn code(&self) -> &'static str {
+        match self {
+            Error::Ferrite(e) => e.code(),
+            Error::Usage(_) => "C001",
+            Error::Output { .. } => "C002",
+        }
+    }
+
+    fn hint(&self) -> &'static str {
+        match self {
+            Error::Ferrite(e) => e.hint(),
+            Error::Usage(_) => "run `ferrite help` for the commands and their flags",
+            Error::Output { .. } => "check that the directory exists and is writable",
+        }
+    }
+}
+
+/// Ferrite: run and inspect ExecuTorch programs on CPUs.
+#[derive(Debug, Parser)]
+#[command(name = "ferrite", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Verify a .pte program and summarise it: methods, inputs, outputs, operators, delegates,
+    /// constants and memory plan.
+    Inspect {
+        /// The program.
+        model: PathBuf,
+        /// Print exactly one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a method of a program on .npy inputs and write its outputs as .npy files.
+    Run {
+        /// The program.
+        model: PathBuf,
+        /// Method to run.
+        #[arg(long, default_value = "forward")]
+        method: String,
+        /// Input .npy files, in order (default: deterministic inputs from the method's metadata).
+        #[arg(short = 'i', long = "input")]
+        inputs: Vec<PathBuf>,
+        /// Directory for output_<i>.npy.
+        #[arg(short = 'o', long = "output-dir", default_value = ".")]
+        output_dir: PathBuf,
+        /// Threads the kernels may use (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Execute this many times on one loaded method (state persists); write the last outputs.
+        #[arg(long, default_value_t = 1)]
+        repeat: usize,
+        /// How convolutions and matrix products sum: `reference` (ExecuTorch's order, exact) for
+        /// quantized programs and `fast` otherwise (auto), or one of them everywhere.
+        #[arg(long, value_enum, default_value_t = AccumulationArg::Auto)]
+        accumulation: AccumulationArg,
+    },
+    /// Measure load time and execution latency of a method.
+    Bench {
+        /// The program.
+        model: PathBuf,
+        /// Method to run.
+        #[arg(long, default_value = "forward")]
+        method: String,
+        /// Input .npy files, in order (default: deterministic inputs).
+        #[arg(short = 'i', long = "input")]
+        inputs: Vec<PathBuf>,
+        /// Threads the kernels may use (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Untimed executions first.
+        #[arg(long, default_value_t = 5)]
+        warmup: usize,
+        /// Timed executions.
+        #[arg(long, default_value_t = 50)]
+        iters: usize,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+        /// How convolutions and matrix products sum (see `ferrite run --help`).
+        #[arg(long, value_enum, default_value_t = AccumulationArg::Auto)]
+        accumulation: AccumulationArg,
+    },
+    /// Lower a program for Ferrite's backend: supported subgraphs become FerriteBackend delegates.
+    Lower {
+        /// The program to lower.
+        input: PathBuf,
+        /// Where to write the lowered program (written atomically).
+        #[arg(short = 'o', long = "output")]
+        output: PathBuf,
+        /// Also write the partition report as JSON to this file.
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// Only delegate these operators (name.overload, comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        ops: Vec<String>,
+        /// Never delegate these operators (name.overload, comma-separated).
+        #[arg(long = "exclude-ops", value_delimiter = ',')]
+        exclude_ops: Vec<String>,
+        /// One delegate per operator.
+        #[arg(long)]
+        per_op: bool,
+        /// Log every partitioning decision on stderr.
+        #[arg(long)]
+        verbose: bool,
+    },
+    /// List the operators Ferrite's backend runs, with dtypes and constraints.
+    Ops {
+        /// Print CSV (Operator, Compute DType, Quantization, Constraints) instead of a table.
+        #[arg(long)]
+        csv: bool,
+    },
+    /// Show which parts of a program Ferrite's backend would run, and why the rest stays out.
+    Partition {
+        /// The program.
+        model: PathBuf,
+        /// Print the report as one JSON object.
+        #[arg(long)]
+        json: bool,
+        /// Only delegate these operators (name.overload, comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        ops: Vec<String>,
+        /// Never delegate these operators (name.overload, comma-separated).
+        #[arg(long = "exclude-ops", value_delimiter = ',')]
+        exclude_ops: Vec<String>,
+        /// One partition per operator.
+        #[arg(long)]
+        per_op: bool,
+        /// Log every decision (target ferrite::partitioner) on stderr.
+        #[arg(long)]
+        verbose: bool,
+    },
+    /// Classify handwritten digits with the embedded digits model: accuracy, latency, text art.
+    Demo {
+        /// Threads the kernels may use (default: 1).
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+    },
+}
+
+/// `--accumulation` values (see [`Accumulation`]).
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum AccumulationArg {
+    /// ExecuTorch's order in methods that requantize, fast kernels elsewhere.
+    Auto,
+    /// Fast kernels everywhere.
+    Fast,
+    /// ExecuTorch's order everywhere.
+    Reference,
+}
+
+impl From<AccumulationArg> for Accumulation {
+    fn from(a: AccumulationArg) -> Self {
+        match a {
+            AccumulationArg::Auto => Accumulation::Auto,
+            AccumulationArg::Fast => Accumulation::Fast,
+            AccumulationArg::Reference => Accumulation::Reference,
+        }
+    }
+}
+
+fn runtime(threads: Option<usize>) -> Result<Runtime, Error> {
+    let threads = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
+    if threads == 0 || threads > 1024 {
+        return Err(Error::Usage(format!("--threads {threads} must be between 1 and 1024")));
+    }
+    Ok(Runtime::new().with_threads(threads)?)
+}
+
+fn partitioner_config(
+    ops: Vec<String>,
+    exclude_ops: Vec<String>,
+    per_op: bool,
+    verbose: bool,
+) -> ferrite::partitioner::PartitionerConfig {
+    ferrite::partitioner::PartitionerConfig {
+        include_ops: if ops.is_empty() { None } else { Some(ops.into_iter().collect()) },
+        exclude_ops: exclude_ops.into_iter().collect(),
+        per_op,
+        verbose,
+        ..Default::default()
+    }
+}
+
+fn inputs_for(program: &Program<'_>, method: &str, files: &[PathBuf]) -> Result<Vec<TensorData>, Error> {
+    if files.is_empty() {
+        ferrite::runtime::default_inputs(program, method).map_err(|e| match e {
+            RuntimeError::Unsupported(why) => Error::Usage(format!("{why}; pass the inputs with -i")),
+            other => other.into(),
+        })
+    } else {
+        Ok(files.iter().map(|f| ferrite::runtime::read_npy(f)).collect::<Result<_, _>>()?)
+    }
+}
+
+fn run(cli: Cli) -> Result<(), Error> {
+    match cli.command {
+        Command::Inspect { model, json } => {
+            let program = Program::mmap(&model)?;
+            let summary = ProgramSummary::of(&program);
+            if json {
+                let text = serde_json::to_string(&summary).map_err(|e| Error::Usage(e.to_string()))?;
+                emit(&format!("{text}\n"))
+            } else {
+                emit(&format!("{}\n{summary}", model.display()))
+            }
+        }
+        Command::Run { model, method, inputs, output_dir, threads, repeat, accumulation } => {
+            if repeat == 0 {
+                return Err(Error::Usage("--repeat must be at least 1".into()));
+            }
+            let program = ferrite::load(&model)?;
+            let inputs = inputs_for(&program, &method, &inputs)?;
+            let mut m = runtime(threads)?.with_accumulation(accumulation.into()).load_method(&program, &method)?;
+            let mut outputs = Vec::new();
+            for _ in 0..repeat {
+                outputs = m.run(&inputs)?;
+            }
+            std::fs::create_dir_all(&output_dir)
+                .map_err(|source| Error::Output { path: output_dir.display().to_string(), source })?;
+            let mut text = String::new();
+            for (i, t) in outputs.iter().enumerate() {
+                let path = output_dir.join(format!("output_{i}.npy"));
+                ferrite::runtime::write_npy(&path, t)?;
+                text.push_str(&format!("output {i}: {} -> {}\n", t.summary(), path.display()));
+            }
+            emit(&text)
+        }
+        Command::Bench { model, method, inputs, threads, warmup, iters, json, accumulation } => {
+            if iters == 0 {
+                return Err(Error::Usage("--iters must be at least 1".into()));
+            }
+            let rt = runtime(threads)?.with_accumulation(accumulation.into());
+            let t0 = Instant::now();
+            let program = ferrite::load(&model)?;
+            let mut m = rt.load_method(&program, &method)?;
+            let load_ms = t0.elapsed().as_secs_f64() * 1e3;
+            let inputs = inputs_for(&program, &method, &inputs)?;
+            // Inputs are set before every execution: the memory plan may reuse an input's
+            // memory for intermediates once it has been read, as ExecuTorch's planner does.
+            let set_inputs = |m: &mut ferrite::runtime::Method| -> Result<(), Error> {
+                for (i, t) in inputs.iter().enumerate() {
+                    m.set_input(i, t)?;
+                }
+                Ok(())
+            };
+            for _ in 0..warmup {
+                set_inputs(&mut m)?;
+                m.execute()?;
+            }
+            let mut times = Vec::with_capacity(iters);
+            for _ in 0..iters {
+                set_inputs(&mut m)?;
+                let t = Instant::now();
+                m.execute()?;
+                times.push(t.elapsed().as_secs_f64() * 1e3);
+            }
+            times.sort_by(f64::total_cmp);
+            let median = times[times.len() / 2];
+            let min = times[0];
+            let p90 = times[((times.len() * 9) / 10).min(times.len() - 1)];
+            let threads = rt.threads();
+            if json {
+                emit(&format!(
+                    "{}\n",
+                    serde_json::json!({"load_ms": load_ms, "median_ms": median, "min_ms": min, "p90_ms": p90, "threads": threads, "iters": iters})
+                ))
+            } else {
+                emit(&format!(
+                    "{} ({method}), {threads} thread(s)\n  load     {load_ms:9.3} ms\n  median   {median:9.3} ms\n  min      {min:9.3} ms\n  p90      {p90:9.3} ms   ({iters} iterations after {warmup} warm-up)\n",
+                    model.display()
+                ))
+            }
+        }
+        Command::Ops { csv } => {
+            if csv {
+                emit(&ferrite::op_support::csv())
+            } else {
+                let mut text = String::new();
+                for spec in ferrite::op_support::registry() {
+                    let constraints: Vec<&str> = spec.constraints.iter().map(|c| c.text).collect();
+                    let dtypes: Vec<&str> = spec.dtypes.iter().map(|d| d.name()).collect();
+                    text.push_str(&format!(
+                        "{:<48} {:<14} {}\n",
+                        spec.op.name(),
+                        dtypes.join(","),
+                        constraints.join("; ")
+                    ));
+                }
+                emit(&text)
+            }
+        }
+        Command::Lower { input, output, report, ops, exclude_ops, per_op, verbose } => {
+            let options = ferrite::LowerOptions { partitioner: partitioner_config(ops, exclude_ops, per_op, verbose) };
+            let before = ProgramSummary::of(&Program::mmap(&input)?);
+            let lowered = ferrite::lower_file(&input, &output, &options)?;
+            if let Some(path) = report {
+                let text = serde_json::to_string_pretty(&lowered.report).map_err(|e| Error::Usage(e.to_string()))?;
+                std::fs::write(&path, text + "\n")
+                    .map_err(|source| Error::Output { path: path.display().to_string(), source })?;
+            }
+            let after = ProgramSummary::of(&Program::from_bytes(&lowered.bytes)?);
+            let calls = |s: &ProgramSummary| {
+                (
+                    s.methods.iter().map(|m| m.kernel_calls).sum::<usize>(),
+                    s.methods.iter().map(|m| m.delegate_calls).sum::<usize>(),
+                )
+            };
+            let ((k0, _), (k1, d1)) = (calls(&before), calls(&after));
+            let p = &lowered.passes;
+            let text = format!(
+                "wrote {} ({} bytes)\n  kernel calls: {k0} -> {k1} ({} delegate call(s) to FerriteBackend)\n  passes: {} constants folded, {} batch norms folded, {} activations fused, {} reshapes elided, {} dead ops removed\n  layout: {} convolutions channels-last, {} layout conversions; {} dense layers packed\n",
+                output.display(),
+                lowered.bytes.len(),
+                d1,
+                p.constants_folded,
+                p.batch_norms_folded,
+                p.activations_fused,
+                p.reshapes_elided,
+                p.dead_ops_removed,
+                p.channels_last_convolutions,
+                p.layout_conversions,
+                p.dense_layers
+            );
+            emit(&text)
+        }
+        Command::Partition { model, json, ops, exclude_ops, per_op, verbose } => {
+            let program = Program::mmap(&model)?;
+            let config = partitioner_config(ops, exclude_ops, per_op, verbose);
+            let result = ferrite::partitioner::Partitioner::new(config).partition(&program);
+            if json {
+                let text = serde_json::to_string(&result.report).map_err(|e| Error::Usage(e.to_string()))?;
+                emit(&format!("{text}\n"))
+            } else {
+                emit(&format!("{}delegated share: {:.1}%\n", result.report, 100.0 * result.report.delegated_share()))
+            }
+        }
+        Command::Demo { threads } => emit(&demo::run(runtime(Some(threads))?)?),
+    }
+}
+
+/// Writes to stdout; a closed pipe (`ferrite inspect x.pte | head`) is not an error.
+fn emit(text: &str) -> Result<(), Error> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(Error::Output { path: "<stdout>".into(), source: e })
+        }
+        _ => Ok(()),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    // FERRITE_LOG takes `tracing` filter syntax; `partition --verbose` turns on the
+    // partitioner's decisions when FERRITE_LOG does not say otherwise.
+    let default =
+        if matches!(cli.command, Command::Partition { verbose: true, .. } | Command::Lower { verbose: true, .. }) {
+            "ferrite::partitioner=info"
+        } else {
+            "warn"
+        };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FERRITE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error[{}]: {e}", e.code());
+            eprintln!("  hint: {}", e.hint());
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,1108 @@
+//! Element-wise kernels: N-d broadcasting maps over one, two or three inputs, numeric casts
+//! between element types, the arithmetic the portable operators need (Python-style floor
+//! division and remainder, NaN-propagating min/max, wrapping integer arithmetic) and `erf`.
+//!
+//! Broadcasting is planned once per call ([`BroadcastPlan`]): size-1 dimensions are dropped and
+//! adjacent dimensions that every operand walks contiguously (or not at all) are merged, so the
+//! innermost loop always runs over plain slices with unit or zero stride. Equal shapes collapse
+//! to one flat loop, a scalar operand to a fill-style loop, a trailing-row (bias) operand to a
+//! per-row slice zip. Inner loops are closures over slice zips, which LLVM vectorises for
+//! arithmetic on primitive types. Large outputs are split into chunks handled by rayon; each
+//! element is computed independently, so results do not depend on the thread count.
+
+use rayon::prelude::*;
+
+use super::{KResult, KernelError};
+
+/// Outputs with at least this many elements are computed in parallel.
+pub const PAR_THRESHOLD: usize = 1 << 16;
+/// Elements per parallel task (a multiple of typical vector widths).
+const CHUNK: usize = 1 << 14;
+
+/// How a primitive element type converts ([`Prim::cast`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `f16`, `bf16`, `f32`, `f64`.
+    Float,
+    /// `i8` .. `i64`.
+    Signed,
+    /// `u8` .. `u64` (bool tensors are viewed as `u8`).
+    Unsigned,
+}
+
+/// A primitive element type with C++-style conversions between all of them: float to integer
+/// truncates toward zero (saturating, where C++ is undefined), integer to integer wraps, integer
+/// to float rounds to nearest.
+pub trait Prim: Copy + Send + Sync + Default + PartialOrd + std::fmt::Debug + 'static {
+    /// Conversion class.
+    const KIND: Kind;
+    /// As f64 (exact for floats).
+    fn as_f64(self) -> f64;
+    /// As i64 (truncating / wrapping).
+    fn as_i64(self) -> i64;
+    /// As u64 (truncating / wrapping).
+    fn as_u64(self) -> u64;
+    /// From f64.
+    fn of_f64(v: f64) -> Self;
+    /// From i64 (wrapping for integers).
+    fn of_i64(v: i64) -> Self;
+    /// From u64 (wrapping for integers).
+    fn of_u64(v: u64) -> Self;
+    /// Converts to another primitive type with C++ `static_cast` semantics.
+    #[inline(always)]
+    fn cast<U: Prim>(self) -> U {
+        match Self::KIND {
+            Kind::Float => U::of_f64(self.as_f64()),
+            Kind::Signed => U::of_i64(self.as_i64()),
+            Kind::Unsigned => U::of_u64(self.as_u64()),
+        }
+    }
+    /// `self != 0` (NaN is non-zero), i.e. conversion to bool.
+    fn nonzero(self) -> bool;
+}
+
+macro_rules! prim_int {
+    ($kind:ident: $($t:ty),*) => {$(
+        impl Prim for $t {
+            const KIND: Kind = Kind::$kind;
+            #[inline(always)] fn as_f64(self) -> f64 { self as f64 }
+            #[inline(always)] fn as_i64(self) -> i64 { self as i64 }
+            #[inline(always)] fn as_u64(self) -> u64 { self as u64 }
+            #[inline(always)] fn of_f64(v: f64) -> Self { v as $t }
+            #[inline(always)] fn of_i64(v: i64) -> Self { v as $t }
+            #[inline(always)] fn of_u64(v: u64) -> Self { v as $t }
+            #[inline(always)] fn nonzero(self) -> bool { self != 0 }
+        }
+    )*};
+}
+prim_int!(Signed: i8, i16, i32, i64);
+prim_int!(Unsigned: u8, u16, u32, u64);
+
+macro_rules! prim_float {
+    ($($t:ty),*) => {$(
+        impl Prim for $t {
+            const KIND: Kind = Kind::Float;
+            #[inline(always)] fn as_f64(self) -> f64 { self as f64 }
+            #[inline(always)] fn as_i64(self) -> i64 { self as i64 }
+            #[inline(always)] fn as_u64(self) -> u64 { self as u64 }
+            #[inline(always)] fn of_f64(v: f64) -> Self { v as $t }
+            #[inline(always)] fn of_i64(v: i64) -> Self { v as $t }
+            #[inline(always)] fn of_u64(v: u64) -> Self { v as $t }
+            #[inline(always)] fn nonzero(self) -> bool { self != 0.0 }
+        }
+    )*};
+}
+prim_float!(f32, f64);
+
+macro_rules! prim_half {
+    ($($t:ty),*) => {$(
+        impl Prim for $t {
+            const KIND: Kind = Kind::Float;
+            #[inline(always)] fn as_f64(self) -> f64 { self.to_f64() }
+            #[inline(always)] fn as_i64(self) -> i64 { self.to_f32() as i64 }
+            #[inline(always)] fn as_u64(self) -> u64 { self.to_f32() as u64 }
+            #[inline(always)] fn of_f64(v: f64) -> Self { <$t>::from_f64(v) }
+            #[inline(always)] fn of_i64(v: i64) -> Self { <$t>::from_f64(v as f64) }
+            #[inline(always)] fn of_u64(v: u64) -> Self { <$t>::from_f64(v as f64) }
+            #[inline(always)] fn nonzero(self) -> bool { self.to_f32() != 0.0 }
+        }
+    )*};
+}
+prim_half!(half::f16, half::bf16);
+
+/// Arithmetic on a compute type (f32, f64 and the integers). Integer arithmetic wraps, as
+/// ExecuTorch's C++ kernels do on two's-complement targets.
+pub trait Num: Prim {
+    /// Whether this is a floating-point type.
+    const FLOAT: bool;
+    /// Zero.
+    fn zero() -> Self;
+    /// `a + b`.
+    fn add(self, b: Self) -> Self;
+    /// `a - b`.
+    fn sub(self, b: Self) -> Self;
+    /// `a * b`.
+    fn mul(self, b: Self) -> Self;
+    /// `a / b`, truncating for integers (callers reject a zero divisor).
+    fn div(self, b: Self) -> Self;
+    /// Python floor division (`a // b`), as ExecuTorch's `utils::floor_divide`.
+    fn floor_div(self, b: Self) -> Self;
+    /// Division rounded toward zero.
+    fn trunc_div(self, b: Self) -> Self;
+    /// Python remainder (sign of the divisor), as `torch.remainder`.
+    fn py_rem(self, b: Self) -> Self;
+    /// C `fmod` (sign of the dividend).
+    fn c_fmod(self, b: Self) -> Self;
+    /// Maximum, propagating NaN (the first NaN operand wins).
+    fn max_nan(self, b: Self) -> Self;
+    /// Minimum, propagating NaN (the first NaN operand wins).
+    fn min_nan(self, b: Self) -> Self;
+    /// Whether the value is NaN.
+    fn is_nan(self) -> bool;
+    /// Absolute value (wrapping for the most negative integer).
+    fn abs_val(self) -> Self;
+    /// Negation (wrapping).
+    fn neg_val(self) -> Self;
+    /// -1, 0 or 1 (NaN stays NaN).
+    fn sign_val(self) -> Self;
+}
+
+macro_rules! num_int {
+    ($($t:ty),*) => {$(
+        impl Num for $t {
+            const FLOAT: bool = false;
+            #[inline(always)] fn zero() -> Self { 0 }
+            #[inline(always)] fn add(self, b: Self) -> Self { self.wrapping_add(b) }
+            #[inline(always)] fn sub(self, b: Self) -> Self { self.wrapping_sub(b) }
+            #[inline(always)] fn mul(self, b: Self) -> Self { self.wrapping_mul(b) }
+            #[inline(always)] fn div(self, b: Self) -> Self { if b == 0 { 0 } else { self.wrapping_div(b) } }
+            #[inline(always)]
+            fn floor_div(self, b: Self) -> Self {
+                if b == 0 {
+                    return 0;
+                }
+                let q = self.wrapping_div(b);
+                #[allow(unused_comparisons)]
+                let same_sign = (self < 0) == (b < 0);
+                if same_sign || self.wrapping_rem(b) == 0 { q } else { q.wrapping_sub(1) }
+            }
+            #[inline(always)] fn trunc_div(self, b: Self) -> Self { self.div(b) }
+            #[inline(always)]
+            fn py_rem(self, b: Self) -> Self {
+                if b == 0 {
+                    return 0;
+                }
+                let r = self.wrapping_rem(b);
+                #[allow(unused_comparisons)]
+                let fix = r != 0 && ((r < 0) != (b < 0));
+                if fix { r.wrapping_add(b) } else { r }
+            }
+            #[inline(always)] fn c_fmod(self, b: Self) -> Self { if b == 0 { 0 } else { self.wrapping_rem(b) } }
+            #[inline(always)] fn max_nan(self, b: Self) -> Self { if self >= b { self } else { b } }
+            #[inline(always)] fn min_nan(self, b: Self) -> Self { if self <= b { self } else { b } }
+            #[inline(always)] fn is_nan(self) -> bool { false }
+            #[inline(always)]
+            #[allow(unused_comparisons)]
+            fn abs_val(self) -> Self { if self < 0 { (0 as $t).wrapping_sub(self) } else { self } }
+            #[inline(always)] fn neg_val(self) -> Self { (0 as $t).wrapping_sub(self) }
+            #[inline(always)]
+            #[allow(unused_comparisons)]
+            fn sign_val(self) -> Self { if self > 0 { 1 } else if self < 0 { (0 as $t).wrapping_sub(1) } else { 0 } }
+        }
+    )*};
+}
+num_int!(i8, i16, i32, i64, u8, u16, u32, u64);
+
+macro_rules! num_float {
+    ($($t:ty),*) => {$(
+        impl Num for $t {
+            const FLOAT: bool = true;
+            #[inline(always)] fn zero() -> Self { 0.0 }
+            #[inline(always)] fn add(self, b: Self) -> Self { self + b }
+            #[inline(always)] fn sub(self, b: Self) -> Self { self - b }
+            #[inline(always)] fn mul(self, b: Self) -> Self { self * b }
+            #[inline(always)] fn div(self, b: Self) -> Self { self / b }
+            #[inline(always)]
+            fn floor_div(self, b: Self) -> Self {
+                if b == 0.0 {
+                    return if self.is_sign_negative() { <$t>::NEG_INFINITY } else { <$t>::INFINITY };
+                }
+                let m = self % b;
+                let d = (self - m) / b;
+                if m != 0.0 && b.is_sign_negative() != m.is_sign_negative() { d - 1.0 } else { d }
+            }
+            #[inline(always)] fn trunc_div(self, b: Self) -> Self { (self / b).trunc() }
+            #[inline(always)]
+            fn py_rem(self, b: Self) -> Self {
+                let r = self % b;
+                if r != 0.0 && ((self < 0.0) != (b < 0.0)) { r + b } else { r }
+            }
+            #[inline(always)] fn c_fmod(self, b: Self) -> Self { self % b }
+            #[inline(always)]
+            fn max_nan(self, b: Self) -> Self {
+                if self.is_nan() { self } else if b.is_nan() { b } else if self >= b { self } else { b }
+            }
+            #[inline(always)]
+            fn min_nan(self, b: Self) -> Self {
+                if self.is_nan() { self } else if b.is_nan() { b } else if self <= b { self } else { b }
+            }
+            #[inline(always)] fn is_nan(self) -> bool { <$t>::is_nan(self) }
+            #[inline(always)] fn abs_val(self) -> Self { self.abs() }
+            #[inline(always)] fn neg_val(self) -> Self { -self }
+            #[inline(always)]
+            fn sign_val(self) -> Self {
+                if self.is_nan() { self } else if self > 0.0 { 1.0 } else if self < 0.0 { -1.0 } else { 0.0 }
+            }
+        }
+    )*};
+}
+num_float!(f32, f64);
+
+/// Bitwise operations on integer compute types (bool as `u8` 0/1).
+pub trait Bits: Num {
+    /// `a & b`.
+    fn and(self, b: Self) -> Self;
+    /// `a | b`.
+    fn or(self, b: Self) -> Self;
+    /// `a ^ b`.
+    fn xor(self, b: Self) -> Self;
+    /// `!a`.
+    fn not(self) -> Self;
+}
+macro_rules! bits_int {
+    ($($t:ty),*) => {$(
+        impl Bits for $t {
+            #[inline(always)] fn and(self, b: Self) -> Self { self & b }
+            #[inline(always)] fn or(self, b: Self) -> Self { self | b }
+            #[inline(always)] fn xor(self, b: Self) -> Self { self ^ b }
+            #[inline(always)] fn not(self) -> Self { !self }
+        }
+    )*};
+}
+bits_int!(i8, i16, i32, i64, u8, u16, u32, u64);
+
+/// Floating-point compute types (f32 and f64) with the libm functions the operators need.
+pub trait Real: Num + std::ops::Neg<Output = Self> {
+    /// From f64 (rounding).
+    fn c(v: f64) -> Self {
+        Self::of_f64(v)
+    }
+    /// `e^x`.
+    fn exp(self) -> Self;
+    /// `e^x - 1`.
+    fn exp_m1(self) -> Self;
+    /// Natural logarithm.
+    fn ln(self) -> Self;
+    /// `ln(1 + x)`.
+    fn ln_1p(self) -> Self;
+    /// Base-2 logarithm.
+    fn log2(self) -> Self;
+    /// Base-10 logarithm.
+    fn log10(self) -> Self;
+    /// Square root.
+    fn sqrt(self) -> Self;
+    /// Sine.
+    fn sin(self) -> Self;
+    /// Cosine.
+    fn cos(self) -> Self;
+    /// Tangent.
+    fn tan(self) -> Self;
+    /// Hyperbolic tangent.
+    fn tanh(self) -> Self;
+    /// Arcsine.
+    fn asin(self) -> Self;
+    /// Arccosine.
+    fn acos(self) -> Self;
+    /// Arctangent.
+    fn atan(self) -> Self;
+    /// Two-argument arctangent.
+    fn atan2(self, b: Self) -> Self;
+    /// Hyperbolic sine.
+    fn sinh(self) -> Self;
+    /// Hyperbolic cosine.
+    fn cosh(self) -> Self;
+    /// Error function ([`erf_f64`]).
+    fn erf(self) -> Self;
+    /// Round toward -inf.
+    fn floor(self) -> Self;
+    /// Round toward +inf.
+    fn ceil(self) -> Self;
+    /// Round toward zero.
+    fn trunc(self) -> Self;
+    /// Round half to even.
+    fn round_even(self) -> Self;
+    /// `a^b`.
+    fn powf(self, b: Self) -> Self;
+    /// Whether the value is ±inf.
+    fn is_inf(self) -> bool;
+}
+
+macro_rules! real_float {
+    ($t:ty, $erf:expr) => {
+        impl Real for $t {
+            #[inline(always)]
+            fn exp(self) -> Self {
+                <$t>::exp(self)
+            }
+            #[inline(always)]
+            fn exp_m1(self) -> Self {
+                <$t>::exp_m1(self)
+            }
+            #[inline(always)]
+            fn ln(self) -> Self {
+                <$t>::ln(self)
+            }
+            #[inline(always)]
+            fn ln_1p(self) -> Self {
+                <$t>::ln_1p(self)
+            }
+            #[inline(always)]
+            fn log2(self) -> Self {
+                <$t>::log2(self)
+            }
+            #[inline(always)]
+            fn log10(self) -> Self {
+                <$t>::log10(self)
+            }
+            #[inline(always)]
+            fn sqrt(self) -> Self {
+                <$t>::sqrt(self)
+            }
+            #[inline(always)]
+            fn sin(self) -> Self {
+                <$t>::sin(self)
+            }
+            #[inline(always)]
+            fn cos(self) -> Self {
+                <$t>::cos(self)
+            }
+            #[inline(always)]
+            fn tan(self) -> Self {
+                <$t>::tan(self)
+            }
+            #[inline(always)]
+            fn tanh(self) -> Self {
+                <$t>::tanh(self)
+            }
+            #[inline(always)]
+            fn asin(self) -> Self {
+                <$t>::asin(self)
+            }
+            #[inline(always)]
+            fn acos(self) -> Self {
+                <$t>::acos(self)
+            }
+            #[inline(always)]
+            fn atan(self) -> Self {
+                <$t>::atan(self)
+            }
+            #[inline(always)]
+            fn atan2(self, b: Self) -> Self {
+                <$t>::atan2(self, b)
+            }
+            #[inline(always)]
+            fn sinh(self) -> Self {
+                <$t>::sinh(self)
+            }
+            #[inline(always)]
+            fn cosh(self) -> Self {
+                <$t>::cosh(self)
+            }
+            #[inline(always)]
+            fn erf(self) -> Self {
+                let f: fn($t) -> $t = $erf;
+                f(self)
+            }
+            #[inline(always)]
+            fn floor(self) -> Self {
+                <$t>::floor(self)
+            }
+            #[inline(always)]
+            fn ceil(self) -> Self {
+                <$t>::ceil(self)
+            }
+            #[inline(always)]
+            fn trunc(self) -> Self {
+                <$t>::trunc(self)
+            }
+            #[inline(always)]
+            fn round_even(self) -> Self {
+                <$t>::round_ties_even(self)
+            }
+            #[inline(always)]
+            fn powf(self, b: Self) -> Self {
+                <$t>::powf(self, b)
+            }
+            #[inline(always)]
+            fn is_inf(self) -> bool {
+                <$t>::is_infinite(self)
+            }
+        }
+    };
+}
+real_float!(f32, erf_f32);
+real_float!(f64, erf_f64);
+
+// ---------------------------------------------------------------------------------------------
+// erf
+
+/// The error function in single precision: [`erf_f64`] rounded to f32 (within half an ulp of
+/// the exact value, like glibc's `erff` up to its own ≤1-ulp error).
+pub fn erf_f32(x: f32) -> f32 {
+    erf_f64(f64::from(x)) as f32
+}
+
+/// The error function in double precision (error below 1 ulp).
+///
+/// Algorithm and coefficients from Sun Microsystems' fdlibm `s_erf.c` (as also used by FreeBSD
+/// msun and musl): "Copyright (C) 1993 by Sun Microsystems, Inc. All rights reserved. Developed
+/// at SunPro, a Sun Microsystems, Inc. business. Permission to use, copy, modify, and distribute
+/// this software is freely granted, provided that this notice is preserved."
+///
+/// * `|x| < 0.84375`: `erf(x) = x + x·P(x²)/Q(x²)`;
+/// * `0.84375 ≤ |x| < 1.25`: `erf(x) = c + P1(s)/Q1(s)`, `s = |x| - 1`, `c = 0.84506291151`;
+/// * `1.25 ≤ |x| < 6`: `erf(x) = 1 - exp(-x² - 0.5625 + R(1/x²)/S(1/x²)) / x` with two rational
+///   fits split at `1/0.35`, `-x²` evaluated as `-z² + (z-x)(z+x)` with `z` = `x` truncated to
+///   its high 32 bits for accuracy;
+/// * `|x| ≥ 6`: `±1`; `erf(±inf) = ±1`, `erf(NaN) = NaN`.
+#[allow(clippy::excessive_precision, clippy::unreadable_literal)]
+pub fn erf_f64(x: f64) -> f64 {
+    const ERX: f64 = 8.45062911510467529297e-01;
+    const EFX: f64 = 1.28379167095512586316e-01;
+    const PP: [f64; 5] = [
+        1.28379167095512558561e-01,
+        -3.25042107247001499370e-01,
+        -2.84817495755985104766e-02,
+        -5.77027029648944159157e-03,
+        -2.37630166566501626084e-05,
+    ];
+    const QQ: [f64; 5] = [
+        3.97917223959155352819e-01,
+        6.50222499887672944485e-02,
+        5.08130628187576562776e-03,
+        1.32494738004321644526e-04,
+        -3.96022827877536812320e-06,
+    ];
+    const PA: [f64; 7] = [
+        -2.36211856075265944077e-03,
+        4.14856118683748331666e-01,
+        -3.72207876035701323847e-01,
+        3.18346619901161753674e-01,
+        -1.10894694282396677476e-01,
+        3.54783043256182359371e-02,
+        -2.16637559486879084300e-03,
+    ];
+    const QA: [f64; 6] = [
+        1.06420880400844228286e-01,
+        5.40397917702171048937e-01,
+        7.18286544141962662868e-02,
+        1.26171219808761642112e-01,
+        1.36370839120290507362e-02,
+        1.19844998467991074170e-02,
+    ];
+    const RA: [f64; 8] = [
+        -9.86494403484714822705e-03,
+        -6.93858572707181764372e-01,
+        -1.05586262253232909814e+01,
+        -6.23753324503260060396e+01,
+        -1.62396669462573470355e+02,
+        -1.84605092906711035994e+02,
+        -8.12874355063065934246e+01,
+        -9.81432934416914548592e+00,
+    ];
+    const SA: [f64; 8] = [
+        1.96512716674392571292e+01,
+        1.37657754143519042600e+02,
+        4.34565877475229228821e+02,
+        6.45387271733267880336e+02,
+        4.29008140027567833386e+02,
+        1.08635005541779435134e+02,
+        6.57024977031928170135e+00,
+        -6.04244152148580987438e-02,
+    ];
+    const RB: [f64; 7] = [
+        -9.86494292470009928597e-03,
+        -7.99283237680523006574e-01,
+        -1.77579549177547519889e+01,
+        -1.60636384855821916062e+02,
+        -6.37566443368389627722e+02,
+        -1.02509513161107724954e+03,
+        -4.83519191608651397019e+02,
+    ];
+    const SB: [f64; 7] = [
+        3.03380607434824582924e+01,
+        3.25792512996573918826e+02,
+        1.53672958608443695994e+03,
+        3.19985821950859553908e+03,
+        2.55305040643316442583e+03,
+        4.74528541206955367215e+02,
+        -2.24409524465858183362e+01,
+    ];
+    // Horner evaluation of c[0] + s*(c[1] + s*(...)).
+    fn poly(c: &[f64], s: f64) -> f64 {
+        c.iter().rev().fold(0.0, |acc, &k| acc * s + k)
+    }
+    // 1 + s*(c[0] + s*(c[1] + ...)).
+    fn poly1(c: &[f64], s: f64) -> f64 {
+        1.0 + s * poly(c, s)
+    }
+
+    if x.is_nan() {
+        return x;
+    }
+    let ax = x.abs();
+    if ax.is_infinite() {
+        return 1.0f64.copysign(x);
+    }
+    if ax < 0.84375 {
+        if ax < 3.725290298461914e-9 {
+            // |x| < 2^-28
+            return x + EFX * x;
+        }
+        let z = x * x;
+        let y = poly(&PP, z) / poly1(&QQ, z);
+        return x + x * y;
+    }
+    if ax < 1.25 {
+        let s = ax - 1.0;
+        let r = ERX + poly(&PA, s) / poly1(&QA, s);
+        return r.copysign(x);
+    }
+    if ax >= 6.0 {
+        return 1.0f64.copysign(x);
+    }
+    let s = 1.0 / (ax * ax);
+    let (r, q) = if ax < 1.0 / 0.35 { (poly(&RA, s), poly1(&SA, s)) } else { (poly(&RB, s), poly1(&SB, s)) };
+    let z = f64::from_bits(ax.to_bits() & 0xffff_ffff_0000_0000);
+    let e = (-z * z - 0.5625).exp() * ((z - ax) * (z + ax) + r / q).exp();
+    (1.0 - e / ax).copysign(x)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Broadcasting
+
+/// The shape two shapes broadcast to (numpy rules), or an error.
+pub fn broadcast_shape(a: &[usize], b: &[usize]) -> KResult<Vec<usize>> {
+    let rank = a.len().max(b.len());
+    let mut out = vec![1usize; rank];
+    for (i, o) in out.iter_mut().enumerate() {
+        let da = if i + a.len() >= rank { a[i + a.len() - rank] } else { 1 };
+        let db = if i + b.len() >= rank { b[i + b.len() - rank] } else { 1 };
+        *o = if da == db || db == 1 {
+            da
+        } else if da == 1 {
+            db
+        } else {
+            return Err(KernelError::Shape(format!("shapes {a:?} and {b:?} cannot be broadcast together")));
+        };
+    }
+    Ok(out)
+}
+
+/// Element strides of a contiguous tensor of shape `from` viewed as broadcast to `to`
+/// (0 along broadcast dimensions).
+fn broadcast_strides(from: &[usize], to: &[usize]) -> KResult<Vec<usize>> {
+    if from.len() > to.len() {
+        return Err(KernelError::Shape(format!("cannot broadcast {from:?} to {to:?}")));
+    }
+    let lead = to.len() - from.len();
+    let mut strides = vec![0usize; to.len()];
+    let mut acc = 1usize;
+    for i in (0..from.len()).rev() {
+        let (f, t) = (from[i], to[i + lead]);
+        if f == t && f != 1 {
+            strides[i + lead] = acc;
+        } else if f != 1 {
+            return Err(KernelError::Shape(format!("cannot broadcast {from:?} to {to:?}")));
+        }
+        acc = acc.saturating_mul(f);
+    }
+    Ok(strides)
+}
+
+/// A broadcast iteration plan over `N` inputs: the output (contiguous) is walked as `rows` of
+/// `inner` elements; within a row input `k` advances by `inner_stride[k]` (0 or 1); between rows
+/// its offset follows the outer dimensions' strides.
+#[derive(Debug, Clone)]
+pub struct BroadcastPlan<const N: usize> {
+    /// Outer dimensions (outermost first), after dropping size-1 dims and merging.
+    outer: Vec<usize>,
+    /// Per input, strides of the outer dimensions.
+    outer_strides: [Vec<usize>; N],
+    /// Length of the innermost (merged) dimension.
+    inner: usize,
+    /// Per input, stride of the innermost dimension (0 or 1 for contiguous inputs).
+    inner_stride: [usize; N],
+    /// Total output elements.
+    numel: usize,
+}
+
+impl<const N: usize> BroadcastPlan<N> {
+    /// Plans iterating inputs of `shapes` broadcast to `out` (which must be their broadcast
+    /// shape, or a shape they all broadcast to).
+    pub fn new(shapes: [&[usize]; N], out: &[usize]) -> KResult<Self> {
+        let numel = super::numel(out).ok_or_else(|| KernelError::Shape(format!("shape {out:?} overflows")))?;
+        let mut strides: Vec<[usize; N]> = vec![[0; N]; out.len()];
+        for (k, s) in shapes.iter().enumerate() {
+            let st = broadcast_strides(s, out)?;
+            for (d, v) in st.into_iter().enumerate() {
+                strides[d][k] = v;
+            }
+        }
+        // Drop size-1 dims, then merge from the inside out.
+        let mut dims: Vec<(usize, [usize; N])> = Vec::with_capacity(out.len());
+        for (d, &size) in out.iter().enumerate() {
+            if size != 1 {
+                dims.push((size, strides[d]));
+            }
+        }
+        let mut merged: Vec<(usize, [usize; N])> = Vec::with_capacity(dims.len());
+        for (size, st) in dims.into_iter().rev() {
+            if let Some((isize_, ist)) = merged.last_mut() {
+                if (0..N).all(|k| st[k] == ist[k].saturating_mul(*isize_)) {
+                    *isize_ *= size;
+                    continue;
+                }
+            }
+            merged.push((size, st));
+        }
+        merged.reverse();
+        let (inner, inner_stride) = match merged.pop() {
+            Some(x) => x,
+            None => (1, [0; N]),
+        };
+        let inner = if numel == 0 { 0 } else { inner };
+        let outer: Vec<usize> = merged.iter().map(|(s, _)| *s).collect();
+        let outer_strides: [Vec<usize>; N] = std::array::from_fn(|k| merged.iter().map(|(_, st)| st[k]).collect());
+        Ok(BroadcastPlan { outer, outer_strides, inner, inner_stride, numel })
+    }
+
+    /// Input offsets of the start of row `r`.
+    fn offsets(&self, mut r: usize) -> [usize; N] {
+        let mut off = [0usize; N];
+        for d in (0..self.outer.len()).rev() {
+            let size = self.outer[d];
+            let i = r % size;
+            r /= size;
+            for (k, o) in off.iter_mut().enumerate() {
+                *o += i * self.outer_strides[k][d];
+            }
+        }
+        off
+    }
+
+    /// Advances `off` (the offsets of row `idx`, an odometer over the outer dims) to the next row.
+    fn step(&self, idx: &mut [usize], off: &mut [usize; N]) {
+        for d in (0..self.outer.len()).rev() {
+            idx[d] += 1;
+            for (k, o) in off.iter_mut().enumerate() {
+                *o += self.outer_strides[k][d];
+            }
+            if idx[d] < self.outer[d] {
+                return;
+            }
+            for (k, o) in off.iter_mut().enumerate() {
+                *o -= self.outer_strides[k][d] * self.outer[d];
+            }
+            idx[d] = 0;
+        }
+    }
+
+    /// Calls `row(out_start, offsets)` for rows `r0..r1`.
+    fn for_rows(&self, r0: usize, r1: usize, mut row: impl FnMut(usize, [usize; N])) {
+        if r0 >= r1 {
+            return;
+        }
+        let mut idx = vec![0usize; self.outer.len()];
+        let mut r = r0;
+        for d in (0..self.outer.len()).rev() {
+            idx[d] = r % self.outer[d];
+            r /= self.outer[d];
+        }
+        let mut off = self.offsets(r0);
+        for rr in r0..r1 {
+            row(rr * self.inner, off);
+            if rr + 1 < r1 {
+                self.step(&mut idx, &mut off);
+            }
+        }
+    }
+
+    /// Checks that every input's offsets stay inside its buffer.
+    fn check_lens(&self, lens: [usize; N]) -> KResult {
+        if self.numel == 0 {
+            return Ok(());
+        }
+        for (k, &len) in lens.iter().enumerate() {
+            let last: usize = self.outer.iter().zip(&self.outer_strides[k]).map(|(s, st)| (s - 1) * st).sum::<usize>()
+                + (self.inner - 1) * self.inner_stride[k];
+            if last >= len {
+                return Err(KernelError::Length { what: "broadcast input", expected: last + 1, actual: len });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Splits `out` into parallel chunks of whole rows when large enough; calls `f(first_row, chunk)`.
+fn par_rows<O: Send>(out: &mut [O], inner: usize, f: impl Fn(usize, &mut [O]) + Sync) {
+    let n = out.len();
+    if inner == 0 || n == 0 {
+        return;
+    }
+    if n < PAR_THRESHOLD || crate::threads() <= 1 {
+        f(0, out);
+        return;
+    }
+    let rows_per = CHUNK.div_ceil(inner).max(1);
+    out.par_chunks_mut(rows_per * inner).enumerate().for_each(|(i, chunk)| f(i * rows_per, chunk));
+}
+
+/// Splits a flat map into parallel chunks when large; calls `f(start, chunk)`.
+fn par_flat<O: Send>(out: &mut [O], f: impl Fn(usize, &mut [O]) + Sync) {
+    if out.len() < PAR_THRESHOLD || crate::threads() <= 1 {
+        f(0, out);
+        return;
+    }
+    out.par_chunks_mut(CHUNK).enumerate().for_each(|(i, chunk)| f(i * CHUNK, chunk));
+}
+
+#[inline(always)]
+fn row2<A: Copy, B: Copy, O>(a: &[A], sa: usize, b: &[B], sb: usize, out: &mut [O], f: &impl Fn(A, B) -> O) {
+    let n = out.len();
+    match (sa, sb) {
+        (1, 1) => {
+            for ((o, &x), &y) in out.iter_mut().zip(&a[..n]).zip(&b[..n]) {
+                *o = f(x, y);
+            }
+        }
+        (1, 0) => {
+            let y = b[0];
+            for (o, &x) in out.iter_mut().zip(&a[..n]) {
+                *o = f(x, y);
+            }
+        }
+        (0, 1) => {
+            let x = a[0];
+            for (o, &y) in out.iter_mut().zip(&b[..n]) {
+                *o = f(x, y);
+            }
+        }
+        _ => {
+            for (i, o) in out.iter_mut().enumerate() {
+                *o = f(a[i * sa], b[i * sb]);
+            }
+        }
+    }
+}
+
+/// `out[i] = f(a[i'], b[i''])` with numpy broadcasting of `a` (shape `sa`) and `b` (shape `sb`)
+/// to `so`. Buffers are contiguous row-major.
+pub fn binary<A, B, O, F>(a: &[A], sa: &[usize], b: &[B], sb: &[usize], out: &mut [O], so: &[usize], f: F) -> KResult
+where
+    A: Copy + Sync,
+    B: Copy + Sync,
+    O: Copy + Send,
+    F: Fn(A, B) -> O + Sync,
+{
+    super::check_len("a", a, sa)?;
+    super::check_len("b", b, sb)?;
+    super::check_len("out", out, so)?;
+    let plan = BroadcastPlan::<2>::new([sa, sb], so)?;
+    plan.check_lens([a.len(), b.len()])?;
+    if out.is_empty() {
+        return Ok(());
+    }
+    let [ia, ib] = plan.inner_stride;
+    let inner = plan.inner;
+    if plan.outer.is_empty() {
+        // One flat loop (equal shapes, or a scalar operand).
+        par_flat(out, |start, chunk| {
+            let a = if ia == 0 { a } else { &a[start..] };
+            let b = if ib == 0 { b } else { &b[start..] };
+            row2(a, ia, b, ib, chunk, &f);
+        });
+        return Ok(());
+    }
+    par_rows(out, inner, |r0, chunk| {
+        let rows = chunk.len() / inner;
+        let mut pos = 0usize;
+        plan.for_rows(r0, r0 + rows, |_, [oa, ob]| {
+            let o = &mut chunk[pos..pos + inner];
+            row2(&a[oa..], ia, &b[ob..], ib, o, &f);
+            pos += inner;
+        });
+    });
+    Ok(())
+}
+
+/// `out[i] = f(a[i'], b[i''], c[i'''])` with numpy broadcasting of all three inputs to `so`.
+#[allow(clippy::too_many_arguments)]
+pub fn ternary<A, B, C, O, F>(
+    a: &[A],
+    sa: &[usize],
+    b: &[B],
+    sb: &[usize],
+    c: &[C],
+    sc: &[usize],
+    out: &mut [O],
+    so: &[usize],
+    f: F,
+) -> KResult
+where
+    A: Copy + Sync,
+    B: Copy + Sync,
+    C: Copy + Sync,
+    O: Copy + Send,
+    F: Fn(A, B, C) -> O + Sync,
+{
+    super::check_len("a", a, sa)?;
+    super::check_len("b", b, sb)?;
+    super::check_len("c", c, sc)?;
+    super::check_len("out", out, so)?;
+    let plan = BroadcastPlan::<3>::new([sa, sb, sc], so)?;
+    plan.check_lens([a.len(), b.len(), c.len()])?;
+    if out.is_empty() {
+        return Ok(());
+    }
+    let [ia, ib, ic] = plan.inner_stride;
+    let inner = plan.inner;
+    let row = |a: &[A], b: &[B], c: &[C], o: &mut [O]| {
+        if ia == 1 && ib == 1 && ic == 1 {
+            let n = o.len();
+            for (((o, &x), &y), &z) in o.iter_mut().zip(&a[..n]).zip(&b[..n]).zip(&c[..n]) {
+                *o = f(x, y, z);
+            }
+        } else {
+            for (i, o) in o.iter_mut().enumerate() {
+                *o = f(a[i * ia], b[i * ib], c[i * ic]);
+            }
+        }
+    };
+    if plan.outer.is_empty() {
+        par_flat(out, |start, chunk| {
+            let a = if ia == 0 { a } else { &a[start..] };
+            let b = if ib == 0 { b } else { &b[start..] };
+            let c = if ic == 0 { c } else { &c[start..] };
+            row(a, b, c, chunk);
+        });
+        return Ok(());
+    }
+    par_rows(out, inner, |r0, chunk| {
+        let rows = chunk.len() / inner;
+        let mut pos = 0usize;
+        plan.for_rows(r0, r0 + rows, |_, [oa, ob, oc]| {
+            row(&a[oa..], &b[ob..], &c[oc..], &mut chunk[pos..pos + inner]);
+            pos += inner;
+        });
+    });
+    Ok(())
+}
+
+/// `out[i] = f(a[i])` (same number of elements).
+pub fn unary<A, O, F>(a: &[A], out: &mut [O], f: F) -> KResult
+where
+    A: Copy + Sync,
+    O: Copy + Send,
+    F: Fn(A) -> O + Sync,
+{
+    if a.len() != out.len() {
+        return Err(KernelError::Length { what: "out", expected: a.len(), actual: out.len() });
+    }
+    par_flat(out, |start, chunk| {
+        for (o, &x) in chunk.iter_mut().zip(&a[start..]) {
+            *o = f(x);
+        }
+    });
+    Ok(())
+}
+
+/// Converts every element of `src` into `dst` with [`Prim::cast`].
+pub fn cast_slice<S: Prim, D: Prim>(src: &[S], dst: &mut [D]) -> KResult {
+    unary(src, dst, |v| v.cast::<D>())
+}
+
+/// GLU along one dimension: `out = a * sigmoid(b)` where `a`/`b` are the first/second halves
+/// of `input` (shape `[outer, 2 * half, inner]`), written to `out` (shape `[outer, half, inner]`).
+pub fn glu<T: Real>(input: &[T], out: &mut [T], outer: usize, half: usize, inner: usize) -> KResult {
+    let row = half.checked_mul(inner).ok_or_else(|| KernelError::Shape("glu: shape overflows".into()))?;
+    let need = outer.checked_mul(row).ok_or_else(|| KernelError::Shape("glu: shape overflows".into()))?;
+    if out.len() != need {
+        return Err(KernelError::Length { what: "glu out", expected: need, actual: out.len() });
+    }
+    if input.len() != need * 2 {
+        return Err(KernelError::Length { what: "glu input", expected: need * 2, actual: input.len() });
+    }
+    if row == 0 {
+        return Ok(());
+    }
+    let one = T::c(1.0);
+    for (o, src) in out.chunks_mut(row).zip(input.chunks(2 * row)) {
+        let (a, b) = src.split_at(row);
+        for ((o, &x), &g) in o.iter_mut().zip(a).zip(b) {
+            *o = x.mul(one.div(one.add((-g).exp())));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn reference(a: &[f64], sa: &[usize], b: &[f64], sb: &[usize]) -> (Vec<f64>, Vec<usize>) {
+        let so = broadcast_shape(sa, sb).unwrap();
+        let n: usize = so.iter().product();
+        let mut out = vec![0.0; n];
+        let idx_of = |shape: &[usize], multi: &[usize]| -> usize {
+            let lead = multi.len() - shape.len();
+            let mut i = 0;
+            for (d, &s) in shape.iter().enumerate() {
+                let m = if s == 1 { 0 } else { multi[d + lead] };
+                i = i * s + m;
+            }
+            i
+        };
+        for (flat, o) in out.iter_mut().enumerate() {
+            let mut multi = vec![0; so.len()];
+            let mut r = flat;
+            for d in (0..so.len()).rev() {
+                multi[d] = r % so[d];
+                r /= so[d];
+            }
+            *o = a[idx_of(sa, &multi)] * 10.0 + b[idx_of(sb, &multi)];
+        }
+        (out, so)
+    }
+
+    fn shapes() -> impl Strategy<Value = (Vec<usize>, Vec<usize>)> {
+        prop::collection::vec((0usize..4, any::<bool>(), any::<bool>()), 0..5).prop_flat_map(|dims| {
+            let a: Vec<usize> = dims.iter().map(|&(s, ba, _)| if ba { 1 } else { s }).collect();
+            let b: Vec<usize> = dims.iter().map(|&(s, _, bb)| if bb { 1 } else { s }).collect();
+            (0..=a.len(), 0..=b.len()).prop_map(move |(da, db)| (a[da..].to_vec(), b[db..].to_vec()))
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+        #[test]
+        fn binary_matches_reference((sa, sb) in shapes()) {
+            let na: usize = sa.iter().product();
+            let nb: usize = sb.iter().product();
+            let a: Vec<f64> = (0..na).map(|i| i as f64).collect();
+            let b: Vec<f64> = (0..nb).map(|i| i as f64 * 0.5).collect();
+            let (want, so) = reference(&a, &sa, &b, &sb);
+            let mut out = vec![0.0; want.len()];
+            binary(&a, &sa, &b, &sb, &mut out, &so, |x, y| x * 10.0 + y).unwrap();
+            prop_assert_eq!(out, want);
+        }
+
+        #[test]
+        fn ternary_matches_reference((sa, sb) in shapes(), pick in 0usize..3) {
+            let na: usize = sa.iter().product();
+            let nb: usize = sb.iter().product();
+            let a: Vec<f64> = (0..na).map(|i| i as f64).collect();
+            let b: Vec<f64> = (0..nb).map(|i| i as f64 * 0.5).collect();
+            let (want, so) = reference(&a, &sa, &b, &sb);
+            let c = vec![1.0f64];
+            let sc: &[usize] = &[];
+            let mut out = vec![0.0; want.len()];
+            match pick {
+                0 => ternary(&a, &sa, &b, &sb, &c, sc, &mut out, &so, |x, y, z| x * 10.0 + y * z).unwrap(),
+                1 => ternary(&c, sc, &a, &sa, &b, &sb, &mut out, &so, |z, x, y| x * 10.0 + y * z).unwrap(),
+                _ => ternary(&b, &sb, &c, sc, &a, &sa, &mut out, &so, |y, z, x| x * 10.0 + y * z).unwrap(),
+            }
+            prop_assert_eq!(out, want);
+        }
+
+        #[test]
+        fn erf_close_to_reference(x in -7.0f64..7.0) {
+            // Reference: Taylor series for small |x|, continued fraction erfc for large.
+            let want = erf_reference(x);
+            let got = erf_f64(x);
+            // The series reference itself loses a few digits near |x| = 2.5.
+            prop_assert!((got - want).abs() <= 2e-14 * want.abs().max(1e-300), "{} {} {}", x, got, want);
+        }
+    }
+
+    /// High-precision-ish erf: Taylor series (|x| < 2.5) or Lentz continued fraction of erfc.
+    fn erf_reference(x: f64) -> f64 {
+        let ax = x.abs();
+        let v = if ax < 2.5 {
+            // erf(x) = 2/sqrt(pi) * sum_{n} (-1)^n x^(2n+1) / (n! (2n+1)), summed with compensation.
+            let mut sum = 0.0f64;
+            let mut comp = 0.0f64;
+            let mut term = ax; // x^(2n+1)/n!
+            let mut n = 0.0f64;
+            loop {
+                let t = term / (2.0 * n + 1.0);
+                let y = t - comp;
+                let s = sum + y;
+                comp = (s - sum) - y;
+                sum = s;
+                if t == 0.0 || t.abs() < 1e-20 * sum.abs() || n > 300.0 {
+                    break;
+                }
+                n += 1.0;
+                term *= -ax * ax / n;
+            }
+            sum * std::f64::consts::FRAC_2_SQRT_PI
+        } else {
+            // erfc(x) = exp(-x^2)/sqrt(pi) * 1/(x + 1/2/(x + 1/(x + 3/2/(x + ...))))
+            let mut f = 0.0f64;
+            for k in (1..200).rev() {
+                f = (k as f64 / 2.0) / (ax + f);
+            }
+            let erfc = (-ax * ax).exp() / std::f64::consts::PI.sqrt() / (ax + f);
+            1.0 - erfc
+        };
+        v.copysign(x)
+    }
+
+    #[test]
+    fn erf_special_values() {
+        assert_eq!(erf_f64(0.0), 0.0);
+        assert!(erf_f64(-0.0).is_sign_negative());
+        assert_eq!(erf_f64(f64::INFINITY), 1.0);
+        assert_eq!(erf_f64(f64::NEG_INFINITY), -1.0);
+        assert!(erf_f64(f64::NAN).is_nan());
+        assert_eq!(erf_f64(10.0), 1.0);
+        assert!((erf_f64(1.0) - 0.842_700_792_949_714_9).abs() < 2e-16);
+        assert!((erf_f64(0.5) - 0.520_499_877_813_046_5).abs() < 2e-16);
+        assert!((erf_f32(1.0) - 0.842_700_8).abs() < 1e-7);
+        // High-precision value (50-digit Taylor series): 0.997603017229281245...
+        assert_eq!(erf_f64(2.146_812_730_065_659), 0.997_603_017_229_281_2);
+    }
+
+    #[test]
+    fn casts_follow_cpp() {
+        assert_eq!((-1.7f32).cast::<i32>(), -1);
+        assert_eq!(300i32.cast::<u8>(), 44);
+        assert_eq!((-1i64).cast::<u32>(), u32::MAX);
+        assert_eq!(u64::MAX.cast::<f32>(), u64::MAX as f32);
+        assert_eq!(i64::MAX.cast::<i64>(), i64::MAX);
+        assert_eq!(half::f16::from_f32(1.5).cast::<f32>(), 1.5);
+        assert_eq!(0.1f32.cast::<half::bf16>(), half::bf16::from_f32(0.1));
+    }
+
+    #[test]
+    fn python_division_semantics() {
+        assert_eq!((-7i64).floor_div(2), -4);
+        assert_eq!(7i64.floor_div(-2), -4);
+        assert_eq!((-7i64).py_rem(2), 1);
+        assert_eq!(7i64.py_rem(-2), -1);
+        assert_eq!(i64::MIN.floor_div(-1), i64::MIN);
+        assert_eq!((-7.0f64).floor_div(2.0), -4.0);
+        assert_eq!((-7.5f64).py_rem(2.0), 0.5);
+        assert_eq!(1.0f32.floor_div(0.0), f32::INFINITY);
+        assert_eq!((-1.0f32).floor_div(0.0), f32::NEG_INFINITY);
+        assert!(f32::NAN.max_nan(1.0).is_nan());
+        assert!(1.0f32.min_nan(f32::NAN).is_nan());
+    }
+
+    #[test]
+    fn rejects_bad_shapes() {
+        let mut out = vec![0.0f32; 6];
+        assert!(binary(&[0.0f32; 6], &[2, 3], &[0.0f32; 2], &[2], &mut out, &[2, 3], |x, y| x + y).is_err());
+        assert!(binary(&[0.0f32; 5], &[2, 3], &[0.0f32; 3], &[3], &mut out, &[2, 3], |x, y| x + y).is_err());
+        assert!(broadcast_shape(&[2, 3], &[4, 3]).is_err());
+    }
+
+    #[test]
+    fn large_parallel_matches_serial() {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(4).build().unwrap();
+        let (m, n) = (300usize, 517usize);
+        let a: Vec<f32> = (0..m * n).map(|i| i as f32 * 0.25).collect();
+        let b: Vec<f32> = (0..n).map(|i| i as f32).collect();
+        let mut par = vec![0.0f32; m * n];
+        pool.install(|| binary(&a, &[m, n], &b, &[n], &mut par, &[m, n], |x, y| x - y).unwrap());
+        let want: Vec<f32> = (0..m * n).map(|i| a[i] - b[i % n]).collect();
+        assert_eq!(par, want);
+        let col: Vec<f32> = (0..m).map(|i| i as f32).collect();
+        pool.install(|| binary(&a, &[m, n], &col, &[m, 1], &mut par, &[m, n], |x, y| x * y).unwrap());
+        let want: Vec<f32> = (0..m * n).map(|i| a[i] * col[i / n]).collect();
+        assert_eq!(par, want);
+    }
+}

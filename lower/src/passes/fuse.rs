@@ -1,0 +1,75 @@
+//! **Activation fusion**: `relu`, `hardtanh` (ReLU6) and `clamp` after a convolution, linear
+//! layer, matrix product or element-wise add/sub/mul ([`Op::takes_fused_activation`]) become a
+//! clamp of that operation's output.
+
+use ferrite_blob::{returned_count, BlobGraph, BlobValue};
+use ferrite_op_support::Op;
+use ferrite_program::ScalarType;
+
+use crate::graph::{is_output, op_outputs, readers};
+use crate::PassStats;
+
+pub(crate) fn fuse_activations(g: &mut BlobGraph, stats: &mut PassStats) {
+    let mut k = 0;
+    while k < g.ops.len() {
+        let act = g.ops[k].clone();
+        let bounds = match act.op {
+            Op::Relu => Some((0.0f32, f32::INFINITY)),
+            Op::Hardtanh => {
+                match (act.args.get(1).and_then(|&v| g.number(v)), act.args.get(2).and_then(|&v| g.number(v))) {
+                    (Some(lo), Some(hi)) if lo <= hi => Some((lo as f32, hi as f32)),
+                    _ => None,
+                }
+            }
+            Op::Clamp => {
+                let bound = |i: usize, default: f32| match act.args.get(i).and_then(|&v| g.values.get(v)) {
+                    Some(BlobValue::None) => Some(default),
+                    Some(_) => act.args.get(i).and_then(|&v| g.number(v)).map(|x| x as f32),
+                    None => None,
+                };
+                match (bound(1, f32::NEG_INFINITY), bound(2, f32::INFINITY)) {
+                    (Some(lo), Some(hi)) if lo <= hi => Some((lo, hi)),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        let fused = bounds.and_then(|(lo, hi)| {
+            let x = *act.args.first()?;
+            let outs = op_outputs(g, &act);
+            let out = *outs.first()?;
+            if outs.len() != 1 || readers(g, x, Some(k)) > 0 || is_output(g, x) {
+                return None;
+            }
+            let (xt, ot) = (g.tensor(x)?, g.tensor(out)?);
+            if xt.dtype != ScalarType::Float
+                || ot.dtype != ScalarType::Float
+                || xt.sizes != ot.sizes
+                || xt.alias_of.is_some()
+            {
+                return None;
+            }
+            let p = g.ops[..k].iter().rposition(|op| op_outputs(g, op) == [x])?;
+            let prod = &g.ops[p];
+            if !prod.op.takes_fused_activation() || prod.activation.is_some() || returned_count(&prod.args) != 1 {
+                return None;
+            }
+            Some((p, out, lo, hi))
+        });
+        match fused {
+            Some((p, out, lo, hi)) => {
+                let x = act.args[0];
+                let n = g.ops[p].args.len();
+                // Only the output positions change (the returned copy and the `out` argument).
+                g.ops[p].args[n - 1] = out;
+                if let Some(pos) = g.ops[p].args[..n - 1].iter().rposition(|&a| a == x) {
+                    g.ops[p].args[pos] = out;
+                }
+                g.ops[p].activation = Some((lo, hi));
+                g.ops.remove(k);
+                stats.activations_fused += 1;
+            }
+            None => k += 1,
+        }
+    }
+}

@@ -1,0 +1,60 @@
+//! Lowering whole programs: the rewritten program verifies, calls the backend where the
+//! partitioner placed each partition, and computes what the program as exported computes.
+
+use std::sync::Arc;
+
+use ferrite_lower::{lower, LowerOptions};
+use ferrite_op_support::Op;
+use ferrite_program::{Instruction, Program, ProgramBuilder, ScalarType};
+use ferrite_runtime::{Runtime, TensorData};
+
+fn run(program: &Arc<Program<'static>>, inputs: &[TensorData]) -> Vec<Vec<f64>> {
+    let runtime = Runtime::new().with_threads(1).expect("runtime");
+    let mut method = runtime.load_method(program, "forward").expect("loads");
+    method.run(inputs).expect("runs").iter().map(|t| t.to_f64_vec().expect("numeric")).collect()
+}
+
+/// `w = relu(x) + cumsum(z)`, with `cumsum`'s output planned where `x` was: the partition
+/// {relu, add} cannot be called at one point (see the partitioner's test of the same program).
+fn memory_reuse_across_a_partition() -> Program<'static> {
+    let mut b = ProgramBuilder::new("forward");
+    let x = b.input(ScalarType::Float, &[4]);
+    let z = b.input(ScalarType::Float, &[4]);
+    let a = b.tensor(ScalarType::Float, &[4]);
+    b.call(Op::Relu.name(), &[x, a, a]);
+    let (dim, none) = (b.int(0), b.none());
+    let y = b.tensor(ScalarType::Float, &[4]);
+    b.call(Op::Cumsum.name(), &[z, dim, none, y, y]);
+    let (alpha, w) = (b.int(1), b.tensor(ScalarType::Float, &[4]));
+    b.call(Op::Add.name(), &[a, y, alpha, w, w]);
+    b.output(w);
+    b.plan_memory(x, 1, 0);
+    b.plan_memory(a, 1, 16);
+    b.plan_memory(y, 1, 0);
+    Program::from_vec(b.build().expect("builds")).expect("verifies")
+}
+
+#[test]
+fn a_split_partition_is_delegated_in_placeable_parts_and_computes_the_same() {
+    let program = Arc::new(memory_reuse_across_a_partition());
+    let lowered = lower(&program, &LowerOptions::default()).expect("lowers");
+    assert_eq!(lowered.report.methods[0].delegated_calls, 2, "{}", lowered.report);
+    let lowered_program = Arc::new(Program::from_vec(lowered.bytes).expect("verifies"));
+    let kinds: Vec<&str> = lowered_program.def().plans[0].chains[0]
+        .instructions
+        .iter()
+        .map(|i| match i {
+            Instruction::DelegateCall { .. } => "delegate",
+            Instruction::KernelCall { .. } => "kernel",
+            _ => "other",
+        })
+        .collect();
+    assert_eq!(kinds, ["delegate", "kernel", "delegate"]);
+    let inputs = [
+        TensorData::from_slice(vec![4], &[-1.0f32, 2.0, -3.0, 4.0]).expect("x"),
+        TensorData::from_slice(vec![4], &[1.0f32, 10.0, 100.0, 1000.0]).expect("z"),
+    ];
+    let want = run(&program, &inputs);
+    assert_eq!(want, [vec![1.0, 13.0, 111.0, 1115.0]]);
+    assert_eq!(run(&lowered_program, &inputs), want);
+}

@@ -1,0 +1,103 @@
+//! Reading and writing `.npy` files as tensors (feature `npy`). Files are untrusted: the
+//! header's dtype, order and shape are checked against the file before any allocation.
+
+use std::path::Path;
+
+use ferrite_program::ScalarType;
+use npyz::{DType, NpyFile, TypeChar, WriterBuilder};
+
+use crate::error::{Result, RuntimeError};
+use crate::TensorData;
+
+fn bad(path: &Path, reason: impl std::fmt::Display) -> RuntimeError {
+    RuntimeError::Npy { path: path.display().to_string(), reason: reason.to_string() }
+}
+
+/// Reads a C-order `.npy` file holding f32, f64, f16, i64, i32, i16, i8, u8 or bool values.
+pub fn read_npy(path: &Path) -> Result<TensorData> {
+    let file = std::fs::File::open(path).map_err(|e| bad(path, e))?;
+    let file_len = file.metadata().map_err(|e| bad(path, e))?.len();
+    let npy =
+        NpyFile::new(std::io::BufReader::new(file)).map_err(|e| bad(path, format!("not a valid .npy file: {e}")))?;
+    if npy.order() == npyz::Order::Fortran {
+        return Err(bad(path, "Fortran-order arrays are not supported; save with np.ascontiguousarray"));
+    }
+    let shape: Vec<usize> = npy
+        .shape()
+        .iter()
+        .map(|&d| usize::try_from(d).map_err(|_| bad(path, format!("dimension {d} is too large"))))
+        .collect::<Result<_, _>>()?;
+    let DType::Plain(ts) = npy.dtype() else {
+        return Err(bad(path, "structured or array dtypes are not supported"));
+    };
+    let dtype = match (ts.type_char(), ts.size_field()) {
+        (TypeChar::Float, 4) => ScalarType::Float,
+        (TypeChar::Float, 8) => ScalarType::Double,
+        (TypeChar::Float, 2) => ScalarType::Half,
+        (TypeChar::Int, 8) => ScalarType::Long,
+        (TypeChar::Int, 4) => ScalarType::Int,
+        (TypeChar::Int, 2) => ScalarType::Short,
+        (TypeChar::Int, 1) => ScalarType::Char,
+        (TypeChar::Uint, 1) => ScalarType::Byte,
+        (TypeChar::Bool, 1) => ScalarType::Bool,
+        (c, s) => return Err(bad(path, format!("dtype {c:?}{s} is not supported"))),
+    };
+    let numel = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(|| bad(path, "shape overflows"))?;
+    let need = numel.checked_mul(dtype.element_size()).ok_or_else(|| bad(path, "shape overflows"))?;
+    if need as u64 > file_len {
+        return Err(bad(path, format!("the header promises {need} bytes of data but the file has {file_len}")));
+    }
+    let io = |e: std::io::Error| bad(path, format!("truncated or corrupt data: {e}"));
+    let t = match dtype {
+        ScalarType::Float => TensorData::from_slice(shape, &npy.into_vec::<f32>().map_err(io)?),
+        ScalarType::Double => TensorData::from_slice(shape, &npy.into_vec::<f64>().map_err(io)?),
+        ScalarType::Half => TensorData::from_slice(shape, &npy.into_vec::<half::f16>().map_err(io)?),
+        ScalarType::Long => TensorData::from_slice(shape, &npy.into_vec::<i64>().map_err(io)?),
+        ScalarType::Int => TensorData::from_slice(shape, &npy.into_vec::<i32>().map_err(io)?),
+        ScalarType::Short => TensorData::from_slice(shape, &npy.into_vec::<i16>().map_err(io)?),
+        ScalarType::Char => TensorData::from_slice(shape, &npy.into_vec::<i8>().map_err(io)?),
+        ScalarType::Byte => TensorData::from_slice(shape, &npy.into_vec::<u8>().map_err(io)?),
+        _ => TensorData::from_bools(shape, &npy.into_vec::<bool>().map_err(io)?),
+    };
+    t.map_err(|e| bad(path, e))
+}
+
+fn write_typed<T: npyz::Serialize + npyz::AutoSerialize + Copy>(
+    path: &Path,
+    shape: &[u64],
+    values: &[T],
+) -> Result<()> {
+    let io = |e: std::io::Error| RuntimeError::Write { path: path.display().to_string(), source: e };
+    let file = std::fs::File::create(path).map_err(io)?;
+    let mut w = npyz::WriteOptions::new()
+        .default_dtype()
+        .shape(shape)
+        .writer(std::io::BufWriter::new(file))
+        .begin_nd()
+        .map_err(io)?;
+    w.extend(values.iter().copied()).map_err(io)?;
+    w.finish().map_err(io)
+}
+
+/// Writes `t` as a `.npy` file (bf16 is written as f32: NumPy has no bfloat16).
+pub fn write_npy(path: &Path, t: &TensorData) -> Result<()> {
+    let shape: Vec<u64> = t.sizes().iter().map(|&d| d as u64).collect();
+    match t.dtype() {
+        ScalarType::Float => write_typed(path, &shape, t.as_slice::<f32>()?),
+        ScalarType::Double => write_typed(path, &shape, t.as_slice::<f64>()?),
+        ScalarType::Half => write_typed(path, &shape, t.as_slice::<half::f16>()?),
+        ScalarType::Long => write_typed(path, &shape, t.as_slice::<i64>()?),
+        ScalarType::Int => write_typed(path, &shape, t.as_slice::<i32>()?),
+        ScalarType::Short => write_typed(path, &shape, t.as_slice::<i16>()?),
+        ScalarType::Char => write_typed(path, &shape, t.as_slice::<i8>()?),
+        ScalarType::Byte => write_typed(path, &shape, t.as_slice::<u8>()?),
+        ScalarType::Bool => {
+            let v: Vec<bool> = t.bytes().iter().map(|&b| b != 0).collect();
+            write_typed(path, &shape, &v)
+        }
+        _ => {
+            let v: Vec<f32> = t.to_f64_vec()?.into_iter().map(|x| x as f32).collect();
+            write_typed(path, &shape, &v)
+        }
+    }
+}
