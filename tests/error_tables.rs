@@ -42,8 +42,10 @@ fn check(file: &str, table: &str) {
 #[test]
 fn book_error_tables_are_current() {
     let mut codes = BTreeSet::new();
-    let program = table(ProgramError::catalog(), ProgramError::code, ProgramError::title, ProgramError::hint, &mut codes);
-    let runtime = table(RuntimeError::catalog(), RuntimeError::code, RuntimeError::title, RuntimeError::hint, &mut codes);
+    let program =
+        table(ProgramError::catalog(), ProgramError::code, ProgramError::title, ProgramError::hint, &mut codes);
+    let runtime =
+        table(RuntimeError::catalog(), RuntimeError::code, RuntimeError::title, RuntimeError::hint, &mut codes);
     let lower = table(LowerError::catalog(), LowerError::code, LowerError::title, LowerError::hint, &mut codes);
     check("program-errors.md", &program);
     check("runtime-errors.md", &runtime);

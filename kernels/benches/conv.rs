@@ -73,7 +73,7 @@ fn mobilenet_v2() -> Vec<(u8, Layer)> {
 fn run(layers: &mut [(u8, Layer)], kind: Option<u8>) {
     for (k, l) in layers.iter_mut() {
         if kind.is_none_or(|kind| kind == *k) {
-            conv(&l.x, &l.w, Some(&l.b), &mut l.y, &l.shape, 1).expect("conv");
+            conv(&l.x, &l.w, Some(&l.b), &mut l.y, &l.shape, 1, Level::detect()).expect("conv");
             black_box(&l.y);
         }
     }

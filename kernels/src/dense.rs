@@ -2,8 +2,6 @@
 //! once, when a partition initialises, for the SIMD level chosen at start-up. Also the row-split
 //! driver the pointwise convolution shares.
 
-use rayon::prelude::*;
-
 use super::simd::{self, Level, PackedB};
 use super::{KResult, KernelError};
 
@@ -38,11 +36,13 @@ pub(crate) fn gemm_rows(x: &[f32], y: &mut [f32], b: &PackedB, clamp: (f32, f32)
     // Several tasks per thread for balance, each a whole number of register tiles.
     let rows =
         if threads > 1 && m * k * n >= PAR_MIN_MACS { m.div_ceil(threads * 4).div_ceil(mr).max(1) * mr } else { m };
-    let run = |(xa, yc): (&[f32], &mut [f32])| simd::gemm(xa, k, xa.len() / k, b, yc, n, clamp.0, clamp.1);
     if threads > 1 && rows < m {
-        x.par_chunks(rows * k).zip(y.par_chunks_mut(rows * n)).try_for_each(run)
+        crate::par::try_chunks(y, rows * n, true, &|c, yc| {
+            let xa = &x[c * rows * k..][..(yc.len() / n) * k];
+            simd::gemm(xa, k, xa.len() / k, b, yc, n, clamp.0, clamp.1)
+        })
     } else {
-        run((x, y))
+        simd::gemm(x, k, m, b, y, n, clamp.0, clamp.1)
     }
 }
 

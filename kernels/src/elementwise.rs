@@ -10,418 +10,13 @@
 //! arithmetic on primitive types. Large outputs are split into chunks handled by rayon; each
 //! element is computed independently, so results do not depend on the thread count.
 
-use rayon::prelude::*;
-
-use super::{KResult, KernelError};
+use crate::num::{Element, Real};
+use crate::{KResult, KernelError};
 
 /// Outputs with at least this many elements are computed in parallel.
 pub const PAR_THRESHOLD: usize = 1 << 16;
 /// Elements per parallel task (a multiple of typical vector widths).
 const CHUNK: usize = 1 << 14;
-
-/// How a primitive element type converts ([`Prim::cast`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// `f16`, `bf16`, `f32`, `f64`.
-    Float,
-    /// `i8` .. `i64`.
-    Signed,
-    /// `u8` .. `u64` (bool tensors are viewed as `u8`).
-    Unsigned,
-}
-
-/// A primitive element type with C++-style conversions between all of them: float to integer
-/// truncates toward zero (saturating, where C++ is undefined), integer to integer wraps, integer
-/// to float rounds to nearest.
-pub trait Prim: Copy + Send + Sync + Default + PartialOrd + std::fmt::Debug + 'static {
-    /// Conversion class.
-    const KIND: Kind;
-    /// As f64 (exact for floats).
-    fn as_f64(self) -> f64;
-    /// As i64 (truncating / wrapping).
-    fn as_i64(self) -> i64;
-    /// As u64 (truncating / wrapping).
-    fn as_u64(self) -> u64;
-    /// From f64.
-    fn of_f64(v: f64) -> Self;
-    /// From i64 (wrapping for integers).
-    fn of_i64(v: i64) -> Self;
-    /// From u64 (wrapping for integers).
-    fn of_u64(v: u64) -> Self;
-    /// Converts to another primitive type with C++ `static_cast` semantics.
-    #[inline(always)]
-    fn cast<U: Prim>(self) -> U {
-        match Self::KIND {
-            Kind::Float => U::of_f64(self.as_f64()),
-            Kind::Signed => U::of_i64(self.as_i64()),
-            Kind::Unsigned => U::of_u64(self.as_u64()),
-        }
-    }
-    /// `self != 0` (NaN is non-zero), i.e. conversion to bool.
-    fn nonzero(self) -> bool;
-}
-
-macro_rules! prim_int {
-    ($kind:ident: $($t:ty),*) => {$(
-        impl Prim for $t {
-            const KIND: Kind = Kind::$kind;
-            #[inline(always)] fn as_f64(self) -> f64 { self as f64 }
-            #[inline(always)] fn as_i64(self) -> i64 { self as i64 }
-            #[inline(always)] fn as_u64(self) -> u64 { self as u64 }
-            #[inline(always)] fn of_f64(v: f64) -> Self { v as $t }
-            #[inline(always)] fn of_i64(v: i64) -> Self { v as $t }
-            #[inline(always)] fn of_u64(v: u64) -> Self { v as $t }
-            #[inline(always)] fn nonzero(self) -> bool { self != 0 }
-        }
-    )*};
-}
-prim_int!(Signed: i8, i16, i32, i64);
-prim_int!(Unsigned: u8, u16, u32, u64);
-
-macro_rules! prim_float {
-    ($($t:ty),*) => {$(
-        impl Prim for $t {
-            const KIND: Kind = Kind::Float;
-            #[inline(always)] fn as_f64(self) -> f64 { self as f64 }
-            #[inline(always)] fn as_i64(self) -> i64 { self as i64 }
-            #[inline(always)] fn as_u64(self) -> u64 { self as u64 }
-            #[inline(always)] fn of_f64(v: f64) -> Self { v as $t }
-            #[inline(always)] fn of_i64(v: i64) -> Self { v as $t }
-            #[inline(always)] fn of_u64(v: u64) -> Self { v as $t }
-            #[inline(always)] fn nonzero(self) -> bool { self != 0.0 }
-        }
-    )*};
-}
-prim_float!(f32, f64);
-
-macro_rules! prim_half {
-    ($($t:ty),*) => {$(
-        impl Prim for $t {
-            const KIND: Kind = Kind::Float;
-            #[inline(always)] fn as_f64(self) -> f64 { self.to_f64() }
-            #[inline(always)] fn as_i64(self) -> i64 { self.to_f32() as i64 }
-            #[inline(always)] fn as_u64(self) -> u64 { self.to_f32() as u64 }
-            #[inline(always)] fn of_f64(v: f64) -> Self { <$t>::from_f64(v) }
-            #[inline(always)] fn of_i64(v: i64) -> Self { <$t>::from_f64(v as f64) }
-            #[inline(always)] fn of_u64(v: u64) -> Self { <$t>::from_f64(v as f64) }
-            #[inline(always)] fn nonzero(self) -> bool { self.to_f32() != 0.0 }
-        }
-    )*};
-}
-prim_half!(half::f16, half::bf16);
-
-/// Arithmetic on a compute type (f32, f64 and the integers). Integer arithmetic wraps, as
-/// ExecuTorch's C++ kernels do on two's-complement targets.
-pub trait Num: Prim {
-    /// Whether this is a floating-point type.
-    const FLOAT: bool;
-    /// Zero.
-    fn zero() -> Self;
-    /// `a + b`.
-    fn add(self, b: Self) -> Self;
-    /// `a - b`.
-    fn sub(self, b: Self) -> Self;
-    /// `a * b`.
-    fn mul(self, b: Self) -> Self;
-    /// `a / b`, truncating for integers (callers reject a zero divisor).
-    fn div(self, b: Self) -> Self;
-    /// Python floor division (`a // b`), as ExecuTorch's `utils::floor_divide`.
-    fn floor_div(self, b: Self) -> Self;
-    /// Division rounded toward zero.
-    fn trunc_div(self, b: Self) -> Self;
-    /// Python remainder (sign of the divisor), as `torch.remainder`.
-    fn py_rem(self, b: Self) -> Self;
-    /// C `fmod` (sign of the dividend).
-    fn c_fmod(self, b: Self) -> Self;
-    /// Maximum, propagating NaN (the first NaN operand wins).
-    fn max_nan(self, b: Self) -> Self;
-    /// Minimum, propagating NaN (the first NaN operand wins).
-    fn min_nan(self, b: Self) -> Self;
-    /// Whether the value is NaN.
-    fn is_nan(self) -> bool;
-    /// Absolute value (wrapping for the most negative integer).
-    fn abs_val(self) -> Self;
-    /// Negation (wrapping).
-    fn neg_val(self) -> Self;
-    /// -1, 0 or 1 (NaN stays NaN).
-    fn sign_val(self) -> Self;
-}
-
-macro_rules! num_int {
-    ($($t:ty),*) => {$(
-        impl Num for $t {
-            const FLOAT: bool = false;
-            #[inline(always)] fn zero() -> Self { 0 }
-            #[inline(always)] fn add(self, b: Self) -> Self { self.wrapping_add(b) }
-            #[inline(always)] fn sub(self, b: Self) -> Self { self.wrapping_sub(b) }
-            #[inline(always)] fn mul(self, b: Self) -> Self { self.wrapping_mul(b) }
-            #[inline(always)] fn div(self, b: Self) -> Self { if b == 0 { 0 } else { self.wrapping_div(b) } }
-            #[inline(always)]
-            fn floor_div(self, b: Self) -> Self {
-                if b == 0 {
-                    return 0;
-                }
-                let q = self.wrapping_div(b);
-                #[allow(unused_comparisons)]
-                let same_sign = (self < 0) == (b < 0);
-                if same_sign || self.wrapping_rem(b) == 0 { q } else { q.wrapping_sub(1) }
-            }
-            #[inline(always)] fn trunc_div(self, b: Self) -> Self { self.div(b) }
-            #[inline(always)]
-            fn py_rem(self, b: Self) -> Self {
-                if b == 0 {
-                    return 0;
-                }
-                let r = self.wrapping_rem(b);
-                #[allow(unused_comparisons)]
-                let fix = r != 0 && ((r < 0) != (b < 0));
-                if fix { r.wrapping_add(b) } else { r }
-            }
-            #[inline(always)] fn c_fmod(self, b: Self) -> Self { if b == 0 { 0 } else { self.wrapping_rem(b) } }
-            #[inline(always)] fn max_nan(self, b: Self) -> Self { if self >= b { self } else { b } }
-            #[inline(always)] fn min_nan(self, b: Self) -> Self { if self <= b { self } else { b } }
-            #[inline(always)] fn is_nan(self) -> bool { false }
-            #[inline(always)]
-            #[allow(unused_comparisons)]
-            fn abs_val(self) -> Self { if self < 0 { (0 as $t).wrapping_sub(self) } else { self } }
-            #[inline(always)] fn neg_val(self) -> Self { (0 as $t).wrapping_sub(self) }
-            #[inline(always)]
-            #[allow(unused_comparisons)]
-            fn sign_val(self) -> Self { if self > 0 { 1 } else if self < 0 { (0 as $t).wrapping_sub(1) } else { 0 } }
-        }
-    )*};
-}
-num_int!(i8, i16, i32, i64, u8, u16, u32, u64);
-
-macro_rules! num_float {
-    ($($t:ty),*) => {$(
-        impl Num for $t {
-            const FLOAT: bool = true;
-            #[inline(always)] fn zero() -> Self { 0.0 }
-            #[inline(always)] fn add(self, b: Self) -> Self { self + b }
-            #[inline(always)] fn sub(self, b: Self) -> Self { self - b }
-            #[inline(always)] fn mul(self, b: Self) -> Self { self * b }
-            #[inline(always)] fn div(self, b: Self) -> Self { self / b }
-            #[inline(always)]
-            fn floor_div(self, b: Self) -> Self {
-                if b == 0.0 {
-                    return if self.is_sign_negative() { <$t>::NEG_INFINITY } else { <$t>::INFINITY };
-                }
-                let m = self % b;
-                let d = (self - m) / b;
-                if m != 0.0 && b.is_sign_negative() != m.is_sign_negative() { d - 1.0 } else { d }
-            }
-            #[inline(always)] fn trunc_div(self, b: Self) -> Self { (self / b).trunc() }
-            #[inline(always)]
-            fn py_rem(self, b: Self) -> Self {
-                let r = self % b;
-                if r != 0.0 && ((self < 0.0) != (b < 0.0)) { r + b } else { r }
-            }
-            #[inline(always)] fn c_fmod(self, b: Self) -> Self { self % b }
-            #[inline(always)]
-            fn max_nan(self, b: Self) -> Self {
-                if self.is_nan() { self } else if b.is_nan() { b } else if self >= b { self } else { b }
-            }
-            #[inline(always)]
-            fn min_nan(self, b: Self) -> Self {
-                if self.is_nan() { self } else if b.is_nan() { b } else if self <= b { self } else { b }
-            }
-            #[inline(always)] fn is_nan(self) -> bool { <$t>::is_nan(self) }
-            #[inline(always)] fn abs_val(self) -> Self { self.abs() }
-            #[inline(always)] fn neg_val(self) -> Self { -self }
-            #[inline(always)]
-            fn sign_val(self) -> Self {
-                if self.is_nan() { self } else if self > 0.0 { 1.0 } else if self < 0.0 { -1.0 } else { 0.0 }
-            }
-        }
-    )*};
-}
-num_float!(f32, f64);
-
-/// Bitwise operations on integer compute types (bool as `u8` 0/1).
-pub trait Bits: Num {
-    /// `a & b`.
-    fn and(self, b: Self) -> Self;
-    /// `a | b`.
-    fn or(self, b: Self) -> Self;
-    /// `a ^ b`.
-    fn xor(self, b: Self) -> Self;
-    /// `!a`.
-    fn not(self) -> Self;
-}
-macro_rules! bits_int {
-    ($($t:ty),*) => {$(
-        impl Bits for $t {
-            #[inline(always)] fn and(self, b: Self) -> Self { self & b }
-            #[inline(always)] fn or(self, b: Self) -> Self { self | b }
-            #[inline(always)] fn xor(self, b: Self) -> Self { self ^ b }
-            #[inline(always)] fn not(self) -> Self { !self }
-        }
-    )*};
-}
-bits_int!(i8, i16, i32, i64, u8, u16, u32, u64);
-
-/// Floating-point compute types (f32 and f64) with the libm functions the operators need.
-pub trait Real: Num + std::ops::Neg<Output = Self> {
-    /// From f64 (rounding).
-    fn c(v: f64) -> Self {
-        Self::of_f64(v)
-    }
-    /// `e^x`.
-    fn exp(self) -> Self;
-    /// `e^x - 1`.
-    fn exp_m1(self) -> Self;
-    /// Natural logarithm.
-    fn ln(self) -> Self;
-    /// `ln(1 + x)`.
-    fn ln_1p(self) -> Self;
-    /// Base-2 logarithm.
-    fn log2(self) -> Self;
-    /// Base-10 logarithm.
-    fn log10(self) -> Self;
-    /// Square root.
-    fn sqrt(self) -> Self;
-    /// Sine.
-    fn sin(self) -> Self;
-    /// Cosine.
-    fn cos(self) -> Self;
-    /// Tangent.
-    fn tan(self) -> Self;
-    /// Hyperbolic tangent.
-    fn tanh(self) -> Self;
-    /// Arcsine.
-    fn asin(self) -> Self;
-    /// Arccosine.
-    fn acos(self) -> Self;
-    /// Arctangent.
-    fn atan(self) -> Self;
-    /// Two-argument arctangent.
-    fn atan2(self, b: Self) -> Self;
-    /// Hyperbolic sine.
-    fn sinh(self) -> Self;
-    /// Hyperbolic cosine.
-    fn cosh(self) -> Self;
-    /// Error function ([`erf_f64`]).
-    fn erf(self) -> Self;
-    /// Round toward -inf.
-    fn floor(self) -> Self;
-    /// Round toward +inf.
-    fn ceil(self) -> Self;
-    /// Round toward zero.
-    fn trunc(self) -> Self;
-    /// Round half to even.
-    fn round_even(self) -> Self;
-    /// `a^b`.
-    fn powf(self, b: Self) -> Self;
-    /// Whether the value is ±inf.
-    fn is_inf(self) -> bool;
-}
-
-macro_rules! real_float {
-    ($t:ty, $erf:expr) => {
-        impl Real for $t {
-            #[inline(always)]
-            fn exp(self) -> Self {
-                <$t>::exp(self)
-            }
-            #[inline(always)]
-            fn exp_m1(self) -> Self {
-                <$t>::exp_m1(self)
-            }
-            #[inline(always)]
-            fn ln(self) -> Self {
-                <$t>::ln(self)
-            }
-            #[inline(always)]
-            fn ln_1p(self) -> Self {
-                <$t>::ln_1p(self)
-            }
-            #[inline(always)]
-            fn log2(self) -> Self {
-                <$t>::log2(self)
-            }
-            #[inline(always)]
-            fn log10(self) -> Self {
-                <$t>::log10(self)
-            }
-            #[inline(always)]
-            fn sqrt(self) -> Self {
-                <$t>::sqrt(self)
-            }
-            #[inline(always)]
-            fn sin(self) -> Self {
-                <$t>::sin(self)
-            }
-            #[inline(always)]
-            fn cos(self) -> Self {
-                <$t>::cos(self)
-            }
-            #[inline(always)]
-            fn tan(self) -> Self {
-                <$t>::tan(self)
-            }
-            #[inline(always)]
-            fn tanh(self) -> Self {
-                <$t>::tanh(self)
-            }
-            #[inline(always)]
-            fn asin(self) -> Self {
-                <$t>::asin(self)
-            }
-            #[inline(always)]
-            fn acos(self) -> Self {
-                <$t>::acos(self)
-            }
-            #[inline(always)]
-            fn atan(self) -> Self {
-                <$t>::atan(self)
-            }
-            #[inline(always)]
-            fn atan2(self, b: Self) -> Self {
-                <$t>::atan2(self, b)
-            }
-            #[inline(always)]
-            fn sinh(self) -> Self {
-                <$t>::sinh(self)
-            }
-            #[inline(always)]
-            fn cosh(self) -> Self {
-                <$t>::cosh(self)
-            }
-            #[inline(always)]
-            fn erf(self) -> Self {
-                let f: fn($t) -> $t = $erf;
-                f(self)
-            }
-            #[inline(always)]
-            fn floor(self) -> Self {
-                <$t>::floor(self)
-            }
-            #[inline(always)]
-            fn ceil(self) -> Self {
-                <$t>::ceil(self)
-            }
-            #[inline(always)]
-            fn trunc(self) -> Self {
-                <$t>::trunc(self)
-            }
-            #[inline(always)]
-            fn round_even(self) -> Self {
-                <$t>::round_ties_even(self)
-            }
-            #[inline(always)]
-            fn powf(self, b: Self) -> Self {
-                <$t>::powf(self, b)
-            }
-            #[inline(always)]
-            fn is_inf(self) -> bool {
-                <$t>::is_infinite(self)
-            }
-        }
-    };
-}
-real_float!(f32, erf_f32);
-real_float!(f64, erf_f64);
 
 // ---------------------------------------------------------------------------------------------
 // erf
@@ -735,7 +330,7 @@ fn par_rows<O: Send>(out: &mut [O], inner: usize, f: impl Fn(usize, &mut [O]) + 
         return;
     }
     let rows_per = CHUNK.div_ceil(inner).max(1);
-    out.par_chunks_mut(rows_per * inner).enumerate().for_each(|(i, chunk)| f(i * rows_per, chunk));
+    crate::par::chunks(out, rows_per * inner, true, &|i, chunk| f(i * rows_per, chunk));
 }
 
 /// Splits a flat map into parallel chunks when large; calls `f(start, chunk)`.
@@ -744,7 +339,7 @@ fn par_flat<O: Send>(out: &mut [O], f: impl Fn(usize, &mut [O]) + Sync) {
         f(0, out);
         return;
     }
-    out.par_chunks_mut(CHUNK).enumerate().for_each(|(i, chunk)| f(i * CHUNK, chunk));
+    crate::par::chunks(out, CHUNK, true, &|i, chunk| f(i * CHUNK, chunk));
 }
 
 #[inline(always)]
@@ -897,8 +492,8 @@ where
     Ok(())
 }
 
-/// Converts every element of `src` into `dst` with [`Prim::cast`].
-pub fn cast_slice<S: Prim, D: Prim>(src: &[S], dst: &mut [D]) -> KResult {
+/// Converts every element of `src` into `dst` with [`Element::cast`].
+pub fn cast_slice<S: Element, D: Element>(src: &[S], dst: &mut [D]) -> KResult {
     unary(src, dst, |v| v.cast::<D>())
 }
 
@@ -916,11 +511,11 @@ pub fn glu<T: Real>(input: &[T], out: &mut [T], outer: usize, half: usize, inner
     if row == 0 {
         return Ok(());
     }
-    let one = T::c(1.0);
+    let one = T::ONE;
     for (o, src) in out.chunks_mut(row).zip(input.chunks(2 * row)) {
         let (a, b) = src.split_at(row);
         for ((o, &x), &g) in o.iter_mut().zip(a).zip(b) {
-            *o = x.mul(one.div(one.add((-g).exp())));
+            *o = x * (one / (one + (-g).exp()));
         }
     }
     Ok(())
@@ -1054,32 +649,6 @@ mod tests {
         assert!((erf_f32(1.0) - 0.842_700_8).abs() < 1e-7);
         // High-precision value (50-digit Taylor series): 0.997603017229281245...
         assert_eq!(erf_f64(2.146_812_730_065_659), 0.997_603_017_229_281_2);
-    }
-
-    #[test]
-    fn casts_follow_cpp() {
-        assert_eq!((-1.7f32).cast::<i32>(), -1);
-        assert_eq!(300i32.cast::<u8>(), 44);
-        assert_eq!((-1i64).cast::<u32>(), u32::MAX);
-        assert_eq!(u64::MAX.cast::<f32>(), u64::MAX as f32);
-        assert_eq!(i64::MAX.cast::<i64>(), i64::MAX);
-        assert_eq!(half::f16::from_f32(1.5).cast::<f32>(), 1.5);
-        assert_eq!(0.1f32.cast::<half::bf16>(), half::bf16::from_f32(0.1));
-    }
-
-    #[test]
-    fn python_division_semantics() {
-        assert_eq!((-7i64).floor_div(2), -4);
-        assert_eq!(7i64.floor_div(-2), -4);
-        assert_eq!((-7i64).py_rem(2), 1);
-        assert_eq!(7i64.py_rem(-2), -1);
-        assert_eq!(i64::MIN.floor_div(-1), i64::MIN);
-        assert_eq!((-7.0f64).floor_div(2.0), -4.0);
-        assert_eq!((-7.5f64).py_rem(2.0), 0.5);
-        assert_eq!(1.0f32.floor_div(0.0), f32::INFINITY);
-        assert_eq!((-1.0f32).floor_div(0.0), f32::NEG_INFINITY);
-        assert!(f32::NAN.max_nan(1.0).is_nan());
-        assert!(1.0f32.min_nan(f32::NAN).is_nan());
     }
 
     #[test]

@@ -1,19 +1,47 @@
-//! Portable compute kernels: safe, slice-based, generic over the element type.
+//! **ferrite-kernels**: Ferrite's compute library — the role tract-linalg plays for tract. It
+//! knows nothing of programs: kernels take slices and shapes, check every precondition and return
+//! a [`KernelError`] rather than panicking.
 //!
-//! Every kernel takes contiguous row-major (`dim_order` = identity) slices plus
-//! the shapes it needs, validates its preconditions and returns
-//! [`KernelError`] rather than panicking. Operator adapters (argument parsing,
-//! dtype promotion, output resizing) live one level up, in `crate::ops`.
+//! - [`num`]: the element types as one trait hierarchy ([`Element`] → [`Number`] → [`Real`] /
+//!   [`Integer`] / [`Accumulator`], and [`Float`]) and [`dispatch!`], the one way from a run-time
+//!   [`DType`] to a Rust type.
+//! - [`simd`]: the SIMD [`Level`](simd::Level) (AVX-512, AVX2+FMA, NEON, portable), detected once
+//!   and injectable; the vector leaf (the only `unsafe`): packed GEMM tiles, depthwise rows, row
+//!   kernels.
+//! - Portable kernels, generic over the element type: [`elementwise`], [`reduce`], [`norm`],
+//!   [`pool`], [`conv`] (im2col + GEMM, depthwise, transposed), [`linalg`] (products through the
+//!   `gemm` crate, [`ordered`] products in ExecuTorch's summation order), [`quantized`],
+//!   [`layout`].
+//! - The Ferrite backend's kernels, f32 over SIMD: [`nhwc`] (channels-last convolution with
+//!   packed weights), [`dense`], [`rowwise`] (broadcast arithmetic, activations, softmax, layer
+//!   norm, sums, NHWC pooling).
+//!
+//! ```
+//! use ferrite_kernels::elementwise::binary;
+//!
+//! # fn main() -> Result<(), ferrite_kernels::KernelError> {
+//! let (a, b) = ([1.0f32, 2.0, 3.0, 4.0], [10.0f32, 20.0]);
+//! let mut out = [0.0f32; 4];
+//! // [2, 2] + [2] broadcast: each row gets b.
+//! binary(&a, &[2, 2], &b, &[2], &mut out, &[2, 2], |x, y| x + y)?;
+//! assert_eq!(out, [11.0, 22.0, 13.0, 24.0]);
+//! # Ok(()) }
+//! ```
+
+#![deny(unsafe_code)]
 
 pub mod conv;
 pub mod dense;
+mod dispatch;
 pub mod elementwise;
 pub mod layout;
 pub mod linalg;
 pub mod matmul;
 pub mod nhwc;
 pub mod norm;
+pub mod num;
 pub mod ordered;
+pub mod par;
 pub mod pool;
 pub mod quantized;
 pub mod reduce;
@@ -22,7 +50,9 @@ pub mod simd;
 
 use std::cell::Cell;
 
-use half::{bf16, f16};
+#[doc(hidden)]
+pub use half;
+pub use num::{Accumulator, DType, Element, Float, Integer, Kind, Number, Real};
 
 thread_local! {
     /// Set while [`serial`] runs: kernels then stay on the calling thread.
@@ -78,120 +108,6 @@ pub enum KernelError {
 
 /// Result of a kernel.
 pub type KResult<T = ()> = Result<T, KernelError>;
-
-/// An element type a tensor can hold.
-pub trait Element: Copy + Send + Sync + Default + PartialOrd + std::fmt::Debug + 'static {
-    /// Widen to f64 (exact for every supported type except i64/u64 beyond 2^53).
-    fn to_f64(self) -> f64;
-    /// Narrow from f64 (saturating for integers, `!= 0` for bool).
-    fn from_f64(v: f64) -> Self;
-    /// Widen to f32.
-    fn to_f32(self) -> f32 {
-        self.to_f64() as f32
-    }
-    /// Narrow from f32.
-    fn from_f32(v: f32) -> Self {
-        Self::from_f64(v as f64)
-    }
-}
-
-/// A floating-point element type; arithmetic on it is done in f32 (f64 for f64).
-pub trait Float: Element {}
-
-macro_rules! element_int {
-    ($($t:ty),*) => {$(
-        impl Element for $t {
-            #[inline(always)]
-            fn to_f64(self) -> f64 { self as f64 }
-            #[inline(always)]
-            fn from_f64(v: f64) -> Self { v as $t }
-        }
-    )*};
-}
-element_int!(i8, u8, i16, u16, i32, u32, i64, u64);
-
-impl Element for f32 {
-    #[inline(always)]
-    fn to_f64(self) -> f64 {
-        self as f64
-    }
-    #[inline(always)]
-    fn from_f64(v: f64) -> Self {
-        v as f32
-    }
-    #[inline(always)]
-    fn to_f32(self) -> f32 {
-        self
-    }
-    #[inline(always)]
-    fn from_f32(v: f32) -> Self {
-        v
-    }
-}
-impl Element for f64 {
-    #[inline(always)]
-    fn to_f64(self) -> f64 {
-        self
-    }
-    #[inline(always)]
-    fn from_f64(v: f64) -> Self {
-        v
-    }
-}
-impl Element for f16 {
-    #[inline(always)]
-    fn to_f64(self) -> f64 {
-        self.to_f64()
-    }
-    #[inline(always)]
-    fn from_f64(v: f64) -> Self {
-        f16::from_f64(v)
-    }
-    #[inline(always)]
-    fn to_f32(self) -> f32 {
-        f16::to_f32(self)
-    }
-    #[inline(always)]
-    fn from_f32(v: f32) -> Self {
-        f16::from_f32(v)
-    }
-}
-impl Element for bf16 {
-    #[inline(always)]
-    fn to_f64(self) -> f64 {
-        self.to_f64()
-    }
-    #[inline(always)]
-    fn from_f64(v: f64) -> Self {
-        bf16::from_f64(v)
-    }
-    #[inline(always)]
-    fn to_f32(self) -> f32 {
-        bf16::to_f32(self)
-    }
-    #[inline(always)]
-    fn from_f32(v: f32) -> Self {
-        bf16::from_f32(v)
-    }
-}
-impl Element for bool {
-    #[inline(always)]
-    fn to_f64(self) -> f64 {
-        if self {
-            1.0
-        } else {
-            0.0
-        }
-    }
-    #[inline(always)]
-    fn from_f64(v: f64) -> Self {
-        v != 0.0
-    }
-}
-impl Float for f32 {}
-impl Float for f64 {}
-impl Float for f16 {}
-impl Float for bf16 {}
 
 /// Number of elements of `shape`, or `None` on overflow.
 pub fn numel(shape: &[usize]) -> Option<usize> {

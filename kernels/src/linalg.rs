@@ -1,35 +1,142 @@
-//! Matrix products (through [`super::matmul::gemm`]) and scaled dot-product attention.
+//! Matrix products (through [`crate::matmul::gemm`]) and scaled dot-product attention.
 //!
 //! f32, f64 and f16 go straight to `gemm`; bf16 is widened to f32 and rounded back; integer
 //! types use a plain triple loop with wrapping arithmetic (ExecuTorch's portable kernels accept
-//! them too).
+//! them too). The choice is made on [`Element::DTYPE`], which the compiler folds away.
 
 use half::{bf16, f16};
-use rayon::prelude::*;
 
-use super::matmul::{gemm, Mat};
-use super::norm::{FloatElem, Real};
-use super::ordered::{gemm_in_order, PackedA, NR};
-use super::{KResult, KernelError};
+use crate::matmul::{gemm, Mat};
+use crate::num::{same, same_mut, DType, Element, Float, Kind, Real};
+use crate::ordered::{gemm_in_order, PackedA, NR};
+use crate::simd::Level;
+use crate::{KResult, KernelError};
 
-/// An element type matrix products are defined for.
-pub trait LinElem: Copy + Send + Sync + Default + std::fmt::Debug + 'static {
-    /// `dst = a · b`, or `dst += a · b` with `accumulate` (`dst` row-major with row stride `ldd`).
-    fn matmul(
-        dst: &mut [Self],
+/// `a` viewed as a matrix of `U`, which is `T` (see [`same`]).
+fn retype<'a, T: Element, U: Element>(a: Mat<'a, T>) -> KResult<Mat<'a, U>> {
+    let data = same(a.data).ok_or_else(|| KernelError::Argument("matmul: element types differ".into()))?;
+    Ok(Mat { data, rows: a.rows, cols: a.cols, row_stride: a.row_stride, col_stride: a.col_stride })
+}
+
+/// `dst = a · b`, or `dst += a · b` with `accumulate` (`dst` row-major with row stride `ldd`):
+/// through `gemm` for floats (bf16 widened to f32), a wrapping triple loop for integers. Uses up
+/// to `threads` rayon threads.
+pub fn matmul<T: Element>(
+    dst: &mut [T],
+    ldd: usize,
+    a: Mat<'_, T>,
+    b: Mat<'_, T>,
+    accumulate: bool,
+    threads: usize,
+) -> KResult {
+    fn typed<T: Element, U: Element>(
+        dst: &mut [T],
         ldd: usize,
-        a: Mat<'_, Self>,
-        b: Mat<'_, Self>,
+        a: Mat<'_, T>,
+        b: Mat<'_, T>,
         accumulate: bool,
         threads: usize,
-    ) -> KResult;
-    /// `x * alpha + y * beta` (for addmm/baddbmm; `beta` = 0 ignores `y`).
-    fn axpby(x: Self, alpha: f64, y: Self, beta: f64) -> Self;
-    /// `dst = a · b` with every output summed in ExecuTorch's portable order (see
-    /// [`matmul_in_order`]). Integer products are exact in any order, so by default this is
-    /// [`LinElem::matmul`].
-    fn matmul_in_order(dst: &mut [Self], ldd: usize, a: Mat<'_, Self>, b: Mat<'_, Self>, threads: usize) -> KResult {
-        Self::matmul(dst, ldd, a, b, false, threads)
+    ) -> KResult {
+        let dst = same_mut::<T, U>(dst).ok_or_else(|| KernelError::Argument("matmul: element types differ".into()))?;
+        gemm(dst, ldd, retype::<T, U>(a)?, retype::<T, U>(b)?, accumulate, threads)
+    }
+    match T::DTYPE {
+        DType::F32 => typed::<T, f32>(dst, ldd, a, b, accumulate, threads),
+        DType::F64 => typed::<T, f64>(dst, ldd, a, b, accumulate, threads),
+        DType::F16 => typed::<T, f16>(dst, ldd, a, b, accumulate, threads),
+        DType::BF16 => {
+            let dst = same_mut::<T, bf16>(dst).ok_or_else(|| KernelError::Argument("matmul: bf16".into()))?;
+            matmul_bf16(dst, ldd, retype(a)?, retype(b)?, accumulate, threads)
+        }
+        // Integers: arithmetic modulo 2^64 then truncated is the type's own wrapping arithmetic.
+        _ => naive(dst, ldd, a, b, accumulate, |acc: T, x: T, y: T| {
+            T::from_u64(acc.to_u64().wrapping_add(x.to_u64().wrapping_mul(y.to_u64())))
+        }),
+    }
+}
+
+/// bf16 products: widened to f32, multiplied, rounded back.
+fn matmul_bf16(
+    dst: &mut [bf16],
+    ldd: usize,
+    a: Mat<'_, bf16>,
+    b: Mat<'_, bf16>,
+    accumulate: bool,
+    threads: usize,
+) -> KResult {
+    let (m, n) = (a.rows, b.cols);
+    let wa = widen(a)?;
+    let wb = widen(b)?;
+    let mut out = vec![0.0f32; m * n];
+    gemm(&mut out, n, Mat::row_major(&wa, a.rows, a.cols), Mat::row_major(&wb, b.rows, b.cols), false, threads)?;
+    for r in 0..m {
+        let row =
+            dst.get_mut(r * ldd..r * ldd + n).ok_or_else(|| KernelError::Shape("matmul: output too small".into()))?;
+        for (d, &v) in row.iter_mut().zip(&out[r * n..(r + 1) * n]) {
+            *d = bf16::from_f32(if accumulate { d.to_f32() + v } else { v });
+        }
+    }
+    Ok(())
+}
+
+/// A strided bf16 matrix, widened to a row-major f32 copy.
+fn widen(a: Mat<'_, bf16>) -> KResult<Vec<f32>> {
+    let mut out = Vec::with_capacity(a.rows * a.cols);
+    for r in 0..a.rows {
+        for c in 0..a.cols {
+            let v = a
+                .data
+                .get(r * a.row_stride + c * a.col_stride)
+                .ok_or_else(|| KernelError::Shape("matmul: operand too small".into()))?;
+            out.push(v.to_f32());
+        }
+    }
+    Ok(out)
+}
+
+/// `x * alpha + y * beta` in the element type (for addmm and baddbmm; `beta` = 0 ignores `y`):
+/// computed in f64 for floats; for integers `alpha` and `beta` are converted first and the
+/// arithmetic wraps.
+#[inline(always)]
+pub fn axpby<T: Element>(x: T, alpha: f64, y: T, beta: f64) -> T {
+    match T::KIND {
+        Kind::Float => {
+            let x = x.to_f64() * alpha;
+            T::from_f64(if beta == 0.0 { x } else { x + y.to_f64() * beta })
+        }
+        Kind::Signed | Kind::Unsigned => {
+            let (a, b) = (T::from_f64(alpha).to_u64(), T::from_f64(beta).to_u64());
+            T::from_u64(x.to_u64().wrapping_mul(a).wrapping_add(y.to_u64().wrapping_mul(b)))
+        }
+    }
+}
+
+/// `dst = a · b` with every output summed in ExecuTorch's portable order (see
+/// [`matmul_in_order_real`]) for f32 and f64; other types keep [`matmul`] (integer products are
+/// exact in any order; f16 products accumulate in f16 either way).
+pub fn matmul_in_order<T: Element>(
+    dst: &mut [T],
+    ldd: usize,
+    a: Mat<'_, T>,
+    b: Mat<'_, T>,
+    threads: usize,
+    level: Level,
+) -> KResult {
+    fn typed<T: Element, U: Real>(
+        dst: &mut [T],
+        ldd: usize,
+        a: Mat<'_, T>,
+        b: Mat<'_, T>,
+        threads: usize,
+        level: Level,
+    ) -> KResult {
+        let dst = same_mut::<T, U>(dst).ok_or_else(|| KernelError::Argument("matmul: element types differ".into()))?;
+        matmul_in_order_real(dst, ldd, retype::<T, U>(a)?, retype::<T, U>(b)?, threads, level)
+    }
+    match T::DTYPE {
+        DType::F32 => typed::<T, f32>(dst, ldd, a, b, threads, level),
+        DType::F64 => typed::<T, f64>(dst, ldd, a, b, threads, level),
+        _ => matmul(dst, ldd, a, b, false, threads),
     }
 }
 
@@ -37,10 +144,14 @@ pub trait LinElem: Copy + Send + Sync + Default + std::fmt::Debug + 'static {
 /// per multiply and per add — what ExecuTorch's portable `mm`/`bmm`/`addmm` compute, bit for
 /// bit. Rows are independent, so they may run on rayon threads; each row keeps one accumulator
 /// per output column, so the inner loop vectorises without reordering any sum.
-pub fn matmul_in_order<T>(dst: &mut [T], ldd: usize, a: Mat<'_, T>, b: Mat<'_, T>, threads: usize) -> KResult
-where
-    T: super::conv::Real,
-{
+pub fn matmul_in_order_real<T: Real>(
+    dst: &mut [T],
+    ldd: usize,
+    a: Mat<'_, T>,
+    b: Mat<'_, T>,
+    threads: usize,
+    level: Level,
+) -> KResult {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     if b.rows != k {
         return Err(KernelError::Shape(format!("matmul: {m}x{k} times {}x{n}", b.rows)));
@@ -64,91 +175,10 @@ where
             }
         }
     };
-    gemm_in_order(dst, ldd, n, &pa, pack, threads)
+    gemm_in_order(dst, ldd, n, &pa, pack, threads, level)
 }
 
-macro_rules! lin_gemm {
-    ($($t:ty $(=> $in_order:ident)?),*) => {$(
-        impl LinElem for $t {
-            fn matmul(dst: &mut [Self], ldd: usize, a: Mat<'_, Self>, b: Mat<'_, Self>, accumulate: bool, threads: usize) -> KResult {
-                gemm(dst, ldd, a, b, accumulate, threads)
-            }
-            fn axpby(x: Self, alpha: f64, y: Self, beta: f64) -> Self {
-                let x = super::Element::to_f64(x) * alpha;
-                <$t as super::Element>::from_f64(if beta == 0.0 { x } else { x + super::Element::to_f64(y) * beta })
-            }
-            $(
-            fn matmul_in_order(dst: &mut [Self], ldd: usize, a: Mat<'_, Self>, b: Mat<'_, Self>, threads: usize) -> KResult {
-                $in_order(dst, ldd, a, b, threads)
-            }
-            )?
-        }
-    )*};
-}
-// f16 products keep the default (gemm accumulates in f16 either way).
-lin_gemm!(f32 => matmul_in_order, f64 => matmul_in_order, f16);
-
-impl LinElem for bf16 {
-    fn matmul(
-        dst: &mut [Self],
-        ldd: usize,
-        a: Mat<'_, Self>,
-        b: Mat<'_, Self>,
-        accumulate: bool,
-        threads: usize,
-    ) -> KResult {
-        let (m, n) = (a.rows, b.cols);
-        let wa = widen(a)?;
-        let wb = widen(b)?;
-        let mut out = vec![0.0f32; m * n];
-        gemm(&mut out, n, Mat::row_major(&wa, a.rows, a.cols), Mat::row_major(&wb, b.rows, b.cols), false, threads)?;
-        for r in 0..m {
-            let row = dst
-                .get_mut(r * ldd..r * ldd + n)
-                .ok_or_else(|| KernelError::Shape("matmul: output too small".into()))?;
-            for (d, &v) in row.iter_mut().zip(&out[r * n..(r + 1) * n]) {
-                *d = bf16::from_f32(if accumulate { d.to_f32() + v } else { v });
-            }
-        }
-        Ok(())
-    }
-    fn axpby(x: Self, alpha: f64, y: Self, beta: f64) -> Self {
-        let x = f64::from(x.to_f32()) * alpha;
-        bf16::from_f64(if beta == 0.0 { x } else { x + f64::from(y.to_f32()) * beta })
-    }
-}
-
-/// A strided bf16 matrix, widened to a row-major f32 copy.
-fn widen(a: Mat<'_, bf16>) -> KResult<Vec<f32>> {
-    let mut out = Vec::with_capacity(a.rows * a.cols);
-    for r in 0..a.rows {
-        for c in 0..a.cols {
-            let v = a
-                .data
-                .get(r * a.row_stride + c * a.col_stride)
-                .ok_or_else(|| KernelError::Shape("matmul: operand too small".into()))?;
-            out.push(v.to_f32());
-        }
-    }
-    Ok(out)
-}
-
-macro_rules! lin_int {
-    ($($t:ty),*) => {$(
-        impl LinElem for $t {
-            fn matmul(dst: &mut [Self], ldd: usize, a: Mat<'_, Self>, b: Mat<'_, Self>, accumulate: bool, _threads: usize) -> KResult {
-                naive(dst, ldd, a, b, accumulate, |acc: $t, x: $t, y: $t| acc.wrapping_add(x.wrapping_mul(y)))
-            }
-            fn axpby(x: Self, alpha: f64, y: Self, beta: f64) -> Self {
-                let (a, b) = (alpha as $t, beta as $t);
-                x.wrapping_mul(a).wrapping_add(y.wrapping_mul(b))
-            }
-        }
-    )*};
-}
-lin_int!(i8, u8, i16, u16, i32, u32, i64, u64);
-
-fn naive<T: Copy + Default>(
+fn naive<T: Element>(
     dst: &mut [T],
     ldd: usize,
     a: Mat<'_, T>,
@@ -216,7 +246,7 @@ fn sub_mat<'a, T>(data: &'a [T], op: &Operand, batch: usize, rows: usize, cols: 
 /// `out[b] (+)= a[b] · b[b]` for `batch` products of `(m × k) · (k × n)`; `out` is contiguous
 /// `(batch, m, n)`. Batches run on rayon threads when there are several.
 #[allow(clippy::too_many_arguments)]
-pub fn bmm<T: LinElem>(
+pub fn bmm<T: Element>(
     a: &[T],
     ao: &Operand,
     b: &[T],
@@ -226,13 +256,13 @@ pub fn bmm<T: LinElem>(
     (m, k, n): (usize, usize, usize),
     accumulate: bool,
 ) -> KResult {
-    batched(a, ao, b, bo, out, batch, (m, k, n), |dst, x, y, threads| T::matmul(dst, n, x, y, accumulate, threads))
+    batched(a, ao, b, bo, out, batch, (m, k, n), |dst, x, y, threads| matmul(dst, n, x, y, accumulate, threads))
 }
 
-/// [`bmm`] with every product summed in ExecuTorch's portable order
-/// ([`LinElem::matmul_in_order`]); `out` is overwritten.
+/// [`bmm`] with every product summed in ExecuTorch's portable order ([`matmul_in_order`]);
+/// `out` is overwritten.
 #[allow(clippy::too_many_arguments)]
-pub fn bmm_in_order<T: LinElem>(
+pub fn bmm_in_order<T: Element>(
     a: &[T],
     ao: &Operand,
     b: &[T],
@@ -240,14 +270,15 @@ pub fn bmm_in_order<T: LinElem>(
     out: &mut [T],
     batch: usize,
     (m, k, n): (usize, usize, usize),
+    level: Level,
 ) -> KResult {
-    batched(a, ao, b, bo, out, batch, (m, k, n), |dst, x, y, threads| T::matmul_in_order(dst, n, x, y, threads))
+    batched(a, ao, b, bo, out, batch, (m, k, n), |dst, x, y, threads| matmul_in_order(dst, n, x, y, threads, level))
 }
 
 /// Runs `product(dst, a[i], b[i], threads)` for each of `batch` products into contiguous
 /// `(batch, m, n)` output; batches run on rayon threads when there are enough of them.
 #[allow(clippy::too_many_arguments)]
-fn batched<T: LinElem>(
+fn batched<T: Element>(
     a: &[T],
     ao: &Operand,
     b: &[T],
@@ -266,16 +297,12 @@ fn batched<T: LinElem>(
         return Ok(());
     }
     let threads = crate::threads();
-    if batch == 1 || threads <= 1 || batch < threads / 2 {
-        for (i, dst) in out.chunks_mut(per).enumerate() {
-            product(dst, sub_mat(a, ao, i, m, k)?, sub_mat(b, bo, i, k, n)?, threads)?;
-        }
-        Ok(())
-    } else {
-        out.par_chunks_mut(per)
-            .enumerate()
-            .try_for_each(|(i, dst)| product(dst, sub_mat(a, ao, i, m, k)?, sub_mat(b, bo, i, k, n)?, 1))
-    }
+    // Batches on threads when there are enough of them; otherwise each product threaded.
+    let par = !(batch == 1 || threads <= 1 || batch < threads / 2);
+    let product_threads = if par { 1 } else { threads };
+    crate::par::try_chunks(out, per, par, &|i, dst| {
+        product(dst, sub_mat(a, ao, i, m, k)?, sub_mat(b, bo, i, k, n)?, product_threads)
+    })
 }
 
 /// Scaled dot-product attention in ExecuTorch's `llama::custom_sdpa` layout: `q` is
@@ -284,7 +311,7 @@ fn batched<T: LinElem>(
 /// `kv_used` keys are attended to; with `causal`, query `i` sees keys `0 ..= start_pos + i`; an
 /// optional additive `mask` is `(q_len, kv_used)`.
 #[allow(clippy::too_many_arguments)]
-pub fn sdpa<T: FloatElem>(
+pub fn sdpa<T: Float>(
     q: &[T],
     k: &[T],
     v: &[T],
@@ -324,54 +351,55 @@ pub fn sdpa<T: FloatElem>(
         return Ok(());
     }
     let reps = heads / kv_heads;
-    let scale = <T::Acc as Real>::from_f64(scale);
+    let scale = <T::Compute as Element>::from_f64(scale);
     // One output row (b, i, h) at a time; rows are independent.
-    let body = |(row, o): (usize, &mut [T])| {
+    let body = |row: usize, o: &mut [T]| {
         let h = row % heads;
         let i = (row / heads) % q_len;
         let b = row / (heads * q_len);
         let kh = h / reps;
         let qrow = &q[row * dim..(row + 1) * dim];
         let limit = if causal { kv_used.min(start_pos + i + 1) } else { kv_used };
-        let mut scores: Vec<T::Acc> = Vec::with_capacity(limit);
-        let mut max = <T::Acc as Real>::NEG_INFINITY;
+        let mut scores: Vec<T::Compute> = Vec::with_capacity(limit);
+        let mut max = <T::Compute as Real>::NEG_INFINITY;
         for j in 0..limit {
             let base = ((b * kv_len + j) * kv_heads + kh) * dim;
             let krow = &k[base..base + dim];
-            let mut s = <T::Acc as Real>::ZERO;
+            let mut s = <T::Compute as Element>::ZERO;
             for (&x, &y) in qrow.iter().zip(krow) {
-                s = s + x.to_acc() * y.to_acc();
+                s += x.to_compute() * y.to_compute();
             }
             s = s * scale;
             if let Some(m) = mask {
-                s = s + <T::Acc as Real>::from_f64(f64::from(m[i * kv_used + j]));
+                s += <T::Compute as Element>::from_f64(f64::from(m[i * kv_used + j]));
             }
             if s > max {
                 max = s;
             }
             scores.push(s);
         }
-        let mut sum = <T::Acc as Real>::ZERO;
+        let mut sum = <T::Compute as Element>::ZERO;
         for s in scores.iter_mut() {
             *s = (*s - max).exp();
-            sum = sum + *s;
+            sum += *s;
         }
-        let mut acc = vec![<T::Acc as Real>::ZERO; dim];
+        let mut acc = vec![<T::Compute as Element>::ZERO; dim];
         for (j, &p) in scores.iter().enumerate() {
             let base = ((b * kv_len + j) * kv_heads + kh) * dim;
             for (a, &y) in acc.iter_mut().zip(&v[base..base + dim]) {
-                *a = *a + p * y.to_acc();
+                *a += p * y.to_compute();
             }
         }
         for (d, a) in o.iter_mut().zip(acc) {
-            *d = T::from_acc(a / sum);
+            *d = T::from_compute(a / sum);
         }
     };
-    if super::threads() > 1 {
-        out.par_chunks_mut(dim).enumerate().with_min_len(8).for_each(body);
-    } else {
-        out.chunks_mut(dim).enumerate().for_each(body);
-    }
+    // Eight rows per task at least.
+    crate::par::chunks(out, 8 * dim, super::threads() > 1, &|c, rows| {
+        for (r, o) in rows.chunks_mut(dim).enumerate() {
+            body(c * 8 + r, o);
+        }
+    });
     Ok(())
 }
 
@@ -442,9 +470,12 @@ mod tests {
             let b: Vec<f32> = (0..k * n).map(|i| ((i * 104_729) % 991) as f32 * 0.0071 - 3.3).collect();
             // b as given, and b read through a transposed layout (the `linear` case).
             let bt: Vec<f32> = (0..n).flat_map(|j| (0..k).map(move |p| (j, p))).map(|(j, p)| b[p * n + j]).collect();
-            for (bo, bdata) in [(Operand::broadcast(batch, n, 1), &b), (Operand::broadcast(batch, 1, k), &bt)] {
+            let layouts = [(Operand::broadcast(batch, n, 1), &b), (Operand::broadcast(batch, 1, k), &bt)];
+            for ((bo, bdata), level) in layouts.iter().flat_map(|l| Level::available().into_iter().map(move |v| (l, v)))
+            {
                 let mut out = vec![f32::NAN; batch * m * n];
-                bmm_in_order(&a, &Operand::row_major(batch, m, k), bdata, &bo, &mut out, batch, (m, k, n)).unwrap();
+                let a_op = Operand::row_major(batch, m, k);
+                bmm_in_order(&a, &a_op, bdata, bo, &mut out, batch, (m, k, n), level).unwrap();
                 for i in 0..batch {
                     let want = executorch_matmul(&a[i * m * k..(i + 1) * m * k], &b, m, k, n);
                     let got = &out[i * m * n..(i + 1) * m * n];

@@ -3,7 +3,8 @@
 
 #![allow(unsafe_code)]
 
-use super::{KResult, KernelError};
+use crate::num::{DType, Element};
+use crate::{KResult, KernelError};
 
 /// A strided read-only matrix: element `(r, c)` is `data[r * row_stride + c * col_stride]`.
 #[derive(Debug, Clone, Copy)]
@@ -59,29 +60,10 @@ impl<'a, T> Mat<'a, T> {
     }
 }
 
-/// Element types `gemm` multiplies.
-pub trait GemmElement: Copy + Send + Sync + 'static {
-    /// Zero.
-    const ZERO: Self;
-    /// One.
-    const ONE: Self;
-}
-impl GemmElement for f32 {
-    const ZERO: Self = 0.0;
-    const ONE: Self = 1.0;
-}
-impl GemmElement for f64 {
-    const ZERO: Self = 0.0;
-    const ONE: Self = 1.0;
-}
-impl GemmElement for half::f16 {
-    const ZERO: Self = half::f16::ZERO;
-    const ONE: Self = half::f16::ONE;
-}
-
 /// `dst = a · b` (or `dst += a · b` with `accumulate`), `dst` row-major `m × n` with row
 /// stride `ldd` (≥ n). Uses up to `threads` rayon threads (1 = the calling thread only).
-pub fn gemm<T: GemmElement>(
+/// `T` is f32, f64 or f16 (the types `gemm` multiplies; others are an error).
+pub fn gemm<T: Element>(
     dst: &mut [T],
     ldd: usize,
     a: Mat<'_, T>,
@@ -89,6 +71,9 @@ pub fn gemm<T: GemmElement>(
     accumulate: bool,
     threads: usize,
 ) -> KResult {
+    if !matches!(T::DTYPE, DType::F32 | DType::F64 | DType::F16) {
+        return Err(KernelError::Argument(format!("gemm does not multiply {}", T::DTYPE)));
+    }
     let (m, k, n) = (a.rows, a.cols, b.cols);
     if b.rows != k {
         return Err(KernelError::Shape(format!("matmul: {}x{} times {}x{}", a.rows, a.cols, b.rows, b.cols)));

@@ -13,8 +13,6 @@
 //! Bias and the fused activation clamp are applied as each register tile is stored. The vector
 //! code is in [`super::simd`]; everything here is safe.
 
-use rayon::prelude::*;
-
 use super::simd::{self, Level, PackedB, PackedDw, Window};
 use super::{KResult, KernelError};
 
@@ -266,15 +264,10 @@ impl Conv2d {
                     dilation: g.dilation,
                 };
                 let image = pixels_in * g.in_channels;
-                let row = |(r, yr): (usize, &mut [f32])| {
+                crate::par::try_chunks(y, ow * g.out_channels, threads > 1, &|r, yr| {
                     let n = r / oh;
                     simd::dw_row(&x[n * image..(n + 1) * image], &dg, r % oh, p, yr, lo, hi)
-                };
-                if threads > 1 {
-                    y.par_chunks_mut(ow * g.out_channels).enumerate().try_for_each(row)
-                } else {
-                    y.chunks_mut(ow * g.out_channels).enumerate().try_for_each(row)
-                }
+                })
             }
             Strategy::General(packs) => {
                 let cin_g = g.in_channels / g.groups;
@@ -282,7 +275,7 @@ impl Conv2d {
                 let mr = packs.first().map_or(1, |b| b.level().mr());
                 let rows = patch_rows(k, mr);
                 let cout = g.out_channels;
-                let block = |patch: &mut Vec<f32>, (blk, yb): (usize, &mut [f32])| -> KResult {
+                let block = |patch: &mut Vec<f32>, blk: usize, yb: &mut [f32]| -> KResult {
                     let r0 = blk * rows;
                     let m = yb.len() / cout;
                     patch.resize(m * k, 0.0);
@@ -292,12 +285,7 @@ impl Conv2d {
                     }
                     Ok(())
                 };
-                if threads > 1 {
-                    y.par_chunks_mut(rows * cout).enumerate().try_for_each_init(Vec::new, block)
-                } else {
-                    let mut patch = Vec::new();
-                    y.chunks_mut(rows * cout).enumerate().try_for_each(|t| block(&mut patch, t))
-                }
+                crate::par::try_chunks_with(y, rows * cout, threads > 1, &Vec::new, &block)
             }
         }
     }
@@ -410,7 +398,7 @@ mod tests {
             transposed: false,
         };
         let mut want = vec![0.0f32; g.batch * g.out_channels * oh * ow];
-        conv(&x, &w, b.as_deref(), &mut want, &shape, 1).unwrap();
+        conv(&x, &w, b.as_deref(), &mut want, &shape, 1, Level::Portable).unwrap();
         let want: Vec<f32> = nchw_to_nhwc(&want, g.batch, g.out_channels, oh, ow)
             .into_iter()
             .map(|v| v.clamp(clamp.0, clamp.1))

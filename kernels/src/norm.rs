@@ -1,141 +1,14 @@
-//! Softmax, log-softmax, layer norm and group norm over contiguous tensors.
+//! Softmax, log-softmax, layer norm, group norm and batch norm over contiguous tensors.
 //!
-//! Arithmetic is done in f32 for f32/f16/bf16 and in f64 for f64 ([`FloatElem::Acc`]).
+//! Arithmetic is done in f32 for f32/f16/bf16 and in f64 for f64 ([`Float::Compute`]).
 //! Independent rows are spread over rayon threads; each row's arithmetic is sequential, so
 //! results do not depend on the thread count.
 
-use std::ops::{Add, Div, Mul, Sub};
-
-use half::{bf16, f16};
-use rayon::prelude::*;
-
-use super::{Float, KResult, KernelError};
+use crate::num::{Element, Float, Real};
+use crate::{KResult, KernelError};
 
 /// Rows at least this large in total are processed on several threads.
 const PAR_MIN: usize = 1 << 14;
-
-/// f32 or f64: the type floating-point kernels compute in.
-pub trait Real:
-    Copy
-    + Send
-    + Sync
-    + PartialOrd
-    + std::fmt::Debug
-    + Add<Output = Self>
-    + Sub<Output = Self>
-    + Mul<Output = Self>
-    + Div<Output = Self>
-{
-    /// Zero.
-    const ZERO: Self;
-    /// One.
-    const ONE: Self;
-    /// Negative infinity.
-    const NEG_INFINITY: Self;
-    /// `e^self`.
-    fn exp(self) -> Self;
-    /// Natural logarithm.
-    fn ln(self) -> Self;
-    /// Square root.
-    fn sqrt(self) -> Self;
-    /// From f64 (rounding).
-    fn from_f64(v: f64) -> Self;
-    /// Whether NaN.
-    fn is_nan(self) -> bool;
-    /// To f64 (exact).
-    fn to_f64(self) -> f64;
-}
-
-macro_rules! real {
-    ($t:ty) => {
-        impl Real for $t {
-            const ZERO: Self = 0.0;
-            const ONE: Self = 1.0;
-            const NEG_INFINITY: Self = <$t>::NEG_INFINITY;
-            #[inline(always)]
-            fn exp(self) -> Self {
-                <$t>::exp(self)
-            }
-            #[inline(always)]
-            fn ln(self) -> Self {
-                <$t>::ln(self)
-            }
-            #[inline(always)]
-            fn sqrt(self) -> Self {
-                <$t>::sqrt(self)
-            }
-            #[inline(always)]
-            fn from_f64(v: f64) -> Self {
-                v as $t
-            }
-            #[inline(always)]
-            fn is_nan(self) -> bool {
-                <$t>::is_nan(self)
-            }
-            #[inline(always)]
-            fn to_f64(self) -> f64 {
-                self as f64
-            }
-        }
-    };
-}
-real!(f32);
-real!(f64);
-
-/// A floating-point element with its compute type.
-pub trait FloatElem: Float {
-    /// The compute type (f32, or f64 for f64).
-    type Acc: Real;
-    /// Widen.
-    fn to_acc(self) -> Self::Acc;
-    /// Narrow (round to nearest).
-    fn from_acc(a: Self::Acc) -> Self;
-}
-
-impl FloatElem for f32 {
-    type Acc = f32;
-    #[inline(always)]
-    fn to_acc(self) -> f32 {
-        self
-    }
-    #[inline(always)]
-    fn from_acc(a: f32) -> Self {
-        a
-    }
-}
-impl FloatElem for f64 {
-    type Acc = f64;
-    #[inline(always)]
-    fn to_acc(self) -> f64 {
-        self
-    }
-    #[inline(always)]
-    fn from_acc(a: f64) -> Self {
-        a
-    }
-}
-impl FloatElem for f16 {
-    type Acc = f32;
-    #[inline(always)]
-    fn to_acc(self) -> f32 {
-        self.to_f32()
-    }
-    #[inline(always)]
-    fn from_acc(a: f32) -> Self {
-        f16::from_f32(a)
-    }
-}
-impl FloatElem for bf16 {
-    type Acc = f32;
-    #[inline(always)]
-    fn to_acc(self) -> f32 {
-        self.to_f32()
-    }
-    #[inline(always)]
-    fn from_acc(a: f32) -> Self {
-        bf16::from_f32(a)
-    }
-}
 
 fn check(what: &'static str, len: usize, expected: usize) -> KResult {
     if len != expected {
@@ -162,43 +35,36 @@ fn nan_max<A: Real>(acc: A, v: A) -> A {
 
 /// Softmax (or log-softmax) of one strided row: `n` elements `stride` apart.
 #[inline]
-fn softmax_row<T: FloatElem, U: FloatElem>(x: &[T], y: &mut [U], n: usize, stride: usize, log: bool) {
-    let mut max = <T::Acc as Real>::NEG_INFINITY;
+fn softmax_row<T: Float, U: Float>(x: &[T], y: &mut [U], n: usize, stride: usize, log: bool) {
+    let mut max = <T::Compute as Real>::NEG_INFINITY;
     for j in 0..n {
-        max = nan_max(max, x[j * stride].to_acc());
+        max = nan_max(max, x[j * stride].to_compute());
     }
-    let mut sum = <T::Acc as Real>::ZERO;
+    let mut sum = <T::Compute as Element>::ZERO;
     for j in 0..n {
-        sum = sum + (x[j * stride].to_acc() - max).exp();
+        sum += (x[j * stride].to_compute() - max).exp();
     }
     if log {
         let lse = sum.ln();
         for j in 0..n {
-            y[j * stride] = conv::<T::Acc, U>(x[j * stride].to_acc() - max - lse);
+            y[j * stride] = conv::<T::Compute, U>(x[j * stride].to_compute() - max - lse);
         }
     } else {
         for j in 0..n {
-            y[j * stride] = conv::<T::Acc, U>((x[j * stride].to_acc() - max).exp() / sum);
+            y[j * stride] = conv::<T::Compute, U>((x[j * stride].to_compute() - max).exp() / sum);
         }
     }
 }
 
 /// Converts a compute value to an element of another float type (exact widening via f64).
 #[inline(always)]
-fn conv<A: Real, U: FloatElem>(a: A) -> U {
-    U::from_acc(<U::Acc as Real>::from_f64(a.to_f64()))
+fn conv<A: Real, U: Float>(a: A) -> U {
+    U::from_compute(<U::Compute as Element>::from_f64(a.to_f64()))
 }
 
 /// Softmax (`log` = false) or log-softmax over the middle axis of an `(outer, n, inner)`
 /// tensor. The output may have a different float type (`half_to_float`).
-pub fn softmax<T: FloatElem, U: FloatElem>(
-    x: &[T],
-    y: &mut [U],
-    outer: usize,
-    n: usize,
-    inner: usize,
-    log: bool,
-) -> KResult {
+pub fn softmax<T: Float, U: Float>(x: &[T], y: &mut [U], outer: usize, n: usize, inner: usize, log: bool) -> KResult {
     let total = shape3("softmax", outer, n, inner)?;
     check("softmax input", x.len(), total)?;
     check("softmax output", y.len(), total)?;
@@ -208,52 +74,46 @@ pub fn softmax<T: FloatElem, U: FloatElem>(
     let block = n * inner;
     let par = total >= PAR_MIN && crate::threads() > 1;
     if inner == 1 {
-        let rows = |(xr, yr): (&[T], &mut [U])| softmax_row(xr, yr, n, 1, log);
-        if par {
-            x.par_chunks(n).zip(y.par_chunks_mut(n)).with_min_len((PAR_MIN / n).max(1)).for_each(rows);
-        } else {
-            x.chunks(n).zip(y.chunks_mut(n)).for_each(rows);
-        }
+        let rows_per = if par { (PAR_MIN / n).max(1) } else { outer };
+        crate::par::chunks(y, rows_per * n, par, &|c, ys| {
+            for (r, yr) in ys.chunks_mut(n).enumerate() {
+                let i = c * rows_per + r;
+                softmax_row(&x[i * n..(i + 1) * n], yr, n, 1, log);
+            }
+        });
     } else {
-        let blocks = |(xb, yb): (&[T], &mut [U])| {
+        crate::par::chunks(y, block, par, &|b, yb| {
+            let xb = &x[b * block..(b + 1) * block];
             for i in 0..inner {
                 softmax_row(&xb[i..], &mut yb[i..], n, inner, log);
             }
-        };
-        if par {
-            x.par_chunks(block).zip(y.par_chunks_mut(block)).for_each(blocks);
-        } else {
-            x.chunks(block).zip(y.chunks_mut(block)).for_each(blocks);
-        }
+        });
     }
     Ok(())
 }
 
-/// One row of a normalisation: (input, output) and its (mean, rstd) slots.
-type RowItem<'a, T> = ((&'a [T], &'a mut [T]), (&'a mut T, &'a mut T));
-
 /// Mean and `1 / sqrt(var + eps)` (biased variance, two passes) of a slice.
 #[inline]
-fn moments<T: FloatElem>(x: &[T], eps: T::Acc) -> (T::Acc, T::Acc) {
-    let n = <T::Acc as Real>::from_f64(x.len() as f64);
-    let mut sum = <T::Acc as Real>::ZERO;
+fn moments<T: Float>(x: &[T], eps: T::Compute) -> (T::Compute, T::Compute) {
+    let n = <T::Compute as Element>::from_f64(x.len() as f64);
+    let mut sum = <T::Compute as Element>::ZERO;
     for &v in x {
-        sum = sum + v.to_acc();
+        sum += v.to_compute();
     }
     let mean = sum / n;
-    let mut sq = <T::Acc as Real>::ZERO;
+    let mut sq = <T::Compute as Element>::ZERO;
     for &v in x {
-        let d = v.to_acc() - mean;
-        sq = sq + d * d;
+        let d = v.to_compute() - mean;
+        sq += d * d;
     }
     let var = sq / n;
-    (mean, <T::Acc as Real>::ONE / (var + eps).sqrt())
+    (mean, <T::Compute as Element>::ONE / (var + eps).sqrt())
 }
 
 /// Layer norm of `m` rows of `n` elements: `y = (x - mean) * rstd * w + b`, with `mean` and
 /// `rstd` written per row (mean 0 and rstd NaN for empty rows, as ExecuTorch does).
 #[allow(clippy::too_many_arguments)]
-pub fn layer_norm<T: FloatElem>(
+pub fn layer_norm<T: Float>(
     x: &[T],
     weight: Option<&[T]>,
     bias: Option<&[T]>,
@@ -283,39 +143,37 @@ pub fn layer_norm<T: FloatElem>(
         rstd.fill(T::from_f64(f64::NAN));
         return Ok(());
     }
-    let eps = <T::Acc as Real>::from_f64(eps);
-    let row = |((xr, yr), (mo, ro)): RowItem<'_, T>| {
+    let eps = <T::Compute as Element>::from_f64(eps);
+    let row = |xr: &[T], yr: &mut [T], mo: &mut T, ro: &mut T| {
         let (mu, rs) = moments(xr, eps);
         for (j, (o, &v)) in yr.iter_mut().zip(xr).enumerate() {
-            let mut t = (v.to_acc() - mu) * rs;
+            let mut t = (v.to_compute() - mu) * rs;
             if let Some(w) = weight {
-                t = t * w[j].to_acc();
+                t = t * w[j].to_compute();
             }
             if let Some(b) = bias {
-                t = t + b[j].to_acc();
+                t += b[j].to_compute();
             }
-            *o = T::from_acc(t);
+            *o = T::from_compute(t);
         }
-        *mo = T::from_acc(mu);
-        *ro = T::from_acc(rs);
+        *mo = T::from_compute(mu);
+        *ro = T::from_compute(rs);
     };
     let par = total >= PAR_MIN && m > 1 && crate::threads() > 1;
-    if par {
-        x.par_chunks(n)
-            .zip(y.par_chunks_mut(n))
-            .zip(mean.par_iter_mut().zip(rstd.par_iter_mut()))
-            .with_min_len((PAR_MIN / n).max(1))
-            .for_each(row);
-    } else {
-        x.chunks(n).zip(y.chunks_mut(n)).zip(mean.iter_mut().zip(rstd.iter_mut())).for_each(row);
-    }
-    Ok(())
+    let rows_per = if par { (PAR_MIN / n).max(1) } else { m };
+    crate::par::try_chunks3(y, rows_per * n, mean, rows_per, rstd, rows_per, par, &|c, ys, ms, rs| {
+        for (r, ((yr, mo), ro)) in ys.chunks_mut(n).zip(ms.iter_mut()).zip(rs.iter_mut()).enumerate() {
+            let i = c * rows_per + r;
+            row(&x[i * n..(i + 1) * n], yr, mo, ro);
+        }
+        Ok(())
+    })
 }
 
 /// Group norm of an `(n, c, hxw)` tensor in `groups` groups of channels; `mean` and `rstd` are
 /// `(n, groups)`; weight and bias are per channel.
 #[allow(clippy::too_many_arguments)]
-pub fn group_norm<T: FloatElem>(
+pub fn group_norm<T: Float>(
     x: &[T],
     weight: Option<&[T]>,
     bias: Option<&[T]>,
@@ -348,29 +206,127 @@ pub fn group_norm<T: FloatElem>(
         }
         return Ok(());
     }
-    let eps = <T::Acc as Real>::from_f64(eps);
-    let one = |(k, ((xg, yg), (mo, ro))): (usize, RowItem<'_, T>)| {
+    let eps = <T::Compute as Element>::from_f64(eps);
+    let one = |k: usize, yg: &mut [T], mo: &mut [T], ro: &mut [T]| {
+        let xg = &x[k * len..(k + 1) * len];
         let (mu, rs) = moments(xg, eps);
         let g = k % groups;
         for ci in 0..cpg {
             let ch = g * cpg + ci;
-            let w = weight.map_or(<T::Acc as Real>::ONE, |w| w[ch].to_acc());
-            let b = bias.map_or(<T::Acc as Real>::ZERO, |b| b[ch].to_acc());
+            let w = weight.map_or(<T::Compute as Element>::ONE, |w| w[ch].to_compute());
+            let b = bias.map_or(<T::Compute as Element>::ZERO, |b| b[ch].to_compute());
             for (o, &v) in yg[ci * hxw..(ci + 1) * hxw].iter_mut().zip(&xg[ci * hxw..(ci + 1) * hxw]) {
-                *o = T::from_acc((v.to_acc() - mu) * rs * w + b);
+                *o = T::from_compute((v.to_compute() - mu) * rs * w + b);
             }
         }
-        *mo = T::from_acc(mu);
-        *ro = T::from_acc(rs);
+        mo[0] = T::from_compute(mu);
+        ro[0] = T::from_compute(rs);
+        Ok(())
     };
-    if total >= PAR_MIN && crate::threads() > 1 {
-        x.par_chunks(len)
-            .zip(y.par_chunks_mut(len))
-            .zip(mean.par_iter_mut().zip(rstd.par_iter_mut()))
-            .enumerate()
-            .for_each(one);
-    } else {
-        x.chunks(len).zip(y.chunks_mut(len)).zip(mean.iter_mut().zip(rstd.iter_mut())).enumerate().for_each(one);
+    crate::par::try_chunks3(y, len, mean, 1, rstd, 1, total >= PAR_MIN && crate::threads() > 1, &one)
+}
+
+/// Inference batch normalisation over `[outer, channels, inner]`:
+/// `y = (x - mean) · invstd · weight + bias` with `invstd = 1 / sqrt(var + eps)` computed in f64
+/// and rounded to `T` (ExecuTorch's order of operations).
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm<T: Real>(
+    x: &[T],
+    mean: &[T],
+    var: &[T],
+    weight: Option<&[T]>,
+    bias: Option<&[T]>,
+    eps: f64,
+    channels: usize,
+    inner: usize,
+    y: &mut [T],
+) -> KResult {
+    let expect = |what, v: &[T]| check(what, v.len(), channels);
+    expect("batch_norm mean", mean)?;
+    expect("batch_norm var", var)?;
+    if let Some(wt) = weight {
+        expect("batch_norm weight", wt)?;
+    }
+    if let Some(b) = bias {
+        expect("batch_norm bias", b)?;
+    }
+    if x.len() != y.len() {
+        return Err(KernelError::Length { what: "batch_norm output", expected: x.len(), actual: y.len() });
+    }
+    let plane = inner.max(1);
+    if channels == 0 || inner == 0 || x.is_empty() {
+        return Ok(());
+    }
+    if !x.len().is_multiple_of(channels * plane) {
+        return Err(KernelError::Shape(format!("batch_norm: {} elements are not [.., {channels}, {inner}]", x.len())));
+    }
+    let invstd: Vec<T> = var.iter().map(|v| T::from_f64(1.0 / (v.to_f64() + eps).sqrt())).collect();
+    let one = T::ONE;
+    let run = |i: usize, yp: &mut [T]| {
+        let xp = &x[i * plane..(i + 1) * plane];
+        let c = i % channels;
+        let (m, is) = (mean[c], invstd[c]);
+        let wv = weight.map_or(one, |wt| wt[c]);
+        let bv = bias.map_or(T::ZERO, |b| b[c]);
+        for (d, &v) in yp.iter_mut().zip(xp) {
+            *d = (v - m) * is * wv + bv;
+        }
+    };
+    crate::par::chunks(y, plane, x.len() >= 1 << 15 && crate::threads() > 1, &run);
+    Ok(())
+}
+
+/// Per-channel mean and `1 / sqrt(biased var + eps)` of `[outer, channels, inner]` (batch
+/// statistics, two passes in f64).
+pub fn batch_stats<T: Real>(x: &[T], channels: usize, inner: usize, eps: f64) -> KResult<(Vec<T>, Vec<T>)> {
+    let plane = channels * inner;
+    if plane == 0 || !x.len().is_multiple_of(plane) {
+        return Err(KernelError::Shape(format!("batch_norm: {} elements are not [.., {channels}, {inner}]", x.len())));
+    }
+    let outer = x.len() / plane;
+    let count = (outer * inner) as f64;
+    let mut mean = vec![0f64; channels];
+    let mut var = vec![0f64; channels];
+    for (i, p) in x.chunks(inner).enumerate() {
+        mean[i % channels] += p.iter().map(|v| v.to_f64()).sum::<f64>();
+    }
+    for m in &mut mean {
+        *m /= count;
+    }
+    for (i, p) in x.chunks(inner).enumerate() {
+        let m = mean[i % channels];
+        var[i % channels] += p.iter().map(|v| (v.to_f64() - m) * (v.to_f64() - m)).sum::<f64>();
+    }
+    let means = mean.iter().map(|&m| T::from_f64(m)).collect();
+    let invstd = var.iter().map(|&v| T::from_f64(1.0 / (v / count + eps).sqrt())).collect();
+    Ok((means, invstd))
+}
+
+/// Batch normalisation with precomputed per-channel `invstd` (training-mode statistics).
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm_with_invstd<T: Real>(
+    x: &[T],
+    mean: &[T],
+    invstd: &[T],
+    weight: Option<&[T]>,
+    bias: Option<&[T]>,
+    channels: usize,
+    inner: usize,
+    y: &mut [T],
+) -> KResult {
+    if mean.len() != channels || invstd.len() != channels || x.len() != y.len() {
+        return Err(KernelError::Shape("batch_norm: statistics do not match the channels".into()));
+    }
+    if inner == 0 || channels == 0 {
+        return Ok(());
+    }
+    for (i, (yp, xp)) in y.chunks_mut(inner).zip(x.chunks(inner)).enumerate() {
+        let c = i % channels;
+        let wv = weight.and_then(|w| w.get(c).copied()).unwrap_or(T::ONE);
+        let bv = bias.and_then(|b| b.get(c).copied()).unwrap_or(T::ZERO);
+        for (d, &v) in yp.iter_mut().zip(xp) {
+            *d = (v - mean[c]) * invstd[c] * wv + bv;
+        }
     }
     Ok(())
 }

@@ -6,13 +6,12 @@
 //! alone, so the usual GEMM structure still applies: `a` is packed into panels of [`MR`] rows,
 //! `b` into panels of [`NR`] columns, and a register tile of `MR × NR` accumulators walks the
 //! whole `k` range (each lane is one output, so vectorising across lanes keeps every sum's
-//! order). The microkernel is plain safe Rust, compiled a second time for AVX2 and picked at run
-//! time.
+//! order). The microkernel is plain safe Rust, compiled for the SIMD level the caller runs at
+//! ([`simd::compiled_for`]).
 
-use rayon::prelude::*;
-
-use super::conv::Real;
-use super::{KResult, KernelError};
+use crate::num::Real;
+use crate::simd::{self, Level};
+use crate::{KResult, KernelError};
 
 /// Rows of `a` per register tile.
 pub const MR: usize = 4;
@@ -54,7 +53,7 @@ impl<T: Real> PackedA<T> {
 /// Computes the `rows × cols` block `c` (row stride `ldc`) of `A · B` where `B`'s column panel
 /// `j` (`k × NR`, row-major, zero past the last column) is produced by `pack_b(j, panel)`.
 /// Column panels are spread over rayon threads when `threads > 1`; each output is summed in
-/// `k` order either way.
+/// `k` order either way. The tiles are compiled for `level`.
 pub fn gemm_in_order<T: Real>(
     c: &mut [T],
     ldc: usize,
@@ -62,6 +61,7 @@ pub fn gemm_in_order<T: Real>(
     a: &PackedA<T>,
     pack_b: impl Fn(usize, &mut [T]) + Sync,
     threads: usize,
+    level: Level,
 ) -> KResult {
     let (rows, k) = (a.rows, a.k);
     if rows == 0 || cols == 0 {
@@ -84,7 +84,7 @@ pub fn gemm_in_order<T: Real>(
         dense.clear();
         for r in 0..rows.div_ceil(MR) {
             let ap = &a.data[r * k * MR..(r + 1) * k * MR];
-            let tile = simd::tile(ap, bp, k);
+            let tile = simd::compiled_for(level, || tile(ap, bp, k));
             for trow in tile.iter().take(MR.min(rows - r * MR)) {
                 dense.extend_from_slice(&trow[..width]);
             }
@@ -98,14 +98,11 @@ pub fn gemm_in_order<T: Real>(
     };
     if threads > 1 && panels > 1 {
         // Panels are independent; compute them in parallel, then store them in order.
-        let dense: Vec<Vec<T>> = (0..panels)
-            .into_par_iter()
-            .map_init(Vec::new, |bp, j| {
-                let mut d = Vec::new();
-                panel(j, bp, &mut d);
-                d
-            })
-            .collect();
+        let dense: Vec<Vec<T>> = crate::par::map_indices_with(panels, true, &Vec::new, &|bp, j| {
+            let mut d = Vec::new();
+            panel(j, bp, &mut d);
+            d
+        });
         for (j, d) in dense.iter().enumerate() {
             store(c, j, d);
         }
@@ -134,28 +131,6 @@ fn tile<T: Real>(ap: &[T], bp: &[T], k: usize) -> [[T; NR]; MR] {
     acc
 }
 
-/// Runtime CPU-feature dispatch: the same safe tile compiled for AVX2.
-mod simd {
-    #![allow(unsafe_code)]
-    use super::{Real, MR, NR};
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    fn tile_avx2<T: Real>(ap: &[T], bp: &[T], k: usize) -> [[T; NR]; MR] {
-        super::tile(ap, bp, k)
-    }
-
-    pub(super) fn tile<T: Real>(ap: &[T], bp: &[T], k: usize) -> [[T; NR]; MR] {
-        #[cfg(target_arch = "x86_64")]
-        if std::is_x86_feature_detected!("avx2") {
-            // SAFETY: `tile_avx2` only needs AVX2, which the CPU was just shown to support; it
-            // is otherwise the same safe code (no FMA is enabled, so no sum is contracted).
-            return unsafe { tile_avx2(ap, bp, k) };
-        }
-        super::tile(ap, bp, k)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -167,7 +142,8 @@ mod tests {
             let a: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 1013) as f32 * 0.0137 - 6.9).collect();
             let b: Vec<f32> = (0..k * n).map(|i| ((i * 104_729) % 991) as f32 * 0.0071 - 3.3).collect();
             let pa = PackedA::new(m, k, |i, p| a[i * k + p]);
-            for threads in [1, 2] {
+            for (threads, level) in [1, 2].into_iter().flat_map(|t| Level::available().into_iter().map(move |l| (t, l)))
+            {
                 let mut c = vec![f32::NAN; m * (n + 3)];
                 gemm_in_order(
                     &mut c,
@@ -182,6 +158,7 @@ mod tests {
                         }
                     },
                     threads,
+                    level,
                 )
                 .unwrap();
                 for i in 0..m {
@@ -190,7 +167,7 @@ mod tests {
                         for p in 0..k {
                             s += a[i * k + p] * b[p * n + j];
                         }
-                        assert_eq!(c[i * (n + 3) + j].to_bits(), s.to_bits(), "{m}x{k}x{n} ({i}, {j})");
+                        assert_eq!(c[i * (n + 3) + j].to_bits(), s.to_bits(), "{m}x{k}x{n} ({i}, {j}) at {level:?}");
                     }
                 }
             }

@@ -1,10 +1,8 @@
 //! 2-D pooling (max with indices, average, adaptive average/max) and 2-D upsampling (nearest,
 //! bilinear) over contiguous `[planes, H, W]` data, with PyTorch's window and index arithmetic.
 
-use rayon::prelude::*;
-
-use super::conv::Real;
-use super::{Element, KResult, KernelError};
+use crate::num::{Element, Real};
+use crate::{KResult, KernelError};
 
 /// Geometry of a 2-D sliding-window pooling over `planes` independent `[in_h, in_w]` planes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,25 +87,12 @@ impl Pool2d {
     }
 }
 
-fn par_planes<T: Send, F>(y: &mut [T], osz: usize, f: F)
-where
-    F: Fn(usize, &mut [T]) + Sync + Send,
-{
+/// Calls `f(i, plane)` for every `osz`-element output plane, on several threads when large.
+fn par_planes<T: Send>(y: &mut [T], osz: usize, f: &(dyn Fn(usize, &mut [T]) + Sync)) {
     if osz == 0 {
         return;
     }
-    if y.len() >= 1 << 14 && crate::threads() > 1 {
-        y.par_chunks_mut(osz).enumerate().for_each(|(i, p)| f(i, p));
-    } else {
-        y.chunks_mut(osz).enumerate().for_each(|(i, p)| f(i, p));
-    }
-}
-
-#[inline]
-fn is_nan<T: Element>(v: T) -> bool {
-    #[allow(clippy::eq_op)]
-    let nan = v != v;
-    nan
+    crate::par::chunks(y, osz, y.len() >= 1 << 14 && crate::threads() > 1, f);
 }
 
 /// Max pooling with PyTorch semantics: NaN propagates, the first maximum wins, `indices` (if
@@ -133,7 +118,7 @@ pub fn max_pool2d<T: Element>(x: &[T], y: &mut [T], indices: Option<&mut [i64]>,
                 for h in (h0..h1).step_by(dh) {
                     for w in (w0..w1).step_by(dw) {
                         let v = xp[h * iw + w];
-                        if v > best || is_nan(v) {
+                        if v > best || v.is_nan() {
                             best = v;
                             best_i = h * iw + w;
                         }
@@ -151,16 +136,10 @@ pub fn max_pool2d<T: Element>(x: &[T], y: &mut [T], indices: Option<&mut [i64]>,
     }
     match indices {
         Some(ix) => {
-            if y.len() >= 1 << 14 && crate::threads() > 1 {
-                y.par_chunks_mut(osz)
-                    .zip(ix.par_chunks_mut(osz))
-                    .enumerate()
-                    .for_each(|(i, (yp, ip))| plane(i, yp, Some(ip)));
-            } else {
-                y.chunks_mut(osz).zip(ix.chunks_mut(osz)).enumerate().for_each(|(i, (yp, ip))| plane(i, yp, Some(ip)));
-            }
+            let par = y.len() >= 1 << 14 && crate::threads() > 1;
+            crate::par::chunks2(y, osz, ix, osz, par, &|i, yp, ip| plane(i, yp, Some(ip)));
         }
-        None => par_planes(y, osz, |i, yp| plane(i, yp, None)),
+        None => par_planes(y, osz, &|i, yp| plane(i, yp, None)),
     }
     Ok(())
 }
@@ -180,7 +159,7 @@ pub fn avg_pool2d<T: Real>(
     }
     let [ih, iw] = p.input;
     let [oh_, ow_] = p.output;
-    par_planes(y, osz, |i, yp| {
+    par_planes(y, osz, &|i, yp: &mut [T]| {
         let xp = &x[i * isz..][..isz];
         for oh in 0..oh_ {
             let hs = (oh * p.stride[0]) as isize - p.padding[0] as isize;
@@ -254,7 +233,7 @@ pub fn adaptive_avg_pool2d<T: Real>(
     let (isz, osz) = check_adaptive(x, y, planes, input, output)?;
     let [ih, iw] = input;
     let [oh_, ow_] = output;
-    par_planes(y, osz, |i, yp| {
+    par_planes(y, osz, &|i, yp: &mut [T]| {
         let xp = &x[i * isz..][..isz];
         for oh in 0..oh_ {
             let (h0, h1) = adaptive_window(oh, oh_, ih);
@@ -303,7 +282,7 @@ pub fn adaptive_max_pool2d<T: Element>(
                 for h in h0..h1 {
                     for w in w0..w1 {
                         let v = xp[h * iw + w];
-                        if v > best || is_nan(v) {
+                        if v > best || v.is_nan() {
                             best = v;
                             bi = h * iw + w;
                         }
@@ -382,11 +361,7 @@ pub fn upsample_nearest2d<T: Copy + Send + Sync>(
     if osz == 0 || output[1] == 0 {
         return Ok(());
     }
-    if y.len() >= 1 << 14 && crate::threads() > 1 {
-        y.par_chunks_mut(osz).enumerate().for_each(|(i, p)| run(i, p));
-    } else {
-        y.chunks_mut(osz).enumerate().for_each(|(i, p)| run(i, p));
-    }
+    par_planes(y, osz, &run);
     Ok(())
 }
 
@@ -429,7 +404,7 @@ pub fn upsample_bilinear2d<T: Real>(
     let hs: Vec<_> = (0..output[0]).map(|o| linear_taps(o, input[0], output[0], ratio[0], align_corners)).collect();
     let ws: Vec<_> = (0..output[1]).map(|o| linear_taps(o, input[1], output[1], ratio[1], align_corners)).collect();
     let iw = input[1];
-    par_planes(y, osz, |i, yp| {
+    par_planes(y, osz, &|i, yp: &mut [T]| {
         let xp = &x[i * isz..][..isz];
         for (row, &(h0, h1, wh0, wh1)) in yp.chunks_exact_mut(output[1]).zip(&hs) {
             let (r0, r1) = (&xp[h0 * iw..][..iw], &xp[h1 * iw..][..iw]);

@@ -6,141 +6,11 @@
 //! of offsets. Every output element folds its inputs in increasing input order (like ExecuTorch),
 //! so results do not depend on the thread count.
 
-use rayon::prelude::*;
-
-use super::{Element, KResult, KernelError};
+use crate::num::{Accumulator, Element};
+use crate::{KResult, KernelError};
 
 /// Inputs at least this large are reduced on several threads.
 const PAR_MIN: usize = 1 << 15;
-
-/// Numeric helpers beyond [`Element`] that reductions need.
-pub trait Num: Element {
-    /// Whether the value is NaN (never for integers).
-    #[inline(always)]
-    #[allow(clippy::eq_op)]
-    fn is_nan(self) -> bool {
-        self != self
-    }
-    /// As i64 (C++ `static_cast` semantics; floats truncate toward zero, saturating).
-    fn to_i64(self) -> i64;
-    /// From i64 (wrapping for narrower integers).
-    fn from_i64(v: i64) -> Self;
-    /// Addition in the type itself (wrapping for integers; half types round through f32).
-    fn num_add(self, o: Self) -> Self;
-}
-
-macro_rules! num_int {
-    ($($t:ty),*) => {$(
-        impl Num for $t {
-            #[inline(always)]
-            fn to_i64(self) -> i64 { self as i64 }
-            #[inline(always)]
-            fn from_i64(v: i64) -> Self { v as $t }
-            #[inline(always)]
-            fn num_add(self, o: Self) -> Self { self.wrapping_add(o) }
-        }
-    )*};
-}
-num_int!(i8, u8, i16, u16, i32, u32, i64, u64);
-
-macro_rules! num_float {
-    ($($t:ty),*) => {$(
-        impl Num for $t {
-            #[inline(always)]
-            fn to_i64(self) -> i64 { Element::to_f64(self) as i64 }
-            #[inline(always)]
-            fn from_i64(v: i64) -> Self { <$t as Element>::from_f64(v as f64) }
-            #[inline(always)]
-            fn num_add(self, o: Self) -> Self {
-                if std::mem::size_of::<$t>() == 8 {
-                    <$t as Element>::from_f64(Element::to_f64(self) + Element::to_f64(o))
-                } else {
-                    <$t as Element>::from_f32(Element::to_f32(self) + Element::to_f32(o))
-                }
-            }
-        }
-    )*};
-}
-num_float!(f32, f64, half::f16, half::bf16);
-
-/// An accumulator type: f32 (for f32/f16/bf16 results), f64, or wrapping i64 (integers).
-pub trait Acc: Copy + Send + Sync + std::fmt::Debug + 'static {
-    /// Zero.
-    const ZERO: Self;
-    /// One.
-    const ONE: Self;
-    /// Converts an input element.
-    fn from_elem<T: Num>(v: T) -> Self;
-    /// Converts to a result element.
-    fn to_elem<T: Num>(self) -> T;
-    /// Addition (wrapping for integers).
-    fn add(self, o: Self) -> Self;
-    /// Multiplication (wrapping for integers).
-    fn mul(self, o: Self) -> Self;
-}
-
-impl Acc for f32 {
-    const ZERO: Self = 0.0;
-    const ONE: Self = 1.0;
-    #[inline(always)]
-    fn from_elem<T: Num>(v: T) -> Self {
-        v.to_f32()
-    }
-    #[inline(always)]
-    fn to_elem<T: Num>(self) -> T {
-        T::from_f32(self)
-    }
-    #[inline(always)]
-    fn add(self, o: Self) -> Self {
-        self + o
-    }
-    #[inline(always)]
-    fn mul(self, o: Self) -> Self {
-        self * o
-    }
-}
-
-impl Acc for f64 {
-    const ZERO: Self = 0.0;
-    const ONE: Self = 1.0;
-    #[inline(always)]
-    fn from_elem<T: Num>(v: T) -> Self {
-        v.to_f64()
-    }
-    #[inline(always)]
-    fn to_elem<T: Num>(self) -> T {
-        T::from_f64(self)
-    }
-    #[inline(always)]
-    fn add(self, o: Self) -> Self {
-        self + o
-    }
-    #[inline(always)]
-    fn mul(self, o: Self) -> Self {
-        self * o
-    }
-}
-
-impl Acc for i64 {
-    const ZERO: Self = 0;
-    const ONE: Self = 1;
-    #[inline(always)]
-    fn from_elem<T: Num>(v: T) -> Self {
-        v.to_i64()
-    }
-    #[inline(always)]
-    fn to_elem<T: Num>(self) -> T {
-        T::from_i64(self)
-    }
-    #[inline(always)]
-    fn add(self, o: Self) -> Self {
-        self.wrapping_add(o)
-    }
-    #[inline(always)]
-    fn mul(self, o: Self) -> Self {
-        self.wrapping_mul(o)
-    }
-}
 
 #[derive(Debug, Clone)]
 enum Walk {
@@ -287,21 +157,22 @@ impl ReducePlan {
         match &self.walk {
             Walk::Blocks { reduced: 0, .. } => out.iter_mut().enumerate().for_each(|(o, d)| *d = finish(init(o))),
             &Walk::Blocks { reduced, inner: 1, .. } => {
-                let row = |(o, dst): (usize, &mut R)| {
+                let row = |o: usize, dst: &mut R| {
                     let mut acc = init(o);
                     for (r, &v) in input[o * reduced..(o + 1) * reduced].iter().enumerate() {
                         acc = step(acc, v, r);
                     }
                     *dst = finish(acc);
                 };
-                if par {
-                    out.par_iter_mut().enumerate().with_min_len((PAR_MIN / reduced).max(1)).for_each(row);
-                } else {
-                    out.iter_mut().enumerate().for_each(row);
-                }
+                let per = if par { (PAR_MIN / reduced).max(1) } else { out.len() };
+                crate::par::chunks(out, per, par, &|c, ds| {
+                    for (j, d) in ds.iter_mut().enumerate() {
+                        row(c * per + j, d);
+                    }
+                });
             }
             &Walk::Blocks { reduced, inner, .. } => {
-                let block = |(o, dst): (usize, &mut [R])| {
+                let block = |o: usize, dst: &mut [R]| {
                     let mut accs: Vec<A> = (0..inner).map(|i| init(o * inner + i)).collect();
                     let base = o * reduced * inner;
                     for r in 0..reduced {
@@ -314,25 +185,22 @@ impl ReducePlan {
                         *d = finish(a);
                     }
                 };
-                if par {
-                    out.par_chunks_mut(inner).enumerate().for_each(block);
-                } else {
-                    out.chunks_mut(inner).enumerate().for_each(block);
-                }
+                crate::par::chunks(out, inner, par, &block);
             }
             Walk::Offsets { bases, offsets } => {
-                let one = |(k, (dst, &b)): (usize, (&mut R, &usize))| {
+                let one = |k: usize, dst: &mut R| {
                     let mut acc = init(k);
                     for (j, &off) in offsets.iter().enumerate() {
-                        acc = step(acc, input[b + off], j);
+                        acc = step(acc, input[bases[k] + off], j);
                     }
                     *dst = finish(acc);
                 };
-                if par {
-                    out.par_iter_mut().zip(bases.par_iter()).enumerate().for_each(one);
-                } else {
-                    out.iter_mut().zip(bases.iter()).enumerate().for_each(one);
-                }
+                let per = if par { (PAR_MIN / offsets.len().max(1)).max(1) } else { out.len() };
+                crate::par::chunks(out, per, par, &|c, ds| {
+                    for (j, d) in ds.iter_mut().enumerate() {
+                        one(c * per + j, d);
+                    }
+                });
             }
         }
         Ok(())
@@ -341,7 +209,7 @@ impl ReducePlan {
 
 /// `max` with NaN propagation (ExecuTorch's `amax`): the first NaN wins.
 #[inline(always)]
-pub fn max_step<T: Num>(acc: Option<T>, v: T) -> Option<T> {
+pub fn max_step<T: Element>(acc: Option<T>, v: T) -> Option<T> {
     match acc {
         Some(a) if !(v.is_nan() || v > a) => Some(a),
         _ => Some(v),
@@ -350,7 +218,7 @@ pub fn max_step<T: Num>(acc: Option<T>, v: T) -> Option<T> {
 
 /// `min` with NaN propagation.
 #[inline(always)]
-pub fn min_step<T: Num>(acc: Option<T>, v: T) -> Option<T> {
+pub fn min_step<T: Element>(acc: Option<T>, v: T) -> Option<T> {
     match acc {
         Some(a) if !(v.is_nan() || v < a) => Some(a),
         _ => Some(v),
@@ -359,7 +227,7 @@ pub fn min_step<T: Num>(acc: Option<T>, v: T) -> Option<T> {
 
 /// Arg-max step: keeps the first maximum; a NaN is the maximum (first NaN wins).
 #[inline(always)]
-pub fn argmax_step<T: Num>(acc: Option<(T, usize)>, v: T, i: usize) -> Option<(T, usize)> {
+pub fn argmax_step<T: Element>(acc: Option<(T, usize)>, v: T, i: usize) -> Option<(T, usize)> {
     match acc {
         Some((a, ai)) if a.is_nan() || !(v.is_nan() || v > a) => Some((a, ai)),
         _ => Some((v, i)),
@@ -368,7 +236,7 @@ pub fn argmax_step<T: Num>(acc: Option<(T, usize)>, v: T, i: usize) -> Option<(T
 
 /// Arg-min step: keeps the first minimum; a NaN is the minimum (first NaN wins).
 #[inline(always)]
-pub fn argmin_step<T: Num>(acc: Option<(T, usize)>, v: T, i: usize) -> Option<(T, usize)> {
+pub fn argmin_step<T: Element>(acc: Option<(T, usize)>, v: T, i: usize) -> Option<(T, usize)> {
     match acc {
         Some((a, ai)) if a.is_nan() || !(v.is_nan() || v < a) => Some((a, ai)),
         _ => Some((v, i)),
@@ -377,7 +245,13 @@ pub fn argmin_step<T: Num>(acc: Option<(T, usize)>, v: T, i: usize) -> Option<(T
 
 /// Inclusive prefix sums along the middle axis of `(outer, n, inner)`, accumulating in `A` and
 /// rounding to `R` after every step (as ExecuTorch does, adding into the output).
-pub fn cumsum<T: Num, A: Acc, R: Num>(input: &[T], out: &mut [R], outer: usize, n: usize, inner: usize) -> KResult {
+pub fn cumsum<T: Element, A: Accumulator, R: Element>(
+    input: &[T],
+    out: &mut [R],
+    outer: usize,
+    n: usize,
+    inner: usize,
+) -> KResult {
     let total = outer
         .checked_mul(n)
         .and_then(|x| x.checked_mul(inner))

@@ -4,11 +4,9 @@
 //! Shapes are static inside a Ferrite partition, so every plan here is made once, when the
 //! partition initialises, and checked against the buffers on each run.
 
-use rayon::prelude::*;
-
 use super::simd::rows::{self, Binary, Pool, Side, Unary};
 use super::simd::{Level, Window};
-use super::{KResult, KernelError};
+use super::{par, KResult, KernelError};
 
 /// Work below this many elements stays on one thread.
 const PAR_MIN: usize = 1 << 15;
@@ -149,15 +147,16 @@ impl Broadcast {
         };
         match split(self.total, threads) {
             // One long run: split it.
-            Some(chunk) if inner >= chunk => out.par_chunks_mut(inner).enumerate().try_for_each(|(r, o)| {
-                o.par_chunks_mut(chunk).enumerate().try_for_each(|(c, oc)| run(r, c * chunk, oc))
+            Some(chunk) if inner >= chunk => par::try_chunks(out, inner, true, &|r, o| {
+                par::try_chunks(o, chunk, true, &|c, oc| run(r, c * chunk, oc))
             }),
             // Many runs: split them.
-            Some(chunk) => out
-                .par_chunks_mut(inner)
-                .enumerate()
-                .with_min_len(chunk.div_ceil(inner))
-                .try_for_each(|(r, o)| run(r, 0, o)),
+            Some(chunk) => {
+                let per = chunk.div_ceil(inner);
+                par::try_chunks(out, per * inner, true, &|c, o| {
+                    o.chunks_mut(inner).enumerate().try_for_each(|(j, oj)| run(c * per + j, 0, oj))
+                })
+            }
             None => out.chunks_mut(inner).enumerate().try_for_each(|(r, o)| run(r, 0, o)),
         }
     }
@@ -170,7 +169,7 @@ pub fn unary(level: Level, op: Unary, x: &[f32], out: &mut [f32], threads: usize
     }
     match split(x.len(), threads) {
         Some(chunk) => {
-            x.par_chunks(chunk).zip(out.par_chunks_mut(chunk)).try_for_each(|(xs, os)| rows::unary(level, op, xs, os))
+            par::try_chunks(out, chunk, true, &|c, os| rows::unary(level, op, &x[c * chunk..c * chunk + os.len()], os))
         }
         None => rows::unary(level, op, x, out),
     }
@@ -192,7 +191,7 @@ pub fn softmax(level: Level, x: &[f32], y: &mut [f32], n: usize, threads: usize)
     // (Off the pool entirely when not splitting: a parallel iterator would hand off to it.)
     match row_chunk(x.len(), n, threads) {
         Some(chunk) => {
-            x.par_chunks(chunk).zip(y.par_chunks_mut(chunk)).try_for_each(|(xs, ys)| rows::softmax(level, xs, ys, n))
+            par::try_chunks(y, chunk, true, &|c, ys| rows::softmax(level, &x[c * chunk..c * chunk + ys.len()], ys, n))
         }
         None => rows::softmax(level, x, y, n),
     }
@@ -224,11 +223,9 @@ pub fn layer_norm(
         return Ok(());
     }
     match row_chunk(x.len(), n, threads) {
-        Some(chunk) => x
-            .par_chunks(chunk)
-            .zip(y.par_chunks_mut(chunk))
-            .zip(mean.par_chunks_mut(chunk / n).zip(rstd.par_chunks_mut(chunk / n)))
-            .try_for_each(|((xs, ys), (ms, rs))| rows::layer_norm(level, xs, ys, n, weight, bias, eps, ms, rs)),
+        Some(chunk) => par::try_chunks3(y, chunk, mean, chunk / n, rstd, chunk / n, true, &|c, ys, ms, rs| {
+            rows::layer_norm(level, &x[c * chunk..c * chunk + ys.len()], ys, n, weight, bias, eps, ms, rs)
+        }),
         None => rows::layer_norm(level, x, y, n, weight, bias, eps, mean, rstd),
     }
 }
@@ -269,15 +266,10 @@ pub fn pool2d(
     if y.is_empty() {
         return Ok(());
     }
-    let task = |(k, yr): (usize, &mut [f32])| {
+    par::try_chunks(y, row, split(y.len(), threads).is_some(), &|k, yr| {
         let (n, oy) = (k / g.oh, k % g.oh);
         rows::pool_row(level, &x[n * image..(n + 1) * image], g, oy, pool, yr, lo, hi)
-    };
-    if split(y.len(), threads).is_some() {
-        y.par_chunks_mut(row).enumerate().try_for_each(task)
-    } else {
-        y.chunks_mut(row).enumerate().try_for_each(task)
-    }
+    })
 }
 
 #[cfg(test)]

@@ -493,6 +493,21 @@ impl Env<'_> {
         outputs: &[usize],
         f: impl FnOnce(&[TensorRef<'_>], &mut [TensorMut<'_>]) -> Result<R>,
     ) -> Result<R> {
+        // (All the work is in `views`, which is not generic: this function is instantiated for
+        // every kernel closure in the crate.)
+        let mut copies = Vec::new();
+        let (in_views, mut out_views) = self.views(inputs, outputs, &mut copies)?;
+        f(&in_views, &mut out_views)
+    }
+
+    /// The read views of `inputs` and write views of `outputs` for [`Env::run_any_layout`];
+    /// inputs that overlap an output are copied into `copies` first.
+    fn views<'s>(
+        &'s mut self,
+        inputs: &[usize],
+        outputs: &[usize],
+        copies: &'s mut Vec<Option<AlignedBuf>>,
+    ) -> Result<(Vec<TensorRef<'s>>, Vec<TensorMut<'s>>)> {
         // Make sure every output has storage.
         for &o in outputs {
             let slot = self.slot(o)?;
@@ -533,7 +548,8 @@ impl Env<'_> {
             }
         }
         // Inputs that overlap an output are copied now (in-place updates read old values).
-        let mut copies: Vec<Option<AlignedBuf>> = Vec::with_capacity(inputs.len());
+        copies.clear();
+        copies.reserve(inputs.len());
         for &i in inputs {
             let slot = self.slot(i)?;
             let n = nbytes(slot.dtype, &slot.sizes)?;
@@ -642,6 +658,6 @@ impl Env<'_> {
             let data = out_slices[k].take().ok_or_else(|| invalid(format!("value {o}: output unavailable")))?;
             out_views.push(TensorMut { dtype: slot.dtype, sizes: &slot.sizes, dim_order: &slot.dim_order, data });
         }
-        f(&in_views, &mut out_views)
+        Ok((in_views, out_views))
     }
 }

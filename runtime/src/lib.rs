@@ -36,7 +36,7 @@ pub use inputs::default_inputs;
 pub use method::{Accumulation, Method, Runtime};
 pub use ops::portable_kernels;
 pub use registry::{Backend, BackendInit, BackendRegistry, Delegate, KernelRegistry, OpFn};
-pub use tensor::{nbytes, numel, AlignedBuf, Pod, TensorData, TensorMut, TensorRef};
+pub use tensor::{element_type, nbytes, numel, scalar_type, AlignedBuf, TensorData, TensorMut, TensorRef};
 
 #[cfg(feature = "npy")]
 pub use npy::{read_npy, write_npy};

@@ -1,6 +1,7 @@
 //! Tensors the user passes in and gets out ([`TensorData`]), and the borrowed views kernels
 //! see ([`TensorRef`], [`TensorMut`]).
 
+use ferrite_kernels::{DType, Element};
 use ferrite_program::ScalarType;
 
 use crate::error::{Result, RuntimeError};
@@ -52,17 +53,50 @@ impl AlignedBuf {
     }
 }
 
-/// Plain-old-data element types a tensor's bytes can be viewed as.
-pub trait Pod: bytemuck::Pod + ferrite_kernels::Element {
-    /// The scalar type this Rust type represents.
-    const DTYPE: ScalarType;
+/// The kernels' element type for tensors of `t`; `None` for types kernels do not compute on
+/// (quantized, complex, bits and 8-bit float types).
+pub fn element_type(t: ScalarType) -> Option<DType> {
+    Some(match t {
+        ScalarType::Bool => DType::Bool,
+        ScalarType::Byte => DType::U8,
+        ScalarType::Char => DType::I8,
+        ScalarType::Short => DType::I16,
+        ScalarType::UInt16 => DType::U16,
+        ScalarType::Int => DType::I32,
+        ScalarType::UInt32 => DType::U32,
+        ScalarType::Long => DType::I64,
+        ScalarType::UInt64 => DType::U64,
+        ScalarType::Half => DType::F16,
+        ScalarType::BFloat16 => DType::BF16,
+        ScalarType::Float => DType::F32,
+        ScalarType::Double => DType::F64,
+        _ => return None,
+    })
 }
 
-macro_rules! pod {
-    ($($t:ty => $d:ident),*) => {$(impl Pod for $t { const DTYPE: ScalarType = ScalarType::$d; })*};
+/// The scalar type of tensors whose elements are `d` (`u8` is `Byte`).
+pub fn scalar_type(d: DType) -> ScalarType {
+    match d {
+        DType::Bool => ScalarType::Bool,
+        DType::U8 => ScalarType::Byte,
+        DType::I8 => ScalarType::Char,
+        DType::I16 => ScalarType::Short,
+        DType::U16 => ScalarType::UInt16,
+        DType::I32 => ScalarType::Int,
+        DType::U32 => ScalarType::UInt32,
+        DType::I64 => ScalarType::Long,
+        DType::U64 => ScalarType::UInt64,
+        DType::F16 => ScalarType::Half,
+        DType::BF16 => ScalarType::BFloat16,
+        DType::F32 => ScalarType::Float,
+        DType::F64 => ScalarType::Double,
+    }
 }
-pod!(f32 => Float, f64 => Double, half::f16 => Half, half::bf16 => BFloat16, i64 => Long, i32 => Int,
-     i16 => Short, i8 => Char, u8 => Byte, u16 => UInt16, u32 => UInt32, u64 => UInt64);
+
+/// Whether tensors of `t` can be viewed as `T` (bool tensors as `u8` too).
+pub(crate) fn viewable_as<T: Element>(t: ScalarType) -> bool {
+    element_type(t) == Some(T::DTYPE) || (t == ScalarType::Bool && T::DTYPE == DType::U8)
+}
 
 fn view<T: bytemuck::Pod>(dtype: ScalarType, bytes: &[u8]) -> Result<&[T]> {
     bytemuck::try_cast_slice(bytes).map_err(|e| {
@@ -121,8 +155,8 @@ impl TensorData {
     }
 
     /// A tensor from typed values.
-    pub fn from_slice<T: Pod>(sizes: Vec<usize>, values: &[T]) -> Result<Self> {
-        Self::from_bytes(T::DTYPE, sizes, bytemuck::cast_slice(values))
+    pub fn from_slice<T: Element>(sizes: Vec<usize>, values: &[T]) -> Result<Self> {
+        Self::from_bytes(scalar_type(T::DTYPE), sizes, bytemuck::cast_slice(values))
     }
 
     /// A bool tensor.
@@ -163,8 +197,8 @@ impl TensorData {
     }
 
     /// The elements as `T` (which must match the dtype).
-    pub fn as_slice<T: Pod>(&self) -> Result<&[T]> {
-        if T::DTYPE != self.dtype {
+    pub fn as_slice<T: Element>(&self) -> Result<&[T]> {
+        if element_type(self.dtype) != Some(T::DTYPE) {
             return Err(RuntimeError::Invalid(format!("tensor is {}, not {}", self.dtype, T::DTYPE)));
         }
         view(self.dtype, self.bytes())
@@ -206,9 +240,8 @@ pub struct TensorRef<'a> {
 
 impl<'a> TensorRef<'a> {
     /// Typed elements; `T` must match the dtype (bool is viewed as `u8`).
-    pub fn typed<T: Pod>(&self) -> Result<&'a [T]> {
-        let ok = T::DTYPE == self.dtype || (self.dtype == ScalarType::Bool && T::DTYPE == ScalarType::Byte);
-        if !ok {
+    pub fn typed<T: Element>(&self) -> Result<&'a [T]> {
+        if !viewable_as::<T>(self.dtype) {
             return Err(RuntimeError::Invalid(format!("expected a {} tensor, got {}", T::DTYPE, self.dtype)));
         }
         view(self.dtype, self.data)
@@ -221,27 +254,15 @@ impl<'a> TensorRef<'a> {
 
     /// Elements converted to f64, whatever the dtype.
     pub fn to_f64_vec(&self) -> Result<Vec<f64>> {
-        use ferrite_kernels::Element;
-        macro_rules! conv {
-            ($t:ty) => {
-                view::<$t>(self.dtype, self.data)?.iter().map(|v| v.to_f64()).collect()
-            };
-        }
-        Ok(match self.dtype {
-            ScalarType::Float => conv!(f32),
-            ScalarType::Double => conv!(f64),
-            ScalarType::Half => conv!(half::f16),
-            ScalarType::BFloat16 => conv!(half::bf16),
-            ScalarType::Long => conv!(i64),
-            ScalarType::Int => conv!(i32),
-            ScalarType::Short => conv!(i16),
-            ScalarType::Char | ScalarType::QInt8 => conv!(i8),
-            ScalarType::Byte | ScalarType::QUInt8 | ScalarType::Bool => conv!(u8),
-            ScalarType::UInt16 => conv!(u16),
-            ScalarType::UInt32 => conv!(u32),
-            ScalarType::UInt64 => conv!(u64),
-            other => return Err(RuntimeError::Unsupported(format!("reading {other} tensors"))),
-        })
+        // Quantized storage types read as their integers.
+        let element = match self.dtype {
+            ScalarType::QInt8 => Some(DType::I8),
+            ScalarType::QUInt8 => Some(DType::U8),
+            other => element_type(other),
+        };
+        let unreadable = || RuntimeError::Unsupported(format!("reading {} tensors", self.dtype));
+        let element = element.ok_or_else(unreadable)?;
+        ferrite_kernels::dispatch!(all element, T => Ok(view::<T>(self.dtype, self.data)?.iter().map(|v| v.to_f64()).collect()), else _other => Err(unreadable()))
     }
 }
 
@@ -260,9 +281,8 @@ pub struct TensorMut<'a> {
 
 impl TensorMut<'_> {
     /// Typed elements; `T` must match the dtype (bool is viewed as `u8`).
-    pub fn typed<T: Pod>(&mut self) -> Result<&mut [T]> {
-        let ok = T::DTYPE == self.dtype || (self.dtype == ScalarType::Bool && T::DTYPE == ScalarType::Byte);
-        if !ok {
+    pub fn typed<T: Element>(&mut self) -> Result<&mut [T]> {
+        if !viewable_as::<T>(self.dtype) {
             return Err(RuntimeError::Invalid(format!("expected a {} output, got {}", T::DTYPE, self.dtype)));
         }
         view_mut(self.dtype, self.data)

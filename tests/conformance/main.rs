@@ -51,6 +51,20 @@ fn extended_mobilenet_v2() {
     }
 }
 
+/// Both paths at every SIMD level this CPU runs (the tests above use the best one): the same
+/// outputs, and quantized programs still bit-exact on the portable path.
+#[test]
+fn every_simd_level() {
+    for level in ferrite::runtime::Level::available() {
+        for lowered in [false, true] {
+            let runner = suite::AtLevel::new(lowered, level);
+            for name in ["mlp", "digits_cnn", "tiny_transformer"] {
+                suite::check_fixture(&runner, &suite::fixtures_dir(), name);
+            }
+        }
+    }
+}
+
 #[test]
 fn mlp_dynamic_batches() {
     suite::check_dynamic_batches(&PORTABLE, &suite::fixtures_dir().join("mlp_dynamic"), &[1, 3, 16]);

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use ferrite::program::Program;
 use ferrite::runtime::read_npy;
-use ferrite::runtime::{Method, Runtime, RuntimeError, TensorData};
+use ferrite::runtime::{Level, Method, Runtime, RuntimeError, TensorData};
 use serde_json::Value as Json;
 
 /// An execution path under test: how a fixture's program is prepared and run.
@@ -64,6 +64,40 @@ impl Runner for Lowered {
 
 /// The lowered runner.
 pub static LOWERED: Lowered = Lowered;
+
+/// Either path with the kernels forced to one SIMD level ([`Runtime::with_simd`]).
+pub struct AtLevel {
+    lowered: bool,
+    level: Level,
+    name: String,
+}
+
+impl AtLevel {
+    /// The portable path (`lowered` false) or the lowered one at `level`.
+    pub fn new(lowered: bool, level: Level) -> Self {
+        let name = format!("{}@{}", if lowered { "lowered" } else { "portable" }, level.name());
+        AtLevel { lowered, level, name }
+    }
+}
+
+impl Runner for AtLevel {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn prepare(&self, program: Arc<Program<'static>>) -> Arc<Program<'static>> {
+        if self.lowered {
+            LOWERED.prepare(program)
+        } else {
+            program
+        }
+    }
+    fn runtime(&self) -> Runtime {
+        Runtime::new().with_threads(1).expect("a one-thread runtime").with_simd(self.level).expect("an available level")
+    }
+    fn exact_when_quantized(&self) -> bool {
+        !self.lowered
+    }
+}
 
 /// `tests/fixtures` of this repository.
 pub fn fixtures_dir() -> PathBuf {

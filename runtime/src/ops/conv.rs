@@ -11,9 +11,11 @@ use super::arg;
 use crate::env::Env;
 use crate::error::{Result, RuntimeError};
 use crate::registry::KernelRegistry;
-use crate::tensor::{Pod, TensorMut, TensorRef};
-use ferrite_kernels::conv::{self as kconv, ConvShape, Real};
+use crate::tensor::{TensorMut, TensorRef};
+use ferrite_kernels::conv::{self as kconv, ConvShape};
+use ferrite_kernels::simd::Level;
 use ferrite_kernels::{contiguous_strides, layout};
+use ferrite_kernels::{Element, Real};
 use ferrite_program::ScalarType;
 
 pub(super) fn register(r: &mut KernelRegistry) {
@@ -46,7 +48,7 @@ pub(super) fn effectively_contiguous(sizes: &[usize], dim_order: &[u8]) -> bool 
 }
 
 /// `t`'s elements as `T` in contiguous row-major order (borrowed when already so).
-fn load<'a, T: Pod>(t: &TensorRef<'a>) -> Result<Cow<'a, [T]>> {
+fn load<'a, T: Element>(t: &TensorRef<'a>) -> Result<Cow<'a, [T]>> {
     if effectively_contiguous(t.sizes, t.dim_order) {
         return Ok(Cow::Borrowed(t.typed::<T>()?));
     }
@@ -59,11 +61,11 @@ fn load<'a, T: Pod>(t: &TensorRef<'a>) -> Result<Cow<'a, [T]>> {
 }
 
 /// `t`'s elements converted to the compute type `R`, contiguous (borrowed when possible).
-pub(super) fn input_as<'a, R: Real + Pod>(t: &TensorRef<'a>) -> Result<Cow<'a, [R]>> {
-    if t.dtype == R::DTYPE {
+pub(super) fn input_as<'a, R: Real>(t: &TensorRef<'a>) -> Result<Cow<'a, [R]>> {
+    if crate::tensor::viewable_as::<R>(t.dtype) {
         return load::<R>(t);
     }
-    fn widen<T: Pod, R: Real>(t: &TensorRef<'_>) -> Result<Vec<R>> {
+    fn widen<T: Element, R: Real>(t: &TensorRef<'_>) -> Result<Vec<R>> {
         Ok(load::<T>(t)?.iter().map(|v| R::from_f64(v.to_f64())).collect())
     }
     Ok(Cow::Owned(match t.dtype {
@@ -79,12 +81,9 @@ pub(super) fn input_as<'a, R: Real + Pod>(t: &TensorRef<'a>) -> Result<Cow<'a, [
 
 /// Runs `f` on a contiguous `R` view of `out` (the tensor itself when its dtype is `R` and it is
 /// contiguous, else a buffer converted and laid out into `out` afterwards).
-pub(super) fn with_output<R: Real + Pod>(
-    out: &mut TensorMut<'_>,
-    f: impl FnOnce(&mut [R]) -> Result<()>,
-) -> Result<()> {
+pub(super) fn with_output<R: Real>(out: &mut TensorMut<'_>, f: impl FnOnce(&mut [R]) -> Result<()>) -> Result<()> {
     let contiguous = effectively_contiguous(out.sizes, out.dim_order);
-    if out.dtype == R::DTYPE && contiguous {
+    if crate::tensor::viewable_as::<R>(out.dtype) && contiguous {
         return f(out.typed::<R>()?);
     }
     let mut tmp = vec![R::ZERO; out.numel()];
@@ -218,14 +217,14 @@ fn convolution(env: &mut Env<'_>, args: &[usize]) -> Result<()> {
     let mut inputs = vec![input, weight];
     inputs.extend(bias);
     let threads = ferrite_kernels::threads();
-    let in_order = env.reference_order;
+    let (in_order, level) = (env.reference_order, env.level);
     env.run_any_layout(&inputs, &[out], |ins, outs| {
-        fn go<R: Real + Pod>(
+        fn go<R: Real>(
             ins: &[TensorRef<'_>],
             out: &mut TensorMut<'_>,
             s: &ConvShape,
             threads: usize,
-            in_order: bool,
+            (in_order, level): (bool, Level),
         ) -> Result<()> {
             let x = input_as::<R>(&ins[0])?;
             let w = input_as::<R>(&ins[1])?;
@@ -235,17 +234,17 @@ fn convolution(env: &mut Env<'_>, args: &[usize]) -> Result<()> {
             };
             with_output::<R>(out, |y| {
                 if in_order && !s.transposed {
-                    kconv::conv_in_order(&x, &w, b.as_deref(), y, s, threads)?;
+                    kconv::conv_in_order(&x, &w, b.as_deref(), y, s, threads, level)?;
                 } else {
-                    kconv::conv(&x, &w, b.as_deref(), y, s, threads)?;
+                    kconv::conv(&x, &w, b.as_deref(), y, s, threads, level)?;
                 }
                 Ok(())
             })
         }
         if double {
-            go::<f64>(ins, &mut outs[0], &shape, threads, in_order)
+            go::<f64>(ins, &mut outs[0], &shape, threads, (in_order, level))
         } else {
-            go::<f32>(ins, &mut outs[0], &shape, threads, in_order)
+            go::<f32>(ins, &mut outs[0], &shape, threads, (in_order, level))
         }
     })
 }
@@ -293,7 +292,7 @@ fn bn_infer(
     inputs.extend(bias);
     let (has_w, has_b) = (weight.is_some(), bias.is_some());
     env.run_any_layout(&inputs, &[outs[0]], |ins, o| {
-        fn go<R: Real + Pod>(
+        fn go<R: Real>(
             ins: &[TensorRef<'_>],
             out: &mut TensorMut<'_>,
             has: (bool, bool),
@@ -312,7 +311,7 @@ fn bn_infer(
             };
             let b = if has.1 { Some(input_as::<R>(&ins[k])?) } else { None };
             with_output::<R>(out, |y| {
-                Ok(kconv::batch_norm(&x, &m, &v, w.as_deref(), b.as_deref(), eps, ci.0, ci.1, y)?)
+                Ok(ferrite_kernels::norm::batch_norm(&x, &m, &v, w.as_deref(), b.as_deref(), eps, ci.0, ci.1, y)?)
             })
         }
         if double {
@@ -346,7 +345,7 @@ fn bn_train(
     inputs.extend(bias);
     let (has_w, has_b) = (weight.is_some(), bias.is_some());
     env.run_any_layout(&inputs, &outs, |ins, o| {
-        fn go<R: Real + Pod>(
+        fn go<R: Real>(
             ins: &[TensorRef<'_>],
             o: &mut [TensorMut<'_>],
             has: (bool, bool),
@@ -356,10 +355,19 @@ fn bn_train(
             let x = input_as::<R>(&ins[0])?;
             let w = if has.0 { Some(input_as::<R>(&ins[1])?) } else { None };
             let b = if has.1 { Some(input_as::<R>(&ins[1 + usize::from(has.0)])?) } else { None };
-            let (mean, invstd) = kconv::batch_stats(&x, ci.0, ci.1, eps)?;
+            let (mean, invstd) = ferrite_kernels::norm::batch_stats(&x, ci.0, ci.1, eps)?;
             let [y, sm, si] = o else { return Err(invalid("batch_norm: expected three outputs".into())) };
             with_output::<R>(y, |y| {
-                Ok(kconv::batch_norm_with_invstd(&x, &mean, &invstd, w.as_deref(), b.as_deref(), ci.0, ci.1, y)?)
+                Ok(ferrite_kernels::norm::batch_norm_with_invstd(
+                    &x,
+                    &mean,
+                    &invstd,
+                    w.as_deref(),
+                    b.as_deref(),
+                    ci.0,
+                    ci.1,
+                    y,
+                )?)
             })?;
             with_output::<R>(sm, |d| {
                 d.copy_from_slice(&mean);

@@ -4,7 +4,7 @@
 //! Pure data movement goes through [`layout::gather`] on raw bytes, so every dtype is handled by
 //! the same code.
 
-use super::{arg, dispatch_all, infer_sizes, norm_dim};
+use super::{arg, el, infer_sizes, norm_dim};
 use crate::env::{Env, Scalar};
 use crate::error::{Result, RuntimeError};
 use crate::registry::KernelRegistry;
@@ -161,16 +161,16 @@ pub(crate) fn cast(src: &TensorRef<'_>, dst: &mut TensorMut<'_>) -> Result<()> {
     let (sd, dd) = (src.dtype, dst.dtype);
     if dd == ScalarType::Bool {
         let out = dst.typed::<u8>()?;
-        dispatch_all!(sd, S => {
+        ferrite_kernels::dispatch!(all el(sd)?, S => {
             for (o, &v) in out.iter_mut().zip(src.typed::<S>()?) {
                 *o = u8::from(v.to_f64() != 0.0);
             }
-        });
+        }, else other => return Err(super::unsupported(other)));
         return Ok(());
     }
-    dispatch_all!(dd, D => {
+    ferrite_kernels::dispatch!(all el(dd)?, D => {
         let out = dst.typed::<D>()?;
-        dispatch_all!(sd, S => {
+        ferrite_kernels::dispatch!(all el(sd)?, S => {
             let input = src.typed::<S>()?;
             if out.len() != input.len() {
                 return Err(RuntimeError::Invalid("cast: length mismatch".into()));
@@ -178,8 +178,8 @@ pub(crate) fn cast(src: &TensorRef<'_>, dst: &mut TensorMut<'_>) -> Result<()> {
             for (o, &v) in out.iter_mut().zip(input) {
                 *o = <D as Element>::from_f64(v.to_f64());
             }
-        });
-    });
+        }, else other => return Err(super::unsupported(other)));
+    }, else other => return Err(super::unsupported(other)));
     Ok(())
 }
 
@@ -586,10 +586,10 @@ fn stack(env: &mut Env<'_>, args: &[usize]) -> Result<()> {
 fn fill(env: &mut Env<'_>, out: usize, value: Scalar) -> Result<()> {
     let dtype = env.dtype(out)?;
     env.run(&[], &[out], |_, outs| {
-        dispatch_all!(dtype, T => {
+        ferrite_kernels::dispatch!(all el(dtype)?, T => {
             let v = if dtype == ScalarType::Bool { <T as Element>::from_f64(f64::from(u8::from(value.to_f64() != 0.0))) } else { <T as Element>::from_f64(value.to_f64()) };
             outs[0].typed::<T>()?.fill(v);
-        });
+        }, else other => return Err(super::unsupported(other)));
         Ok(())
     })
 }
@@ -648,12 +648,12 @@ fn arange(env: &mut Env<'_>, start: Scalar, end: Scalar, step: Scalar, out: usiz
     let dtype = env.dtype(out)?;
     let ints = !start.is_float() && !end.is_float() && !step.is_float();
     env.run(&[], &[out], |_, outs| {
-        dispatch_all!(dtype, T => {
+        ferrite_kernels::dispatch!(all el(dtype)?, T => {
             for (i, o) in outs[0].typed::<T>()?.iter_mut().enumerate() {
                 let v = if ints { (s as i64 + i as i64 * st as i64) as f64 } else { s + i as f64 * st };
                 *o = <T as Element>::from_f64(v);
             }
-        });
+        }, else other => return Err(super::unsupported(other)));
         Ok(())
     })
 }

@@ -6,12 +6,12 @@
 //! before the kernel runs; negative indices count from the end like PyTorch, out-of-range
 //! indices are errors.
 
-use super::{arg, dispatch_all, norm_dim};
+use super::{arg, el, norm_dim};
 use crate::env::{Env, Scalar};
 use crate::error::{Result, RuntimeError};
 use crate::registry::KernelRegistry;
 use ferrite_kernels::contiguous_strides;
-use ferrite_kernels::reduce::Num;
+use ferrite_kernels::Element;
 use ferrite_op_support::Op;
 use ferrite_program::ScalarType;
 
@@ -223,20 +223,20 @@ fn scatter(env: &mut Env<'_>, a: &[usize], kind: ScatterKind) -> Result<()> {
             next_index(&mut idx, &isizes);
         }
         match (kind, value) {
-            (ScatterKind::Value, Some(v)) => dispatch_all!(dtype, T => {
+            (ScatterKind::Value, Some(v)) => ferrite_kernels::dispatch!(all el(dtype)?, T => {
                 let o = outs[0].typed::<T>()?;
                 let val = scalar_to::<T>(v);
                 for &off in &offs {
                     o[off] = val;
                 }
-            }),
-            (ScatterKind::Add, _) => dispatch_all!(dtype, T => {
+            }, else other => return Err(super::unsupported(other))),
+            (ScatterKind::Add, _) => ferrite_kernels::dispatch!(all el(dtype)?, T => {
                 let s = ins[1].typed::<T>()?;
                 let o = outs[0].typed::<T>()?;
                 for (&off, &sp) in offs.iter().zip(&src_pos) {
-                    o[off] = o[off].num_add(s[sp]);
+                    o[off] = o[off].add_in_type(s[sp]);
                 }
-            }),
+            }, else other => return Err(super::unsupported(other))),
             _ => {
                 let s = ins.get(1).ok_or_else(|| invalid("scatter: missing src".into()))?.data;
                 for (&off, &sp) in offs.iter().zip(&src_pos) {
@@ -248,7 +248,7 @@ fn scatter(env: &mut Env<'_>, a: &[usize], kind: ScatterKind) -> Result<()> {
     })
 }
 
-fn scalar_to<T: Num>(v: Scalar) -> T {
+fn scalar_to<T: Element>(v: Scalar) -> T {
     match v {
         Scalar::Int(i) => T::from_i64(i),
         other => T::from_f64(other.to_f64()),
@@ -468,13 +468,13 @@ fn index_put_into(env: &mut Env<'_>, a: &[usize], out: usize) -> Result<()> {
             next_index(&mut c, &plan.out_sizes);
         }
         if accumulate {
-            dispatch_all!(dtype, T => {
+            ferrite_kernels::dispatch!(all el(dtype)?, T => {
                 let v = ins[1].typed::<T>()?;
                 let o = outs[0].typed::<T>()?;
                 for (&off, &vp) in offs.iter().zip(&vpos) {
-                    o[off] = o[off].num_add(v[vp]);
+                    o[off] = o[off].add_in_type(v[vp]);
                 }
-            });
+            }, else other => return Err(super::unsupported(other)));
         } else {
             let v = ins[1].data;
             for (&off, &vp) in offs.iter().zip(&vpos) {
@@ -487,7 +487,7 @@ fn index_put_into(env: &mut Env<'_>, a: &[usize], out: usize) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::reduce::harness::H;
+    use crate::ops::harness::H;
     use ferrite_op_support::Op;
     use ferrite_program::ScalarType as S;
 

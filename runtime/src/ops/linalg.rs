@@ -1,12 +1,13 @@
 //! Linear algebra: mm, bmm, addmm, baddbmm, linear, matmul, and ExecuTorch's LLM attention
 //! operators (`llama::custom_sdpa`, `llama::sdpa_with_kv_cache`).
 
-use super::{arg, dispatch_all, dispatch_float};
+use super::{arg, el};
 use crate::env::Env;
 use crate::error::{Result, RuntimeError};
 use crate::registry::KernelRegistry;
-use crate::tensor::Pod;
-use ferrite_kernels::linalg::{self as k, LinElem, Operand};
+use ferrite_kernels::linalg::{self as k, Operand};
+use ferrite_kernels::simd::Level;
+use ferrite_kernels::Element;
 use ferrite_op_support::Op;
 use ferrite_program::ScalarType;
 
@@ -79,29 +80,29 @@ fn run_bmm(
         None => None,
     };
     let inputs: Vec<usize> = [a, b].into_iter().chain(bias.map(|x| x.0)).collect();
-    let in_order = env.reference_order;
+    let (in_order, level) = (env.reference_order, env.level);
     env.run(&inputs, &[out], |ins, outs| {
-        dispatch_all!(dtype, T => {
+        ferrite_kernels::dispatch!(all el(dtype)?, T => {
             let o = outs[0].typed::<T>()?;
             let (x, y) = (ins[0].typed::<T>()?, ins[1].typed::<T>()?);
             match (bias, &self_strides, ins.get(2)) {
                 (Some((_, beta, alpha)), Some(st), Some(s)) => {
                     let s = s.typed::<T>()?;
-                    with_bias::<T>(x, &ao, y, &bo, s, st, o, batch, mkn, (beta, alpha), in_order)?;
+                    with_bias::<T>(x, &ao, y, &bo, s, st, o, batch, mkn, (beta, alpha), in_order.then_some(level))?;
                 }
-                _ if in_order => k::bmm_in_order(x, &ao, y, &bo, o, batch, mkn)?,
+                _ if in_order => k::bmm_in_order(x, &ao, y, &bo, o, batch, mkn, level)?,
                 _ => k::bmm(x, &ao, y, &bo, o, batch, mkn, false)?,
             }
-        });
+        }, else other => return Err(super::unsupported(other)));
         Ok(())
     })
 }
 
 /// `out = beta * self + alpha * (a · b)` with `self` read through broadcast strides. In
-/// reference order (`in_order`) the product is summed first and `self` added last, as
+/// reference order (`in_order`, with the level the in-order tiles run at) the product is summed first and `self` added last, as
 /// ExecuTorch's `addmm` does; otherwise the product accumulates onto `self`.
 #[allow(clippy::too_many_arguments)]
-fn with_bias<T: LinElem + Pod>(
+fn with_bias<T: Element>(
     x: &[T],
     ao: &Operand,
     y: &[T],
@@ -112,12 +113,12 @@ fn with_bias<T: LinElem + Pod>(
     batch: usize,
     (m, kk, n): (usize, usize, usize),
     (beta, alpha): (f64, f64),
-    in_order: bool,
+    in_order: Option<Level>,
 ) -> Result<()> {
     let self_at = |bi: usize, i: usize, j: usize| -> Result<T> {
         s.get(bi * st[0] + i * st[1] + j * st[2]).copied().ok_or_else(|| invalid("addmm: self is too small".into()))
     };
-    if alpha == 1.0 && beta == 1.0 && !in_order {
+    if alpha == 1.0 && beta == 1.0 && in_order.is_none() {
         // Copy self into the output, then accumulate the product onto it.
         for bi in 0..batch {
             for i in 0..m {
@@ -128,8 +129,8 @@ fn with_bias<T: LinElem + Pod>(
         }
         k::bmm(x, ao, y, bo, o, batch, (m, kk, n), true)?;
     } else {
-        if in_order {
-            k::bmm_in_order(x, ao, y, bo, o, batch, (m, kk, n))?;
+        if let Some(level) = in_order {
+            k::bmm_in_order(x, ao, y, bo, o, batch, (m, kk, n), level)?;
         } else {
             k::bmm(x, ao, y, bo, o, batch, (m, kk, n), false)?;
         }
@@ -137,7 +138,7 @@ fn with_bias<T: LinElem + Pod>(
             for i in 0..m {
                 for j in 0..n {
                     let idx = (bi * m + i) * n + j;
-                    o[idx] = T::axpby(o[idx], alpha, if beta == 0.0 { T::default() } else { self_at(bi, i, j)? }, beta);
+                    o[idx] = k::axpby(o[idx], alpha, if beta == 0.0 { T::default() } else { self_at(bi, i, j)? }, beta);
                 }
             }
         }
@@ -259,21 +260,21 @@ fn run_linear(
         None => 0,
     };
     let inputs: Vec<usize> = [x, w].into_iter().chain(bias.map(|b| b.0)).collect();
-    let in_order = env.reference_order;
+    let (in_order, level) = (env.reference_order, env.level);
     env.run(&inputs, &[out], |ins, outs| {
-        dispatch_all!(dtype, T => {
+        ferrite_kernels::dispatch!(all el(dtype)?, T => {
             let o = outs[0].typed::<T>()?;
             let (xv, wv) = (ins[0].typed::<T>()?, ins[1].typed::<T>()?);
             let xo = Operand::row_major(1, m, mkn.1);
             if in_order {
                 // As the exported `addmm`/`mm` would: the product, then the bias.
-                k::bmm_in_order(xv, &xo, wv, &wt, o, 1, mkn)?;
+                k::bmm_in_order(xv, &xo, wv, &wt, o, 1, mkn, level)?;
                 if let Some(bt) = ins.get(2) {
                     let bv = bt.typed::<T>()?;
                     for row in o.chunks_mut(n.max(1)).take(m) {
                         for (j, d) in row.iter_mut().enumerate() {
                             let b = *bv.get(j * bias_stride).ok_or_else(|| invalid("linear: bias too small".into()))?;
-                            *d = T::axpby(*d, 1.0, b, 1.0);
+                            *d = k::axpby(*d, 1.0, b, 1.0);
                         }
                     }
                 }
@@ -288,7 +289,7 @@ fn run_linear(
             } else {
                 k::bmm(xv, &xo, wv, &wt, o, 1, mkn, false)?;
             }
-        });
+        }, else other => return Err(super::unsupported(other)));
         Ok(())
     })
 }
@@ -430,7 +431,7 @@ fn custom_sdpa(env: &mut Env<'_>, a: &[usize]) -> Result<()> {
     }
     env.run(&inputs, &[out], |ins, outs| {
         let m = ins.get(3).map(|t| t.typed::<f32>()).transpose()?;
-        dispatch_float!(dtype, T => {
+        ferrite_kernels::dispatch!(float el(dtype)?, T => {
             k::sdpa::<T>(
                 ins[0].typed::<T>()?,
                 ins[1].typed::<T>()?,
@@ -444,7 +445,7 @@ fn custom_sdpa(env: &mut Env<'_>, a: &[usize]) -> Result<()> {
                 p.start,
                 p.scale,
             )?;
-        });
+        }, else other => return Err(super::float_only(other)));
         Ok(())
     })
 }
@@ -482,7 +483,7 @@ fn sdpa_with_kv_cache(env: &mut Env<'_>, a: &[usize]) -> Result<()> {
         let [kco, vco, oo] = outs else {
             return Err(invalid("sdpa: expected three outputs".into()));
         };
-        dispatch_float!(dtype, T => {
+        ferrite_kernels::dispatch!(float el(dtype)?, T => {
             let row = kh * d;
             for (src, cache) in [(ins[1].typed::<T>()?, kco.typed::<T>()?), (ins[2].typed::<T>()?, vco.typed::<T>()?)] {
                 for bi in 0..b {
@@ -493,14 +494,14 @@ fn sdpa_with_kv_cache(env: &mut Env<'_>, a: &[usize]) -> Result<()> {
                 }
             }
             k::sdpa::<T>(ins[0].typed::<T>()?, kco.typed::<T>()?, vco.typed::<T>()?, m, oo.typed::<T>()?, p.q_shape, p.kv, p.kv_used, p.causal, p.start, p.scale)?;
-        });
+        }, else other => return Err(super::float_only(other)));
         Ok(())
     })
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::reduce::harness::{close, rand_vec, H};
+    use crate::ops::harness::{close, rand_vec, H};
     use ferrite_op_support::Op;
     use ferrite_program::ScalarType as S;
     use proptest::prelude::*;

@@ -4,12 +4,19 @@
 //!
 //! Each file covers one family; [`register_all`] lists every operator Ferrite implements.
 
+use std::fmt::Display;
+
+use ferrite_kernels::DType;
+use ferrite_program::ScalarType;
+
 use crate::error::{Result, RuntimeError};
 use crate::registry::KernelRegistry;
 
 mod conv;
 mod copy;
 mod elementwise;
+#[cfg(test)]
+mod harness;
 mod index;
 mod linalg;
 mod norm;
@@ -85,91 +92,26 @@ pub(crate) fn infer_sizes(sizes: &[i64], numel: usize) -> Result<Vec<usize>> {
     Ok(out)
 }
 
-/// Calls `$body` with `$t` bound to the Rust type of `$dtype` (all numeric types; bool as u8).
-macro_rules! dispatch_all {
-    ($dtype:expr, $t:ident => $body:expr) => {{
-        use ferrite_program::ScalarType as S;
-        match $dtype {
-            S::Float => {
-                type $t = f32;
-                $body
-            }
-            S::Double => {
-                type $t = f64;
-                $body
-            }
-            S::Half => {
-                type $t = half::f16;
-                $body
-            }
-            S::BFloat16 => {
-                type $t = half::bf16;
-                $body
-            }
-            S::Long => {
-                type $t = i64;
-                $body
-            }
-            S::Int => {
-                type $t = i32;
-                $body
-            }
-            S::Short => {
-                type $t = i16;
-                $body
-            }
-            S::Char => {
-                type $t = i8;
-                $body
-            }
-            S::Byte | S::Bool => {
-                type $t = u8;
-                $body
-            }
-            S::UInt16 => {
-                type $t = u16;
-                $body
-            }
-            S::UInt32 => {
-                type $t = u32;
-                $body
-            }
-            S::UInt64 => {
-                type $t = u64;
-                $body
-            }
-            other => return Err($crate::error::RuntimeError::Unsupported(format!("{other} tensors in this operator"))),
-        }
-    }};
+/// The kernels' element type of `t`, for [`ferrite_kernels::dispatch!`]; an error for types no
+/// operator computes on (quantized, complex, bits).
+pub(crate) fn el(t: ScalarType) -> Result<DType> {
+    crate::tensor::element_type(t).ok_or_else(|| unsupported(t))
 }
 
-/// Calls `$body` with `$t` bound to the Rust type of a floating-point `$dtype`.
-macro_rules! dispatch_float {
-    ($dtype:expr, $t:ident => $body:expr) => {{
-        use ferrite_program::ScalarType as S;
-        match $dtype {
-            S::Float => {
-                type $t = f32;
-                $body
-            }
-            S::Double => {
-                type $t = f64;
-                $body
-            }
-            S::Half => {
-                type $t = half::f16;
-                $body
-            }
-            S::BFloat16 => {
-                type $t = half::bf16;
-                $body
-            }
-            other => {
-                return Err($crate::error::RuntimeError::Unsupported(format!(
-                    "{other} tensors in this operator (floating point only)"
-                )))
-            }
-        }
-    }};
+/// [`el`] for the storage of quantized values, where `bits16` is `uint16`.
+pub(crate) fn quantized_el(t: ScalarType) -> Result<DType> {
+    match t {
+        ScalarType::Bits16 => Ok(DType::U16),
+        other => el(other),
+    }
 }
-pub(crate) use {dispatch_all, dispatch_float};
+
+/// An operator does not take `t` tensors.
+pub(crate) fn unsupported(t: impl Display) -> RuntimeError {
+    RuntimeError::Unsupported(format!("{t} tensors in this operator"))
+}
+
+/// A floating-point-only operator got `t` tensors.
+pub(crate) fn float_only(t: impl Display) -> RuntimeError {
+    RuntimeError::Unsupported(format!("{t} tensors in this operator (floating point only)"))
+}

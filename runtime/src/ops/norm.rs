@@ -1,11 +1,12 @@
 //! Normalisation: softmax and log-softmax, layer norm and group norm.
 
-use super::{arg, dispatch_float, norm_dim};
+use super::{arg, el, norm_dim};
 use crate::env::Env;
 use crate::error::{Result, RuntimeError};
 use crate::registry::KernelRegistry;
 use crate::tensor::{TensorMut, TensorRef};
 use ferrite_kernels::norm as k;
+use ferrite_kernels::Element;
 use ferrite_op_support::Op;
 use ferrite_program::ScalarType;
 
@@ -38,10 +39,10 @@ fn softmax(env: &mut Env<'_>, input: usize, dim: usize, out: usize, log: bool) -
     }
     env.resize(out, &sizes)?;
     env.run(&[input], &[out], |ins, outs| {
-        dispatch_float!(id, T => {
+        ferrite_kernels::dispatch!(float el(id)?, T => {
             let x = ins[0].typed::<T>()?;
-            dispatch_float!(od, U => k::softmax::<T, U>(x, outs[0].typed::<U>()?, outer, n, inner, log)?);
-        });
+            ferrite_kernels::dispatch!(float el(od)?, U => k::softmax::<T, U>(x, outs[0].typed::<U>()?, outer, n, inner, log)?, else other => return Err(super::float_only(other)));
+        }, else other => return Err(super::float_only(other)));
         Ok(())
     })
 }
@@ -61,7 +62,7 @@ fn present(env: &Env<'_>, vals: &[usize]) -> Result<(Vec<usize>, Vec<Option<usiz
     Ok((list, pos))
 }
 
-fn typed_opt<'a, T: crate::tensor::Pod>(ins: &[TensorRef<'a>], p: Option<usize>) -> Result<Option<&'a [T]>> {
+fn typed_opt<'a, T: Element>(ins: &[TensorRef<'a>], p: Option<usize>) -> Result<Option<&'a [T]>> {
     p.map(|i| ins.get(i).ok_or_else(|| RuntimeError::Invalid("missing input".into())).and_then(|t| t.typed::<T>()))
         .transpose()
 }
@@ -126,7 +127,7 @@ fn layer_norm(env: &mut Env<'_>, a: &[usize]) -> Result<()> {
     inputs.extend(&opt);
     env.run(&inputs, &[out, mean, rstd], |ins, outs| {
         let (o, mo, ro) = three(outs)?;
-        dispatch_float!(dtype, T => {
+        ferrite_kernels::dispatch!(float el(dtype)?, T => {
             k::layer_norm::<T>(
                 ins[0].typed::<T>()?,
                 typed_opt::<T>(ins, pos[0])?,
@@ -138,7 +139,7 @@ fn layer_norm(env: &mut Env<'_>, a: &[usize]) -> Result<()> {
                 n,
                 eps,
             )?;
-        });
+        }, else other => return Err(super::float_only(other)));
         Ok(())
     })
 }
@@ -179,7 +180,7 @@ fn group_norm(env: &mut Env<'_>, a: &[usize]) -> Result<()> {
     inputs.extend(&opt);
     env.run(&inputs, &[out, mean, rstd], |ins, outs| {
         let (o, mo, ro) = three(outs)?;
-        dispatch_float!(dtype, T => {
+        ferrite_kernels::dispatch!(float el(dtype)?, T => {
             k::group_norm::<T>(
                 ins[0].typed::<T>()?,
                 typed_opt::<T>(ins, pos[0])?,
@@ -190,14 +191,14 @@ fn group_norm(env: &mut Env<'_>, a: &[usize]) -> Result<()> {
                 (n, c, hxw, groups),
                 eps,
             )?;
-        });
+        }, else other => return Err(super::float_only(other)));
         Ok(())
     })
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::reduce::harness::{close, rand_vec, H};
+    use crate::ops::harness::{close, rand_vec, H};
     use ferrite_op_support::Op;
     use ferrite_program::ScalarType as S;
     use proptest::prelude::*;

@@ -4,13 +4,13 @@
 
 use super::arg;
 use super::conv::{effectively_contiguous, input_as, with_output};
-use super::dispatch_all;
+use super::el;
 use crate::env::Env;
 use crate::error::{Result, RuntimeError};
 use crate::registry::KernelRegistry;
-use crate::tensor::{Pod, TensorMut, TensorRef};
-use ferrite_kernels::conv::Real;
+use crate::tensor::{TensorMut, TensorRef};
 use ferrite_kernels::pool::{self as kpool, Pool2d};
+use ferrite_kernels::Real;
 use ferrite_op_support::Op;
 use ferrite_program::ScalarType;
 
@@ -87,7 +87,7 @@ fn float_unary(
         )));
     }
     env.run_any_layout(&[input], &[out], |ins, outs| {
-        fn go<R: Real + Pod>(
+        fn go<R: Real>(
             x: &TensorRef<'_>,
             y: &mut TensorMut<'_>,
             f: impl FnOnce(&[R], &mut [R]) -> Result<()>,
@@ -140,9 +140,9 @@ fn max_pool2d_with_indices(env: &mut Env<'_>, args: &[usize]) -> Result<()> {
     env.run(&[input], &[out, indices], |ins, outs| {
         let [o, ix] = outs else { return Err(invalid("max_pool2d: expected two outputs".into())) };
         let ix = ix.typed::<i64>()?;
-        dispatch_all!(dt, T => {
+        ferrite_kernels::dispatch!(all el(dt)?, T => {
             Ok(kpool::max_pool2d(ins[0].typed::<T>()?, o.typed::<T>()?, Some(ix), &p)?)
-        })
+        }, else other => Err(super::unsupported(other)))
     })
 }
 
@@ -216,9 +216,9 @@ fn adaptive_max_pool2d(env: &mut Env<'_>, args: &[usize]) -> Result<()> {
     env.run(&[input], &[out, indices], |ins, outs| {
         let [o, ix] = outs else { return Err(invalid("adaptive_max_pool2d: expected two outputs".into())) };
         let ix = ix.typed::<i64>()?;
-        dispatch_all!(dt, T => {
+        ferrite_kernels::dispatch!(all el(dt)?, T => {
             Ok(kpool::adaptive_max_pool2d(ins[0].typed::<T>()?, o.typed::<T>()?, ix, planes, hw, output)?)
-        })
+        }, else other => Err(super::unsupported(other)))
     })
 }
 
@@ -279,9 +279,9 @@ fn upsample_nearest(
         kpool::upsample_scale(hw[1], output[1], false, scales[1]),
     ];
     env.run(&[input], &[out], |ins, outs| {
-        dispatch_all!(dt, T => {
+        ferrite_kernels::dispatch!(all el(dt)?, T => {
             Ok(kpool::upsample_nearest2d(ins[0].typed::<T>()?, outs[0].typed::<T>()?, planes, hw, output, scale)?)
-        })
+        }, else other => Err(super::unsupported(other)))
     })
 }
 

@@ -3,7 +3,7 @@
 //! (`embedding_byte`, `embedding_4bit`, `embedding_2bit`), with the argument checks and the
 //! arithmetic of ExecuTorch's `kernels/quantized/cpu`.
 
-use super::{arg, dispatch_float, norm_dim};
+use super::{arg, el, norm_dim, quantized_el};
 use crate::env::Env;
 use crate::error::{Result, RuntimeError};
 use crate::registry::KernelRegistry;
@@ -33,35 +33,6 @@ pub(super) fn register(r: &mut KernelRegistry) {
 
 fn invalid(msg: String) -> RuntimeError {
     RuntimeError::Invalid(msg)
-}
-
-/// Calls `$body` with `$t` bound to the storage type of a quantized integer `$dtype`.
-macro_rules! dispatch_qint {
-    ($dtype:expr, $t:ident => $body:expr) => {{
-        match $dtype {
-            ScalarType::Byte => {
-                type $t = u8;
-                $body
-            }
-            ScalarType::Char => {
-                type $t = i8;
-                $body
-            }
-            ScalarType::Short => {
-                type $t = i16;
-                $body
-            }
-            ScalarType::UInt16 | ScalarType::Bits16 => {
-                type $t = u16;
-                $body
-            }
-            ScalarType::Int => {
-                type $t = i32;
-                $body
-            }
-            other => return Err(RuntimeError::Unsupported(format!("{other} as a quantized type"))),
-        }
-    }};
 }
 
 /// Typed view of raw tensor bytes (also for dtypes `TensorRef::typed` does not map, e.g. Bits16).
@@ -171,9 +142,9 @@ fn quantize_into(
         return Err(invalid(format!("quantize: {} scales/zero points for {channels} channels", params.len())));
     }
     env.run(&[input], &[out], |ins, outs| {
-        dispatch_float!(in_dtype, F => dispatch_qint!(out_dtype, Q => {
+        ferrite_kernels::dispatch!(float el(in_dtype)?, F => ferrite_kernels::dispatch!(quantized quantized_el(out_dtype)?, Q => {
             k::quantize::<F, Q>(raw(ins[0].data)?, raw_mut(outs[0].data)?, params, inner.max(1), quant_min, quant_max)?;
-        }));
+        }, else other => return Err(RuntimeError::Unsupported(format!("{other} as a quantized type")))), else other => return Err(super::float_only(other)));
         Ok(())
     })
 }
@@ -227,9 +198,9 @@ fn dequantize_into(
         return Err(invalid(format!("dequantize: {} scales/zero points for {channels} channels", params.len())));
     }
     env.run(&[input], &[out], |ins, outs| {
-        dispatch_qint!(in_dtype, Q => dispatch_float!(o_dtype, O => {
+        ferrite_kernels::dispatch!(quantized quantized_el(in_dtype)?, Q => ferrite_kernels::dispatch!(float el(o_dtype)?, O => {
             k::dequantize::<Q, O>(raw(ins[0].data)?, raw_mut(outs[0].data)?, params, inner.max(1), convert_first)?;
-        }));
+        }, else other => return Err(super::float_only(other))), else other => return Err(RuntimeError::Unsupported(format!("{other} as a quantized type"))));
         Ok(())
     })
 }
@@ -629,13 +600,13 @@ fn embedding(env: &mut Env<'_>, args: &[usize], bits: Bits, with_dtype: bool) ->
             ScalarType::Int => raw::<i32>(ins[2].data)?.iter().map(|&i| i as i64).collect(),
             _ => raw::<i64>(ins[2].data)?.to_vec(),
         };
-        dispatch_float!(p_dtype, P => dispatch_float!(o_dtype, O => {
+        ferrite_kernels::dispatch!(float el(p_dtype)?, P => ferrite_kernels::dispatch!(float el(o_dtype)?, O => {
             let zp = match ins.get(3) {
                 Some(z) => Some(raw::<P>(z.data)?),
                 None => None,
             };
             k::embedding::<P, O>(kind, ins[0].data, rows, row_bytes, raw(ins[1].data)?, zp, groups, &idx, raw_mut(outs[0].data)?)?;
-        }));
+        }, else other => return Err(super::float_only(other))), else other => return Err(super::float_only(other)));
         Ok(())
     })
 }

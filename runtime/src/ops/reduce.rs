@@ -5,13 +5,13 @@
 //! i64, as ExecuTorch's portable kernels do (they accumulate in the output type, widening
 //! half/bfloat16 to float).
 
-use super::{arg, dispatch_all, dispatch_float, norm_dim};
+use super::{arg, el, norm_dim};
 use crate::env::Env;
 use crate::error::{Result, RuntimeError};
 use crate::registry::KernelRegistry;
 use crate::tensor::{TensorMut, TensorRef};
-use ferrite_kernels::reduce::{self as k, Acc, ReducePlan};
-use ferrite_kernels::Element;
+use ferrite_kernels::reduce::{self as k, ReducePlan};
+use ferrite_kernels::{Accumulator, DType, Element, Number};
 use ferrite_op_support::Op;
 use ferrite_program::ScalarType;
 
@@ -133,28 +133,9 @@ fn plan(env: &mut Env<'_>, input: usize, dims: Option<&[i64]>, keepdim: bool, ou
     Ok(ReducePlan::new(&sizes, &mask)?)
 }
 
-macro_rules! with_acc {
-    ($dtype:expr, $a:ident => $body:expr) => {{
-        match $dtype {
-            ScalarType::Double => {
-                type $a = f64;
-                $body
-            }
-            ScalarType::Float | ScalarType::Half | ScalarType::BFloat16 => {
-                type $a = f32;
-                $body
-            }
-            _ => {
-                type $a = i64;
-                $body
-            }
-        }
-    }};
-}
-
 /// Folds `input` into `out` with `op` (starting at `init`) in the accumulator type `A`, then
 /// maps each result with `finish` and stores it in the output's dtype.
-fn fold_acc<A: Acc>(
+fn fold_acc<A: Accumulator>(
     plan: &ReducePlan,
     input: &TensorRef<'_>,
     out: &mut TensorMut<'_>,
@@ -163,12 +144,12 @@ fn fold_acc<A: Acc>(
     finish: impl Fn(A) -> A + Sync + Copy,
 ) -> Result<()> {
     if input.dtype == out.dtype && out.dtype != ScalarType::Bool {
-        dispatch_all!(out.dtype, T => {
+        ferrite_kernels::dispatch!(all el(out.dtype)?, T => {
             plan.fold(input.typed::<T>()?, out.typed::<T>()?, init, |a, v, _| op(a, A::from_elem(v)), |a| finish(a).to_elem::<T>())?;
-        });
+        }, else other => return Err(super::unsupported(other)));
         return Ok(());
     }
-    let conv: Vec<A> = dispatch_all!(input.dtype, T => input.typed::<T>()?.iter().map(|&v| A::from_elem(v)).collect());
+    let conv: Vec<A> = ferrite_kernels::dispatch!(all el(input.dtype)?, T => input.typed::<T>()?.iter().map(|&v| A::from_elem(v)).collect(), else other => return Err(super::unsupported(other)));
     if out.dtype == ScalarType::Bool {
         let mut tmp = vec![init; plan.out_numel()];
         plan.fold(&conv, &mut tmp, init, |a, v, _| op(a, v), finish)?;
@@ -177,9 +158,9 @@ fn fold_acc<A: Acc>(
         }
         return Ok(());
     }
-    dispatch_all!(out.dtype, R => {
+    ferrite_kernels::dispatch!(all el(out.dtype)?, R => {
         plan.fold(&conv, out.typed::<R>()?, init, |a, v, _| op(a, v), |a| finish(a).to_elem::<R>())?;
-    });
+    }, else other => return Err(super::unsupported(other)));
     Ok(())
 }
 
@@ -203,19 +184,19 @@ fn sum_mean(
     let plan = plan(env, input, dims.as_deref(), keepdim, &[out])?;
     let count = plan.count();
     env.run(&[input], &[out], |ins, outs| {
-        with_acc!(od, A => {
+        ferrite_kernels::dispatch!(accumulator el(od).unwrap_or(DType::I64), A => {
             if mean {
                 let n = A::from_elem(count as f32);
-                fold_acc::<A>(&plan, &ins[0], &mut outs[0], A::ZERO, A::add, move |a| div(a, n))
+                fold_acc::<A>(&plan, &ins[0], &mut outs[0], A::ZERO, Number::add, move |a| div(a, n))
             } else {
-                fold_acc::<A>(&plan, &ins[0], &mut outs[0], A::ZERO, A::add, |a| a)
+                fold_acc::<A>(&plan, &ins[0], &mut outs[0], A::ZERO, Number::add, |a| a)
             }
         })
     })
 }
 
 /// Division in the accumulator type (only reached for floating-point accumulators).
-fn div<A: Acc>(a: A, b: A) -> A {
+fn div<A: Accumulator>(a: A, b: A) -> A {
     A::from_elem(a.to_elem::<f64>() / b.to_elem::<f64>())
 }
 
@@ -225,7 +206,7 @@ fn prod(env: &mut Env<'_>, input: usize, dims: Option<Vec<i64>>, keepdim: bool, 
     env.run(
         &[input],
         &[out],
-        |ins, outs| with_acc!(od, A => fold_acc::<A>(&plan, &ins[0], &mut outs[0], A::ONE, A::mul, |a| a)),
+        |ins, outs| ferrite_kernels::dispatch!(accumulator el(od).unwrap_or(DType::I64), A => fold_acc::<A>(&plan, &ins[0], &mut outs[0], A::ONE, Number::mul, |a| a)),
     )
 }
 
@@ -248,10 +229,10 @@ fn extreme(
     let plan = plan(env, input, dims.as_deref(), keepdim, &[out])?;
     empty_reduction(if max { "amax" } else { "amin" }, &plan)?;
     env.run(&[input], &[out], |ins, outs| {
-        dispatch_all!(ins[0].dtype, T => {
+        ferrite_kernels::dispatch!(all el(ins[0].dtype)?, T => {
             let step = if max { k::max_step::<T> } else { k::min_step::<T> };
             plan.fold(ins[0].typed::<T>()?, outs[0].typed::<T>()?, None, |a, v, _| step(a, v), |a| a.unwrap_or_default())?;
-        });
+        }, else other => return Err(super::unsupported(other)));
         Ok(())
     })
 }
@@ -273,14 +254,14 @@ fn extreme_all(env: &mut Env<'_>, input: usize, out: usize, max: bool) -> Result
             }
         }
         let od = outs[0].dtype;
-        dispatch_all!(od, R => {
+        ferrite_kernels::dispatch!(all el(od)?, R => {
             let o = outs[0].typed::<R>()?;
             // An empty input gives the type's lower (upper) bound; `as` saturates integers.
             let v = if acc.is_infinite() && !od.is_float() { R::from_f64(if max { f64::MIN } else { f64::MAX }) } else { R::from_f64(acc) };
             if let Some(slot) = o.first_mut() {
                 *slot = v;
             }
-        });
+        }, else other => return Err(super::unsupported(other)));
         Ok(())
     })
 }
@@ -328,7 +309,7 @@ fn arg_extreme(
         outs.insert(0, v);
     }
     env.run(&[input], &outs, |ins, outs| {
-        dispatch_all!(ins[0].dtype, T => {
+        ferrite_kernels::dispatch!(all el(ins[0].dtype)?, T => {
             let step = if max { k::argmax_step::<T> } else { k::argmin_step::<T> };
             let x = ins[0].typed::<T>()?;
             let mut pairs = vec![(T::default(), 0usize); plan.out_numel()];
@@ -346,7 +327,7 @@ fn arg_extreme(
                     *o = p.0;
                 }
             }
-        });
+        }, else other => return Err(super::unsupported(other)));
         Ok(())
     })
 }
@@ -373,14 +354,14 @@ fn any_all(
     let plan = ReducePlan::new(&sizes, &mask)?;
     env.run(&[input], &[out], |ins, outs| {
         let o = outs[0].typed::<u8>()?;
-        dispatch_all!(ins[0].dtype, T => {
+        ferrite_kernels::dispatch!(all el(ins[0].dtype)?, T => {
             let x = ins[0].typed::<T>()?;
             if any {
                 plan.fold(x, o, false, |a, v, _| a || v != T::default(), u8::from)?;
             } else {
                 plan.fold(x, o, true, |a, v, _| a && v != T::default(), u8::from)?;
             }
-        });
+        }, else other => return Err(super::unsupported(other)));
         Ok(())
     })
 }
@@ -407,8 +388,8 @@ fn variance(
     let count = plan.count();
     let denom = count as f64 - correction;
     env.run(&[input], &outs, |ins, outs| {
-        with_acc!(od, A => {
-            let x: Vec<A> = dispatch_float!(ins[0].dtype, T => ins[0].typed::<T>()?.iter().map(|&v| A::from_elem(v)).collect());
+        ferrite_kernels::dispatch!(accumulator el(od).unwrap_or(DType::I64), A => {
+            let x: Vec<A> = ferrite_kernels::dispatch!(float el(ins[0].dtype)?, T => ins[0].typed::<T>()?.iter().map(|&v| A::from_elem(v)).collect(), else other => return Err(super::float_only(other)));
             let n = A::from_elem(count as f64);
             let mut means = vec![A::ZERO; plan.out_numel()];
             plan.fold(&x, &mut means, A::ZERO, |a, v, _| a.add(v), |a| div(a, n))?;
@@ -425,7 +406,7 @@ fn variance(
                 |(_, s)| s,
             )?;
             let (first, rest) = outs.split_first_mut().ok_or_else(|| RuntimeError::Invalid("var: no output".into()))?;
-            dispatch_float!(od, R => {
+            ferrite_kernels::dispatch!(float el(od)?, R => {
                 for (o, &s) in first.typed::<R>()?.iter_mut().zip(&dev) {
                     let v = if count == 0 || denom <= 0.0 { f64::NAN } else { s.to_elem::<f64>() / denom };
                     *o = R::from_f64(if std { v.sqrt() } else { v });
@@ -435,14 +416,14 @@ fn variance(
                         *o = v.to_elem::<R>();
                     }
                 }
-            });
+            }, else other => return Err(super::float_only(other)));
             Ok(())
         })
     })
 }
 
 /// Subtraction in the accumulator type (floating-point accumulators only).
-fn sub<A: Acc>(a: A, b: A) -> A {
+fn sub<A: Accumulator>(a: A, b: A) -> A {
     a.add(A::from_elem(-b.to_elem::<f64>()))
 }
 
@@ -474,13 +455,17 @@ fn cumsum(env: &mut Env<'_>, a: &[usize]) -> Result<()> {
         (sizes[..d].iter().product(), sizes[d], sizes[d + 1..].iter().product())
     };
     env.resize(out, &sizes)?;
-    let od = env.dtype(out)?;
+    let od = el(env.dtype(out)?)?;
     env.run(&[input], &[out], |ins, outs| {
-        dispatch_all!(ins[0].dtype, T => {
-            let x = ins[0].typed::<T>()?;
-            dispatch_all!(od, R => {
-                with_acc!(od, A => k::cumsum::<T, A, R>(x, outs[0].typed::<R>()?, outer, n, inner)?);
-            });
+        // The input in the accumulator type first (as the kernel would convert each element):
+        // one conversion per input type and one kernel per output type, not one per pair.
+        ferrite_kernels::dispatch!(accumulator od, A => {
+            let x: Vec<A> = ferrite_kernels::dispatch!(all el(ins[0].dtype)?, T => {
+                ins[0].typed::<T>()?.iter().map(|&v| A::from_elem(v)).collect()
+            }, else other => return Err(super::unsupported(other)));
+            ferrite_kernels::dispatch!(all od, R => {
+                k::cumsum::<A, A, R>(&x, outs[0].typed::<R>()?, outer, n, inner)?;
+            }, else other => return Err(super::unsupported(other)));
         });
         Ok(())
     })
@@ -504,379 +489,14 @@ fn logsumexp(env: &mut Env<'_>, a: &[usize]) -> Result<()> {
             |(m, s), v, _| (m, if m.is_infinite() { s } else { s + (v - m).exp() }),
             |(m, s)| if m.is_infinite() || m.is_nan() { m } else { m + s.ln() },
         )?;
-        dispatch_float!(od, R => {
+        ferrite_kernels::dispatch!(float el(od)?, R => {
             for (o, &v) in outs[0].typed::<R>()?.iter_mut().zip(&res) {
                 *o = R::from_f64(v);
             }
-        });
+        }, else other => return Err(super::float_only(other)));
         Ok(())
     })
 }
 
-/// A tiny method environment for operator tests: values are created one by one, tensors own
-/// their data, outputs are unbound-dynamic so the operator's resize decides their shape.
 #[cfg(test)]
-pub(crate) mod harness {
-    use crate::env::{Env, RValue, Storage, TensorSlot};
-    use crate::error::Result;
-    use crate::registry::KernelRegistry;
-    use crate::tensor::{AlignedBuf, Pod, TensorData};
-    use ferrite_program::{Program, ScalarType, ShapeDynamism};
-    use std::sync::OnceLock;
-
-    fn program() -> &'static Program<'static> {
-        static P: OnceLock<Program<'static>> = OnceLock::new();
-        P.get_or_init(|| {
-            Program::from_bytes(include_bytes!("../../../tests/fixtures/mlp/portable.pte")).expect("fixture program")
-        })
-    }
-
-    fn registry() -> &'static KernelRegistry {
-        static R: OnceLock<KernelRegistry> = OnceLock::new();
-        R.get_or_init(crate::ops::portable_kernels)
-    }
-
-    /// Values of one test call.
-    #[derive(Default)]
-    pub(crate) struct H {
-        values: Vec<RValue>,
-        owned: Vec<AlignedBuf>,
-    }
-
-    impl H {
-        pub fn new() -> Self {
-            Self::default()
-        }
-
-        fn push(&mut self, v: RValue) -> usize {
-            self.values.push(v);
-            self.values.len() - 1
-        }
-
-        pub fn tensor_bytes(&mut self, dtype: ScalarType, sizes: &[usize], bytes: &[u8]) -> usize {
-            self.owned.push(AlignedBuf::from_bytes(bytes));
-            let index = self.owned.len() - 1;
-            self.push(RValue::Tensor(TensorSlot {
-                dtype,
-                sizes: sizes.to_vec(),
-                bound: sizes.to_vec(),
-                dim_order: (0..sizes.len() as u8).collect(),
-                dynamism: ShapeDynamism::DynamicUnbound,
-                storage: Storage::Owned { index },
-            }))
-        }
-
-        pub fn t<T: Pod>(&mut self, sizes: &[usize], data: &[T]) -> usize {
-            assert_eq!(sizes.iter().product::<usize>(), data.len());
-            self.tensor_bytes(T::DTYPE, sizes, bytemuck::cast_slice(data))
-        }
-
-        pub fn bools(&mut self, sizes: &[usize], data: &[bool]) -> usize {
-            let b: Vec<u8> = data.iter().map(|&x| u8::from(x)).collect();
-            self.tensor_bytes(ScalarType::Bool, sizes, &b)
-        }
-
-        /// An output tensor of `rank` dims (shape decided by the operator).
-        pub fn out(&mut self, dtype: ScalarType, rank: usize) -> usize {
-            self.push(RValue::Tensor(TensorSlot {
-                dtype,
-                sizes: vec![0; rank],
-                bound: vec![0; rank],
-                dim_order: (0..rank as u8).collect(),
-                dynamism: ShapeDynamism::DynamicUnbound,
-                storage: Storage::Empty,
-            }))
-        }
-
-        pub fn int(&mut self, i: i64) -> usize {
-            self.push(RValue::Int(i))
-        }
-        pub fn double(&mut self, d: f64) -> usize {
-            self.push(RValue::Double(d))
-        }
-        pub fn bool(&mut self, b: bool) -> usize {
-            self.push(RValue::Bool(b))
-        }
-        pub fn none(&mut self) -> usize {
-            self.push(RValue::None)
-        }
-        pub fn ints(&mut self, l: &[i64]) -> usize {
-            let ids: Vec<usize> = l.iter().map(|&i| self.int(i)).collect();
-            self.push(RValue::IntList(ids))
-        }
-        pub fn opt_tensors(&mut self, l: &[Option<usize>]) -> usize {
-            self.push(RValue::OptionalTensorList(l.to_vec()))
-        }
-
-        pub fn call(&mut self, op: ferrite_op_support::Op, args: &[usize]) -> Result<()> {
-            let f = registry().get(op.name()).unwrap_or_else(|| panic!("{op} is not registered"));
-            let mut env =
-                Env::owned(&mut self.values, &mut self.owned, program(), false, ferrite_kernels::simd::Level::detect());
-            f(&mut env, args)
-        }
-
-        pub fn get(&mut self, v: usize) -> TensorData {
-            let env =
-                Env::owned(&mut self.values, &mut self.owned, program(), false, ferrite_kernels::simd::Level::detect());
-            let t = env.read(v).expect("readable tensor");
-            TensorData::from_bytes(t.dtype, t.sizes.to_vec(), t.data).expect("tensor data")
-        }
-
-        pub fn f64s(&mut self, v: usize) -> (Vec<usize>, Vec<f64>) {
-            let t = self.get(v);
-            (t.sizes().to_vec(), t.to_f64_vec().expect("numeric"))
-        }
-    }
-
-    /// Asserts two float vectors agree within `tol` (relative to magnitude), NaN matching NaN.
-    pub fn close(got: &[f64], want: &[f64], tol: f64) {
-        assert_eq!(got.len(), want.len(), "lengths differ: {got:?} vs {want:?}");
-        for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-            let ok = (g.is_nan() && w.is_nan()) || g == w || (g - w).abs() <= tol * w.abs().max(1.0);
-            assert!(ok, "element {i}: got {g}, want {w}\n got {got:?}\nwant {want:?}");
-        }
-    }
-
-    /// Deterministic pseudo-random values in [-2, 2).
-    pub fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407) | 1;
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                ((s >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0
-            })
-            .collect()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::harness::{close, rand_vec, H};
-    use ferrite_op_support::Op;
-    use ferrite_program::ScalarType as S;
-    use proptest::prelude::*;
-
-    /// Reference reduction: groups elements by their kept coordinates, folds in input order.
-    fn reference(x: &[f64], sizes: &[usize], mask: &[bool], f: impl Fn(&[f64]) -> f64) -> Vec<f64> {
-        let out_sizes: Vec<usize> = sizes.iter().zip(mask).map(|(&s, &m)| if m { 1 } else { s }).collect();
-        let n_out: usize = out_sizes.iter().product();
-        let strides = ferrite_kernels::contiguous_strides(&out_sizes);
-        let mut groups = vec![Vec::new(); n_out];
-        let mut idx = vec![0usize; sizes.len()];
-        for &v in x {
-            let o: usize = idx.iter().zip(mask).zip(&strides).map(|((&i, &m), &s)| if m { 0 } else { i * s }).sum();
-            groups[o].push(v);
-            for d in (0..sizes.len()).rev() {
-                idx[d] += 1;
-                if idx[d] < sizes[d] {
-                    break;
-                }
-                idx[d] = 0;
-            }
-        }
-        groups.iter().map(|g| f(g)).collect()
-    }
-
-    fn case() -> impl Strategy<Value = (Vec<usize>, Vec<bool>, bool, u64)> {
-        prop::collection::vec((0usize..4, any::<bool>()), 0..4).prop_flat_map(|v| {
-            let (s, m): (Vec<usize>, Vec<bool>) = v.into_iter().unzip();
-            (Just(s), Just(m), any::<bool>(), 0u64..1000)
-        })
-    }
-
-    fn dims_of(mask: &[bool], neg: bool) -> Vec<i64> {
-        let r = mask.len() as i64;
-        mask.iter().enumerate().filter(|(_, &m)| m).map(|(d, _)| if neg { d as i64 - r } else { d as i64 }).collect()
-    }
-
-    fn kept(sizes: &[usize], mask: &[bool], keepdim: bool) -> Vec<usize> {
-        sizes
-            .iter()
-            .zip(mask)
-            .filter_map(|(&s, &m)| {
-                if !m {
-                    Some(s)
-                } else if keepdim {
-                    Some(1)
-                } else {
-                    None
-                }
-            })
-            .collect()
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(48))]
-        #[test]
-        fn sum_mean_amax_match_reference((sizes, mask, keepdim, seed) in case()) {
-            let n: usize = sizes.iter().product();
-            let x = rand_vec(n, seed);
-            let xd: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
-            // An empty dim list means "all dims" for sum/mean.
-            let eff: Vec<bool> = if mask.iter().any(|&m| m) { mask.clone() } else { vec![true; sizes.len()] };
-            let dims = dims_of(&mask, seed % 2 == 0);
-            for (op, f) in [(Op::SumIntList, 0), (Op::Mean, 1)] {
-                let mut h = H::new();
-                let xi = h.t(&sizes, &x);
-                let (d, k, none) = (h.ints(&dims), h.bool(keepdim), h.none());
-                let o = h.out(S::Float, kept(&sizes, &eff, keepdim).len());
-                h.call(op, &[xi, d, k, none, o]).expect("test");
-                let (os, got) = h.f64s(o);
-                prop_assert_eq!(os, kept(&sizes, &eff, keepdim));
-                let want = reference(&xd, &sizes, &eff, |g| {
-                    let s: f64 = g.iter().sum();
-                    if f == 0 { s } else { s / g.len() as f64 }
-                });
-                close(&got, &want, 1e-5);
-            }
-            // amax over the explicit dims; empty reductions are errors.
-            let mut h = H::new();
-            let xi = h.t(&sizes, &x);
-            let (d, k) = (h.ints(&dims), h.bool(keepdim));
-            let o = h.out(S::Float, kept(&sizes, &eff, keepdim).len());
-            let count: usize = sizes.iter().zip(&eff).filter(|(_, &m)| m).map(|(&s, _)| s).product();
-            let out_n: usize = sizes.iter().zip(&eff).filter(|(_, &m)| !m).map(|(&s, _)| s).product();
-            let r = h.call(Op::Amax, &[xi, d, k, o]);
-            if count == 0 && out_n > 0 {
-                prop_assert!(r.is_err());
-            } else {
-                r.expect("test");
-                let want = reference(&xd, &sizes, &eff, |g| g.iter().cloned().fold(f64::NEG_INFINITY, f64::max));
-                close(&h.f64s(o).1, &want, 0.0);
-            }
-        }
-    }
-
-    #[test]
-    fn sum_dtypes_and_keepdim() {
-        let mut h = H::new();
-        let x = h.t(&[2, 3], &[1i32, 2, 3, 4, 5, 6]);
-        let (d, k, none) = (h.ints(&[-1]), h.bool(true), h.none());
-        let o = h.out(S::Long, 2);
-        h.call(Op::SumIntList, &[x, d, k, none, o]).expect("test");
-        assert_eq!(h.get(o).as_slice::<i64>().expect("test"), &[6, 15]);
-        assert_eq!(h.get(o).sizes(), &[2, 1]);
-        // Half input summed into a Float output.
-        let xs: Vec<half::f16> = [0.5f32, 1.5, 2.0, 4.0].iter().map(|&v| half::f16::from_f32(v)).collect();
-        let x = h.t(&[4], &xs);
-        let (n, k) = (h.none(), h.bool(false));
-        let o = h.out(S::Float, 0);
-        h.call(Op::SumIntList, &[x, n, k, n, o]).expect("test");
-        assert_eq!(h.get(o).as_slice::<f32>().expect("test"), &[8.0]);
-        // Bool sum into Long.
-        let x = h.bools(&[3], &[true, false, true]);
-        let o = h.out(S::Long, 0);
-        h.call(Op::SumIntList, &[x, n, k, n, o]).expect("test");
-        assert_eq!(h.get(o).as_slice::<i64>().expect("test"), &[2]);
-        // Sum of an empty tensor is 0; mean of one is NaN.
-        let x = h.t::<f32>(&[0, 2], &[]);
-        let d = h.ints(&[0]);
-        let o = h.out(S::Float, 1);
-        h.call(Op::SumIntList, &[x, d, k, n, o]).expect("test");
-        assert_eq!(h.get(o).as_slice::<f32>().expect("test"), &[0.0, 0.0]);
-        let o = h.out(S::Float, 1);
-        h.call(Op::Mean, &[x, d, k, n, o]).expect("test");
-        assert!(h.get(o).as_slice::<f32>().expect("test").iter().all(|v| v.is_nan()));
-    }
-
-    #[test]
-    fn arg_reductions_and_max_dim() {
-        let mut h = H::new();
-        let x = h.t(&[2, 3], &[1.0f32, 5.0, 5.0, -1.0, -3.0, -3.0]);
-        let (d, k, nd) = (h.int(1), h.bool(false), h.none());
-        let o = h.out(S::Long, 1);
-        h.call(Op::Argmax, &[x, d, k, o]).expect("test");
-        assert_eq!(h.get(o).as_slice::<i64>().expect("test"), &[1, 0]);
-        let o = h.out(S::Long, 1);
-        h.call(Op::Argmin, &[x, d, k, o]).expect("test");
-        assert_eq!(h.get(o).as_slice::<i64>().expect("test"), &[0, 1]);
-        let o = h.out(S::Long, 0);
-        h.call(Op::Argmin, &[x, nd, k, o]).expect("test");
-        assert_eq!(h.get(o).as_slice::<i64>().expect("test"), &[4]);
-        let kd = h.bool(true);
-        let (v, i) = (h.out(S::Float, 2), h.out(S::Long, 2));
-        let d0 = h.int(-2);
-        h.call(Op::MaxDimMax, &[x, d0, kd, v, i]).expect("test");
-        assert_eq!(h.get(v).as_slice::<f32>().expect("test"), &[1.0, 5.0, 5.0]);
-        assert_eq!(h.get(i).as_slice::<i64>().expect("test"), &[0, 0, 0]);
-        assert_eq!(h.get(v).sizes(), &[1, 3]);
-        let (v, i) = (h.out(S::Float, 1), h.out(S::Long, 1));
-        h.call(Op::MinDimMin, &[x, d, k, v, i]).expect("test");
-        assert_eq!(h.get(v).as_slice::<f32>().expect("test"), &[1.0, -3.0]);
-        assert_eq!(h.get(i).as_slice::<i64>().expect("test"), &[0, 1]);
-        let o = h.out(S::Float, 0);
-        h.call(Op::MaxUnary, &[x, o]).expect("test");
-        assert_eq!(h.get(o).as_slice::<f32>().expect("test"), &[5.0]);
-        // Empty dimension: error.
-        let e = h.t::<f32>(&[2, 0], &[]);
-        let o = h.out(S::Long, 1);
-        assert!(h.call(Op::Argmax, &[e, d, k, o]).is_err());
-    }
-
-    #[test]
-    fn any_all_prod_cumsum() {
-        let mut h = H::new();
-        let x = h.t(&[2, 2], &[0.0f32, 0.0, 0.0, 2.0]);
-        let (d, k) = (h.int(1), h.bool(false));
-        let o = h.out(S::Bool, 1);
-        h.call(Op::Any, &[x, d, k, o]).expect("test");
-        assert_eq!(h.get(o).bytes(), &[0, 1]);
-        let o = h.out(S::Bool, 0);
-        h.call(Op::AnyAll, &[x, o]).expect("test");
-        assert_eq!(h.get(o).bytes(), &[1]);
-        let o = h.out(S::Bool, 0);
-        h.call(Op::AllAll, &[x, o]).expect("test");
-        assert_eq!(h.get(o).bytes(), &[0]);
-        // any.dims with an empty list reduces nothing.
-        let (e, n) = (h.ints(&[]), h.none());
-        let o = h.out(S::Bool, 2);
-        h.call(Op::AnyDims, &[x, e, k, o]).expect("test");
-        assert_eq!(h.get(o).bytes(), &[0, 0, 0, 1]);
-        let o = h.out(S::Bool, 0);
-        h.call(Op::AnyDims, &[x, n, k, o]).expect("test");
-        assert_eq!(h.get(o).bytes(), &[1]);
-        let y = h.t(&[2, 3], &[1i64, 2, 3, 4, 5, 6]);
-        let o = h.out(S::Long, 1);
-        h.call(Op::ProdInt, &[y, d, k, n, o]).expect("test");
-        assert_eq!(h.get(o).as_slice::<i64>().expect("test"), &[6, 120]);
-        let o = h.out(S::Long, 0);
-        h.call(Op::Prod, &[y, n, o]).expect("test");
-        assert_eq!(h.get(o).as_slice::<i64>().expect("test"), &[720]);
-        let d0 = h.int(0);
-        let o = h.out(S::Float, 2);
-        h.call(Op::Cumsum, &[y, d0, n, o]).expect("test");
-        assert_eq!(h.get(o).as_slice::<f32>().expect("test"), &[1.0, 2.0, 3.0, 5.0, 7.0, 9.0]);
-    }
-
-    #[test]
-    fn var_std_logsumexp() {
-        let mut h = H::new();
-        let vals = rand_vec(12, 3);
-        let x = h.t(&[3, 4], &vals);
-        let (d, k, n) = (h.ints(&[1]), h.bool(false), h.none());
-        let o = h.out(S::Float, 1);
-        h.call(Op::VarCorrection, &[x, d, n, k, o]).expect("test");
-        let rows: Vec<Vec<f64>> = vals.chunks(4).map(|r| r.iter().map(|&v| f64::from(v)).collect()).collect();
-        let var = |r: &Vec<f64>, c: f64| {
-            let m = r.iter().sum::<f64>() / r.len() as f64;
-            r.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / (r.len() as f64 - c)
-        };
-        close(&h.f64s(o).1, &rows.iter().map(|r| var(r, 1.0)).collect::<Vec<_>>(), 1e-5);
-        let unb = h.bool(false);
-        let o = h.out(S::Float, 1);
-        h.call(Op::Std, &[x, d, unb, k, o]).expect("test");
-        close(&h.f64s(o).1, &rows.iter().map(|r| var(r, 0.0).sqrt()).collect::<Vec<_>>(), 1e-5);
-        let o = h.out(S::Float, 1);
-        h.call(Op::Logsumexp, &[x, d, k, o]).expect("test");
-        close(
-            &h.f64s(o).1,
-            &rows.iter().map(|r| r.iter().map(|v| v.exp()).sum::<f64>().ln()).collect::<Vec<_>>(),
-            1e-5,
-        );
-        let (o1, o2) = (h.out(S::Float, 1), h.out(S::Float, 1));
-        h.call(Op::VarMeanCorrection, &[x, d, n, k, o1, o2]).expect("test");
-        close(&h.f64s(o2).1, &rows.iter().map(|r| r.iter().sum::<f64>() / 4.0).collect::<Vec<_>>(), 1e-5);
-    }
-}
+mod tests;

@@ -1,0 +1,122 @@
+//! The one door to rayon. Kernels split their outputs into chunks and hand each chunk to a task
+//! body passed as `&dyn Fn`: rayon's machinery (jobs, splitting, joins) is then instantiated
+//! once per element type rather than once per kernel closure — it was 40% of the code the
+//! portable operators compiled to. A call through `dyn` per chunk costs nothing next to a chunk's
+//! work.
+//!
+//! Every function runs on the calling thread, in order, when `parallel` is false, and otherwise on
+//! rayon's current pool (the runtime installs its own). Results never depend on which: each task
+//! writes only its own chunk.
+
+use rayon::prelude::*;
+
+use crate::KResult;
+
+/// The task body of [`chunks2`].
+pub type Task2<'f, A, B> = &'f (dyn Fn(usize, &mut [A], &mut [B]) + Sync);
+/// The task body of [`try_chunks3`].
+pub type Task3<'f, A, B, C> = &'f (dyn Fn(usize, &mut [A], &mut [B], &mut [C]) -> KResult + Sync);
+
+/// Calls `f(i, chunk)` for the `size`-element chunks of `out` (the last may be shorter).
+pub fn chunks<O: Send>(out: &mut [O], size: usize, parallel: bool, f: &(dyn Fn(usize, &mut [O]) + Sync)) {
+    let size = size.max(1);
+    if parallel {
+        out.par_chunks_mut(size).enumerate().for_each(|(i, c)| f(i, c));
+    } else {
+        out.chunks_mut(size).enumerate().for_each(|(i, c)| f(i, c));
+    }
+}
+
+/// [`chunks`] whose tasks can fail: the first error is returned.
+pub fn try_chunks<O: Send>(
+    out: &mut [O],
+    size: usize,
+    parallel: bool,
+    f: &(dyn Fn(usize, &mut [O]) -> KResult + Sync),
+) -> KResult {
+    let size = size.max(1);
+    if parallel {
+        out.par_chunks_mut(size).enumerate().try_for_each(|(i, c)| f(i, c))
+    } else {
+        out.chunks_mut(size).enumerate().try_for_each(|(i, c)| f(i, c))
+    }
+}
+
+/// [`try_chunks`] with a scratch value per worker, made by `init` (once per task sequence, not per
+/// chunk).
+pub fn try_chunks_with<O: Send, S>(
+    out: &mut [O],
+    size: usize,
+    parallel: bool,
+    init: &(dyn Fn() -> S + Sync),
+    f: &(dyn Fn(&mut S, usize, &mut [O]) -> KResult + Sync),
+) -> KResult {
+    let size = size.max(1);
+    if parallel {
+        out.par_chunks_mut(size).enumerate().try_for_each_init(init, |s, (i, c)| f(s, i, c))
+    } else {
+        let mut s = init();
+        out.chunks_mut(size).enumerate().try_for_each(|(i, c)| f(&mut s, i, c))
+    }
+}
+
+/// Calls `f(i, a_chunk, b_chunk)` for chunk `i` of two outputs split in step (`sa` and `sb`
+/// elements per chunk; as many chunks as the shorter split gives).
+pub fn chunks2<A: Send, B: Send>(a: &mut [A], sa: usize, b: &mut [B], sb: usize, parallel: bool, f: Task2<'_, A, B>) {
+    let (sa, sb) = (sa.max(1), sb.max(1));
+    if parallel {
+        a.par_chunks_mut(sa).zip(b.par_chunks_mut(sb)).enumerate().for_each(|(i, (x, y))| f(i, x, y));
+    } else {
+        a.chunks_mut(sa).zip(b.chunks_mut(sb)).enumerate().for_each(|(i, (x, y))| f(i, x, y));
+    }
+}
+
+/// [`chunks2`] for three outputs, whose tasks can fail.
+#[allow(clippy::too_many_arguments)]
+pub fn try_chunks3<A: Send, B: Send, C: Send>(
+    a: &mut [A],
+    sa: usize,
+    b: &mut [B],
+    sb: usize,
+    c: &mut [C],
+    sc: usize,
+    parallel: bool,
+    f: Task3<'_, A, B, C>,
+) -> KResult {
+    let (sa, sb, sc) = (sa.max(1), sb.max(1), sc.max(1));
+    if parallel {
+        a.par_chunks_mut(sa)
+            .zip(b.par_chunks_mut(sb).zip(c.par_chunks_mut(sc)))
+            .enumerate()
+            .try_for_each(|(i, (x, (y, z)))| f(i, x, y, z))
+    } else {
+        a.chunks_mut(sa)
+            .zip(b.chunks_mut(sb).zip(c.chunks_mut(sc)))
+            .enumerate()
+            .try_for_each(|(i, (x, (y, z)))| f(i, x, y, z))
+    }
+}
+
+/// Calls `f(i)` for `i` in `0..n`, stopping at the first error.
+pub fn try_indices(n: usize, parallel: bool, f: &(dyn Fn(usize) -> KResult + Sync)) -> KResult {
+    if parallel {
+        (0..n).into_par_iter().try_for_each(f)
+    } else {
+        (0..n).try_for_each(f)
+    }
+}
+
+/// `[f(0), f(1), ..., f(n - 1)]`, computed with a scratch value per worker made by `init`.
+pub fn map_indices_with<T: Send, S>(
+    n: usize,
+    parallel: bool,
+    init: &(dyn Fn() -> S + Sync),
+    f: &(dyn Fn(&mut S, usize) -> T + Sync),
+) -> Vec<T> {
+    if parallel {
+        (0..n).into_par_iter().map_init(init, |s, i| f(s, i)).collect()
+    } else {
+        let mut s = init();
+        (0..n).map(|i| f(&mut s, i)).collect()
+    }
+}
