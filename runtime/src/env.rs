@@ -471,7 +471,14 @@ impl Env<'_> {
         outputs: &[usize],
         f: impl FnOnce(&[TensorRef<'_>], &mut [TensorMut<'_>]) -> Result<R>,
     ) -> Result<R> {
-        for &v in inputs.iter().chain(outputs) {
+        self.check_default_order(inputs.iter().chain(outputs))?;
+        self.run_any_layout(inputs, outputs, f)
+    }
+
+    /// An error unless every tensor of `values` is in the default dim order (or has at most one
+    /// dimension longer than 1, where the orders coincide).
+    fn check_default_order<'v>(&self, values: impl Iterator<Item = &'v usize>) -> Result<()> {
+        for &v in values {
             let slot = self.slot(v)?;
             if !ferrite_kernels::layout::is_contiguous_order(&slot.dim_order)
                 && slot.sizes.iter().filter(|&&s| s > 1).count() > 1
@@ -482,7 +489,7 @@ impl Env<'_> {
                 )));
             }
         }
-        self.run_any_layout(inputs, outputs, f)
+        Ok(())
     }
 
     /// [`Env::run`] without the dim-order check: views carry their `dim_order` and the kernel

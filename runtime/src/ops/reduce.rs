@@ -5,6 +5,8 @@
 //! i64, as ExecuTorch's portable kernels do (they accumulate in the output type, widening
 //! half/bfloat16 to float).
 
+use std::borrow::Cow;
+
 use super::{arg, el, norm_dim};
 use crate::env::Env;
 use crate::error::{Result, RuntimeError};
@@ -134,22 +136,27 @@ fn plan(env: &mut Env<'_>, input: usize, dims: Option<&[i64]>, keepdim: bool, ou
 }
 
 /// Folds `input` into `out` with `op` (starting at `init`) in the accumulator type `A`, then
-/// maps each result with `finish` and stores it in the output's dtype.
+/// divides each result by `divisor` (a mean) when given and stores it in the output's dtype.
+/// The input is read as `A` first (borrowed when it already is): one fold per output type.
 fn fold_acc<A: Accumulator>(
     plan: &ReducePlan,
     input: &TensorRef<'_>,
     out: &mut TensorMut<'_>,
     init: A,
     op: impl Fn(A, A) -> A + Sync + Copy,
-    finish: impl Fn(A) -> A + Sync + Copy,
+    divisor: Option<A>,
 ) -> Result<()> {
-    if input.dtype == out.dtype && out.dtype != ScalarType::Bool {
-        ferrite_kernels::dispatch!(all el(out.dtype)?, T => {
-            plan.fold(input.typed::<T>()?, out.typed::<T>()?, init, |a, v, _| op(a, A::from_elem(v)), |a| finish(a).to_elem::<T>())?;
-        }, else other => return Err(super::unsupported(other)));
-        return Ok(());
-    }
-    let conv: Vec<A> = ferrite_kernels::dispatch!(all el(input.dtype)?, T => input.typed::<T>()?.iter().map(|&v| A::from_elem(v)).collect(), else other => return Err(super::unsupported(other)));
+    let finish = move |a: A| match divisor {
+        Some(n) => div(a, n),
+        None => a,
+    };
+    let conv: Cow<'_, [A]> = if crate::tensor::viewable_as::<A>(input.dtype) && input.dtype != ScalarType::Bool {
+        Cow::Borrowed(input.typed::<A>()?)
+    } else {
+        Cow::Owned(
+            ferrite_kernels::dispatch!(all el(input.dtype)?, T => input.typed::<T>()?.iter().map(|&v| A::from_elem(v)).collect(), else other => return Err(super::unsupported(other))),
+        )
+    };
     if out.dtype == ScalarType::Bool {
         let mut tmp = vec![init; plan.out_numel()];
         plan.fold(&conv, &mut tmp, init, |a, v, _| op(a, v), finish)?;
@@ -185,12 +192,8 @@ fn sum_mean(
     let count = plan.count();
     env.run(&[input], &[out], |ins, outs| {
         ferrite_kernels::dispatch!(accumulator el(od).unwrap_or(DType::I64), A => {
-            if mean {
-                let n = A::from_elem(count as f32);
-                fold_acc::<A>(&plan, &ins[0], &mut outs[0], A::ZERO, Number::add, move |a| div(a, n))
-            } else {
-                fold_acc::<A>(&plan, &ins[0], &mut outs[0], A::ZERO, Number::add, |a| a)
-            }
+            let divisor = mean.then(|| A::from_elem(count as f32));
+            fold_acc::<A>(&plan, &ins[0], &mut outs[0], A::ZERO, Number::add, divisor)
         })
     })
 }
@@ -206,7 +209,7 @@ fn prod(env: &mut Env<'_>, input: usize, dims: Option<Vec<i64>>, keepdim: bool, 
     env.run(
         &[input],
         &[out],
-        |ins, outs| ferrite_kernels::dispatch!(accumulator el(od).unwrap_or(DType::I64), A => fold_acc::<A>(&plan, &ins[0], &mut outs[0], A::ONE, Number::mul, |a| a)),
+        |ins, outs| ferrite_kernels::dispatch!(accumulator el(od).unwrap_or(DType::I64), A => fold_acc::<A>(&plan, &ins[0], &mut outs[0], A::ONE, Number::mul, None)),
     )
 }
 

@@ -67,7 +67,7 @@ pub(super) fn logical(env: &mut Env<'_>, args: &[usize], f: fn(u8, u8) -> u8) ->
     env.run(&[a, b], &[out], |ins, outs| {
         let x = load_bool(&ins[0])?;
         let y = load_bool(&ins[1])?;
-        write_out::<u8>(&mut outs[0], false, |o| Ok(k::binary(&x, ins[0].sizes, &y, ins[1].sizes, o, &so, f)?))
+        write_out::<u8>(&mut outs[0], false, &mut |o| Ok(k::binary(&x, ins[0].sizes, &y, ins[1].sizes, o, &so, f)?))
     })
 }
 
@@ -77,7 +77,7 @@ pub(super) fn logical_not(env: &mut Env<'_>, args: &[usize]) -> Result<()> {
     env.resize(out, &sizes)?;
     env.run(&[a], &[out], |ins, outs| {
         let x = load_bool(&ins[0])?;
-        write_out::<u8>(&mut outs[0], false, |o| Ok(k::unary(&x, o, |v| v ^ 1)?))
+        write_out::<u8>(&mut outs[0], false, &mut |o| Ok(k::unary(&x, o, |v| v ^ 1)?))
     })
 }
 
@@ -95,7 +95,7 @@ pub(super) fn where_self(env: &mut Env<'_>, args: &[usize]) -> Result<()> {
         let c = ins[0].typed::<u8>()?;
         let x = load::<C>(&ins[1])?;
         let y = load::<C>(&ins[2])?;
-        write_out::<C>(&mut outs[0], false, |o| {
+        write_out::<C>(&mut outs[0], false, &mut |o| {
             Ok(k::ternary(c, ins[0].sizes, &x, ins[1].sizes, &y, ins[2].sizes, o, &so, |m: u8, p: C, q: C| if m != 0 { p } else { q })?)
         })
     }), else other => Err(unsupported(other)))

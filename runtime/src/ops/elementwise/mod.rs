@@ -341,10 +341,12 @@ fn store<C: Element>(src: &[C], out: &mut TensorMut<'_>) -> Result<()> {
 
 /// Runs `f` on an output buffer of type `C`: `out`'s own data when its dtype is `C`, otherwise
 /// a temporary cast into `out` afterwards. `normalize` maps results to 0/1 (bool compute).
+///
+/// (`f` is `dyn`: this runs once per call, and a generic `f` made a copy of it per operator.)
 fn write_out<C: Element>(
     out: &mut TensorMut<'_>,
     normalize: bool,
-    f: impl FnOnce(&mut [C]) -> Result<()>,
+    f: &mut dyn FnMut(&mut [C]) -> Result<()>,
 ) -> Result<()> {
     let to_bool = out.dtype == S::Bool;
     if crate::tensor::viewable_as::<C>(out.dtype) {
@@ -422,20 +424,26 @@ where
     let tensors: Vec<usize> =
         [a, b].iter().filter_map(|o| if let Operand::Tensor(t) = o { Some(*t) } else { None }).collect();
     env.run(&tensors, &[out], |ins, outs| {
-        let mut it = ins.iter();
-        let mut get = |op: Operand| -> Result<(Cow<'_, [C]>, Vec<usize>)> {
-            match op {
-                Operand::Tensor(_) => {
-                    let t = it.next().ok_or_else(|| RuntimeError::Invalid("missing operand".into()))?;
-                    Ok((load::<C>(t)?, t.sizes.to_vec()))
-                }
-                Operand::Scalar(s) => Ok((Cow::Owned(vec![sc::<C>(s)]), Vec::new())),
-            }
-        };
-        let (x, sx) = get(a)?;
-        let (y, sy) = get(b)?;
-        write_out::<O>(&mut outs[0], normalize, |o| Ok(k::binary(&x, &sx, &y, &sy, o, &so, &f)?))
+        let [(x, sx), (y, sy)] = operands::<C>(ins, [a, b])?;
+        write_out::<O>(&mut outs[0], normalize, &mut |o| Ok(k::binary(&x, &sx, &y, &sy, o, &so, &f)?))
     })
+}
+
+/// The two operands of a binary operator as `C` with their shapes (a Scalar is a 0-d tensor);
+/// `ins` are the tensor operands' views, in order.
+#[allow(clippy::type_complexity)]
+fn operands<'a, C: Element>(ins: &[TensorRef<'a>], ops: [Operand; 2]) -> Result<[(Cow<'a, [C]>, Vec<usize>); 2]> {
+    let mut it = ins.iter();
+    let mut get = |op: Operand| -> Result<(Cow<'a, [C]>, Vec<usize>)> {
+        match op {
+            Operand::Tensor(_) => {
+                let t = it.next().ok_or_else(|| RuntimeError::Invalid("missing operand".into()))?;
+                Ok((load::<C>(t)?, t.sizes.to_vec()))
+            }
+            Operand::Scalar(s) => Ok((Cow::Owned(vec![sc::<C>(s)]), Vec::new())),
+        }
+    };
+    Ok([get(ops[0])?, get(ops[1])?])
 }
 
 /// `out = f(a)` with `a` loaded as `C`, results of type `O` cast to the output dtype.
@@ -449,7 +457,7 @@ where
     env.resize(out, &sizes)?;
     env.run(&[a], &[out], |ins, outs| {
         let x = load::<C>(&ins[0])?;
-        write_out::<O>(&mut outs[0], normalize, |o| Ok(k::unary(&x, o, &f)?))
+        write_out::<O>(&mut outs[0], normalize, &mut |o| Ok(k::unary(&x, o, &f)?))
     })
 }
 

@@ -190,7 +190,7 @@ pub(super) fn clamp_tensor(env: &mut Env<'_>, args: &[usize]) -> Result<()> {
         let x = load::<C>(&ins[0])?;
         let l = load::<C>(&ins[1])?;
         let h = load::<C>(&ins[2])?;
-        write_out::<C>(&mut outs[0], ct == S::Bool, |o| {
+        write_out::<C>(&mut outs[0], ct == S::Bool, &mut |o| {
             Ok(k::ternary(&x, ins[0].sizes, &l, ins[1].sizes, &h, ins[2].sizes, o, &so, |v: C, l: C, h: C| {
                 let mut v = v;
                 if has_lo {
@@ -363,11 +363,11 @@ pub(super) fn glu(env: &mut Env<'_>, args: &[usize]) -> Result<()> {
         env.run(&[a], &[out], |ins, outs| match rt {
             RealT::F32 => {
                 let x = load::<f32>(&ins[0])?;
-                write_out::<f32>(&mut outs[0], false, |o| Ok(k::glu(&x, o, outer, n / 2, inner)?))
+                write_out::<f32>(&mut outs[0], false, &mut |o| Ok(k::glu(&x, o, outer, n / 2, inner)?))
             }
             RealT::F64 => {
                 let x = load::<f64>(&ins[0])?;
-                write_out::<f64>(&mut outs[0], false, |o| Ok(k::glu(&x, o, outer, n / 2, inner)?))
+                write_out::<f64>(&mut outs[0], false, &mut |o| Ok(k::glu(&x, o, outer, n / 2, inner)?))
             }
         })
     })
