@@ -37,7 +37,7 @@ pub(crate) fn gemm_rows(x: &[f32], y: &mut [f32], b: &PackedB, clamp: (f32, f32)
     let rows =
         if threads > 1 && m * k * n >= PAR_MIN_MACS { m.div_ceil(threads * 4).div_ceil(mr).max(1) * mr } else { m };
     if threads > 1 && rows < m {
-        crate::par::try_chunks(y, rows * n, true, &|c, yc| {
+        crate::par::try_chunks(y, rows * n, true, |c, yc| {
             let xa = &x[c * rows * k..][..(yc.len() / n) * k];
             simd::gemm(xa, k, xa.len() / k, b, yc, n, clamp.0, clamp.1)
         })

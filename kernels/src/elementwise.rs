@@ -330,7 +330,7 @@ fn par_rows<O: Send>(out: &mut [O], inner: usize, f: impl Fn(usize, &mut [O]) + 
         return;
     }
     let rows_per = CHUNK.div_ceil(inner).max(1);
-    crate::par::chunks(out, rows_per * inner, true, &|i, chunk| f(i * rows_per, chunk));
+    crate::par::chunks(out, rows_per * inner, true, |i, chunk| f(i * rows_per, chunk));
 }
 
 /// Splits a flat map into parallel chunks when large; calls `f(start, chunk)`.
@@ -339,7 +339,7 @@ fn par_flat<O: Send>(out: &mut [O], f: impl Fn(usize, &mut [O]) + Sync) {
         f(0, out);
         return;
     }
-    crate::par::chunks(out, CHUNK, true, &|i, chunk| f(i * CHUNK, chunk));
+    crate::par::chunks(out, CHUNK, true, |i, chunk| f(i * CHUNK, chunk));
 }
 
 #[inline(always)]

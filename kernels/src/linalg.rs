@@ -300,7 +300,7 @@ fn batched<T: Element>(
     // Batches on threads when there are enough of them; otherwise each product threaded.
     let par = !(batch == 1 || threads <= 1 || batch < threads / 2);
     let product_threads = if par { 1 } else { threads };
-    crate::par::try_chunks(out, per, par, &|i, dst| {
+    crate::par::try_chunks(out, per, par, |i, dst| {
         product(dst, sub_mat(a, ao, i, m, k)?, sub_mat(b, bo, i, k, n)?, product_threads)
     })
 }
@@ -395,7 +395,7 @@ pub fn sdpa<T: Float>(
         }
     };
     // Eight rows per task at least.
-    crate::par::chunks(out, 8 * dim, super::threads() > 1, &|c, rows| {
+    crate::par::chunks(out, 8 * dim, super::threads() > 1, |c, rows| {
         for (r, o) in rows.chunks_mut(dim).enumerate() {
             body(c * 8 + r, o);
         }

@@ -264,7 +264,7 @@ impl Conv2d {
                     dilation: g.dilation,
                 };
                 let image = pixels_in * g.in_channels;
-                crate::par::try_chunks(y, ow * g.out_channels, threads > 1, &|r, yr| {
+                crate::par::try_chunks(y, ow * g.out_channels, threads > 1, |r, yr| {
                     let n = r / oh;
                     simd::dw_row(&x[n * image..(n + 1) * image], &dg, r % oh, p, yr, lo, hi)
                 })
@@ -285,7 +285,7 @@ impl Conv2d {
                     }
                     Ok(())
                 };
-                crate::par::try_chunks_with(y, rows * cout, threads > 1, &Vec::new, &block)
+                crate::par::try_chunks_with(y, rows * cout, threads > 1, &Vec::new, block)
             }
         }
     }

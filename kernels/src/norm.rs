@@ -75,14 +75,14 @@ pub fn softmax<T: Float, U: Float>(x: &[T], y: &mut [U], outer: usize, n: usize,
     let par = total >= PAR_MIN && crate::threads() > 1;
     if inner == 1 {
         let rows_per = if par { (PAR_MIN / n).max(1) } else { outer };
-        crate::par::chunks(y, rows_per * n, par, &|c, ys| {
+        crate::par::chunks(y, rows_per * n, par, |c, ys| {
             for (r, yr) in ys.chunks_mut(n).enumerate() {
                 let i = c * rows_per + r;
                 softmax_row(&x[i * n..(i + 1) * n], yr, n, 1, log);
             }
         });
     } else {
-        crate::par::chunks(y, block, par, &|b, yb| {
+        crate::par::chunks(y, block, par, |b, yb| {
             let xb = &x[b * block..(b + 1) * block];
             for i in 0..inner {
                 softmax_row(&xb[i..], &mut yb[i..], n, inner, log);
@@ -161,7 +161,7 @@ pub fn layer_norm<T: Float>(
     };
     let par = total >= PAR_MIN && m > 1 && crate::threads() > 1;
     let rows_per = if par { (PAR_MIN / n).max(1) } else { m };
-    crate::par::try_chunks3(y, rows_per * n, mean, rows_per, rstd, rows_per, par, &|c, ys, ms, rs| {
+    crate::par::try_chunks3(y, rows_per * n, mean, rows_per, rstd, rows_per, par, |c, ys, ms, rs| {
         for (r, ((yr, mo), ro)) in ys.chunks_mut(n).zip(ms.iter_mut()).zip(rs.iter_mut()).enumerate() {
             let i = c * rows_per + r;
             row(&x[i * n..(i + 1) * n], yr, mo, ro);
@@ -223,7 +223,7 @@ pub fn group_norm<T: Float>(
         ro[0] = T::from_compute(rs);
         Ok(())
     };
-    crate::par::try_chunks3(y, len, mean, 1, rstd, 1, total >= PAR_MIN && crate::threads() > 1, &one)
+    crate::par::try_chunks3(y, len, mean, 1, rstd, 1, total >= PAR_MIN && crate::threads() > 1, one)
 }
 
 /// Inference batch normalisation over `[outer, channels, inner]`:
@@ -272,7 +272,7 @@ pub fn batch_norm<T: Real>(
             *d = (v - m) * is * wv + bv;
         }
     };
-    crate::par::chunks(y, plane, x.len() >= 1 << 15 && crate::threads() > 1, &run);
+    crate::par::chunks(y, plane, x.len() >= 1 << 15 && crate::threads() > 1, run);
     Ok(())
 }
 

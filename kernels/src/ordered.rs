@@ -84,7 +84,7 @@ pub fn gemm_in_order<T: Real>(
         dense.clear();
         for r in 0..rows.div_ceil(MR) {
             let ap = &a.data[r * k * MR..(r + 1) * k * MR];
-            let tile = simd::compiled_for(level, || tile(ap, bp, k));
+            let tile = simd::compiled_for(level, Tile { ap, bp, k });
             for trow in tile.iter().take(MR.min(rows - r * MR)) {
                 dense.extend_from_slice(&trow[..width]);
             }
@@ -114,6 +114,21 @@ pub fn gemm_in_order<T: Real>(
         }
     }
     Ok(())
+}
+
+/// [`tile`], to compile for a SIMD level.
+struct Tile<'a, T> {
+    ap: &'a [T],
+    bp: &'a [T],
+    k: usize,
+}
+
+impl<T: Real> simd::Compiled for Tile<'_, T> {
+    type Output = [[T; NR]; MR];
+    #[inline(always)]
+    fn run(self) -> Self::Output {
+        tile(self.ap, self.bp, self.k)
+    }
 }
 
 /// One `MR × NR` tile: `acc[i][j] = Σₚ ap[p·MR + i] · bp[p·NR + j]`, in `p` order.

@@ -1,8 +1,9 @@
 //! The one door to rayon. Kernels split their outputs into chunks and hand each chunk to a task
-//! body passed as `&dyn Fn`: rayon's machinery (jobs, splitting, joins) is then instantiated
-//! once per element type rather than once per kernel closure — it was 40% of the code the
-//! portable operators compiled to. A call through `dyn` per chunk costs nothing next to a chunk's
-//! work.
+//! body. On one thread the body runs in a plain loop, compiled with the kernel (inlined and
+//! vectorised as the kernel's own loop); on several, it reaches rayon as `&dyn Fn`, so rayon's
+//! machinery (jobs, splitting, joins) is instantiated once per element type rather than once per
+//! kernel closure — it was 40% of the code the portable operators compiled to. A call through
+//! `dyn` per chunk costs nothing next to a chunk's work.
 //!
 //! Every function runs on the calling thread, in order, when `parallel` is false, and otherwise on
 //! rayon's current pool (the runtime installs its own). Results never depend on which: each task
@@ -12,68 +13,133 @@ use rayon::prelude::*;
 
 use crate::KResult;
 
+/// The task body of [`chunks_with_input`].
+pub type TaskIn<'f, O, I> = &'f (dyn Fn(usize, &mut [O], &[I]) + Sync);
 /// The task body of [`chunks2`].
 pub type Task2<'f, A, B> = &'f (dyn Fn(usize, &mut [A], &mut [B]) + Sync);
 /// The task body of [`try_chunks3`].
 pub type Task3<'f, A, B, C> = &'f (dyn Fn(usize, &mut [A], &mut [B], &mut [C]) -> KResult + Sync);
 
 /// Calls `f(i, chunk)` for the `size`-element chunks of `out` (the last may be shorter).
-pub fn chunks<O: Send>(out: &mut [O], size: usize, parallel: bool, f: &(dyn Fn(usize, &mut [O]) + Sync)) {
+#[inline]
+pub fn chunks<O: Send, F: Fn(usize, &mut [O]) + Sync>(out: &mut [O], size: usize, parallel: bool, f: F) {
     let size = size.max(1);
     if parallel {
-        out.par_chunks_mut(size).enumerate().for_each(|(i, c)| f(i, c));
+        chunks_on_pool(out, size, &f);
     } else {
         out.chunks_mut(size).enumerate().for_each(|(i, c)| f(i, c));
     }
 }
 
+fn chunks_on_pool<O: Send>(out: &mut [O], size: usize, f: &(dyn Fn(usize, &mut [O]) + Sync)) {
+    out.par_chunks_mut(size).enumerate().for_each(|(i, c)| f(i, c));
+}
+
+/// Calls `f(i, out_chunk, in_chunk)` for chunk `i` of `out` (`size` elements) and the matching
+/// chunk of `input` (`in_size` elements; the shorter split decides how many): both reach the
+/// task as arguments, so the compiler knows they do not overlap and vectorises the task's loop.
+#[inline]
+pub fn chunks_with_input<O: Send, I: Sync, F: Fn(usize, &mut [O], &[I]) + Sync>(
+    out: &mut [O],
+    size: usize,
+    input: &[I],
+    in_size: usize,
+    parallel: bool,
+    f: F,
+) {
+    let (size, in_size) = (size.max(1), in_size.max(1));
+    if parallel {
+        chunks_with_input_on_pool(out, size, input, in_size, &f);
+    } else {
+        out.chunks_mut(size).zip(input.chunks(in_size)).enumerate().for_each(|(i, (o, x))| f(i, o, x));
+    }
+}
+
+fn chunks_with_input_on_pool<O: Send, I: Sync>(
+    out: &mut [O],
+    size: usize,
+    input: &[I],
+    in_size: usize,
+    f: TaskIn<'_, O, I>,
+) {
+    out.par_chunks_mut(size).zip(input.par_chunks(in_size)).enumerate().for_each(|(i, (o, x))| f(i, o, x));
+}
+
 /// [`chunks`] whose tasks can fail: the first error is returned.
-pub fn try_chunks<O: Send>(
+#[inline]
+pub fn try_chunks<O: Send, F: Fn(usize, &mut [O]) -> KResult + Sync>(
     out: &mut [O],
     size: usize,
     parallel: bool,
-    f: &(dyn Fn(usize, &mut [O]) -> KResult + Sync),
+    f: F,
 ) -> KResult {
     let size = size.max(1);
     if parallel {
-        out.par_chunks_mut(size).enumerate().try_for_each(|(i, c)| f(i, c))
+        try_chunks_on_pool(out, size, &f)
     } else {
         out.chunks_mut(size).enumerate().try_for_each(|(i, c)| f(i, c))
     }
 }
 
+fn try_chunks_on_pool<O: Send>(out: &mut [O], size: usize, f: &(dyn Fn(usize, &mut [O]) -> KResult + Sync)) -> KResult {
+    out.par_chunks_mut(size).enumerate().try_for_each(|(i, c)| f(i, c))
+}
+
 /// [`try_chunks`] with a scratch value per worker, made by `init` (once per task sequence, not per
 /// chunk).
-pub fn try_chunks_with<O: Send, S>(
+#[inline]
+pub fn try_chunks_with<O: Send, S, F: Fn(&mut S, usize, &mut [O]) -> KResult + Sync>(
     out: &mut [O],
     size: usize,
     parallel: bool,
     init: &(dyn Fn() -> S + Sync),
-    f: &(dyn Fn(&mut S, usize, &mut [O]) -> KResult + Sync),
+    f: F,
 ) -> KResult {
     let size = size.max(1);
     if parallel {
-        out.par_chunks_mut(size).enumerate().try_for_each_init(init, |s, (i, c)| f(s, i, c))
+        try_chunks_with_on_pool(out, size, init, &f)
     } else {
         let mut s = init();
         out.chunks_mut(size).enumerate().try_for_each(|(i, c)| f(&mut s, i, c))
     }
 }
 
+fn try_chunks_with_on_pool<O: Send, S>(
+    out: &mut [O],
+    size: usize,
+    init: &(dyn Fn() -> S + Sync),
+    f: &(dyn Fn(&mut S, usize, &mut [O]) -> KResult + Sync),
+) -> KResult {
+    out.par_chunks_mut(size).enumerate().try_for_each_init(init, |s, (i, c)| f(s, i, c))
+}
+
 /// Calls `f(i, a_chunk, b_chunk)` for chunk `i` of two outputs split in step (`sa` and `sb`
 /// elements per chunk; as many chunks as the shorter split gives).
-pub fn chunks2<A: Send, B: Send>(a: &mut [A], sa: usize, b: &mut [B], sb: usize, parallel: bool, f: Task2<'_, A, B>) {
+#[inline]
+pub fn chunks2<A: Send, B: Send, F: Fn(usize, &mut [A], &mut [B]) + Sync>(
+    a: &mut [A],
+    sa: usize,
+    b: &mut [B],
+    sb: usize,
+    parallel: bool,
+    f: F,
+) {
     let (sa, sb) = (sa.max(1), sb.max(1));
     if parallel {
-        a.par_chunks_mut(sa).zip(b.par_chunks_mut(sb)).enumerate().for_each(|(i, (x, y))| f(i, x, y));
+        chunks2_on_pool(a, sa, b, sb, &f);
     } else {
         a.chunks_mut(sa).zip(b.chunks_mut(sb)).enumerate().for_each(|(i, (x, y))| f(i, x, y));
     }
 }
 
+fn chunks2_on_pool<A: Send, B: Send>(a: &mut [A], sa: usize, b: &mut [B], sb: usize, f: Task2<'_, A, B>) {
+    a.par_chunks_mut(sa).zip(b.par_chunks_mut(sb)).enumerate().for_each(|(i, (x, y))| f(i, x, y));
+}
+
 /// [`chunks2`] for three outputs, whose tasks can fail.
+#[inline]
 #[allow(clippy::too_many_arguments)]
-pub fn try_chunks3<A: Send, B: Send, C: Send>(
+pub fn try_chunks3<A: Send, B: Send, C: Send, F: Fn(usize, &mut [A], &mut [B], &mut [C]) -> KResult + Sync>(
     a: &mut [A],
     sa: usize,
     b: &mut [B],
@@ -81,20 +147,32 @@ pub fn try_chunks3<A: Send, B: Send, C: Send>(
     c: &mut [C],
     sc: usize,
     parallel: bool,
-    f: Task3<'_, A, B, C>,
+    f: F,
 ) -> KResult {
     let (sa, sb, sc) = (sa.max(1), sb.max(1), sc.max(1));
     if parallel {
-        a.par_chunks_mut(sa)
-            .zip(b.par_chunks_mut(sb).zip(c.par_chunks_mut(sc)))
-            .enumerate()
-            .try_for_each(|(i, (x, (y, z)))| f(i, x, y, z))
+        try_chunks3_on_pool(a, sa, b, sb, c, sc, &f)
     } else {
         a.chunks_mut(sa)
             .zip(b.chunks_mut(sb).zip(c.chunks_mut(sc)))
             .enumerate()
             .try_for_each(|(i, (x, (y, z)))| f(i, x, y, z))
     }
+}
+
+fn try_chunks3_on_pool<A: Send, B: Send, C: Send>(
+    a: &mut [A],
+    sa: usize,
+    b: &mut [B],
+    sb: usize,
+    c: &mut [C],
+    sc: usize,
+    f: Task3<'_, A, B, C>,
+) -> KResult {
+    a.par_chunks_mut(sa)
+        .zip(b.par_chunks_mut(sb).zip(c.par_chunks_mut(sc)))
+        .enumerate()
+        .try_for_each(|(i, (x, (y, z)))| f(i, x, y, z))
 }
 
 /// Calls `f(i)` for `i` in `0..n`, stopping at the first error.

@@ -88,7 +88,7 @@ impl Pool2d {
 }
 
 /// Calls `f(i, plane)` for every `osz`-element output plane, on several threads when large.
-fn par_planes<T: Send>(y: &mut [T], osz: usize, f: &(dyn Fn(usize, &mut [T]) + Sync)) {
+fn par_planes<T: Send>(y: &mut [T], osz: usize, f: impl Fn(usize, &mut [T]) + Sync) {
     if osz == 0 {
         return;
     }
@@ -137,9 +137,9 @@ pub fn max_pool2d<T: Element>(x: &[T], y: &mut [T], indices: Option<&mut [i64]>,
     match indices {
         Some(ix) => {
             let par = y.len() >= 1 << 14 && crate::threads() > 1;
-            crate::par::chunks2(y, osz, ix, osz, par, &|i, yp, ip| plane(i, yp, Some(ip)));
+            crate::par::chunks2(y, osz, ix, osz, par, |i, yp, ip| plane(i, yp, Some(ip)));
         }
-        None => par_planes(y, osz, &|i, yp| plane(i, yp, None)),
+        None => par_planes(y, osz, |i, yp| plane(i, yp, None)),
     }
     Ok(())
 }
@@ -159,7 +159,7 @@ pub fn avg_pool2d<T: Real>(
     }
     let [ih, iw] = p.input;
     let [oh_, ow_] = p.output;
-    par_planes(y, osz, &|i, yp: &mut [T]| {
+    par_planes(y, osz, |i, yp: &mut [T]| {
         let xp = &x[i * isz..][..isz];
         for oh in 0..oh_ {
             let hs = (oh * p.stride[0]) as isize - p.padding[0] as isize;
@@ -233,7 +233,7 @@ pub fn adaptive_avg_pool2d<T: Real>(
     let (isz, osz) = check_adaptive(x, y, planes, input, output)?;
     let [ih, iw] = input;
     let [oh_, ow_] = output;
-    par_planes(y, osz, &|i, yp: &mut [T]| {
+    par_planes(y, osz, |i, yp: &mut [T]| {
         let xp = &x[i * isz..][..isz];
         for oh in 0..oh_ {
             let (h0, h1) = adaptive_window(oh, oh_, ih);
@@ -361,7 +361,7 @@ pub fn upsample_nearest2d<T: Copy + Send + Sync>(
     if osz == 0 || output[1] == 0 {
         return Ok(());
     }
-    par_planes(y, osz, &run);
+    par_planes(y, osz, run);
     Ok(())
 }
 
@@ -404,7 +404,7 @@ pub fn upsample_bilinear2d<T: Real>(
     let hs: Vec<_> = (0..output[0]).map(|o| linear_taps(o, input[0], output[0], ratio[0], align_corners)).collect();
     let ws: Vec<_> = (0..output[1]).map(|o| linear_taps(o, input[1], output[1], ratio[1], align_corners)).collect();
     let iw = input[1];
-    par_planes(y, osz, &|i, yp: &mut [T]| {
+    par_planes(y, osz, |i, yp: &mut [T]| {
         let xp = &x[i * isz..][..isz];
         for (row, &(h0, h1, wh0, wh1)) in yp.chunks_exact_mut(output[1]).zip(&hs) {
             let (r0, r1) = (&xp[h0 * iw..][..iw], &xp[h1 * iw..][..iw]);

@@ -175,8 +175,7 @@ pub fn quantize<F: Float, Q: Integer>(
         Q::from_i64(i64::from(c as i32))
     };
     let channels = params.len();
-    let body = |c: usize, o: &mut [Q]| {
-        let x = &input[c * CHUNK..];
+    let body = |c: usize, o: &mut [Q], x: &[F]| {
         channel_runs(c * CHUNK, o.len(), inner, channels, |ch, k, run| {
             let p = params[ch];
             for (o, &x) in o[k..k + run].iter_mut().zip(&x[k..k + run]) {
@@ -184,7 +183,7 @@ pub fn quantize<F: Float, Q: Integer>(
             }
         });
     };
-    crate::par::chunks(out, CHUNK, super::threads() > 1, &body);
+    crate::par::chunks_with_input(out, CHUNK, input, CHUNK, super::threads() > 1, body);
     Ok(())
 }
 
@@ -218,9 +217,8 @@ pub fn dequantize<Q: Integer, O: Float>(
     }
     check_channels("dequantize", input.len(), inner, params.len())?;
     let channels = params.len();
-    let body = |c: usize, o: &mut [O]| {
+    let body = |c: usize, o: &mut [O], x: &[Q]| {
         let base = c * CHUNK;
-        let x = &input[base..];
         channel_runs(base, o.len(), inner, channels, |ch, k, run| {
             let p = params[ch];
             let (o, x) = (&mut o[k..k + run], &x[k..k + run]);
@@ -235,7 +233,7 @@ pub fn dequantize<Q: Integer, O: Float>(
             }
         });
     };
-    crate::par::chunks(out, CHUNK, super::threads() > 1, &body);
+    crate::par::chunks_with_input(out, CHUNK, input, CHUNK, super::threads() > 1, body);
     Ok(())
 }
 
@@ -358,7 +356,7 @@ pub fn choose_qparams_per_token(
         return Err(KernelError::Argument("choose_qparams_per_token: tokens are empty".into()));
     }
     let mut params = vec![(0.0f64, 0i32); tokens];
-    crate::par::try_chunks(&mut params, 1, super::threads() > 1, &|t, p| {
+    crate::par::try_chunks(&mut params, 1, super::threads() > 1, |t, p| {
         p[0] = choose_qparams(&x[t * token_len..(t + 1) * token_len], qmin, qmax)?;
         Ok(())
     })?;
@@ -468,7 +466,7 @@ pub fn embedding<P: Element, O: Element>(
             *o = O::from_f32((kind.value(row, j) - zp) * s[g].to_f32());
         }
     };
-    crate::par::chunks(out, dim, super::threads() > 1, &body);
+    crate::par::chunks(out, dim, super::threads() > 1, body);
     Ok(())
 }
 
@@ -504,7 +502,7 @@ pub fn add<T: Element>(
             *o = T::from_f64(quantize_value(sum, out_params, out_min, out_max) as f64);
         }
     };
-    crate::par::chunks(out, CHUNK, super::threads() > 1, &body);
+    crate::par::chunks(out, CHUNK, super::threads() > 1, body);
     Ok(())
 }
 

@@ -165,7 +165,7 @@ impl ReducePlan {
                     *dst = finish(acc);
                 };
                 let per = if par { (PAR_MIN / reduced).max(1) } else { out.len() };
-                crate::par::chunks(out, per, par, &|c, ds| {
+                crate::par::chunks(out, per, par, |c, ds| {
                     for (j, d) in ds.iter_mut().enumerate() {
                         row(c * per + j, d);
                     }
@@ -185,7 +185,7 @@ impl ReducePlan {
                         *d = finish(a);
                     }
                 };
-                crate::par::chunks(out, inner, par, &block);
+                crate::par::chunks(out, inner, par, block);
             }
             Walk::Offsets { bases, offsets } => {
                 let one = |k: usize, dst: &mut R| {
@@ -196,7 +196,7 @@ impl ReducePlan {
                     *dst = finish(acc);
                 };
                 let per = if par { (PAR_MIN / offsets.len().max(1)).max(1) } else { out.len() };
-                crate::par::chunks(out, per, par, &|c, ds| {
+                crate::par::chunks(out, per, par, |c, ds| {
                     for (j, d) in ds.iter_mut().enumerate() {
                         one(c * per + j, d);
                     }

@@ -147,13 +147,13 @@ impl Broadcast {
         };
         match split(self.total, threads) {
             // One long run: split it.
-            Some(chunk) if inner >= chunk => par::try_chunks(out, inner, true, &|r, o| {
-                par::try_chunks(o, chunk, true, &|c, oc| run(r, c * chunk, oc))
-            }),
+            Some(chunk) if inner >= chunk => {
+                par::try_chunks(out, inner, true, |r, o| par::try_chunks(o, chunk, true, |c, oc| run(r, c * chunk, oc)))
+            }
             // Many runs: split them.
             Some(chunk) => {
                 let per = chunk.div_ceil(inner);
-                par::try_chunks(out, per * inner, true, &|c, o| {
+                par::try_chunks(out, per * inner, true, |c, o| {
                     o.chunks_mut(inner).enumerate().try_for_each(|(j, oj)| run(c * per + j, 0, oj))
                 })
             }
@@ -169,7 +169,7 @@ pub fn unary(level: Level, op: Unary, x: &[f32], out: &mut [f32], threads: usize
     }
     match split(x.len(), threads) {
         Some(chunk) => {
-            par::try_chunks(out, chunk, true, &|c, os| rows::unary(level, op, &x[c * chunk..c * chunk + os.len()], os))
+            par::try_chunks(out, chunk, true, |c, os| rows::unary(level, op, &x[c * chunk..c * chunk + os.len()], os))
         }
         None => rows::unary(level, op, x, out),
     }
@@ -191,7 +191,7 @@ pub fn softmax(level: Level, x: &[f32], y: &mut [f32], n: usize, threads: usize)
     // (Off the pool entirely when not splitting: a parallel iterator would hand off to it.)
     match row_chunk(x.len(), n, threads) {
         Some(chunk) => {
-            par::try_chunks(y, chunk, true, &|c, ys| rows::softmax(level, &x[c * chunk..c * chunk + ys.len()], ys, n))
+            par::try_chunks(y, chunk, true, |c, ys| rows::softmax(level, &x[c * chunk..c * chunk + ys.len()], ys, n))
         }
         None => rows::softmax(level, x, y, n),
     }
@@ -223,7 +223,7 @@ pub fn layer_norm(
         return Ok(());
     }
     match row_chunk(x.len(), n, threads) {
-        Some(chunk) => par::try_chunks3(y, chunk, mean, chunk / n, rstd, chunk / n, true, &|c, ys, ms, rs| {
+        Some(chunk) => par::try_chunks3(y, chunk, mean, chunk / n, rstd, chunk / n, true, |c, ys, ms, rs| {
             rows::layer_norm(level, &x[c * chunk..c * chunk + ys.len()], ys, n, weight, bias, eps, ms, rs)
         }),
         None => rows::layer_norm(level, x, y, n, weight, bias, eps, mean, rstd),
@@ -266,7 +266,7 @@ pub fn pool2d(
     if y.is_empty() {
         return Ok(());
     }
-    par::try_chunks(y, row, split(y.len(), threads).is_some(), &|k, yr| {
+    par::try_chunks(y, row, split(y.len(), threads).is_some(), |k, yr| {
         let (n, oy) = (k / g.oh, k % g.oh);
         rows::pool_row(level, &x[n * image..(n + 1) * image], g, oy, pool, yr, lo, hi)
     })

@@ -32,10 +32,26 @@ pub(super) fn depthwise<T: Real>(
         cg_out: s.out_channels / s.groups,
         ranges: (0..s.kernel[2]).map(|kw| valid_range((kw * dw) as isize - pw, sw, iw_, o[2])).collect(),
     };
-    crate::par::try_chunks_with(y, osp, threads > 1, &Vec::new, &|scratch, t, yp| {
-        simd::compiled_for(level, || dw_plane(&d, t, yp, scratch));
+    crate::par::try_chunks_with(y, osp, threads > 1, &Vec::new, |scratch, t, yp| {
+        simd::compiled_for(level, Plane { d: &d, t, yp, scratch });
         Ok(())
     })
+}
+
+/// [`dw_plane`], to compile for a SIMD level.
+struct Plane<'p, 'a, T> {
+    d: &'p Dw<'a, T>,
+    t: usize,
+    yp: &'p mut [T],
+    scratch: &'p mut Vec<T>,
+}
+
+impl<T: Real> simd::Compiled for Plane<'_, '_, T> {
+    type Output = ();
+    #[inline(always)]
+    fn run(self) {
+        dw_plane(self.d, self.t, self.yp, self.scratch)
+    }
 }
 
 /// Everything one depthwise output plane needs.

@@ -92,7 +92,7 @@ pub fn conv_in_order<T: Real>(
         }
         debug_assert_eq!(yp.len(), od_ * oh_ * ow_);
     };
-    crate::par::chunks(y, osp, threads > 1, &plane);
+    crate::par::chunks(y, osp, threads > 1, plane);
     Ok(())
 }
 

@@ -267,7 +267,7 @@ fn conv_gemm<T: Real>(
     // threaded.
     let par = threads > 1 && tasks >= threads;
     let gemm_threads = if par { 1 } else { threads };
-    crate::par::try_chunks(y, plane, par, &|t, yt| run_task(t, yt, gemm_threads))
+    crate::par::try_chunks(y, plane, par, |t, yt| run_task(t, yt, gemm_threads))
 }
 
 /// Output positions `[p0, p1)` of the im2col matrix of one group: row `(c, kd, kh, kw)`,

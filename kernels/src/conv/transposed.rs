@@ -47,7 +47,7 @@ pub(super) fn conv_transposed<T: Real>(
     };
     let par = threads > 1 && tasks >= threads;
     let gemm_threads = if par { 1 } else { threads };
-    crate::par::try_chunks(y, plane, par, &|t, yt| run_task(t, yt, gemm_threads))
+    crate::par::try_chunks(y, plane, par, |t, yt| run_task(t, yt, gemm_threads))
 }
 
 /// Adds `col` (rows `(c, kd, kh, kw)`, columns = input positions `[p0, p1)`) into `y`

@@ -106,11 +106,11 @@ pub(crate) unsafe fn job_neon<J: super::Job>(job: &mut J) {
     unsafe { job.run::<N>() }
 }
 
-/// Calls `f` compiled for NEON (where the compiler inlines it).
+/// Runs `code` compiled for NEON (its `run` is `#[inline(always)]`).
 ///
 /// # Safety
 /// The CPU supports NEON.
 #[target_feature(enable = "neon")]
-pub(crate) unsafe fn call_neon<R>(f: impl FnOnce() -> R) -> R {
-    f()
+pub(crate) unsafe fn call_neon<C: super::Compiled>(code: C) -> C::Output {
+    code.run()
 }

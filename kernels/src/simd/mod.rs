@@ -181,27 +181,38 @@ pub(crate) unsafe fn run_job<J: Job>(level: Level, job: &mut J) -> KResult {
     Ok(())
 }
 
-/// Runs safe code compiled for `level`: `f` is called inside a function with the level's target
-/// features, so the `#[inline(always)]` code it calls is auto-vectorised for them (the portable
-/// kernels' depthwise rows and in-order GEMM tiles use this; the backend's kernels have their own
-/// vector code). Both x86-64 levels compile it for AVX2+FMA (256-bit vectors). Safe: the CPU is
-/// checked to run the level's features, and only the portable build runs otherwise. Floating-point
-/// results do not depend on the level: no multiply and add are fused unless the code asks.
+/// Safe code to compile for a SIMD level: [`compiled_for`] calls [`Compiled::run`] inside a
+/// function with the level's target features. Implementations mark `run` `#[inline(always)]`, so
+/// it — and the `#[inline(always)]` code it calls — is compiled, and auto-vectorised, for them.
+/// (A trait rather than a closure: a closure body is a function of its own, which the compiler
+/// may leave out of line, compiled for the baseline.)
+pub trait Compiled {
+    /// What the code returns.
+    type Output;
+    /// The code.
+    fn run(self) -> Self::Output;
+}
+
+/// Runs `code` compiled for `level` (the portable kernels' depthwise rows and in-order GEMM
+/// tiles use this; the backend's kernels have their own vector code). Both x86-64 levels compile
+/// it for AVX2+FMA (256-bit vectors). Safe: the CPU is checked to run the level's features, and
+/// only the baseline build runs otherwise. Floating-point results do not depend on the level: no
+/// multiply and add are fused unless the code asks.
 #[inline(always)]
-pub fn compiled_for<R>(level: Level, f: impl FnOnce() -> R) -> R {
+pub fn compiled_for<C: Compiled>(level: Level, code: C) -> C::Output {
     match level {
         #[cfg(target_arch = "x86_64")]
         Level::Avx512 | Level::Avx2
             if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") =>
         {
-            // SAFETY: the CPU runs AVX2 and FMA (checked), all `call_avx2` needs; `f` is safe code.
-            unsafe { x86::call_avx2(f) }
+            // SAFETY: the CPU runs AVX2 and FMA (checked), all `call_avx2` needs; `run` is safe code.
+            unsafe { x86::call_avx2(code) }
         }
         #[cfg(target_arch = "aarch64")]
         Level::Neon if std::arch::is_aarch64_feature_detected!("neon") => {
-            // SAFETY: the CPU runs NEON (checked), all `call_neon` needs; `f` is safe code.
-            unsafe { arm::call_neon(f) }
+            // SAFETY: the CPU runs NEON (checked), all `call_neon` needs; `run` is safe code.
+            unsafe { arm::call_neon(code) }
         }
-        _ => f(),
+        _ => code.run(),
     }
 }

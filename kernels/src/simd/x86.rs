@@ -205,13 +205,13 @@ pub(crate) unsafe fn job_avx2<J: super::Job>(job: &mut J) {
     unsafe { job.run::<Y>() }
 }
 
-/// Calls `f` compiled for AVX2 and FMA (where the compiler inlines it).
+/// Runs `code` compiled for AVX2 and FMA (its `run` is `#[inline(always)]`).
 ///
 /// # Safety
 /// The CPU supports AVX2 and FMA.
 #[target_feature(enable = "avx2,fma")]
-pub(crate) unsafe fn call_avx2<R>(f: impl FnOnce() -> R) -> R {
-    f()
+pub(crate) unsafe fn call_avx2<C: super::Compiled>(code: C) -> C::Output {
+    code.run()
 }
 
 /// # Safety
