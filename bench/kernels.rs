@@ -8,6 +8,7 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use ferrite::op_support::Op;
 use ferrite::program::{Program, ProgramBuilder, ScalarType};
 use ferrite::runtime::{Method, Runtime, TensorData};
 
@@ -44,7 +45,7 @@ fn conv(cin: usize, cout: usize, hw: usize, k: usize, stride: usize, groups: usi
     let (tr, op, g) = (b.bool(false), b.int_list(&[0, 0]), b.int(groups as i64));
     let ohw = (hw + 2 * pad as usize - k) / stride + 1;
     let out = b.tensor(ScalarType::Float, &[1, cout, ohw, ohw]);
-    b.call("aten::convolution.out", &[x, w, bias, st, pd, dl, tr, op, g, out, out]);
+    b.call(Op::Convolution.name(), &[x, w, bias, st, pd, dl, tr, op, g, out, out]);
     b.output(out);
     (method(b), input(&[1, cin, hw, hw]))
 }
@@ -56,7 +57,7 @@ fn linear(m: usize, k: usize, n: usize) -> (Method, TensorData) {
     let bias = b.constant_f32(&[n], &det(n, 5));
     let (beta, alpha) = (b.int(1), b.int(1));
     let out = b.tensor(ScalarType::Float, &[m, n]);
-    b.call("aten::addmm.out", &[bias, x, w, beta, alpha, out, out]);
+    b.call(Op::Addmm.name(), &[bias, x, w, beta, alpha, out, out]);
     b.output(out);
     (method(b), input(&[m, k]))
 }
@@ -80,9 +81,9 @@ fn bench(c: &mut Criterion) {
         ("dwconv3x3_192_56", conv(192, 192, 56, 3, 1, 192)),
         ("conv1x1_960to320_7", conv(960, 320, 7, 1, 1, 1)),
         ("addmm_16x256x1024", linear(16, 256, 1024)),
-        ("softmax_64x256", unary("aten::_softmax.out", &[64, 256], |b| vec![b.int(-1), b.bool(false)])),
-        ("relu_1x96x112x112", unary("aten::relu.out", &[1, 96, 112, 112], |_| vec![])),
-        ("gelu_16x1024", unary("aten::gelu.out", &[16, 1024], |b| vec![b.string("none")])),
+        ("softmax_64x256", unary(Op::Softmax.name(), &[64, 256], |b| vec![b.int(-1), b.bool(false)])),
+        ("relu_1x96x112x112", unary(Op::Relu.name(), &[1, 96, 112, 112], |_| vec![])),
+        ("gelu_16x1024", unary(Op::Gelu.name(), &[16, 1024], |b| vec![b.string("none")])),
     ];
     let mut group = c.benchmark_group("kernels");
     for (name, (m, x)) in &mut cases {

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the runtime's kernel and backend tests for aarch64 (the NEON level) on an x86_64 machine:
+# Runs the kernels crate's unit tests and the lowering pass tests (which run the backend) for aarch64 (the NEON level) on an x86_64 machine:
 # cross-compiled for aarch64-unknown-linux-musl with `zig cc` as the linker, run under QEMU user
 # mode. Not part of CI (it needs the tools below); run it after changing the SIMD kernels.
 #
@@ -38,4 +38,4 @@ export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUSTFLAGS="-C link-self-contained
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUNNER="$qemu"
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target/aarch64}
 
-cargo test --target aarch64-unknown-linux-musl -p ferrite-runtime --lib --test backend_passes "$@"
+cargo test --target aarch64-unknown-linux-musl -p ferrite-kernels --lib -p ferrite-lower --test passes "$@"

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Runs every crate's examples with the arguments each needs, as CI does (`.ci/run`). Fails if an
+# example fails, or if an example file is not listed here.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+ran=()
+run() {
+  local pkg=$1 example=$2
+  shift 2
+  echo "== cargo run -p $pkg --example $example $*"
+  cargo run --locked --quiet -p "$pkg" --example "$example" -- "$@"
+  ran+=("$example")
+}
+
+run ferrite-program inspect_program tests/fixtures/mlp/portable.pte
+run ferrite-program rewrite_program tests/fixtures/mlp/portable.pte "$tmp/mlp.pte"
+run ferrite-op-support check_node tests/fixtures/mlp_dynamic/portable.pte
+run ferrite-partitioner partition_report tests/fixtures/tiny_gpt/portable.pte
+run ferrite-kernels simd_levels
+run ferrite-blob blob_roundtrip
+run ferrite-lower lower_program tests/fixtures/digits_cnn/portable.pte
+run ferrite-runtime run_program tests/fixtures/mlp/portable.pte
+run ferrite-runtime serve_threads tests/fixtures/digits_cnn/portable.pte 2
+run ferrite lower_and_run tests/fixtures/digits_cnn/portable.pte
+
+missing=0
+for file in */examples/*.rs examples/*.rs; do
+  name=$(basename "$file" .rs)
+  if [[ ! " ${ran[*]} " == *" $name "* ]]; then
+    echo "example $file is not run by scripts/run-examples.sh" >&2
+    missing=1
+  fi
+done
+exit $missing
