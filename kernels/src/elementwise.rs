@@ -23,6 +23,7 @@ const CHUNK: usize = 1 << 14;
 
 /// The error function in single precision: [`erf_f64`] rounded to f32 (within half an ulp of
 /// the exact value, like glibc's `erff` up to its own ≤1-ulp error).
+#[inline]
 pub fn erf_f32(x: f32) -> f32 {
     erf_f64(f64::from(x)) as f32
 }
@@ -41,6 +42,7 @@ pub fn erf_f32(x: f32) -> f32 {
 ///   its high 32 bits for accuracy;
 /// * `|x| ≥ 6`: `±1`; `erf(±inf) = ±1`, `erf(NaN) = NaN`.
 #[allow(clippy::excessive_precision, clippy::unreadable_literal)]
+#[inline]
 pub fn erf_f64(x: f64) -> f64 {
     const ERX: f64 = 8.45062911510467529297e-01;
     const EFX: f64 = 1.28379167095512586316e-01;
@@ -114,10 +116,12 @@ pub fn erf_f64(x: f64) -> f64 {
         -2.24409524465858183362e+01,
     ];
     // Horner evaluation of c[0] + s*(c[1] + s*(...)).
+    #[inline(always)]
     fn poly(c: &[f64], s: f64) -> f64 {
         c.iter().rev().fold(0.0, |acc, &k| acc * s + k)
     }
     // 1 + s*(c[0] + s*(c[1] + ...)).
+    #[inline(always)]
     fn poly1(c: &[f64], s: f64) -> f64 {
         1.0 + s * poly(c, s)
     }
