@@ -1,16 +1,18 @@
 #!/usr/bin/env python3
 """Side by side: ExecuTorch + XNNPACK against Ferrite, same model, same machine, one run.
 
-For each model it times ExecuTorch's runtime on the fixture's `xnnpack.pte` (in this process,
-through the pip runtime) and Ferrite on the same model's `portable.pte` lowered by
-`ferrite lower` (through `ferrite bench --json`), alternating rounds so both see the same
-machine state, at 1 and 2 threads. It prints median latencies and the ratio Ferrite/XNNPACK
+For each model and variant it times ExecuTorch's runtime on the fixture's XNNPACK program (in
+this process, through the pip runtime) and Ferrite on the same model's undelegated program
+lowered by `ferrite lower` (through `ferrite bench --json`), alternating rounds so both see the
+same machine state, at 1 and 2 threads. Variants: `float` (`xnnpack.pte` against
+`portable.pte`), `q8` (`q8_xnnpack.pte` against `q8.pte`), `qd8` (`qd8_xnnpack.pte` against
+`qd8.pte`); a model without the variant is skipped. It prints median latencies and the ratio Ferrite/XNNPACK
 (below 1.0: Ferrite is faster).
 
 Not part of CI. Needs a venv with `pip install executorch==1.5.1 torch==2.14.1 numpy`:
 
     cargo build --release
-    /path/to/venv/bin/python bench/compare.py [--fixtures ../shared/fixtures] [--models mobilenet_v2,tiny_gpt]
+    /path/to/venv/bin/python bench/compare.py [--fixtures ../shared/fixtures] [--models mobilenet_v2,tiny_gpt] [--variants float,q8]
 """
 import argparse
 import json
@@ -27,6 +29,10 @@ from executorch.extension.pybindings import portable_lib
 from executorch.runtime import Runtime
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+# variant -> (the XNNPACK program, the undelegated program Ferrite lowers)
+VARIANTS = {"float": ("xnnpack", "portable"), "q8": ("q8_xnnpack", "q8"), "qd8": ("qd8_xnnpack", "qd8")}
 
 
 def et_median_ms(method, inputs, iters):
@@ -52,6 +58,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--fixtures", default=str(ROOT.parent / "shared" / "fixtures"))
     ap.add_argument("--models", default="mobilenet_v2,tiny_gpt,tiny_transformer,digits_cnn")
+    ap.add_argument("--variants", default="float")
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--iters", type=int, default=20)
@@ -67,30 +74,31 @@ def main() -> int:
     runtime = Runtime.get()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name in args.models.split(","):
+        for name, variant in [(m, v) for m in args.models.split(",") for v in args.variants.split(",")]:
+            xnn_variant, source = VARIANTS[variant]
             entry = entries.get(name)
-            if entry is None or "xnnpack" not in entry["variants"]:
-                print(f"skipping {name}: no xnnpack variant", file=sys.stderr)
+            if entry is None or xnn_variant not in entry["variants"] or source not in entry["variants"]:
+                print(f"skipping {name}/{variant}: no {xnn_variant} or {source} variant", file=sys.stderr)
                 continue
             d = fixtures / name
             input_files = [d / i["file"] for i in entry["inputs"]]
             inputs = [torch.from_numpy(np.load(f)) for f in input_files]
-            lowered = Path(tmp) / f"{name}.ferrite.pte"
-            subprocess.run([str(ferrite), "lower", str(d / "portable.pte"), "-o", str(lowered)], check=True, capture_output=True)
+            lowered = Path(tmp) / f"{name}.{variant}.ferrite.pte"
+            subprocess.run([str(ferrite), "lower", str(d / f"{source}.pte"), "-o", str(lowered)], check=True, capture_output=True)
             for threads in [int(t) for t in args.threads.split(",")]:
                 # XNNPACK takes its threads from ExecuTorch's pool; reset it before loading.
                 if portable_lib._threadpool_get_thread_count() != threads:
                     portable_lib._unsafe_reset_threadpool(threads)
-                method = runtime.load_program(str(d / "xnnpack.pte")).load_method("forward")
+                method = runtime.load_program(str(d / f"{xnn_variant}.pte")).load_method("forward")
                 et, fe = [], []
                 for _ in range(args.rounds):
                     et.append(et_median_ms(method, inputs, args.iters))
                     fe.append(ferrite_median_ms(ferrite, lowered, input_files, threads, args.iters))
                 e, f = statistics.median(et), statistics.median(fe)
-                rows.append((name, threads, e, f, f / e))
-    print(f"{'model':<18} {'threads':>7} {'XNNPACK ms':>11} {'Ferrite ms':>11} {'Ferrite/XNNPACK':>16}")
+                rows.append((f"{name}/{variant}", threads, e, f, f / e))
+    print(f"{'model':<24} {'threads':>7} {'XNNPACK ms':>11} {'Ferrite ms':>11} {'Ferrite/XNNPACK':>16}")
     for name, threads, e, f, r in rows:
-        print(f"{name:<18} {threads:>7} {e:>11.3f} {f:>11.3f} {r:>16.2f}")
+        print(f"{name:<24} {threads:>7} {e:>11.3f} {f:>11.3f} {r:>16.2f}")
     return 0
 
 

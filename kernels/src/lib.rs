@@ -6,7 +6,7 @@
 //!   [`Integer`] / [`Accumulator`], and [`Float`]) and [`dispatch!`], the one way from a run-time
 //!   [`DType`] to a Rust type.
 //! - [`simd`]: the SIMD [`Level`](simd::Level) (AVX-512, AVX2+FMA, NEON, portable), detected once
-//!   and injectable; the vector leaf (the only `unsafe`): packed GEMM tiles, depthwise rows, row
+//!   and injectable; the vector leaf (with `int8`'s micro-kernels, the only `unsafe`): packed GEMM tiles, depthwise rows, row
 //!   kernels.
 //! - Portable kernels, generic over the element type: [`elementwise`], [`reduce`], [`norm`],
 //!   [`pool`], [`conv`] (im2col + GEMM, depthwise, transposed), [`linalg`] (products through the
@@ -15,6 +15,8 @@
 //! - The Ferrite backend's kernels, f32 over SIMD: [`nhwc`] (channels-last convolution with
 //!   packed weights), [`dense`], [`rowwise`] (broadcast arithmetic, activations, softmax, layer
 //!   norm, sums, NHWC pooling).
+//! - The backend's integer kernels: [`int8`] (int8 × int8 → `i32` products with packed weights
+//!   and requantization: linear layers, NHWC and depthwise convolutions).
 //!
 //! ```
 //! use ferrite_kernels::elementwise::binary;
@@ -34,6 +36,7 @@ pub mod conv;
 pub mod dense;
 mod dispatch;
 pub mod elementwise;
+pub mod int8;
 pub mod layout;
 pub mod linalg;
 pub mod matmul;

@@ -32,10 +32,12 @@ pub(crate) fn err(message: impl Into<String>) -> CompileError {
 /// 1. constant folding ([`passes::fold_constants`]),
 /// 2. batch-norm folding ([`passes::batch_norm`]),
 /// 3. activation fusion ([`passes::fuse`]),
-/// 4. channels-last and dense layers ([`passes::channels_last`], [`passes::dense`]) — skipped in
-///    methods that requantize, which keep ExecuTorch's layout and summation order,
-/// 5. free reshapes ([`passes::reshapes`]),
-/// 6. dead code and compaction ([`passes::dead_code`]).
+/// 4. int8 operators from `dequantize → op → quantize` chains ([`passes::quantized`]),
+/// 5. channels-last and dense layers ([`passes::channels_last`], [`passes::dense`]); in methods
+///    that requantize only the int8 convolutions go channels-last, and float operators keep
+///    ExecuTorch's layout and summation order,
+/// 6. free reshapes ([`passes::reshapes`]),
+/// 7. dead code and compaction ([`passes::dead_code`]).
 pub fn compile_partition(
     program: &Program<'_>,
     plan: &ExecutionPlan,
@@ -48,8 +50,10 @@ pub fn compile_partition(
     passes::fold_constants::fold_constants(&mut g, &mut stats)?;
     passes::batch_norm::fold_batch_norms(&mut g, &mut stats)?;
     passes::fuse::fuse_activations(&mut g, &mut stats);
-    if !ferrite_op_support::requantizes(plan) {
-        passes::channels_last::channels_last(&mut g, &mut stats);
+    passes::quantized::quantized_operators(&mut g, &mut stats);
+    let float_in_reference_order = ferrite_op_support::requantizes(plan);
+    passes::channels_last::channels_last(&mut g, &mut stats, !float_in_reference_order);
+    if !float_in_reference_order {
         passes::dense::dense_layers(&mut g, &mut stats);
     }
     passes::reshapes::elide_reshapes(&mut g, &mut stats);

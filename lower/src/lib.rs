@@ -70,6 +70,8 @@ pub struct PassStats {
     pub layout_conversions: usize,
     /// Linear layers and products with constant weights run by the packed dense kernel.
     pub dense_layers: usize,
+    /// `dequantize → op → quantize` chains rewritten into int8 operators.
+    pub quantized_operators: usize,
 }
 
 impl std::ops::AddAssign<&PassStats> for PassStats {
@@ -82,6 +84,7 @@ impl std::ops::AddAssign<&PassStats> for PassStats {
         self.channels_last_convolutions += o.channels_last_convolutions;
         self.layout_conversions += o.layout_conversions;
         self.dense_layers += o.dense_layers;
+        self.quantized_operators += o.quantized_operators;
     }
 }
 

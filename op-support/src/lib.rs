@@ -34,13 +34,28 @@ pub use node::{constant_like, NodeView};
 pub use op::{Op, UnknownOp};
 pub use table::registry;
 
-/// A quantization scheme an operator accepts (none yet: the quantizer adds them).
+/// A quantization scheme the backend runs an operator in (see the book's Quantization chapter).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum QuantScheme {
-    /// int8 activations and weights, static scales.
+    /// int8 activations and weights, static scales (PT2E's `dequantize → op → quantize`).
     StaticInt8,
-    /// int8 weights, activations quantized at run time.
+    /// int8 weights, activations quantized at run time (`choose_qparams → quantize →
+    /// dequantize → op`).
     DynamicInt8,
+    /// int8 weights, float activations in and out of an int8 product (a static-int8 input whose
+    /// output is not requantized, such as a classifier's last linear layer).
+    Int8Weights,
+}
+
+impl QuantScheme {
+    /// The scheme's name in tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            QuantScheme::StaticInt8 => "static int8",
+            QuantScheme::DynamicInt8 => "dynamic int8",
+            QuantScheme::Int8Weights => "int8 weights, float output",
+        }
+    }
 }
 
 /// One constraint: a predicate over a node, and the sentence that explains it.
@@ -83,6 +98,8 @@ pub enum Family {
     Creation,
     /// Views, copies and data movement.
     Layout,
+    /// Quantize, dequantize and the operators of `quantized_decomposed`.
+    Quantization,
 }
 
 impl Family {
@@ -100,6 +117,7 @@ impl Family {
             Family::Comparison => "Comparison",
             Family::Creation => "Creation",
             Family::Layout => "Layout",
+            Family::Quantization => "Quantization",
         }
     }
 
@@ -235,14 +253,7 @@ fn quant_text(spec: &OpSpec) -> String {
     if spec.quantization.is_empty() {
         "—".to_string()
     } else {
-        spec.quantization
-            .iter()
-            .map(|q| match q {
-                QuantScheme::StaticInt8 => "static int8",
-                QuantScheme::DynamicInt8 => "dynamic int8",
-            })
-            .collect::<Vec<_>>()
-            .join(", ")
+        spec.quantization.iter().map(|q| q.name()).collect::<Vec<_>>().join(", ")
     }
 }
 

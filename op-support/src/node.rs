@@ -85,9 +85,9 @@ impl<'g> NodeView<'g> {
         }
     }
 
-    /// Whether argument `i` is constant: constant data in the program, or a view or copy of
-    /// constants only (such as the `permute_copy` ExecuTorch puts before a linear layer's weight),
-    /// which lowering folds into a constant.
+    /// Whether argument `i` is constant: constant data in the program, or a view, copy or
+    /// per-channel dequantization of constants only (such as the `permute_copy` ExecuTorch puts
+    /// before a linear layer's weight, or the `dequantize_per_channel` of a quantized weight).
     pub fn is_constant(&self, i: usize) -> bool {
         self.node.args.get(i).is_some_and(|&v| constant_like(self.graph, v, 0))
     }
@@ -135,7 +135,10 @@ pub fn constant_like(graph: &Graph<'_>, v: usize, depth: usize) -> bool {
     }
     let Some(p) = graph.producer(graph.alias_of(v).unwrap_or(v)) else { return false };
     let Some(node) = graph.nodes().get(p) else { return false };
-    let moves = node.op().and_then(crate::lookup_name).is_some_and(|s| s.family.moves_data_only());
+    // Data movement, and dequantization of constant int8 weights: lowering folds the first and
+    // packs the second (or runs it once per call).
+    let op = node.op().and_then(crate::lookup_name);
+    let moves = op.is_some_and(|s| s.family.moves_data_only() || s.op == crate::Op::DequantizePerChannel);
     moves && !node.inputs.is_empty() && node.inputs.iter().all(|&u| constant_like(graph, u, depth + 1))
 }
 

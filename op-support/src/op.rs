@@ -319,6 +319,21 @@ operators! {
     /// `None`. Written by the channels-last pass for `max_pool2d_with_indices` whose indices
     /// nobody reads.
     FerriteMaxPool2dNhwc = "ferrite::max_pool2d_nhwc.out",
+    /// The backend's int8 convolution over channels-last tensors: `(x, weight, bias, stride,
+    /// padding, dilation, transposed, output_padding, groups, weight_scales, quant, out, out)` —
+    /// `aten::convolution.out`'s arguments with `x` and `out` int8 NHWC (`[N, H, W, C]`, or
+    /// `[N, L, C]`), `weight` int8 `[out, in/groups, kh, kw]` (symmetric, per output channel),
+    /// `bias` f32 `[out]` or None, `weight_scales` f32 `[out]`, and `quant` the double list
+    /// `[x_scale, x_zero_point, out_scale, out_zero_point, out_min, out_max]` (a fused ReLU or
+    /// hardtanh narrows `[out_min, out_max]`). Written by lowering for `dequantize → convolution
+    /// → quantize` chains; the backend packs the weight when it initialises.
+    FerriteQuantizedConvolutionNhwc = "ferrite::quantized_convolution_nhwc.out",
+    /// The backend's int8 linear layer: `(x, weight, bias, weight_scales, quant, out, out)` with
+    /// `x` int8 `[.., K]`, `weight` int8 `[N, K]` (symmetric, per output channel), `bias` f32
+    /// `[N]` or None, `weight_scales` f32 `[N]`, `quant` as for
+    /// [`Op::FerriteQuantizedConvolutionNhwc`], and `out` `[.., N]`: int8 (requantized), or f32
+    /// (then `quant`'s output entries are unused and a fused activation clamps it).
+    FerriteQuantizedDense = "ferrite::quantized_dense.out",
 }
 
 impl Op {
@@ -327,7 +342,12 @@ impl Op {
     pub const fn is_backend_only(self) -> bool {
         matches!(
             self,
-            Op::FerriteConvolutionNhwc | Op::FerriteDense | Op::FerriteMaxPool2dNhwc | Op::FerriteAvgPool2dNhwc
+            Op::FerriteConvolutionNhwc
+                | Op::FerriteDense
+                | Op::FerriteMaxPool2dNhwc
+                | Op::FerriteAvgPool2dNhwc
+                | Op::FerriteQuantizedConvolutionNhwc
+                | Op::FerriteQuantizedDense
         )
     }
 
@@ -399,6 +419,9 @@ impl Op {
                 | Op::Sqrt
                 | Op::Rsqrt
                 | Op::Clone
+                | Op::QuantizePerTensor
+                | Op::DequantizePerTensor
+                | Op::QuantizedAdd
         )
     }
 

@@ -4,7 +4,7 @@
 use ferrite_program::ScalarType;
 
 use crate::node::NodeView;
-use crate::{Constraint, Family, Op, OpSpec};
+use crate::{Constraint, Family, Op, OpSpec, QuantScheme};
 
 const F32: &[ScalarType] = &[ScalarType::Float];
 
@@ -75,6 +75,43 @@ fn alpha_is_one(v: &NodeView<'_>) -> bool {
     v.is_none(2) || v.number(2) == Some(1.0)
 }
 
+fn is_int8_code(v: &NodeView<'_>, i: usize) -> bool {
+    v.int(i) == Some(ScalarType::Char as i64)
+}
+fn int8_range(v: &NodeView<'_>, lo: usize, hi: usize) -> bool {
+    matches!((v.int(lo), v.int(hi)), (Some(a), Some(b)) if -128 <= a && a <= b && b <= 127)
+}
+fn quantize_to_int8(v: &NodeView<'_>) -> bool {
+    is_int8_code(v, 5) && int8_range(v, 3, 4)
+}
+fn dequantize_from_int8(v: &NodeView<'_>) -> bool {
+    v.tensor(0).is_some_and(|t| t.scalar_type == ScalarType::Char) && is_int8_code(v, 5) && int8_range(v, 3, 4)
+}
+fn dequantize_to_float(v: &NodeView<'_>) -> bool {
+    v.is_none(6) || v.int(6) == Some(ScalarType::Float as i64)
+}
+fn per_channel_int8_constant(v: &NodeView<'_>) -> bool {
+    v.tensor(0).is_some_and(|t| t.scalar_type == ScalarType::Char)
+        && v.is_constant(0)
+        && is_int8_code(v, 6)
+        && int8_range(v, 4, 5)
+}
+fn per_channel_params_constant(v: &NodeView<'_>) -> bool {
+    v.is_constant(1) && (v.is_none(2) || v.is_constant(2))
+}
+fn per_channel_to_float(v: &NodeView<'_>) -> bool {
+    v.is_none(7) || v.int(7) == Some(ScalarType::Float as i64)
+}
+fn choose_qparams_int8(v: &NodeView<'_>) -> bool {
+    is_int8_code(v, 4) && int8_range(v, 1, 2)
+}
+fn quantized_add_int8(v: &NodeView<'_>) -> bool {
+    [0, 5, 14].iter().all(|&i| v.tensor(i).is_some_and(|t| t.scalar_type == ScalarType::Char))
+        && int8_range(v, 3, 4)
+        && int8_range(v, 8, 9)
+        && int8_range(v, 12, 13)
+}
+
 macro_rules! c {
     ($text:expr, $f:expr) => {
         Constraint { text: $text, check: $f }
@@ -88,13 +125,24 @@ macro_rules! op {
     ($op:expr, $family:expr, [$($c:expr),* $(,)?]) => {
         OpSpec { op: $op, family: $family, dtypes: F32, quantization: &[], constraints: &[$($c),*] }
     };
+    ($op:expr, $family:expr, quant $q:expr, [$($c:expr),* $(,)?]) => {
+        OpSpec { op: $op, family: $family, dtypes: F32, quantization: $q, constraints: &[$($c),*] }
+    };
 }
+
+/// Static int8: `dequantize → op → quantize` chains become one int8 operator.
+const STATIC: &[QuantScheme] = &[QuantScheme::StaticInt8];
+/// Static int8, or int8 weights with a float output (a dequantized linear layer).
+const STATIC_LINEAR: &[QuantScheme] = &[QuantScheme::StaticInt8, QuantScheme::Int8Weights];
+/// Runs on int8 (the quantize / dequantize operators themselves).
+const INT8: &[QuantScheme] = &[QuantScheme::StaticInt8, QuantScheme::DynamicInt8];
 
 static REGISTRY: &[OpSpec] = &[
     // Convolution and linear algebra.
     op!(
         Op::Convolution,
         Family::Convolution,
+        quant STATIC,
         [
             c!("weights must be constant", weight_constant),
             c!("bias must be constant or absent", bias_constant_or_absent_2),
@@ -105,6 +153,7 @@ static REGISTRY: &[OpSpec] = &[
     op!(
         Op::Addmm,
         Family::LinearAlgebra,
+        quant STATIC_LINEAR,
         [
             c!("weights (mat2) must be constant", addmm_weight_constant),
             c!("bias (self) must be constant", addmm_bias_constant),
@@ -114,6 +163,7 @@ static REGISTRY: &[OpSpec] = &[
     op!(
         Op::Linear,
         Family::LinearAlgebra,
+        quant STATIC_LINEAR,
         [
             c!("weights must be constant", weight_constant),
             c!("bias must be constant or absent", bias_constant_or_absent_2),
@@ -178,7 +228,7 @@ static REGISTRY: &[OpSpec] = &[
     op!(Op::UpsampleNearest2dVec, Family::Pooling, [c!("input must be 4-D (N, C, H, W)", rank4_input)]),
     op!(Op::UpsampleBilinear2dVec, Family::Pooling, [c!("input must be 4-D (N, C, H, W)", rank4_input)]),
     // Element-wise arithmetic.
-    op!(Op::Add, Family::Elementwise, [c!("alpha must be 1", alpha_is_one)]),
+    op!(Op::Add, Family::Elementwise, quant STATIC, [c!("alpha must be 1", alpha_is_one)]),
     op!(Op::Sub, Family::Elementwise, [c!("alpha must be 1", alpha_is_one)]),
     op!(Op::Mul, Family::Elementwise),
     op!(Op::Div, Family::Elementwise),
@@ -240,6 +290,59 @@ static REGISTRY: &[OpSpec] = &[
     op!(Op::CloneDimOrder, Family::Layout),
     op!(Op::ConstantPadNd, Family::Layout),
     op!(Op::Embedding, Family::Layout, [c!("the embedding table must be constant", embedding_weight_constant)]),
+    // Quantization: run as they are, or consumed by lowering into int8 operators.
+    op!(
+        Op::QuantizePerTensor,
+        Family::Quantization,
+        quant INT8,
+        [c!("int8 output (dtype torch.int8, range within [-128, 127])", quantize_to_int8)]
+    ),
+    op!(
+        Op::QuantizePerTensorTensor,
+        Family::Quantization,
+        quant INT8,
+        [c!("int8 output (dtype torch.int8, range within [-128, 127])", quantize_to_int8)]
+    ),
+    op!(
+        Op::DequantizePerTensor,
+        Family::Quantization,
+        quant INT8,
+        [
+            c!("int8 input (dtype torch.int8, range within [-128, 127])", dequantize_from_int8),
+            c!("float32 output", dequantize_to_float),
+        ]
+    ),
+    op!(
+        Op::DequantizePerTensorTensor,
+        Family::Quantization,
+        quant INT8,
+        [
+            c!("int8 input (dtype torch.int8, range within [-128, 127])", dequantize_from_int8),
+            c!("float32 output", dequantize_to_float),
+        ]
+    ),
+    op!(
+        Op::DequantizePerChannel,
+        Family::Quantization,
+        quant INT8,
+        [
+            c!("constant int8 input (weights; dtype torch.int8, range within [-128, 127])", per_channel_int8_constant),
+            c!("scales and zero points must be constant", per_channel_params_constant),
+            c!("float32 output", per_channel_to_float),
+        ]
+    ),
+    op!(
+        Op::ChooseQparamsTensor,
+        Family::Quantization,
+        quant INT8,
+        [c!("int8 parameters (dtype torch.int8, range within [-128, 127])", choose_qparams_int8)]
+    ),
+    op!(
+        Op::QuantizedAdd,
+        Family::Quantization,
+        quant INT8,
+        [c!("int8 operands and output, ranges within [-128, 127]", quantized_add_int8)]
+    ),
 ];
 
 /// Every operator the backend runs, in table order.

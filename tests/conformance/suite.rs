@@ -192,6 +192,33 @@ pub fn assert_close(what: &str, got: &TensorData, reference: &TensorData, quanti
     );
 }
 
+/// Signal-to-quantization-noise ratio of `x` against `reference`, in dB.
+pub fn sqnr_db(x: &[f64], reference: &[f64]) -> f64 {
+    let signal: f64 = reference.iter().map(|r| r * r).sum();
+    let noise: f64 = x.iter().zip(reference).map(|(a, b)| (a - b) * (a - b)).sum();
+    if noise == 0.0 {
+        f64::INFINITY
+    } else {
+        10.0 * (signal / noise).log10()
+    }
+}
+
+/// A quantized program's output is at least as faithful to the float (eager) output as
+/// ExecuTorch's own quantized output, within 1 dB of SQNR.
+pub fn assert_fidelity(what: &str, got: &TensorData, executorch: &TensorData, eager: &TensorData) {
+    assert_eq!(got.sizes(), executorch.sizes(), "{what}: shape");
+    let (g, e, f) = (
+        got.to_f64_vec().expect("output"),
+        executorch.to_f64_vec().expect("reference"),
+        eager.to_f64_vec().expect("eager output"),
+    );
+    let (ours, theirs) = (sqnr_db(&g, &f), sqnr_db(&e, &f));
+    assert!(
+        ours >= theirs - 1.0,
+        "{what}: SQNR against the float model {ours:.2} dB, ExecuTorch's quantized output {theirs:.2} dB"
+    );
+}
+
 fn inputs(dir: &Path, entry: &Json) -> Vec<TensorData> {
     entry["inputs"]
         .as_array()
@@ -248,7 +275,15 @@ pub fn check_fixture(runner: &dyn Runner, root: &Path, name: &str) {
                     let (a, b) = (g.to_f64_vec().expect("output"), reference.to_f64_vec().expect("reference"));
                     assert!(a == b, "{what}: differs from ExecuTorch's output (quantized programs must match exactly)");
                 }
-                assert_close(&what, g, &reference, is_quantized(vname));
+                let eager = dir.join(format!("eager.output_{k}.npy"));
+                if is_quantized(vname) && !runner.exact_when_quantized() && mname == "forward" && eager.is_file() {
+                    // The backend's int8 kernels round differently from ExecuTorch's portable
+                    // dequantize → float → quantize, and a one-step difference can grow through
+                    // the layers: what must hold is fidelity to the float model.
+                    assert_fidelity(&what, g, &reference, &npy(&eager));
+                } else {
+                    assert_close(&what, g, &reference, is_quantized(vname));
+                }
             }
             checked += 1;
         }

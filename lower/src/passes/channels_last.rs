@@ -13,9 +13,13 @@ use crate::graph::{is_output, op_outputs};
 use crate::PassStats;
 
 /// Whether `op` is a 1-D or 2-D convolution the NHWC kernels run: float, constant weight (and bias),
-/// not transposed, a consistent geometry.
-fn nhwc_convolution(g: &BlobGraph, op: &BlobOp) -> Option<(usize, usize)> {
-    if op.op != Op::Convolution || returned_count(&op.args) != 1 || op.args.len() < 10 {
+/// not transposed, a consistent geometry; with `float` false, only the int8 convolutions the
+/// quantized pass wrote (still on NCHW tensors).
+fn nhwc_convolution(g: &BlobGraph, op: &BlobOp, float: bool) -> Option<(usize, usize)> {
+    if op.op == Op::FerriteQuantizedConvolutionNhwc {
+        return quantized_convolution(g, op);
+    }
+    if !float || op.op != Op::Convolution || returned_count(&op.args) != 1 || op.args.len() < 10 {
         return None;
     }
     let (x, w, b) = (op.args[0], op.args[1], op.args[2]);
@@ -52,6 +56,22 @@ fn nhwc_convolution(g: &BlobGraph, op: &BlobOp) -> Option<(usize, usize)> {
     Some((x, out))
 }
 
+/// An int8 convolution from the quantized pass, input and output still NCHW (`[N, C, H, W]` or
+/// `[N, C, L]`).
+fn quantized_convolution(g: &BlobGraph, op: &BlobOp) -> Option<(usize, usize)> {
+    let (x, out) = (*op.args.first()?, *op.args.last()?);
+    let (xt, wt, ot) = (g.tensor(x)?, g.tensor(*op.args.get(1)?)?, g.tensor(out)?);
+    let rank = xt.sizes.len();
+    if op.args.len() != 13 || !(rank == 3 || rank == 4) || ot.sizes.len() != rank || g.inputs.contains(&out) {
+        return None;
+    }
+    let geo = conv_geometry(g, op)?;
+    let [oh, ow] = geo.output().ok()?;
+    let expected =
+        if rank == 4 { vec![geo.batch, geo.out_channels, oh, ow] } else { vec![geo.batch, geo.out_channels, ow] };
+    (ot.sizes == expected && wt.sizes[0] == geo.out_channels).then_some((x, out))
+}
+
 fn conv_geometry(g: &BlobGraph, op: &BlobOp) -> Option<Conv2dGeometry> {
     Conv2dGeometry::from_nchw(
         &g.tensor(*op.args.first()?)?.sizes,
@@ -72,9 +92,10 @@ fn layout_dims(to_nhwc: bool, rank: usize) -> Vec<i64> {
     }
 }
 
-/// The channels-last pass (see the module documentation).
-pub(crate) fn channels_last(g: &mut BlobGraph, stats: &mut PassStats) {
-    if !g.ops.iter().any(|op| nhwc_convolution(g, op).is_some()) {
+/// The channels-last pass (see the module documentation). With `float` false (methods that
+/// requantize), only int8 convolutions start NHWC chains.
+pub(crate) fn channels_last(g: &mut BlobGraph, stats: &mut PassStats, float: bool) {
+    if !g.ops.iter().any(|op| nhwc_convolution(g, op, float).is_some()) {
         return;
     }
     struct State {
@@ -163,12 +184,13 @@ pub(crate) fn channels_last(g: &mut BlobGraph, stats: &mut PassStats) {
             args.iter().enumerate().map(|(i, &a)| if a == from && !(skip_first && i == 0) { to } else { a }).collect()
         };
         // A 2-D convolution: NHWC in, NHWC out.
-        if let Some((x, out)) = nhwc_convolution(g, &op) {
+        if let Some((x, out)) = nhwc_convolution(g, &op, float) {
             let xt = need_nhwc(g, &mut st, x);
             let ot = new_twin(g, &mut st, out);
             let mut args = rewrite(&op.args, out, ot, true);
             args[0] = xt;
-            st.ops.push(BlobOp { op: Op::FerriteConvolutionNhwc, args, activation: op.activation });
+            let name = if op.op == Op::Convolution { Op::FerriteConvolutionNhwc } else { op.op };
+            st.ops.push(BlobOp { op: name, args, activation: op.activation });
             st.fresh[out] = false;
             stats.channels_last_convolutions += 1;
             if aliased(g, out) {

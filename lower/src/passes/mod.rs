@@ -7,4 +7,5 @@ pub mod dead_code;
 pub mod dense;
 pub mod fold_constants;
 pub mod fuse;
+pub mod quantized;
 pub mod reshapes;

@@ -8,6 +8,7 @@
 //!   execute, copy the inputs in, run, copy the outputs out.
 //! - [`rows`]: which operations run on the SIMD row kernels, recognised and planned at init.
 
+mod int8;
 mod rows;
 
 use ferrite_blob::{returned_count, BlobGraph, BlobOp, BlobValue};
@@ -23,6 +24,7 @@ use crate::env::{Env, RValue, Storage, TensorSlot};
 use crate::error::{Result, RuntimeError};
 use crate::registry::{Backend, BackendInit, Delegate, KernelRegistry, OpFn};
 use crate::tensor::{nbytes, AlignedBuf};
+use int8::Int8Kernel;
 use rows::RowKernel;
 
 fn err(message: impl Into<String>) -> RuntimeError {
@@ -61,7 +63,19 @@ enum Kernel {
     Op(OpFn),
     Conv { conv: Box<Conv2d>, input: usize, output: usize },
     Dense { dense: Box<Dense>, input: usize, output: usize },
+    Int8(Int8Kernel),
     Row { row: Box<RowKernel>, fallback: Option<OpFn> },
+}
+
+/// The argument positions of the constants an operator packs into its kernel at init (they get
+/// no buffer unless another operation reads them).
+fn packed_arguments(op: Op) -> &'static [usize] {
+    match op {
+        Op::FerriteConvolutionNhwc | Op::FerriteDense => &[1, 2],
+        Op::FerriteQuantizedConvolutionNhwc => &[1, 2, 9],
+        Op::FerriteQuantizedDense => &[1, 2, 3],
+        _ => &[],
+    }
 }
 
 #[derive(Debug)]
@@ -208,6 +222,16 @@ impl Compiled {
                     resolved.push(dense(graph, op, level).map_err(|e| err(format!("op {k}: {e}")))?);
                     continue;
                 }
+                Op::FerriteQuantizedConvolutionNhwc => {
+                    let kernel = int8::convolution(graph, op, level).map_err(|e| err(format!("op {k}: {e}")))?;
+                    resolved.push(Kernel::Int8(kernel));
+                    continue;
+                }
+                Op::FerriteQuantizedDense => {
+                    let kernel = int8::dense(graph, op, level).map_err(|e| err(format!("op {k}: {e}")))?;
+                    resolved.push(Kernel::Int8(kernel));
+                    continue;
+                }
                 _ => {}
             }
             match (RowKernel::recognise(graph, op), kernels.get(op.op.name())) {
@@ -258,10 +282,12 @@ impl Compiled {
         // Constants only the backend's own kernels read were packed into those kernels: they
         // get no buffer (and their values become None).
         let mut packed_away = vec![false; n];
-        let packs = |op: &&BlobOp| matches!(op.op, Op::FerriteConvolutionNhwc | Op::FerriteDense);
+        let packs = |op: &&BlobOp| !packed_arguments(op.op).is_empty();
         for op in graph.ops.iter().filter(packs) {
-            for &v in op.args.get(1..3).unwrap_or(&[]) {
-                packed_away[v] = graph.tensor(v).is_some_and(|t| t.constant.is_some());
+            for &i in packed_arguments(op.op) {
+                if let Some(&v) = op.args.get(i) {
+                    packed_away[v] = graph.tensor(v).is_some_and(|t| t.constant.is_some());
+                }
             }
         }
         for op in graph.ops.iter().filter(|op| !packs(op)) {
@@ -369,7 +395,7 @@ impl Compiled {
         for (op, kernel) in graph.ops.iter().zip(resolved) {
             let clamp = match op.activation {
                 // The backend's own kernels clamp as they store.
-                _ if matches!(kernel, Kernel::Conv { .. } | Kernel::Dense { .. }) => None,
+                _ if matches!(kernel, Kernel::Conv { .. } | Kernel::Dense { .. } | Kernel::Int8(_)) => None,
                 None => None,
                 Some((lo, hi)) => {
                     if lo.is_nan() || hi.is_nan() || lo > hi {
@@ -442,6 +468,22 @@ impl Delegate for Compiled {
                     Kernel::Dense { dense, input, output } => inner_env.run(&[*input], &[*output], |ins, outs| {
                         Ok(dense.run(ins[0].typed::<f32>()?, outs[0].typed::<f32>()?, threads).map(|()| true)?)
                     }),
+                    Kernel::Int8(Int8Kernel::Conv { conv, input, output }) => {
+                        inner_env.run(&[*input], &[*output], |ins, outs| {
+                            Ok(conv.run(ins[0].typed::<i8>()?, outs[0].typed::<i8>()?, threads).map(|()| true)?)
+                        })
+                    }
+                    Kernel::Int8(Int8Kernel::Dense { dense, input, output, float_out }) => {
+                        inner_env.run(&[*input], &[*output], |ins, outs| {
+                            let x = ins[0].typed::<i8>()?;
+                            if *float_out {
+                                dense.run(x, outs[0].typed::<f32>()?, threads)?;
+                            } else {
+                                dense.run(x, outs[0].typed::<i8>()?, threads)?;
+                            }
+                            Ok(true)
+                        })
+                    }
                 }
                 .map_err(|e| err(format!("op {k} ({}): {e}", step.op)))?;
                 if fused {

@@ -1,0 +1,479 @@
+//! Integer kernels for quantized programs: int8 activations times int8 weights, summed in `i32`,
+//! with weights packed once (when a partition initialises) and the output requantized in `f32`,
+//! as XNNPACK's `qs8` kernels do.
+//!
+//! - [`QDense`]: `y = x · Wᵀ` over rows of `x` (a linear layer, `W` is `[N, K]`).
+//! - [`QConv2d`]: a channels-last (NHWC) 2-D or 1-D convolution: groups of one as a GEMM over
+//!   output pixels (pointwise convolutions read the input rows directly, others gather patches),
+//!   depthwise convolutions (one channel per group) directly.
+//!
+//! The activation's zero point is subtracted before the product (so padding contributes nothing
+//! and no column sums are needed): `x - zx` fits `i16`, products of two `i16` pairs accumulate in
+//! `i32` with `madd` and never saturate (unlike `maddubs` on AVX2, which XNNPACK also avoids).
+//! The [`Epilogue`] turns each `i32` sum into the output: `acc · m[c] + o[c]` in `f32`, then for
+//! an int8 output `rint(·) + zero_point` clamped to the output range (a fused ReLU or hardtanh
+//! narrows that range), for an `f32` output a clamp.
+//!
+//! SIMD: [`Level::Avx2`] and [`Level::Avx512`] run the AVX2 micro-kernel (`micro.rs`), every
+//! other level the portable one; results are identical at every level (integer sums, then the
+//! same `f32` operations).
+
+mod depthwise;
+mod micro;
+#[cfg(test)]
+mod tests;
+
+use crate::nhwc::Conv2dGeometry;
+use crate::simd::Level;
+use crate::{KResult, KernelError};
+
+pub use micro::{MR, NR};
+
+/// Longest reduction the `i32` sums hold without overflow.
+pub const MAX_K: usize = 1 << 16;
+
+/// Products below this many multiply-adds stay on one thread.
+const PAR_MIN_MACS: usize = 1 << 16;
+
+/// How `i32` sums become outputs (per output channel `c`): `y = acc · mult[c] + offset[c]`, then
+/// [`EpilogueKind`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Epilogue {
+    mult: Vec<f32>,
+    offset: Vec<f32>,
+    kind: EpilogueKind,
+}
+
+/// The output of an [`Epilogue`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum EpilogueKind {
+    /// int8: `clamp(rint(y) + zero_point, min, max)`.
+    Int8 {
+        /// Output zero point.
+        zero_point: i32,
+        /// Smallest output value.
+        min: i32,
+        /// Largest output value.
+        max: i32,
+    },
+    /// f32: `clamp(y, lo, hi)`.
+    Float {
+        /// Lower bound (`-inf` for none).
+        lo: f32,
+        /// Upper bound (`inf` for none).
+        hi: f32,
+    },
+}
+
+impl Epilogue {
+    /// Requantization to int8: the input's scale, each output channel's weight scale, the float
+    /// bias (or none), the output's scale and zero point, and the output range.
+    pub fn int8(
+        x_scale: f64,
+        w_scales: &[f64],
+        bias: Option<&[f32]>,
+        out_scale: f64,
+        zero_point: i32,
+        (min, max): (i32, i32),
+    ) -> KResult<Self> {
+        let bad = |m: String| KernelError::Argument(format!("int8 requantization: {m}"));
+        if !(out_scale.is_finite() && out_scale > 0.0) {
+            return Err(bad(format!("output scale {out_scale} must be finite and positive")));
+        }
+        if !(-128..=127).contains(&min) || !(-128..=127).contains(&max) || min > max {
+            return Err(bad(format!("output range [{min}, {max}] is not an int8 range")));
+        }
+        if !(-128..=127).contains(&zero_point) {
+            return Err(bad(format!("output zero point {zero_point} is outside int8")));
+        }
+        let (mult, offset) = Self::scales(x_scale, w_scales, bias, 1.0 / out_scale)?;
+        Ok(Epilogue { mult, offset, kind: EpilogueKind::Int8 { zero_point, min, max } })
+    }
+
+    /// Dequantized output: `clamp(acc · x_scale · w_scale[c] + bias[c], lo, hi)`.
+    pub fn float(x_scale: f64, w_scales: &[f64], bias: Option<&[f32]>, (lo, hi): (f32, f32)) -> KResult<Self> {
+        if lo.is_nan() || hi.is_nan() || lo > hi {
+            return Err(KernelError::Argument(format!("int8 product: invalid clamp [{lo}, {hi}]")));
+        }
+        let (mult, offset) = Self::scales(x_scale, w_scales, bias, 1.0)?;
+        Ok(Epilogue { mult, offset, kind: EpilogueKind::Float { lo, hi } })
+    }
+
+    fn scales(x_scale: f64, w_scales: &[f64], bias: Option<&[f32]>, inv_out: f64) -> KResult<(Vec<f32>, Vec<f32>)> {
+        let bad = |m: String| KernelError::Argument(format!("int8 product: {m}"));
+        if !(x_scale.is_finite() && x_scale > 0.0) {
+            return Err(bad(format!("input scale {x_scale} must be finite and positive")));
+        }
+        if let Some(s) = w_scales.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
+            return Err(bad(format!("weight scale {s} must be finite and positive")));
+        }
+        if let Some(b) = bias {
+            if b.len() != w_scales.len() {
+                return Err(KernelError::Length { what: "int8 bias", expected: w_scales.len(), actual: b.len() });
+            }
+        }
+        let mult = w_scales.iter().map(|&s| (x_scale * s * inv_out) as f32).collect();
+        let offset = match bias {
+            Some(b) => b.iter().map(|&v| (f64::from(v) * inv_out) as f32).collect(),
+            None => vec![0.0; w_scales.len()],
+        };
+        Ok((mult, offset))
+    }
+
+    /// Output channels.
+    pub fn channels(&self) -> usize {
+        self.mult.len()
+    }
+
+    /// The output kind.
+    pub fn kind(&self) -> EpilogueKind {
+        self.kind
+    }
+}
+
+/// An output element type of the int8 kernels: `i8` (requantized) or `f32` (dequantized).
+pub trait QOut: Copy + Default + Send + Sync + 'static {
+    /// Writes `out[j] = epilogue(acc[j])` for output channels `c0 + j`.
+    fn apply(ep: &Epilogue, acc: &[i32], c0: usize, out: &mut [Self]) -> KResult;
+}
+
+impl QOut for i8 {
+    #[inline(always)]
+    fn apply(ep: &Epilogue, acc: &[i32], c0: usize, out: &mut [i8]) -> KResult {
+        let EpilogueKind::Int8 { zero_point, min, max } = ep.kind else {
+            return Err(KernelError::Argument("int8 product: an f32 epilogue cannot write int8".into()));
+        };
+        let n = out.len();
+        let (m, o) = (&ep.mult[c0..c0 + n], &ep.offset[c0..c0 + n]);
+        let (lo, hi) = ((min - zero_point) as f32, (max - zero_point) as f32);
+        // XNNPACK's "fp32 magic" conversion: after clamping, |y| ≤ 255, and adding 1.5 · 2²³
+        // rounds it to an integer (half to even) held in the low mantissa bits.
+        const MAGIC: f32 = 12_582_912.0;
+        let magic_bits = MAGIC.to_bits() as i32;
+        for j in 0..n {
+            let y = (acc[j] as f32 * m[j] + o[j]).max(lo).min(hi);
+            out[j] = ((y + MAGIC).to_bits() as i32 - magic_bits + zero_point) as i8;
+        }
+        Ok(())
+    }
+}
+
+impl QOut for f32 {
+    #[inline(always)]
+    fn apply(ep: &Epilogue, acc: &[i32], c0: usize, out: &mut [f32]) -> KResult {
+        let EpilogueKind::Float { lo, hi } = ep.kind else {
+            return Err(KernelError::Argument("int8 product: an int8 epilogue cannot write f32".into()));
+        };
+        let n = out.len();
+        let (m, o) = (&ep.mult[c0..c0 + n], &ep.offset[c0..c0 + n]);
+        for j in 0..n {
+            out[j] = (acc[j] as f32 * m[j] + o[j]).max(lo).min(hi);
+        }
+        Ok(())
+    }
+}
+
+/// Weights `[N, K]` packed for the micro-kernel: panels of [`NR`] columns, each `K/2` (rounded
+/// up) steps of `NR` pairs of `i16` (`w[k][j], w[k+1][j]`), zero past `K` and `N`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PackedQ {
+    k: usize,
+    n: usize,
+    data: Vec<i16>,
+}
+
+impl PackedQ {
+    /// Packs `w(j, p)` for output column `j < n` and reduction index `p < k`.
+    pub fn new(k: usize, n: usize, w: impl Fn(usize, usize) -> i8) -> KResult<Self> {
+        if k == 0 || n == 0 {
+            return Err(KernelError::Argument(format!("int8 product: empty weights ({n} × {k})")));
+        }
+        // |x - zx| ≤ 255 and |w| ≤ 128: sums of up to 2^16 products fit `i32`.
+        if k > MAX_K {
+            return Err(KernelError::Argument(format!("int8 product: {k} terms per sum (at most {MAX_K})")));
+        }
+        let steps = k.div_ceil(2);
+        let panels = n.div_ceil(NR);
+        let len = panels
+            .checked_mul(steps)
+            .and_then(|v| v.checked_mul(2 * NR))
+            .ok_or_else(|| KernelError::Argument("int8 product: weights too large".into()))?;
+        let mut data = vec![0i16; len];
+        for p in 0..panels {
+            for s in 0..steps {
+                let base = (p * steps + s) * 2 * NR;
+                for jj in 0..NR {
+                    let j = p * NR + jj;
+                    if j >= n {
+                        break;
+                    }
+                    for h in 0..2 {
+                        let kk = 2 * s + h;
+                        if kk < k {
+                            data[base + 2 * jj + h] = i16::from(w(j, kk));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(PackedQ { k, n, data })
+    }
+
+    /// Reduction length.
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// Output columns.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.data.len() * 2
+    }
+
+    fn panel(&self, p: usize) -> &[i16] {
+        let len = self.k.div_ceil(2) * 2 * NR;
+        &self.data[p * len..(p + 1) * len]
+    }
+}
+
+/// The rows of a product's left operand: `fill(row, dst)` writes row `row`'s `K` values minus the
+/// zero point into `dst` (`dst.len() == K`).
+type FillRow<'a> = &'a (dyn Fn(usize, &mut [i16]) + Sync);
+
+/// `out[i][j] = epilogue(Σ_p a[i][p] · w[j][p])` for the `m` rows `fill` gives (`out` is `m × n`),
+/// rows split over rayon's current pool in whole tiles when `threads > 1`.
+fn qgemm<O: QOut>(
+    level: Level,
+    m: usize,
+    fill: FillRow<'_>,
+    w: &PackedQ,
+    ep: &Epilogue,
+    out: &mut [O],
+    threads: usize,
+) -> KResult {
+    let (k, n) = (w.k, w.n);
+    if out.len() != m * n {
+        return Err(KernelError::Length { what: "int8 product output", expected: m * n, actual: out.len() });
+    }
+    if ep.channels() != n {
+        return Err(KernelError::Length { what: "int8 requantization", expected: n, actual: ep.channels() });
+    }
+    if m == 0 {
+        return Ok(());
+    }
+    let macs = m.saturating_mul(k).saturating_mul(n);
+    let parallel = threads > 1 && macs >= PAR_MIN_MACS;
+    let rows = if parallel { m.div_ceil(threads * 4).div_ceil(MR).max(1) * MR } else { m.div_ceil(MR) * MR };
+    let kp = k.div_ceil(2) * 2;
+    crate::par::try_chunks_with(out, rows * n, parallel, &|| vec![0i16; MR * kp], |a, c, chunk| {
+        micro::gemm_task(level, a, c * rows, &micro::Job { fill, w, ep, kp }, chunk)
+    })
+}
+
+/// Narrows an int8 tensor minus its zero point to `i16`.
+#[inline]
+fn centred(src: &[i8], zero_point: i32, dst: &mut [i16]) {
+    for (d, &v) in dst.iter_mut().zip(src) {
+        *d = (i32::from(v) - zero_point) as i16;
+    }
+}
+
+fn check_zero_point(zero_point: i32) -> KResult {
+    if (-128..=127).contains(&zero_point) {
+        Ok(())
+    } else {
+        Err(KernelError::Argument(format!("int8 input zero point {zero_point} is outside int8")))
+    }
+}
+
+/// A quantized linear layer ready to run: int8 rows `[.., K]` in, `[.., N]` out.
+#[derive(Debug, Clone)]
+pub struct QDense {
+    level: Level,
+    w: PackedQ,
+    x_zero_point: i32,
+    epilogue: Epilogue,
+}
+
+impl QDense {
+    /// Packs `weight` (`[n, k]`, row-major: a linear layer's) for an input with zero point
+    /// `x_zero_point`; `epilogue` has `n` channels.
+    pub fn new(
+        level: Level,
+        k: usize,
+        n: usize,
+        weight: &[i8],
+        x_zero_point: i32,
+        epilogue: Epilogue,
+    ) -> KResult<Self> {
+        check_zero_point(x_zero_point)?;
+        let expected = k.checked_mul(n).ok_or_else(|| KernelError::Argument("int8 linear: too large".into()))?;
+        if weight.len() != expected {
+            return Err(KernelError::Length { what: "int8 linear weight", expected, actual: weight.len() });
+        }
+        if epilogue.channels() != n {
+            return Err(KernelError::Length { what: "int8 linear epilogue", expected: n, actual: epilogue.channels() });
+        }
+        let w = PackedQ::new(k, n, |j, p| weight[j * k + p])?;
+        Ok(QDense { level, w, x_zero_point, epilogue })
+    }
+
+    /// Bytes of packed weights.
+    pub fn packed_bytes(&self) -> usize {
+        self.w.bytes()
+    }
+
+    /// Runs over the rows of `x` (`m × k`) into `out` (`m × n`).
+    pub fn run<O: QOut>(&self, x: &[i8], out: &mut [O], threads: usize) -> KResult {
+        let k = self.w.k;
+        if !x.len().is_multiple_of(k) {
+            return Err(KernelError::Shape(format!("int8 linear: {} input values are not rows of {k}", x.len())));
+        }
+        let zp = self.x_zero_point;
+        let fill = |r: usize, dst: &mut [i16]| centred(&x[r * k..(r + 1) * k], zp, dst);
+        qgemm(self.level, x.len() / k, &fill, &self.w, &self.epilogue, out, threads)
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Strategy {
+    /// Groups of one: a product over output pixels (patches gathered unless pointwise).
+    Gemm { w: PackedQ, pointwise: bool },
+    /// One input channel per group, one output channel each.
+    Depthwise(depthwise::PackedDw),
+}
+
+/// A quantized NHWC convolution ready to run (see the module documentation).
+#[derive(Debug, Clone)]
+pub struct QConv2d {
+    level: Level,
+    geometry: Conv2dGeometry,
+    output: [usize; 2],
+    x_zero_point: i32,
+    strategy: Strategy,
+    epilogue: Epilogue,
+}
+
+impl QConv2d {
+    /// Whether the int8 kernels run a convolution of this geometry: groups of one, or depthwise
+    /// (as many groups as input and output channels).
+    pub fn supports(g: &Conv2dGeometry) -> bool {
+        g.groups == 1 || (g.groups == g.in_channels && g.out_channels == g.in_channels)
+    }
+
+    /// Packs `weight` (`[out, in/groups, kh, kw]`, row-major, int8) for an input with zero point
+    /// `x_zero_point`; `epilogue` has one channel per output channel.
+    pub fn new(
+        level: Level,
+        geometry: Conv2dGeometry,
+        weight: &[i8],
+        x_zero_point: i32,
+        epilogue: Epilogue,
+    ) -> KResult<Self> {
+        check_zero_point(x_zero_point)?;
+        let output = geometry.output()?;
+        let g = geometry;
+        if !Self::supports(&g) {
+            return Err(KernelError::Argument(format!(
+                "int8 convolution: {} groups of {} → {} channels (only groups of one and depthwise)",
+                g.groups, g.in_channels, g.out_channels
+            )));
+        }
+        let cin_g = g.in_channels / g.groups;
+        let taps = g.kernel[0]
+            .checked_mul(g.kernel[1])
+            .ok_or_else(|| KernelError::Argument("int8 convolution: kernel too large".into()))?;
+        let expected = [g.out_channels, cin_g, taps]
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .ok_or_else(|| KernelError::Argument("int8 convolution: weight size overflows".into()))?;
+        if weight.len() != expected {
+            return Err(KernelError::Length { what: "int8 convolution weight", expected, actual: weight.len() });
+        }
+        if epilogue.channels() != g.out_channels {
+            return Err(KernelError::Length {
+                what: "int8 convolution epilogue",
+                expected: g.out_channels,
+                actual: epilogue.channels(),
+            });
+        }
+        let strategy = if g.groups == 1 {
+            let pointwise = taps == 1 && g.stride == [1, 1] && g.padding == [0, 0];
+            // Patch columns are ordered (tap, channel); weights are (out, channel, tap).
+            let w = PackedQ::new(taps * cin_g, g.out_channels, |j, p| {
+                let (tap, ci) = (p / cin_g, p % cin_g);
+                weight[(j * cin_g + ci) * taps + tap]
+            })?;
+            Strategy::Gemm { w, pointwise }
+        } else {
+            Strategy::Depthwise(depthwise::PackedDw::new(g.in_channels, taps, weight))
+        };
+        Ok(QConv2d { level, geometry, output, x_zero_point, strategy, epilogue })
+    }
+
+    /// Which strategy runs (`pointwise`, `gemm`, `depthwise`).
+    pub fn strategy(&self) -> &'static str {
+        match &self.strategy {
+            Strategy::Gemm { pointwise: true, .. } => "pointwise",
+            Strategy::Gemm { .. } => "gemm",
+            Strategy::Depthwise(_) => "depthwise",
+        }
+    }
+
+    /// Bytes of packed weights.
+    pub fn packed_bytes(&self) -> usize {
+        match &self.strategy {
+            Strategy::Gemm { w, .. } => w.bytes(),
+            Strategy::Depthwise(d) => d.bytes(),
+        }
+    }
+
+    /// Runs on `x` (`[N, H, W, C]`) into `out` (`[N, OH, OW, O]`).
+    pub fn run<O: QOut>(&self, x: &[i8], out: &mut [O], threads: usize) -> KResult {
+        let g = &self.geometry;
+        let [ih, iw] = g.input;
+        let [oh, ow] = self.output;
+        let c = g.in_channels;
+        let need_in = [g.batch, ih, iw, c].iter().product::<usize>();
+        let need_out = [g.batch, oh, ow, g.out_channels].iter().product::<usize>();
+        if x.len() != need_in {
+            return Err(KernelError::Length { what: "int8 convolution input", expected: need_in, actual: x.len() });
+        }
+        if out.len() != need_out {
+            return Err(KernelError::Length { what: "int8 convolution output", expected: need_out, actual: out.len() });
+        }
+        let zp = self.x_zero_point;
+        match &self.strategy {
+            Strategy::Gemm { w, pointwise: true } => {
+                let fill = |r: usize, dst: &mut [i16]| centred(&x[r * c..(r + 1) * c], zp, dst);
+                qgemm(self.level, g.batch * oh * ow, &fill, w, &self.epilogue, out, threads)
+            }
+            Strategy::Gemm { w, pointwise: false } => {
+                let fill = |r: usize, dst: &mut [i16]| {
+                    let (b, y, xo) = (r / (oh * ow), (r / ow) % oh, r % ow);
+                    for ky in 0..g.kernel[0] {
+                        for kx in 0..g.kernel[1] {
+                            let d = &mut dst[(ky * g.kernel[1] + kx) * c..][..c];
+                            let yy = (y * g.stride[0] + ky * g.dilation[0]).checked_sub(g.padding[0]);
+                            let xx = (xo * g.stride[1] + kx * g.dilation[1]).checked_sub(g.padding[1]);
+                            match (yy, xx) {
+                                (Some(yy), Some(xx)) if yy < ih && xx < iw => {
+                                    centred(&x[((b * ih + yy) * iw + xx) * c..][..c], zp, d);
+                                }
+                                _ => d.fill(0),
+                            }
+                        }
+                    }
+                };
+                qgemm(self.level, g.batch * oh * ow, &fill, w, &self.epilogue, out, threads)
+            }
+            Strategy::Depthwise(dw) => {
+                depthwise::run(self.level, dw, g, self.output, x, zp, &self.epilogue, out, threads)
+            }
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! The int8 kernels against a scalar reference at every SIMD level: exact `i32` sums, the same
+//! requantization arithmetic, odd sizes, padding, strides, dilation, threads.
+
+use proptest::prelude::*;
+
+use super::*;
+
+/// `Σ (x - zx) · w` per output, then the epilogue's arithmetic written out.
+fn requant_reference(acc: i64, ep: &Epilogue, c: usize) -> f32 {
+    let y = acc as f32 * ep.mult[c] + ep.offset[c];
+    match ep.kind {
+        EpilogueKind::Int8 { zero_point, min, max } => {
+            (crate::quantized::rint(y) + zero_point as f32).clamp(min as f32, max as f32)
+        }
+        EpilogueKind::Float { lo, hi } => y.max(lo).min(hi),
+    }
+}
+
+fn values(n: usize, seed: u64) -> Vec<i8> {
+    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 24) as u8 as i8
+        })
+        .collect()
+}
+
+fn epilogue(n: usize, int8: bool, seed: u64) -> Epilogue {
+    let w_scales: Vec<f64> = (0..n).map(|c| 0.002 + (c as f64 * 0.37 + seed as f64).sin().abs() * 0.01).collect();
+    let bias: Vec<f32> = (0..n).map(|c| ((c as f32) * 0.71).cos() * 0.5).collect();
+    if int8 {
+        Epilogue::int8(0.05, &w_scales, Some(&bias), 0.08, -3, (-128, 127)).unwrap()
+    } else {
+        Epilogue::float(0.05, &w_scales, Some(&bias), (-1.0, 2.5)).unwrap()
+    }
+}
+
+#[test]
+fn dense_matches_reference_at_every_level() {
+    for level in Level::available() {
+        for &(m, k, n) in &[(1, 1, 1), (3, 7, 5), (5, 33, 17), (9, 64, 40), (2, 255, 3)] {
+            for (zx, int8) in [(0, true), (-7, true), (12, false)] {
+                let x = values(m * k, (m * k) as u64);
+                let w = values(n * k, 99);
+                let ep = epilogue(n, int8, 3);
+                let dense = QDense::new(level, k, n, &w, zx, ep.clone()).unwrap();
+                for threads in [1, 3] {
+                    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+                    let got: Vec<f32> = if int8 {
+                        let mut out = vec![0i8; m * n];
+                        pool.install(|| dense.run(&x, &mut out, threads)).unwrap();
+                        out.iter().map(|&v| f32::from(v)).collect()
+                    } else {
+                        let mut out = vec![0f32; m * n];
+                        pool.install(|| dense.run(&x, &mut out, threads)).unwrap();
+                        out
+                    };
+                    for i in 0..m {
+                        for j in 0..n {
+                            let acc: i64 =
+                                (0..k).map(|p| (i64::from(x[i * k + p]) - zx as i64) * i64::from(w[j * k + p])).sum();
+                            let want = requant_reference(acc, &ep, j);
+                            assert_eq!(got[i * n + j], want, "{level:?} {m}x{k}x{n} zx {zx} ({i}, {j})");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// NHWC reference convolution with the same requantization.
+fn conv_reference(g: &Conv2dGeometry, x: &[i8], zx: i32, w: &[i8], ep: &Epilogue) -> Vec<f32> {
+    let [oh, ow] = g.output().unwrap();
+    let (c, o) = (g.in_channels, g.out_channels);
+    let (cin_g, cout_g) = (c / g.groups, o / g.groups);
+    let [ih, iw] = g.input;
+    let mut out = vec![0f32; g.batch * oh * ow * o];
+    for b in 0..g.batch {
+        for y in 0..oh {
+            for xo in 0..ow {
+                for oc in 0..o {
+                    let grp = oc / cout_g;
+                    let mut acc = 0i64;
+                    for ci in 0..cin_g {
+                        for ky in 0..g.kernel[0] {
+                            for kx in 0..g.kernel[1] {
+                                let yy = (y * g.stride[0] + ky * g.dilation[0]) as i64 - g.padding[0] as i64;
+                                let xx = (xo * g.stride[1] + kx * g.dilation[1]) as i64 - g.padding[1] as i64;
+                                if yy < 0 || xx < 0 || yy >= ih as i64 || xx >= iw as i64 {
+                                    continue;
+                                }
+                                let v = x[((b * ih + yy as usize) * iw + xx as usize) * c + grp * cin_g + ci];
+                                let wv = w[((oc * cin_g + ci) * g.kernel[0] + ky) * g.kernel[1] + kx];
+                                acc += (i64::from(v) - zx as i64) * i64::from(wv);
+                            }
+                        }
+                    }
+                    out[((b * oh + y) * ow + xo) * o + oc] = requant_reference(acc, ep, oc);
+                }
+            }
+        }
+    }
+    out
+}
+
+fn check_conv(level: Level, g: Conv2dGeometry, zx: i32, threads: usize) {
+    let [ih, iw] = g.input;
+    let x = values(g.batch * ih * iw * g.in_channels, 5);
+    let taps = g.kernel[0] * g.kernel[1];
+    let w = values(g.out_channels * (g.in_channels / g.groups) * taps, 11);
+    let ep = epilogue(g.out_channels, true, 1);
+    let conv = QConv2d::new(level, g, &w, zx, ep.clone()).unwrap();
+    let [oh, ow] = conv.output;
+    let mut out = vec![0i8; g.batch * oh * ow * g.out_channels];
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+    pool.install(|| conv.run(&x, &mut out, threads)).unwrap();
+    let want = conv_reference(&g, &x, zx, &w, &ep);
+    for (i, (&a, &b)) in out.iter().zip(&want).enumerate() {
+        assert_eq!(f32::from(a), b, "{level:?} {} {g:?} at {i}", conv.strategy());
+    }
+}
+
+fn geometry(
+    batch: usize,
+    [h, w]: [usize; 2],
+    (cin, cout, groups): (usize, usize, usize),
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    padding: [usize; 2],
+    dilation: [usize; 2],
+) -> Conv2dGeometry {
+    Conv2dGeometry {
+        batch,
+        input: [h, w],
+        in_channels: cin,
+        out_channels: cout,
+        kernel,
+        stride,
+        padding,
+        dilation,
+        groups,
+    }
+}
+
+#[test]
+fn convolutions_match_reference_at_every_level() {
+    let cases = [
+        geometry(1, [5, 6], (8, 20, 1), [1, 1], [1, 1], [0, 0], [1, 1]), // pointwise
+        geometry(2, [7, 5], (3, 17, 1), [3, 3], [2, 2], [1, 1], [1, 1]), // stem-like
+        geometry(1, [6, 6], (5, 9, 1), [3, 2], [1, 2], [2, 1], [2, 1]),  // odd kernel, dilation
+        geometry(1, [9, 7], (24, 24, 24), [3, 3], [1, 1], [1, 1], [1, 1]), // depthwise
+        geometry(2, [8, 8], (19, 19, 19), [3, 3], [2, 2], [1, 1], [1, 1]), // depthwise, stride 2
+        geometry(1, [1, 12], (4, 6, 1), [1, 3], [1, 1], [0, 1], [1, 1]), // 1-D
+    ];
+    for level in Level::available() {
+        for g in cases {
+            for (zx, threads) in [(0, 1), (-17, 3), (100, 2)] {
+                check_conv(level, g, zx, threads);
+            }
+        }
+    }
+}
+
+#[test]
+fn bad_arguments_are_errors() {
+    let level = Level::detect();
+    let ep = epilogue(4, true, 0);
+    assert!(QDense::new(level, 3, 4, &[0; 11], 0, ep.clone()).is_err(), "weight too short");
+    assert!(QDense::new(level, 3, 4, &[0; 12], 300, ep.clone()).is_err(), "zero point outside int8");
+    assert!(QDense::new(level, 3, 5, &[0; 15], 0, ep.clone()).is_err(), "epilogue of the wrong width");
+    assert!(QDense::new(level, MAX_K + 1, 1, &vec![0; MAX_K + 1], 0, epilogue(1, true, 0)).is_err(), "too long");
+    let dense = QDense::new(level, 3, 4, &[1; 12], 0, ep.clone()).unwrap();
+    assert!(dense.run(&[0i8; 7], &mut [0i8; 8], 1).is_err(), "input not whole rows");
+    assert!(dense.run(&[0i8; 6], &mut [0f32; 8], 1).is_err(), "int8 epilogue into f32");
+    let grouped = geometry(1, [4, 4], (4, 4, 2), [1, 1], [1, 1], [0, 0], [1, 1]);
+    assert!(QConv2d::new(level, grouped, &[0; 8], 0, ep.clone()).is_err(), "grouped, not depthwise");
+    assert!(Epilogue::int8(0.0, &[1.0], None, 1.0, 0, (-128, 127)).is_err(), "zero input scale");
+    assert!(Epilogue::int8(1.0, &[f64::NAN], None, 1.0, 0, (-128, 127)).is_err(), "NaN weight scale");
+    assert!(Epilogue::int8(1.0, &[1.0], None, 1.0, 0, (5, 4)).is_err(), "empty range");
+    assert!(Epilogue::float(1.0, &[1.0], Some(&[0.0, 1.0]), (0.0, 1.0)).is_err(), "bias of the wrong length");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+    #[test]
+    fn dense_tiles_agree_with_portable(m in 1usize..12, k in 1usize..80, n in 1usize..40, zx in -128i32..128) {
+        let x = values(m * k, (m + k) as u64);
+        let w = values(n * k, n as u64);
+        let ep = epilogue(n, true, 2);
+        let mut want = vec![0i8; m * n];
+        QDense::new(Level::Portable, k, n, &w, zx, ep.clone()).unwrap().run(&x, &mut want, 1).unwrap();
+        for level in Level::available() {
+            let mut got = vec![0i8; m * n];
+            QDense::new(level, k, n, &w, zx, ep.clone()).unwrap().run(&x, &mut got, 1).unwrap();
+            prop_assert_eq!(&got, &want, "{:?}", level);
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! The backend's int8 operators ([`Op::FerriteQuantizedConvolutionNhwc`],
+//! [`Op::FerriteQuantizedDense`]): argument checks against the blob's tensors, and the kernels
+//! (`ferrite_kernels::int8`) built with their weights packed.
+
+use ferrite_blob::{returned_count, BlobGraph, BlobOp, BlobValue};
+use ferrite_kernels::int8::{Epilogue, QConv2d, QDense};
+use ferrite_kernels::nhwc::Conv2dGeometry;
+use ferrite_kernels::simd::Level;
+use ferrite_op_support::Op;
+use ferrite_program::ScalarType;
+
+use super::err;
+use crate::error::Result;
+
+/// An int8 kernel and the values it reads and writes.
+#[derive(Debug)]
+pub(super) enum Int8Kernel {
+    Conv { conv: Box<QConv2d>, input: usize, output: usize },
+    Dense { dense: Box<QDense>, input: usize, output: usize, float_out: bool },
+}
+
+/// The `quant` list: `[x_scale, x_zero_point, out_scale, out_zero_point, out_min, out_max]`.
+struct Quant {
+    x_scale: f64,
+    x_zero_point: i32,
+    out_scale: f64,
+    out_zero_point: i32,
+    range: (i32, i32),
+}
+
+fn quant(graph: &BlobGraph, v: usize, bad: &dyn Fn(&str) -> crate::RuntimeError) -> Result<Quant> {
+    let Some(BlobValue::DoubleList(q)) = graph.values.get(v) else {
+        return Err(bad("quant must be a list of six numbers"));
+    };
+    let &[x_scale, xz, out_scale, oz, lo, hi] = q.as_slice() else {
+        return Err(bad("quant must be a list of six numbers"));
+    };
+    let int = |x: f64| -> Result<i32> {
+        if x.fract() == 0.0 && (-128.0..=127.0).contains(&x) {
+            Ok(x as i32)
+        } else {
+            Err(bad(&format!("{x} is not an int8 value")))
+        }
+    };
+    Ok(Quant { x_scale, x_zero_point: int(xz)?, out_scale, out_zero_point: int(oz)?, range: (int(lo)?, int(hi)?) })
+}
+
+/// A constant int8 tensor's values and sizes.
+fn constant_i8(graph: &BlobGraph, v: usize) -> Option<(Vec<i8>, Vec<usize>)> {
+    let t = graph.tensor(v).filter(|t| t.dtype == ScalarType::Char)?;
+    let bytes = graph.constants.get(t.constant?)?;
+    (Some(bytes.len()) == t.sizes.iter().try_fold(1usize, |a, &d| a.checked_mul(d)))
+        .then(|| (bytes.iter().map(|&b| b as i8).collect(), t.sizes.clone()))
+}
+
+/// The weight scales and bias (f32 constants of `n` values; the bias may be None).
+fn scales_and_bias(
+    graph: &BlobGraph,
+    scales: usize,
+    bias: usize,
+    n: usize,
+    bad: &dyn Fn(&str) -> crate::RuntimeError,
+) -> Result<(Vec<f64>, Option<Vec<f32>>)> {
+    let s = super::constant_f32(graph, scales)
+        .filter(|s| s.len() == n)
+        .ok_or_else(|| bad(&format!("weight scales must be a constant of {n} f32")))?;
+    let b = match graph.values.get(bias) {
+        Some(BlobValue::None) => None,
+        _ => Some(
+            super::constant_f32(graph, bias)
+                .filter(|b| b.len() == n)
+                .ok_or_else(|| bad(&format!("bias must be None or a constant of {n} f32")))?,
+        ),
+    };
+    Ok((s.into_iter().map(f64::from).collect(), b))
+}
+
+fn epilogue(
+    q: &Quant,
+    scales: &[f64],
+    bias: Option<&[f32]>,
+    float_out: bool,
+    act: Option<(f32, f32)>,
+) -> Result<Epilogue> {
+    let e = if float_out {
+        Epilogue::float(q.x_scale, scales, bias, act.unwrap_or((f32::NEG_INFINITY, f32::INFINITY)))
+    } else {
+        Epilogue::int8(q.x_scale, scales, bias, q.out_scale, q.out_zero_point, q.range)
+    };
+    e.map_err(Into::into)
+}
+
+/// Builds the int8 convolution of `op`.
+pub(super) fn convolution(graph: &BlobGraph, op: &BlobOp, level: Level) -> Result<Int8Kernel> {
+    let bad = |m: &str| err(format!("{}: {m}", Op::FerriteQuantizedConvolutionNhwc));
+    let a = &op.args;
+    if a.len() != 13 || returned_count(a) != 1 {
+        return Err(bad("expects (x, weight, bias, stride, padding, dilation, transposed, output_padding, groups, weight_scales, quant, out, out)"));
+    }
+    if op.activation.is_some() {
+        return Err(bad("a fused activation belongs in the output range"));
+    }
+    let int8 = |v: usize, what: &str| {
+        graph
+            .tensor(v)
+            .filter(|t| t.dtype == ScalarType::Char)
+            .ok_or_else(|| bad(&format!("{what} must be an int8 tensor")))
+    };
+    let (x, out) = (int8(a[0], "input")?, int8(a[11], "output")?);
+    let (weight, wsizes) = constant_i8(graph, a[1]).ok_or_else(|| bad("weight must be an int8 constant"))?;
+    if !matches!(graph.values.get(a[6]), Some(BlobValue::Bool(false))) {
+        return Err(bad("transposed convolutions are not supported"));
+    }
+    let nchw: Vec<usize> = match *x.sizes.as_slice() {
+        [n, h, w, c] => vec![n, c, h, w],
+        [n, l, c] => vec![n, c, l],
+        _ => return Err(bad("input must be 3-D or 4-D")),
+    };
+    let list = |v: usize| graph.int_list(v).ok_or_else(|| bad("stride, padding and dilation must be int lists"));
+    let groups = graph.int(a[8]).ok_or_else(|| bad("groups must be an int"))?;
+    if wsizes.len() != nchw.len() || out.sizes.len() != nchw.len() {
+        return Err(bad("input, weight and output ranks differ"));
+    }
+    let geometry = Conv2dGeometry::from_nchw(&nchw, &wsizes, &list(a[3])?, &list(a[4])?, &list(a[5])?, groups)
+        .ok_or_else(|| bad("invalid geometry"))?;
+    let [oh, ow] = geometry.output()?;
+    let (n, o) = (geometry.batch, geometry.out_channels);
+    let expected = if nchw.len() == 4 { vec![n, oh, ow, o] } else { vec![n, ow, o] };
+    if out.sizes != expected {
+        return Err(bad(&format!("output {:?} does not match the geometry ({expected:?})", out.sizes)));
+    }
+    let q = quant(graph, a[10], &bad)?;
+    let (scales, bias) = scales_and_bias(graph, a[9], a[2], o, &bad)?;
+    let ep = epilogue(&q, &scales, bias.as_deref(), false, None)?;
+    let conv = QConv2d::new(level, geometry, &weight, q.x_zero_point, ep)?;
+    tracing::debug!(
+        target: "ferrite::backend",
+        strategy = conv.strategy(),
+        level = level.name(),
+        packed_bytes = conv.packed_bytes(),
+        "packed an int8 convolution"
+    );
+    Ok(Int8Kernel::Conv { conv: Box::new(conv), input: a[0], output: a[11] })
+}
+
+/// Builds the int8 dense layer of `op`.
+pub(super) fn dense(graph: &BlobGraph, op: &BlobOp, level: Level) -> Result<Int8Kernel> {
+    let bad = |m: &str| err(format!("{}: {m}", Op::FerriteQuantizedDense));
+    let a = &op.args;
+    if a.len() != 7 || returned_count(a) != 1 {
+        return Err(bad("expects (x, weight, bias, weight_scales, quant, out, out)"));
+    }
+    let x = graph
+        .tensor(a[0])
+        .filter(|t| t.dtype == ScalarType::Char)
+        .ok_or_else(|| bad("input must be an int8 tensor"))?;
+    let out = graph.tensor(a[5]).ok_or_else(|| bad("output must be a tensor"))?;
+    let float_out = match out.dtype {
+        ScalarType::Char => false,
+        ScalarType::Float => true,
+        other => return Err(bad(&format!("output must be int8 or f32, not {other}"))),
+    };
+    if !float_out && op.activation.is_some() {
+        return Err(bad("a fused activation on an int8 output belongs in the output range"));
+    }
+    let (weight, wsizes) = constant_i8(graph, a[1]).ok_or_else(|| bad("weight must be an int8 constant"))?;
+    let &[n, k] = wsizes.as_slice() else { return Err(bad("weight must be [N, K]")) };
+    let rows = |sizes: &[usize], last: usize| match sizes.split_last() {
+        Some((&l, rest)) if l == last => Some(rest.iter().product::<usize>()),
+        _ => None,
+    };
+    match (rows(&x.sizes, k), rows(&out.sizes, n)) {
+        (Some(r1), Some(r2)) if r1 == r2 => {}
+        _ => return Err(bad(&format!("input {:?} and output {:?} do not fit a {n} × {k} weight", x.sizes, out.sizes))),
+    }
+    let q = quant(graph, a[4], &bad)?;
+    let (scales, bias) = scales_and_bias(graph, a[3], a[2], n, &bad)?;
+    let ep = epilogue(&q, &scales, bias.as_deref(), float_out, op.activation)?;
+    let dense = QDense::new(level, k, n, &weight, q.x_zero_point, ep)?;
+    tracing::debug!(target: "ferrite::backend", k, n, float_out, level = level.name(), "packed an int8 dense layer");
+    Ok(Int8Kernel::Dense { dense: Box::new(dense), input: a[0], output: a[5], float_out })
+}
