@@ -58,3 +58,19 @@ fn a_split_partition_is_delegated_in_placeable_parts_and_computes_the_same() {
     assert_eq!(want, [vec![1.0, 13.0, 111.0, 1115.0]]);
     assert_eq!(run(&lowered_program, &inputs), want);
 }
+
+/// PT2E's static int8 programs become one partition whose convolutions and linear layers are the
+/// backend's int8 operators (their fidelity to ExecuTorch is checked by the conformance suite).
+#[test]
+fn static_int8_programs_lower_to_int8_operators() {
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures");
+    // (fixture, convolutions and linear layers in the program)
+    for (name, products) in [("digits_cnn", 3), ("mlp", 2)] {
+        let bytes = std::fs::read(fixtures.join(name).join("q8.pte")).expect("fixture");
+        let program = Program::from_vec(bytes).expect("verifies");
+        let lowered = lower(&program, &LowerOptions::default()).expect("lowers");
+        let method = &lowered.report.methods[0];
+        assert_eq!(method.delegated_calls, method.kernel_calls, "{name}: {}", lowered.report);
+        assert_eq!(lowered.passes.quantized_operators, products, "{name}: {:?}", lowered.passes);
+    }
+}

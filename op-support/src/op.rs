@@ -334,6 +334,13 @@ operators! {
     /// [`Op::FerriteQuantizedConvolutionNhwc`], and `out` `[.., N]`: int8 (requantized), or f32
     /// (then `quant`'s output entries are unused and a fused activation clamps it).
     FerriteQuantizedDense = "ferrite::quantized_dense.out",
+    /// The backend's dynamically quantized linear layer: `(x, weight, bias, weight_scales, out,
+    /// out)` with `x` and `out` f32 (`[.., K]`, `[.., N]`), `weight` int8 `[N, K]` (symmetric, per
+    /// output channel), `bias` f32 `[N]` or None, `weight_scales` f32 `[N]`; each call chooses
+    /// `x`'s int8 parameters over the whole tensor (`choose_qparams.Tensor`), quantizes it and
+    /// multiplies in int8. Written by lowering for `choose_qparams → quantize → dequantize →
+    /// linear | addmm` chains.
+    FerriteDynamicQuantizedDense = "ferrite::dynamic_quantized_dense.out",
 }
 
 impl Op {
@@ -348,6 +355,7 @@ impl Op {
                 | Op::FerriteAvgPool2dNhwc
                 | Op::FerriteQuantizedConvolutionNhwc
                 | Op::FerriteQuantizedDense
+                | Op::FerriteDynamicQuantizedDense
         )
     }
 

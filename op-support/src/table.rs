@@ -7,6 +7,8 @@ use crate::node::NodeView;
 use crate::{Constraint, Family, Op, OpSpec, QuantScheme};
 
 const F32: &[ScalarType] = &[ScalarType::Float];
+/// float32 data with float64 quantization parameters (the `.Tensor` overloads' scales).
+const F32_F64: &[ScalarType] = &[ScalarType::Float, ScalarType::Double];
 
 fn weight_constant(v: &NodeView<'_>) -> bool {
     v.is_constant(1)
@@ -128,12 +130,15 @@ macro_rules! op {
     ($op:expr, $family:expr, quant $q:expr, [$($c:expr),* $(,)?]) => {
         OpSpec { op: $op, family: $family, dtypes: F32, quantization: $q, constraints: &[$($c),*] }
     };
+    ($op:expr, $family:expr, dtypes $d:expr, quant $q:expr, [$($c:expr),* $(,)?]) => {
+        OpSpec { op: $op, family: $family, dtypes: $d, quantization: $q, constraints: &[$($c),*] }
+    };
 }
 
 /// Static int8: `dequantize → op → quantize` chains become one int8 operator.
 const STATIC: &[QuantScheme] = &[QuantScheme::StaticInt8];
-/// Static int8, or int8 weights with a float output (a dequantized linear layer).
-const STATIC_LINEAR: &[QuantScheme] = &[QuantScheme::StaticInt8, QuantScheme::Int8Weights];
+/// Static or dynamic int8, or int8 weights with a float output (a dequantized linear layer).
+const STATIC_LINEAR: &[QuantScheme] = &[QuantScheme::StaticInt8, QuantScheme::DynamicInt8, QuantScheme::Int8Weights];
 /// Runs on int8 (the quantize / dequantize operators themselves).
 const INT8: &[QuantScheme] = &[QuantScheme::StaticInt8, QuantScheme::DynamicInt8];
 
@@ -300,6 +305,7 @@ static REGISTRY: &[OpSpec] = &[
     op!(
         Op::QuantizePerTensorTensor,
         Family::Quantization,
+        dtypes F32_F64,
         quant INT8,
         [c!("int8 output (dtype torch.int8, range within [-128, 127])", quantize_to_int8)]
     ),
@@ -315,6 +321,7 @@ static REGISTRY: &[OpSpec] = &[
     op!(
         Op::DequantizePerTensorTensor,
         Family::Quantization,
+        dtypes F32_F64,
         quant INT8,
         [
             c!("int8 input (dtype torch.int8, range within [-128, 127])", dequantize_from_int8),
@@ -334,6 +341,7 @@ static REGISTRY: &[OpSpec] = &[
     op!(
         Op::ChooseQparamsTensor,
         Family::Quantization,
+        dtypes F32_F64,
         quant INT8,
         [c!("int8 parameters (dtype torch.int8, range within [-128, 127])", choose_qparams_int8)]
     ),

@@ -339,6 +339,85 @@ impl QDense {
     }
 }
 
+/// A dynamically quantized linear layer: f32 rows `[.., K]` in, f32 `[.., N]` out. Each call
+/// chooses the input's int8 parameters over the whole tensor, quantizes it (ExecuTorch's
+/// `choose_qparams.Tensor` and `quantize_per_tensor` arithmetic), and runs the int8 product with
+/// a dequantizing epilogue.
+#[derive(Debug, Clone)]
+pub struct QDenseDynamic {
+    level: Level,
+    w: PackedQ,
+    w_scales: Vec<f64>,
+    bias: Option<Vec<f32>>,
+    clamp: (f32, f32),
+}
+
+impl QDenseDynamic {
+    /// Packs `weight` (`[n, k]`, int8, symmetric with per-output-channel `w_scales`), with an
+    /// optional f32 `bias` and an output clamp.
+    pub fn new(
+        level: Level,
+        k: usize,
+        n: usize,
+        weight: &[i8],
+        w_scales: &[f64],
+        bias: Option<&[f32]>,
+        clamp: (f32, f32),
+    ) -> KResult<Self> {
+        let expected = k.checked_mul(n).ok_or_else(|| KernelError::Argument("int8 linear: too large".into()))?;
+        if weight.len() != expected {
+            return Err(KernelError::Length { what: "int8 linear weight", expected, actual: weight.len() });
+        }
+        // Checks the scales, bias and clamp once.
+        Epilogue::float(1.0, w_scales, bias, clamp)?;
+        if w_scales.len() != n {
+            return Err(KernelError::Length { what: "int8 linear weight scales", expected: n, actual: w_scales.len() });
+        }
+        let w = PackedQ::new(k, n, |j, p| weight[j * k + p])?;
+        Ok(QDenseDynamic { level, w, w_scales: w_scales.to_vec(), bias: bias.map(<[f32]>::to_vec), clamp })
+    }
+
+    /// Bytes of packed weights.
+    pub fn packed_bytes(&self) -> usize {
+        self.w.bytes()
+    }
+
+    /// Runs over the rows of `x` (`m × k`) into `out` (`m × n`); `xq` is scratch for the
+    /// quantized input (resized as needed).
+    pub fn run(&self, x: &[f32], xq: &mut Vec<i8>, out: &mut [f32], threads: usize) -> KResult {
+        let k = self.w.k;
+        if !x.len().is_multiple_of(k) {
+            return Err(KernelError::Shape(format!("int8 linear: {} input values are not rows of {k}", x.len())));
+        }
+        if x.is_empty() {
+            return qgemm(
+                self.level,
+                0,
+                &|_, _| {},
+                &self.w,
+                &Epilogue::float(1.0, &self.w_scales, None, self.clamp)?,
+                out,
+                threads,
+            );
+        }
+        let (scale, zp) = crate::quantized::choose_qparams(x, -128, 127)?;
+        xq.resize(x.len(), 0);
+        crate::quantized::quantize(
+            x,
+            xq,
+            &[crate::quantized::QuantParams::new(scale, i64::from(zp))],
+            x.len(),
+            -128,
+            127,
+        )?;
+        // The product of the dequantized values: x's scale as f32, as dequantize_per_tensor uses it.
+        let ep = Epilogue::float(f64::from(scale as f32), &self.w_scales, self.bias.as_deref(), self.clamp)?;
+        let xq = &xq[..];
+        let fill = |r: usize, dst: &mut [i16]| centred(&xq[r * k..(r + 1) * k], zp, dst);
+        qgemm(self.level, x.len() / k, &fill, &self.w, &ep, out, threads)
+    }
+}
+
 #[derive(Debug, Clone)]
 enum Strategy {
     /// Groups of one: a product over output pixels (patches gathered unless pointwise).

@@ -184,6 +184,30 @@ fn bad_arguments_are_errors() {
     assert!(Epilogue::float(1.0, &[1.0], Some(&[0.0, 1.0]), (0.0, 1.0)).is_err(), "bias of the wrong length");
 }
 
+#[test]
+fn dynamic_dense_quantizes_per_tensor_as_executorch_does() {
+    let (m, k, n) = (3, 20, 7);
+    let x: Vec<f32> = (0..m * k).map(|i| ((i * 37 % 23) as f32 - 9.0) * 0.13).collect();
+    let w = values(n * k, 4);
+    let w_scales: Vec<f64> = (0..n).map(|c| 0.01 + c as f64 * 0.002).collect();
+    let bias: Vec<f32> = (0..n).map(|c| c as f32 * 0.1 - 0.3).collect();
+    let (scale, zp) = crate::quantized::choose_qparams(&x, -128, 127).unwrap();
+    let p = crate::quantized::QuantParams::new(scale, i64::from(zp));
+    let xq: Vec<i64> = x.iter().map(|&v| crate::quantized::quantize_value(v, p, -128, 127)).collect();
+    for level in Level::available() {
+        let dense = QDenseDynamic::new(level, k, n, &w, &w_scales, Some(&bias), (-1.0, 1.0)).unwrap();
+        let mut out = vec![0f32; m * n];
+        dense.run(&x, &mut Vec::new(), &mut out, 1).unwrap();
+        for i in 0..m {
+            for j in 0..n {
+                let acc: i64 = (0..k).map(|q| (xq[i * k + q] - i64::from(zp)) * i64::from(w[j * k + q])).sum();
+                let want = (acc as f32 * ((scale as f32) as f64 * w_scales[j]) as f32 + bias[j]).clamp(-1.0, 1.0);
+                assert_eq!(out[i * n + j], want, "{level:?} ({i}, {j})");
+            }
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
     #[test]

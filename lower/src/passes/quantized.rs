@@ -10,6 +10,10 @@
 //! - the same around `linear`, or `addmm` whose weight is `permute_copy(dequantize_per_channel(W))`,
 //!   becomes [`Op::FerriteQuantizedDense`]; without the trailing `quantize` the dense layer writes
 //!   f32 (a classifier's last layer).
+//! - `choose_qparams.Tensor(x) → quantize_per_tensor.Tensor → dequantize_per_tensor.Tensor →
+//!   linear | addmm` (dynamic int8, PT2E's `is_dynamic` configuration) becomes
+//!   [`Op::FerriteDynamicQuantizedDense`] on `x` itself: the backend chooses the parameters as
+//!   `choose_qparams` does at every call.
 //! - A trailing `dequantize → relu | hardtanh | clamp → quantize` with the same parameters on
 //!   both sides (PT2E shares them) is a clamp in the integer domain: it narrows the operator's
 //!   output range. An activation lowering already fused into the operator narrows it the same way.
@@ -294,6 +298,38 @@ fn convolution(g: &mut BlobGraph, k: usize) -> Option<Vec<usize>> {
     Some(remove)
 }
 
+/// The float tensor behind `x` when `x = dequantize.Tensor(quantize.Tensor(f, s, z), s, z)` with
+/// `(s, z) = choose_qparams.Tensor(f)`, all int8 over `[-128, 127]`: dynamic quantization.
+fn dynamically_quantized(g: &BlobGraph, x: usize) -> Option<usize> {
+    let int8 = |op: &BlobOp, qmin: usize, qmax: usize, code: usize| {
+        g.int(op.args[qmin]) == Some(-128)
+            && g.int(op.args[qmax]) == Some(127)
+            && g.int(op.args[code]) == Some(ScalarType::Char as i64)
+    };
+    let dq = &g.ops[producer(g, x)?];
+    if dq.op != Op::DequantizePerTensorTensor || dq.args.len() != 9 || !int8(dq, 3, 4, 5) {
+        return None;
+    }
+    if !(g.is_none(dq.args[6]) || g.int(dq.args[6]) == Some(ScalarType::Float as i64)) {
+        return None;
+    }
+    let (xq, s, z) = (dq.args[0], dq.args[1], dq.args[2]);
+    let q = &g.ops[producer(g, xq)?];
+    if q.op != Op::QuantizePerTensorTensor || q.args.len() != 8 || !int8(q, 3, 4, 5) || q.args[1] != s || q.args[2] != z
+    {
+        return None;
+    }
+    let f = q.args[0];
+    let c = &g.ops[producer(g, s)?];
+    if c.op != Op::ChooseQparamsTensor || c.args.len() != 8 || !int8(c, 1, 2, 4) || c.args[0] != f {
+        return None;
+    }
+    if c.args[5] != s || c.args[6] != z || dtype(g, f) != Some(ScalarType::Float) {
+        return None;
+    }
+    Some(f)
+}
+
 /// Rewrites linear layer or `addmm` `k`, if its chain fits.
 fn dense(g: &mut BlobGraph, k: usize) -> Option<Vec<usize>> {
     let op = g.ops[k].clone();
@@ -316,6 +352,9 @@ fn dense(g: &mut BlobGraph, k: usize) -> Option<Vec<usize>> {
     if returned_count(a) != 1 {
         return None;
     }
+    if let Some(f) = dynamically_quantized(g, x) {
+        return dynamic_dense(g, k, f, w, b, y);
+    }
     let (xq, xp) = dequantized(g, x)?;
     let (wq, scales) = per_channel_weight(g, w)?;
     let &[n, kk] = g.tensor(wq)?.sizes.as_slice() else { return None };
@@ -337,6 +376,27 @@ fn dense(g: &mut BlobGraph, k: usize) -> Option<Vec<usize>> {
     let quant = quant_list(g, &xp, params.as_ref());
     g.ops[k] = BlobOp { op: Op::FerriteQuantizedDense, args: vec![xq, wq, b, ws, quant, out, out], activation };
     Some(remove)
+}
+
+/// Rewrites dense layer `k` whose input is dynamically quantized from `f`.
+fn dynamic_dense(g: &mut BlobGraph, k: usize, f: usize, w: usize, b: usize, y: usize) -> Option<Vec<usize>> {
+    let op = g.ops[k].clone();
+    let (wq, scales) = per_channel_weight(g, w)?;
+    let &[n, kk] = g.tensor(wq)?.sizes.as_slice() else { return None };
+    if g.tensor(f)?.sizes.last() != Some(&kk) || kk > ferrite_kernels::int8::MAX_K || !bias_ok(g, b, n) {
+        return None;
+    }
+    if op.op == Op::Addmm && !g.tensor(b).is_some_and(|t| matches!(t.sizes.as_slice(), [m] | [1, m] if *m == n)) {
+        return None;
+    }
+    let yt = g.tensor(y)?;
+    if yt.dtype != ScalarType::Float || yt.sizes.last() != Some(&n) {
+        return None;
+    }
+    let ws = push_f32_constant(g, &scales);
+    g.ops[k] =
+        BlobOp { op: Op::FerriteDynamicQuantizedDense, args: vec![f, wq, b, ws, y, y], activation: op.activation };
+    Some(Vec::new())
 }
 
 /// The quantized-operator pass (see the module documentation). Returns how many operators it

@@ -3,7 +3,7 @@
 //! (`ferrite_kernels::int8`) built with their weights packed.
 
 use ferrite_blob::{returned_count, BlobGraph, BlobOp, BlobValue};
-use ferrite_kernels::int8::{Epilogue, QConv2d, QDense};
+use ferrite_kernels::int8::{Epilogue, QConv2d, QDense, QDenseDynamic};
 use ferrite_kernels::nhwc::Conv2dGeometry;
 use ferrite_kernels::simd::Level;
 use ferrite_op_support::Op;
@@ -17,6 +17,7 @@ use crate::error::Result;
 pub(super) enum Int8Kernel {
     Conv { conv: Box<QConv2d>, input: usize, output: usize },
     Dense { dense: Box<QDense>, input: usize, output: usize, float_out: bool },
+    Dynamic { dense: Box<QDenseDynamic>, input: usize, output: usize },
 }
 
 /// The `quant` list: `[x_scale, x_zero_point, out_scale, out_zero_point, out_min, out_max]`.
@@ -179,4 +180,35 @@ pub(super) fn dense(graph: &BlobGraph, op: &BlobOp, level: Level) -> Result<Int8
     let dense = QDense::new(level, k, n, &weight, q.x_zero_point, ep)?;
     tracing::debug!(target: "ferrite::backend", k, n, float_out, level = level.name(), "packed an int8 dense layer");
     Ok(Int8Kernel::Dense { dense: Box::new(dense), input: a[0], output: a[5], float_out })
+}
+
+/// Builds the dynamically quantized dense layer of `op`.
+pub(super) fn dynamic_dense(graph: &BlobGraph, op: &BlobOp, level: Level) -> Result<Int8Kernel> {
+    let bad = |m: &str| err(format!("{}: {m}", Op::FerriteDynamicQuantizedDense));
+    let a = &op.args;
+    if a.len() != 6 || returned_count(a) != 1 {
+        return Err(bad("expects (x, weight, bias, weight_scales, out, out)"));
+    }
+    let float = |v: usize, what: &str| {
+        graph
+            .tensor(v)
+            .filter(|t| t.dtype == ScalarType::Float)
+            .ok_or_else(|| bad(&format!("{what} must be an f32 tensor")))
+    };
+    let (x, out) = (float(a[0], "input")?, float(a[4], "output")?);
+    let (weight, wsizes) = constant_i8(graph, a[1]).ok_or_else(|| bad("weight must be an int8 constant"))?;
+    let &[n, k] = wsizes.as_slice() else { return Err(bad("weight must be [N, K]")) };
+    let rows = |sizes: &[usize], last: usize| match sizes.split_last() {
+        Some((&l, rest)) if l == last => Some(rest.iter().product::<usize>()),
+        _ => None,
+    };
+    match (rows(&x.sizes, k), rows(&out.sizes, n)) {
+        (Some(r1), Some(r2)) if r1 == r2 => {}
+        _ => return Err(bad(&format!("input {:?} and output {:?} do not fit a {n} × {k} weight", x.sizes, out.sizes))),
+    }
+    let (scales, bias) = scales_and_bias(graph, a[3], a[2], n, &bad)?;
+    let clamp = op.activation.unwrap_or((f32::NEG_INFINITY, f32::INFINITY));
+    let dense = QDenseDynamic::new(level, k, n, &weight, &scales, bias.as_deref(), clamp)?;
+    tracing::debug!(target: "ferrite::backend", k, n, level = level.name(), "packed a dynamic int8 dense layer");
+    Ok(Int8Kernel::Dynamic { dense: Box::new(dense), input: a[0], output: a[4] })
 }

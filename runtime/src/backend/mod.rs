@@ -73,7 +73,7 @@ fn packed_arguments(op: Op) -> &'static [usize] {
     match op {
         Op::FerriteConvolutionNhwc | Op::FerriteDense => &[1, 2],
         Op::FerriteQuantizedConvolutionNhwc => &[1, 2, 9],
-        Op::FerriteQuantizedDense => &[1, 2, 3],
+        Op::FerriteQuantizedDense | Op::FerriteDynamicQuantizedDense => &[1, 2, 3],
         _ => &[],
     }
 }
@@ -229,6 +229,11 @@ impl Compiled {
                 }
                 Op::FerriteQuantizedDense => {
                     let kernel = int8::dense(graph, op, level).map_err(|e| err(format!("op {k}: {e}")))?;
+                    resolved.push(Kernel::Int8(kernel));
+                    continue;
+                }
+                Op::FerriteDynamicQuantizedDense => {
+                    let kernel = int8::dynamic_dense(graph, op, level).map_err(|e| err(format!("op {k}: {e}")))?;
                     resolved.push(Kernel::Int8(kernel));
                     continue;
                 }
@@ -481,6 +486,13 @@ impl Delegate for Compiled {
                             } else {
                                 dense.run(x, outs[0].typed::<i8>()?, threads)?;
                             }
+                            Ok(true)
+                        })
+                    }
+                    Kernel::Int8(Int8Kernel::Dynamic { dense, input, output }) => {
+                        inner_env.run(&[*input], &[*output], |ins, outs| {
+                            let mut xq = Vec::new();
+                            dense.run(ins[0].typed::<f32>()?, &mut xq, outs[0].typed::<f32>()?, threads)?;
                             Ok(true)
                         })
                     }
