@@ -142,6 +142,9 @@ enum Command {
         /// One delegate per operator.
         #[arg(long)]
         per_op: bool,
+        /// Precisions to delegate (comma-separated: fp32, static-int8, dynamic-int8; default all).
+        #[arg(long, value_delimiter = ',')]
+        precisions: Vec<String>,
         /// Log every partitioning decision on stderr.
         #[arg(long)]
         verbose: bool,
@@ -168,6 +171,9 @@ enum Command {
         /// One partition per operator.
         #[arg(long)]
         per_op: bool,
+        /// Precisions to delegate (comma-separated: fp32, static-int8, dynamic-int8; default all).
+        #[arg(long, value_delimiter = ',')]
+        precisions: Vec<String>,
         /// Log every decision (target ferrite::partitioner) on stderr.
         #[arg(long)]
         verbose: bool,
@@ -212,16 +218,31 @@ fn runtime(threads: Option<usize>) -> Result<Runtime, Error> {
 fn partitioner_config(
     ops: Vec<String>,
     exclude_ops: Vec<String>,
+    precisions: Vec<String>,
     per_op: bool,
     verbose: bool,
-) -> ferrite::partitioner::PartitionerConfig {
-    ferrite::partitioner::PartitionerConfig {
+) -> Result<ferrite::partitioner::PartitionerConfig, Error> {
+    use ferrite::partitioner::Precision;
+    let precisions = if precisions.is_empty() {
+        Precision::ALL.to_vec()
+    } else {
+        precisions
+            .iter()
+            .map(|p| {
+                Precision::parse(p).ok_or_else(|| {
+                    let known: Vec<&str> = Precision::ALL.iter().map(|p| p.name()).collect();
+                    Error::Usage(format!("--precisions: unknown precision {p:?} (known: {})", known.join(", ")))
+                })
+            })
+            .collect::<Result<_, _>>()?
+    };
+    Ok(ferrite::partitioner::PartitionerConfig {
         include_ops: if ops.is_empty() { None } else { Some(ops.into_iter().collect()) },
         exclude_ops: exclude_ops.into_iter().collect(),
+        precisions,
         per_op,
         verbose,
-        ..Default::default()
-    }
+    })
 }
 
 fn inputs_for(program: &Program<'_>, method: &str, files: &[PathBuf]) -> Result<Vec<TensorData>, Error> {
@@ -332,8 +353,10 @@ fn run(cli: Cli) -> Result<(), Error> {
                 emit(&text)
             }
         }
-        Command::Lower { input, output, report, ops, exclude_ops, per_op, verbose } => {
-            let options = ferrite::LowerOptions { partitioner: partitioner_config(ops, exclude_ops, per_op, verbose) };
+        Command::Lower { input, output, report, ops, exclude_ops, per_op, precisions, verbose } => {
+            let options = ferrite::LowerOptions {
+                partitioner: partitioner_config(ops, exclude_ops, precisions, per_op, verbose)?,
+            };
             let before = ProgramSummary::of(&Program::mmap(&input)?);
             let lowered = ferrite::lower_file(&input, &output, &options)?;
             if let Some(path) = report {
@@ -366,9 +389,9 @@ fn run(cli: Cli) -> Result<(), Error> {
             );
             emit(&text)
         }
-        Command::Partition { model, json, ops, exclude_ops, per_op, verbose } => {
+        Command::Partition { model, json, ops, exclude_ops, per_op, precisions, verbose } => {
             let program = Program::mmap(&model)?;
-            let config = partitioner_config(ops, exclude_ops, per_op, verbose);
+            let config = partitioner_config(ops, exclude_ops, precisions, per_op, verbose)?;
             let result = ferrite::partitioner::Partitioner::new(config).partition(&program);
             if json {
                 let text = serde_json::to_string(&result.report).map_err(|e| Error::Usage(e.to_string()))?;

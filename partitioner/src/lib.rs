@@ -33,7 +33,7 @@ mod report;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use ferrite_op_support::check;
+use ferrite_op_support::{check, Op};
 use ferrite_program::graph::Graph;
 use ferrite_program::{ExecutionPlan, Program};
 use serde::Serialize;
@@ -41,12 +41,71 @@ use serde::Serialize;
 pub use placement::Step;
 pub use report::{MethodReport, PartitionReport, PartitionSummary, Reason, RejectedNode};
 
-/// Compute precisions the partitioner may delegate.
+/// Compute precisions the partitioner may delegate (ExecuTorch's `ConfigPrecisionType`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Precision {
     /// 32-bit float.
     Fp32,
+    /// Static int8: `quantize_per_tensor` / `dequantize_per_tensor` and the operators they
+    /// surround.
+    StaticInt8,
+    /// Dynamic int8: `choose_qparams` and the `.Tensor` quantize / dequantize, and the
+    /// operators they feed.
+    DynamicInt8,
+}
+
+impl Precision {
+    /// Every precision, in order.
+    pub const ALL: [Precision; 3] = [Precision::Fp32, Precision::StaticInt8, Precision::DynamicInt8];
+
+    /// The name users write (`fp32`, `static-int8`, `dynamic-int8`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::Fp32 => "fp32",
+            Precision::StaticInt8 => "static-int8",
+            Precision::DynamicInt8 => "dynamic-int8",
+        }
+    }
+
+    /// Parses a [`name`](Precision::name).
+    pub fn parse(name: &str) -> Option<Precision> {
+        Precision::ALL.into_iter().find(|p| p.name() == name.trim().to_ascii_lowercase())
+    }
+}
+
+/// The precision a node computes in: the quantization operators by kind; another operator by the
+/// dequantize operators feeding it (a float operator between `dequantize` and `quantize` is part
+/// of the int8 chain lowering turns into an int8 operator); float otherwise. A per-channel weight
+/// dequantization belongs to whichever int8 precision is enabled.
+fn node_precisions(graph: &Graph<'_>, node: &ferrite_program::graph::Node) -> &'static [Precision] {
+    const STATIC: &[Precision] = &[Precision::StaticInt8];
+    const DYNAMIC: &[Precision] = &[Precision::DynamicInt8];
+    const EITHER: &[Precision] = &[Precision::StaticInt8, Precision::DynamicInt8];
+    const FLOAT: &[Precision] = &[Precision::Fp32];
+    let kind = |op: Option<Op>| match op {
+        Some(Op::QuantizePerTensor | Op::DequantizePerTensor | Op::QuantizedAdd) => Some(STATIC),
+        Some(Op::QuantizePerTensorTensor | Op::DequantizePerTensorTensor | Op::ChooseQparamsTensor) => Some(DYNAMIC),
+        Some(Op::DequantizePerChannel) => Some(EITHER),
+        _ => None,
+    };
+    let op = node.op().and_then(Op::from_name);
+    if let Some(k) = kind(op) {
+        return k;
+    }
+    let fed_by = |want: Op| {
+        node.inputs.iter().any(|&v| {
+            graph.producer(v).and_then(|p| graph.nodes().get(p)).and_then(|n| n.op()).and_then(Op::from_name)
+                == Some(want)
+        })
+    };
+    if fed_by(Op::DequantizePerTensor) {
+        STATIC
+    } else if fed_by(Op::DequantizePerTensorTensor) {
+        DYNAMIC
+    } else {
+        FLOAT
+    }
 }
 
 /// Options, in the spirit of XNNPACK's partitioner.
@@ -69,7 +128,7 @@ impl Default for PartitionerConfig {
         PartitionerConfig {
             include_ops: None,
             exclude_ops: BTreeSet::new(),
-            precisions: vec![Precision::Fp32],
+            precisions: Precision::ALL.to_vec(),
             per_op: false,
             verbose: false,
         }
@@ -151,16 +210,18 @@ impl Partitioner {
         }
     }
 
-    /// Why the configuration excludes `op`, if it does.
-    fn excluded(&self, op: &str) -> Option<Reason> {
+    /// Why the configuration excludes `node` (operator `op`), if it does.
+    fn excluded(&self, graph: &Graph<'_>, node: &ferrite_program::graph::Node, op: &str) -> Option<Reason> {
         if self.config.exclude_ops.contains(op) {
             return Some(Reason::ExcludedByConfig);
         }
         if self.config.include_ops.as_ref().is_some_and(|inc| !inc.contains(op)) {
             return Some(Reason::NotIncluded);
         }
-        if !self.config.precisions.contains(&Precision::Fp32) {
-            return Some(Reason::PrecisionNotEnabled { precision: "fp32".into() });
+        let wanted = node_precisions(graph, node);
+        if !wanted.iter().any(|p| self.config.precisions.contains(p)) {
+            let names: Vec<&str> = wanted.iter().map(|p| p.name()).collect();
+            return Some(Reason::PrecisionNotEnabled { precision: names.join(" or ") });
         }
         None
     }
@@ -175,7 +236,7 @@ impl Partitioner {
             let Some(op) = node.op() else { continue };
             let reason = if graph.has_control_flow() {
                 Some(Reason::ControlFlow)
-            } else if let Some(r) = self.excluded(op) {
+            } else if let Some(r) = self.excluded(&graph, node, op) {
                 Some(r)
             } else {
                 check(&graph, node).err().map(|rejection| Reason::Unsupported { rejection })

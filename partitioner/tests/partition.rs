@@ -210,3 +210,32 @@ fn every_kernel_call_is_delegated_or_rejected_with_a_reason() {
         }
     }
 }
+
+/// Precisions (ExecuTorch's `config_precisions`): a quantized program is delegated only where its
+/// precision is enabled, and every node left out says which precision it needs.
+#[test]
+fn precisions_select_what_is_delegated() {
+    use ferrite_partitioner::Precision;
+    let share = |rel: &str, precisions: &[Precision]| {
+        let config = PartitionerConfig { precisions: precisions.to_vec(), ..Default::default() };
+        let p = Partitioner::new(config).partition(&fixture(rel));
+        (p.report.delegated_share(), p.report)
+    };
+    for rel in ["mlp/q8.pte", "digits_cnn/q8.pte", "mlp/qd8.pte"] {
+        assert_eq!(share(rel, &Precision::ALL).0, 1.0, "{rel}: everything with every precision");
+    }
+    let (s, report) = share("mlp/q8.pte", &[Precision::Fp32, Precision::DynamicInt8]);
+    assert!(s < 0.5, "static int8 off: {report}");
+    let needs_static = report.methods[0]
+        .rejected
+        .iter()
+        .filter(|r| matches!(&r.reason, Reason::PrecisionNotEnabled { precision } if precision == "static-int8"))
+        .count();
+    assert!(needs_static >= 6, "{report}");
+    let (s, report) = share("mlp/qd8.pte", &[Precision::Fp32, Precision::StaticInt8]);
+    assert!(s < 0.5, "dynamic int8 off: {report}");
+    // A float program is unaffected by the int8 precisions.
+    assert_eq!(share("mlp/portable.pte", &[Precision::Fp32]).0, share("mlp/portable.pte", &Precision::ALL).0);
+    assert_eq!(Precision::parse("Static-Int8"), Some(Precision::StaticInt8));
+    assert_eq!(Precision::parse("int4"), None);
+}
