@@ -374,7 +374,7 @@ fn run(cli: Cli) -> Result<(), Error> {
             let ((k0, _), (k1, d1)) = (calls(&before), calls(&after));
             let p = &lowered.passes;
             let text = format!(
-                "wrote {} ({} bytes)\n  kernel calls: {k0} -> {k1} ({} delegate call(s) to FerriteBackend)\n  passes: {} constants folded, {} batch norms folded, {} activations fused, {} reshapes elided, {} dead ops removed\n  layout: {} convolutions channels-last, {} layout conversions; {} dense layers packed\n",
+                "wrote {} ({} bytes)\n  kernel calls: {k0} -> {k1} ({} delegate call(s) to FerriteBackend)\n  passes: {} constants folded, {} batch norms folded, {} activations fused, {} reshapes elided, {} dead ops removed\n  layout: {} convolutions channels-last, {} layout conversions; {} dense layers packed\n  int8: {} quantized operators\n",
                 output.display(),
                 lowered.bytes.len(),
                 d1,
@@ -385,7 +385,8 @@ fn run(cli: Cli) -> Result<(), Error> {
                 p.dead_ops_removed,
                 p.channels_last_convolutions,
                 p.layout_conversions,
-                p.dense_layers
+                p.dense_layers,
+                p.quantized_operators
             );
             emit(&text)
         }

@@ -209,10 +209,17 @@ pub fn lookup_name(name: &str) -> Option<&'static OpSpec> {
     Op::from_name(name).and_then(lookup)
 }
 
-/// Whether a method requantizes: it calls a `quantize_per_*` operator ([`Op::is_quantize`]).
-/// Such methods keep ExecuTorch's summation order and memory layout.
+/// Whether a method requantizes: one of its kernel calls is a `quantize_per_*` operator
+/// ([`Op::is_quantize`]). Such methods keep ExecuTorch's summation order and memory layout. (A
+/// lowered program whose quantize operators all moved into delegates no longer does: the
+/// backend's int8 operators have their own arithmetic.)
 pub fn requantizes(plan: &ExecutionPlan) -> bool {
-    plan.operators.iter().any(|o| Op::from_name(&o.qualified()).is_some_and(Op::is_quantize))
+    let quantize: Vec<bool> =
+        plan.operators.iter().map(|o| Op::from_name(&o.qualified()).is_some_and(Op::is_quantize)).collect();
+    plan.chains.iter().flat_map(|c| &c.instructions).any(|i| match i {
+        ferrite_program::Instruction::KernelCall { op_index, .. } => quantize.get(*op_index).copied().unwrap_or(false),
+        _ => false,
+    })
 }
 
 /// Whether the backend can run `node` of `graph`: the operator's spec, or why not.

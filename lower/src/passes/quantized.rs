@@ -99,6 +99,22 @@ fn per_tensor(g: &BlobGraph, op: &BlobOp, quantize: bool) -> Option<(usize, usiz
     Some((a[0], out, TensorParams { scale, zero_point, min, max }))
 }
 
+/// The value `v` is a reshape of: through memory aliases and reshape operators (a dense layer reads
+/// its rows the same in any leading shape).
+fn through_reshapes(g: &BlobGraph, mut v: usize) -> usize {
+    for _ in 0..g.ops.len() + 1 {
+        if let Some(root) = g.tensor(v).and_then(|t| t.alias_of) {
+            v = root;
+            continue;
+        }
+        match producer(g, v).map(|p| &g.ops[p]) {
+            Some(op) if op.op.is_reshape() && returned_count(&op.args) == 1 && !op.args.is_empty() => v = op.args[0],
+            _ => break,
+        }
+    }
+    v
+}
+
 /// The int8 tensor and parameters behind float value `x`, when a per-tensor dequantize writes it.
 fn dequantized(g: &BlobGraph, x: usize) -> Option<(usize, TensorParams)> {
     let p = producer(g, x)?;
@@ -352,6 +368,7 @@ fn dense(g: &mut BlobGraph, k: usize) -> Option<Vec<usize>> {
     if returned_count(a) != 1 {
         return None;
     }
+    let x = through_reshapes(g, x);
     if let Some(f) = dynamically_quantized(g, x) {
         return dynamic_dense(g, k, f, w, b, y);
     }
