@@ -20,6 +20,7 @@ run ferrite-program rewrite_program tests/fixtures/mlp/portable.pte "$tmp/mlp.pt
 run ferrite-op-support check_node tests/fixtures/mlp_dynamic/portable.pte
 run ferrite-partitioner partition_report tests/fixtures/tiny_gpt/portable.pte
 run ferrite-kernels simd_levels
+run ferrite-kernels int8_dense
 run ferrite-blob blob_roundtrip
 run ferrite-lower lower_program tests/fixtures/digits_cnn/portable.pte
 run ferrite-runtime run_program tests/fixtures/mlp/portable.pte
