@@ -341,6 +341,11 @@ operators! {
     /// multiplies in int8. Written by lowering for `choose_qparams → quantize → dequantize →
     /// linear | addmm` chains.
     FerriteDynamicQuantizedDense = "ferrite::dynamic_quantized_dense.out",
+    /// The backend's int8 addition: `(a, b, quant, out, out)` with `a`, `b` and `out` int8 of one
+    /// shape and `quant` the double list `[a_scale, a_zero_point, b_scale, b_zero_point,
+    /// out_scale, out_zero_point, out_min, out_max]`; computes ExecuTorch's `dequantize → add →
+    /// quantize` exactly. Written by lowering for that chain.
+    FerriteQuantizedAdd = "ferrite::quantized_add.out",
 }
 
 impl Op {
@@ -356,6 +361,7 @@ impl Op {
                 | Op::FerriteQuantizedConvolutionNhwc
                 | Op::FerriteQuantizedDense
                 | Op::FerriteDynamicQuantizedDense
+                | Op::FerriteQuantizedAdd
         )
     }
 
@@ -430,6 +436,7 @@ impl Op {
                 | Op::QuantizePerTensor
                 | Op::DequantizePerTensor
                 | Op::QuantizedAdd
+                | Op::FerriteQuantizedAdd
         )
     }
 

@@ -37,25 +37,60 @@ impl PackedDw {
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn row(dw: &PackedDw, g: &Conv2dGeometry, ow: usize, x: &[i8], zp: i16, b: usize, y: usize, acc: &mut [i32]) -> usize {
+    /// Channels summed in registers at once (two AVX2 vectors of `i32`).
+    const CB: usize = 16;
+    /// Taps listed on the stack (a 7 × 7 kernel and below).
+    const MAX_TAPS: usize = 49;
     let c = dw.channels;
     let [ih, iw] = g.input;
+    let [kh, kw] = g.kernel;
+    // The taps inside the image form a contiguous range in each direction.
+    let inside = |o: usize, k: usize, stride: usize, dil: usize, pad: usize, len: usize| {
+        (o * stride + k * dil).checked_sub(pad).filter(|&v| v < len)
+    };
     let mut pixels = 0;
     for xo in 0..ow {
         let a = &mut acc[xo * c..(xo + 1) * c];
-        a.fill(0);
-        for ky in 0..g.kernel[0] {
-            let Some(yy) = (y * g.stride[0] + ky * g.dilation[0]).checked_sub(g.padding[0]).filter(|&v| v < ih) else {
-                continue;
-            };
-            for kx in 0..g.kernel[1] {
-                let Some(xx) = (xo * g.stride[1] + kx * g.dilation[1]).checked_sub(g.padding[1]).filter(|&v| v < iw)
-                else {
-                    continue;
-                };
-                let src = &x[((b * ih + yy) * iw + xx) * c..][..c];
-                let w = &dw.w[(ky * g.kernel[1] + kx) * c..][..c];
-                // |x - zx| ≤ 255 and |w| ≤ 127: the product fits `i16` (a 16-bit multiply).
-                for ((a, &v), &w) in a.iter_mut().zip(src).zip(w) {
+        // Input offsets and weight offsets of the taps that fall inside the image, listed once
+        // per pixel (`list` holds them for kernels of up to MAX_TAPS taps, `all` beyond).
+        let mut list = [(0usize, 0usize); MAX_TAPS];
+        let mut all = Vec::new();
+        let mut count = 0;
+        for ky in 0..kh {
+            let Some(yy) = inside(y, ky, g.stride[0], g.dilation[0], g.padding[0], ih) else { continue };
+            for kx in 0..kw {
+                let Some(xx) = inside(xo, kx, g.stride[1], g.dilation[1], g.padding[1], iw) else { continue };
+                let tap = (((b * ih + yy) * iw + xx) * c, (ky * kw + kx) * c);
+                if count < MAX_TAPS {
+                    list[count] = tap;
+                } else {
+                    if all.is_empty() {
+                        all.extend_from_slice(&list);
+                    }
+                    all.push(tap);
+                }
+                count += 1;
+            }
+        }
+        let taps: &[(usize, usize)] = if count <= MAX_TAPS { &list[..count] } else { &all };
+        let mut cb = 0;
+        while cb + CB <= c {
+            let mut v = [0i32; CB];
+            for &(xi, wi) in taps {
+                let (src, w) = (&x[xi + cb..xi + cb + CB], &dw.w[wi + cb..wi + cb + CB]);
+                // |x - zx| ≤ 255 and |w| ≤ 128: the product fits `i16` (a 16-bit multiply).
+                for j in 0..CB {
+                    v[j] += i32::from((i16::from(src[j]) - zp).wrapping_mul(w[j]));
+                }
+            }
+            a[cb..cb + CB].copy_from_slice(&v);
+            cb += CB;
+        }
+        if cb < c {
+            let rest = &mut a[cb..];
+            rest.fill(0);
+            for &(xi, wi) in taps {
+                for ((a, &v), &w) in rest.iter_mut().zip(&x[xi + cb..xi + c]).zip(&dw.w[wi + cb..wi + c]) {
                     *a += i32::from((i16::from(v) - zp).wrapping_mul(w));
                 }
             }

@@ -44,6 +44,12 @@ unsafe fn gemm_task_avx2<O: QOut>(a: &mut [i16], first: usize, job: &Job<'_>, ch
     gemm_task_generic::<O, true>(a, first, job, chunk)
 }
 
+/// Rows of `a` filled at once: as many as keep `rows · kp` values in about 128 KiB (a level-2
+/// cache share), so each weight panel is read once per block from level 1.
+pub(super) fn block_rows(kp: usize) -> usize {
+    ((64 * 1024 / kp.max(1)).clamp(MR, 256) / MR) * MR
+}
+
 #[inline(always)]
 fn gemm_task_generic<O: QOut, const AVX2: bool>(
     a: &mut [i16],
@@ -52,14 +58,16 @@ fn gemm_task_generic<O: QOut, const AVX2: bool>(
     chunk: &mut [O],
 ) -> KResult {
     let (k, n, kp) = (job.w.k(), job.w.n(), job.kp);
-    assert!(kp.is_multiple_of(2) && kp >= k && a.len() == MR * kp, "int8 task: scratch of the wrong size");
+    let mb = block_rows(kp);
+    assert!(kp.is_multiple_of(2) && kp >= k && a.len() == mb * kp, "int8 task: scratch of the wrong size");
     let count = chunk.len() / n;
     let mut tile = [[0i32; NR]; MR];
-    for r0 in (0..count).step_by(MR) {
-        let live = MR.min(count - r0);
-        for (r, row) in a.chunks_exact_mut(kp).enumerate() {
-            if r < live {
-                (job.fill)(first + r0 + r, &mut row[..k]);
+    for b0 in (0..count).step_by(mb) {
+        let rows = mb.min(count - b0);
+        let padded = rows.div_ceil(MR) * MR;
+        for (r, row) in a.chunks_exact_mut(kp).take(padded).enumerate() {
+            if r < rows {
+                (job.fill)(first + b0 + r, &mut row[..k]);
             } else {
                 row[..k].fill(0);
             }
@@ -68,20 +76,23 @@ fn gemm_task_generic<O: QOut, const AVX2: bool>(
         for p in 0..n.div_ceil(NR) {
             let panel = job.w.panel(p);
             assert!(panel.len() >= kp * NR, "int8 task: panel shorter than {kp} terms");
-            #[cfg(target_arch = "x86_64")]
-            if AVX2 {
-                // SAFETY: only `gemm_task_avx2` (AVX2 enabled) instantiates `AVX2 = true`; the
-                // operands hold `kp` terms (asserted above).
-                unsafe { tile_avx2(a, kp, panel, &mut tile) };
-            } else {
-                tile_portable(a, kp, panel, &mut tile);
-            }
-            #[cfg(not(target_arch = "x86_64"))]
-            tile_portable(a, kp, panel, &mut tile);
             let (c0, width) = (p * NR, NR.min(n - p * NR));
-            for (r, acc) in tile.iter().enumerate().take(live) {
-                let row = &mut chunk[(r0 + r) * n..(r0 + r + 1) * n];
-                O::apply(job.ep, &acc[..width], c0, &mut row[c0..c0 + width])?;
+            for r0 in (0..rows).step_by(MR) {
+                let block = &a[r0 * kp..(r0 + MR) * kp];
+                #[cfg(target_arch = "x86_64")]
+                if AVX2 {
+                    // SAFETY: only `gemm_task_avx2` (AVX2 enabled) instantiates `AVX2 = true`;
+                    // the operands hold `kp` terms (asserted above and in `tile_avx2`'s slices).
+                    unsafe { tile_avx2(block, kp, panel, &mut tile) };
+                } else {
+                    tile_portable(block, kp, panel, &mut tile);
+                }
+                #[cfg(not(target_arch = "x86_64"))]
+                tile_portable(block, kp, panel, &mut tile);
+                for (r, acc) in tile.iter().enumerate().take(MR.min(rows - r0)) {
+                    let row = &mut chunk[(b0 + r0 + r) * n..(b0 + r0 + r + 1) * n];
+                    O::apply(job.ep, &acc[..width], c0, &mut row[c0..c0 + width])?;
+                }
             }
         }
     }
@@ -106,28 +117,38 @@ fn tile_portable(rows: &[i16], kp: usize, b: &[i16], tile: &mut [[i32; NR]; MR])
 #[inline]
 unsafe fn tile_avx2(rows: &[i16], kp: usize, b: &[i16], tile: &mut [[i32; NR]; MR]) {
     use std::arch::x86_64::*;
-    let mut c = [[_mm256_setzero_si256(); 2]; MR];
+    assert!(rows.len() >= MR * kp && b.len() >= kp * NR);
     let (ap, bp) = (rows.as_ptr(), b.as_ptr());
+    // Eight named accumulators (4 rows × 2 halves of 8 columns): they stay in registers.
+    let z = _mm256_setzero_si256();
+    let (mut c00, mut c01, mut c10, mut c11, mut c20, mut c21, mut c30, mut c31) = (z, z, z, z, z, z, z, z);
     for s in 0..kp / 2 {
-        // SAFETY: `b` holds `kp · NR` values (the caller asserted it): step `s` reads 32 of them
-        // from `s · 32`; `rows` holds `MR · kp`, step `s` reads the pair at `r · kp + 2s` of each
-        // row (an unaligned 32-bit read of two `i16`).
+        // SAFETY: `b` holds `kp · NR` values (asserted): step `s` reads 32 of them from `s · 32`;
+        // `rows` holds `MR · kp`: step `s` reads the pair at `r · kp + 2s` of each row (an
+        // unaligned 32-bit read of two `i16`).
         unsafe {
             let b0 = _mm256_loadu_si256(bp.add(s * NR * 2).cast());
             let b1 = _mm256_loadu_si256(bp.add(s * NR * 2 + 16).cast());
-            for (r, c) in c.iter_mut().enumerate() {
-                let pair = std::ptr::read_unaligned(ap.add(r * kp + 2 * s).cast::<i32>());
-                let av = _mm256_set1_epi32(pair);
-                c[0] = _mm256_add_epi32(c[0], _mm256_madd_epi16(av, b0));
-                c[1] = _mm256_add_epi32(c[1], _mm256_madd_epi16(av, b1));
-            }
+            let pair = |r: usize| _mm256_set1_epi32(std::ptr::read_unaligned(ap.add(r * kp + 2 * s).cast::<i32>()));
+            let a0 = pair(0);
+            c00 = _mm256_add_epi32(c00, _mm256_madd_epi16(a0, b0));
+            c01 = _mm256_add_epi32(c01, _mm256_madd_epi16(a0, b1));
+            let a1 = pair(1);
+            c10 = _mm256_add_epi32(c10, _mm256_madd_epi16(a1, b0));
+            c11 = _mm256_add_epi32(c11, _mm256_madd_epi16(a1, b1));
+            let a2 = pair(2);
+            c20 = _mm256_add_epi32(c20, _mm256_madd_epi16(a2, b0));
+            c21 = _mm256_add_epi32(c21, _mm256_madd_epi16(a2, b1));
+            let a3 = pair(3);
+            c30 = _mm256_add_epi32(c30, _mm256_madd_epi16(a3, b0));
+            c31 = _mm256_add_epi32(c31, _mm256_madd_epi16(a3, b1));
         }
     }
-    for (row, c) in tile.iter_mut().zip(&c) {
+    for (row, (lo, hi)) in tile.iter_mut().zip([(c00, c01), (c10, c11), (c20, c21), (c30, c31)]) {
         // SAFETY: each row holds NR = 16 `i32`: two 8-lane stores.
         unsafe {
-            _mm256_storeu_si256(row.as_mut_ptr().cast(), c[0]);
-            _mm256_storeu_si256(row.as_mut_ptr().add(8).cast(), c[1]);
+            _mm256_storeu_si256(row.as_mut_ptr().cast(), lo);
+            _mm256_storeu_si256(row.as_mut_ptr().add(8).cast(), hi);
         }
     }
 }

@@ -3,6 +3,7 @@
 //! as XNNPACK's `qs8` kernels do.
 //!
 //! - [`QDense`]: `y = x · Wᵀ` over rows of `x` (a linear layer, `W` is `[N, K]`).
+//! - [`add`]: int8 addition with ExecuTorch's `dequantize → add → quantize` arithmetic, exactly.
 //! - [`QConv2d`]: a channels-last (NHWC) 2-D or 1-D convolution: groups of one as a GEMM over
 //!   output pixels (pointwise convolutions read the input rows directly, others gather patches),
 //!   depthwise convolutions (one channel per group) directly.
@@ -18,6 +19,7 @@
 //! other level the portable one; results are identical at every level (integer sums, then the
 //! same `f32` operations).
 
+mod add;
 mod depthwise;
 mod micro;
 #[cfg(test)]
@@ -27,6 +29,7 @@ use crate::nhwc::Conv2dGeometry;
 use crate::simd::Level;
 use crate::{KResult, KernelError};
 
+pub use add::{add, AddParams};
 pub use micro::{MR, NR};
 
 /// Longest reduction the `i32` sums hold without overflow.
@@ -269,9 +272,25 @@ fn qgemm<O: QOut>(
     let parallel = threads > 1 && macs >= PAR_MIN_MACS;
     let rows = if parallel { m.div_ceil(threads * 4).div_ceil(MR).max(1) * MR } else { m.div_ceil(MR) * MR };
     let kp = k.div_ceil(2) * 2;
-    crate::par::try_chunks_with(out, rows * n, parallel, &|| vec![0i16; MR * kp], |a, c, chunk| {
-        micro::gemm_task(level, a, c * rows, &micro::Job { fill, w, ep, kp }, chunk)
-    })
+    let need = micro::block_rows(kp) * kp;
+    let task = |c: usize, chunk: &mut [O]| {
+        // Each worker's row scratch is kept between calls: no allocation (or zeroing) per task.
+        SCRATCH.with(|cell| {
+            let mut a = cell.take();
+            if a.len() < need {
+                a = vec![0i16; need];
+            }
+            let result = micro::gemm_task(level, &mut a[..need], c * rows, &micro::Job { fill, w, ep, kp }, chunk);
+            cell.set(a);
+            result
+        })
+    };
+    crate::par::try_chunks(out, rows * n, parallel, task)
+}
+
+thread_local! {
+    /// The product's row scratch (see [`qgemm`]).
+    static SCRATCH: std::cell::Cell<Vec<i16>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
 /// Narrows an int8 tensor minus its zero point to `i16`.

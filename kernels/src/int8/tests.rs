@@ -41,7 +41,7 @@ fn epilogue(n: usize, int8: bool, seed: u64) -> Epilogue {
 #[test]
 fn dense_matches_reference_at_every_level() {
     for level in Level::available() {
-        for &(m, k, n) in &[(1, 1, 1), (3, 7, 5), (5, 33, 17), (9, 64, 40), (2, 255, 3)] {
+        for &(m, k, n) in &[(1, 1, 1), (3, 7, 5), (5, 33, 17), (9, 64, 40), (2, 255, 3), (301, 300, 19)] {
             for (zx, int8) in [(0, true), (-7, true), (12, false)] {
                 let x = values(m * k, (m * k) as u64);
                 let w = values(n * k, 99);
@@ -206,6 +206,27 @@ fn dynamic_dense_quantizes_per_tensor_as_executorch_does() {
             }
         }
     }
+}
+
+#[test]
+fn add_is_executorchs_dequantize_add_quantize() {
+    use crate::quantized::{dequantize_value, quantize_value, DequantParams, QuantParams};
+    let (a, b) = (values(1000, 1), values(1000, 2));
+    let (sa, za, sb, zb, so, zo) = (0.031, -3, 0.047, 9, 0.052, -1);
+    let p = AddParams::new((sa, za), (sb, zb), (so, zo), (-128, 127)).unwrap();
+    for level in Level::available() {
+        let mut out = vec![0i8; a.len()];
+        add(level, &a, &b, p, &mut out, 1).unwrap();
+        for i in 0..a.len() {
+            let x: f32 = dequantize_value(a[i], DequantParams { scale: sa as f32, zero_point: za });
+            let y: f32 = dequantize_value(b[i], DequantParams { scale: sb as f32, zero_point: zb });
+            let want = quantize_value(x + y, QuantParams::new(so, i64::from(zo)), -128, 127);
+            assert_eq!(i64::from(out[i]), want, "{level:?} at {i}");
+        }
+    }
+    assert!(AddParams::new((0.0, 0), (1.0, 0), (1.0, 0), (-128, 127)).is_err());
+    assert!(AddParams::new((1.0, 0), (1.0, 0), (1.0, 200), (-128, 127)).is_err());
+    assert!(add(Level::Portable, &a, &b[..10], p, &mut vec![0; 1000], 1).is_err());
 }
 
 proptest! {

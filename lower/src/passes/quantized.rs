@@ -14,6 +14,8 @@
 //!   linear | addmm` (dynamic int8, PT2E's `is_dynamic` configuration) becomes
 //!   [`Op::FerriteDynamicQuantizedDense`] on `x` itself: the backend chooses the parameters as
 //!   `choose_qparams` does at every call.
+//! - `add(dequantize(a), dequantize(b)) → quantize` (same shapes) becomes
+//!   [`Op::FerriteQuantizedAdd`], which computes exactly that in one pass over int8 data.
 //! - A trailing `dequantize → relu | hardtanh | clamp → quantize` with the same parameters on
 //!   both sides (PT2E shares them) is a clamp in the integer domain: it narrows the operator's
 //!   output range. An activation lowering already fused into the operator narrows it the same way.
@@ -395,6 +397,44 @@ fn dense(g: &mut BlobGraph, k: usize) -> Option<Vec<usize>> {
     Some(remove)
 }
 
+/// Rewrites `add(dequantize(a), dequantize(b)) → quantize` (same shapes, alpha 1) into
+/// [`Op::FerriteQuantizedAdd`].
+fn add(g: &mut BlobGraph, k: usize) -> Option<Vec<usize>> {
+    let op = g.ops[k].clone();
+    let a = &op.args;
+    if op.op != Op::Add || a.len() != 5 || returned_count(a) != 1 {
+        return None;
+    }
+    if !(g.is_none(a[2]) || g.number(a[2]) == Some(1.0)) {
+        return None;
+    }
+    let ((aq, ap), (bq, bp)) = (dequantized(g, a[0])?, dequantized(g, a[1])?);
+    let y = a[3];
+    let sizes = g.tensor(y)?.sizes.clone();
+    if g.tensor(aq)?.sizes != sizes || g.tensor(bq)?.sizes != sizes {
+        return None;
+    }
+    let Ending::Int8 { out, params, remove } = ending(g, k, y, op.activation, false)? else { return None };
+    if g.tensor(out)?.sizes != sizes {
+        return None;
+    }
+    let quant = push(
+        g,
+        BlobValue::DoubleList(vec![
+            ap.scale,
+            ap.zero_point as f64,
+            bp.scale,
+            bp.zero_point as f64,
+            params.scale,
+            params.zero_point as f64,
+            params.min as f64,
+            params.max as f64,
+        ]),
+    );
+    g.ops[k] = BlobOp { op: Op::FerriteQuantizedAdd, args: vec![aq, bq, quant, out, out], activation: None };
+    Some(remove)
+}
+
 /// Rewrites dense layer `k` whose input is dynamically quantized from `f`.
 fn dynamic_dense(g: &mut BlobGraph, k: usize, f: usize, w: usize, b: usize, y: usize) -> Option<Vec<usize>> {
     let op = g.ops[k].clone();
@@ -421,7 +461,7 @@ fn dynamic_dense(g: &mut BlobGraph, k: usize, f: usize, w: usize, b: usize, y: u
 pub(crate) fn quantized_operators(g: &mut BlobGraph, stats: &mut PassStats) {
     let mut k = 0;
     while k < g.ops.len() {
-        let rewritten = convolution(g, k).or_else(|| dense(g, k));
+        let rewritten = convolution(g, k).or_else(|| dense(g, k)).or_else(|| add(g, k));
         if let Some(mut remove) = rewritten {
             stats.quantized_operators += 1;
             remove.sort_unstable();

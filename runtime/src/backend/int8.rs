@@ -3,7 +3,7 @@
 //! (`ferrite_kernels::int8`) built with their weights packed.
 
 use ferrite_blob::{returned_count, BlobGraph, BlobOp, BlobValue};
-use ferrite_kernels::int8::{Epilogue, QConv2d, QDense, QDenseDynamic};
+use ferrite_kernels::int8::{AddParams, Epilogue, QConv2d, QDense, QDenseDynamic};
 use ferrite_kernels::nhwc::Conv2dGeometry;
 use ferrite_kernels::simd::Level;
 use ferrite_op_support::Op;
@@ -18,6 +18,7 @@ pub(super) enum Int8Kernel {
     Conv { conv: Box<QConv2d>, input: usize, output: usize },
     Dense { dense: Box<QDense>, input: usize, output: usize, float_out: bool },
     Dynamic { dense: Box<QDenseDynamic>, input: usize, output: usize },
+    Add { params: AddParams, a: usize, b: usize, output: usize },
 }
 
 /// The `quant` list: `[x_scale, x_zero_point, out_scale, out_zero_point, out_min, out_max]`.
@@ -211,4 +212,33 @@ pub(super) fn dynamic_dense(graph: &BlobGraph, op: &BlobOp, level: Level) -> Res
     let dense = QDenseDynamic::new(level, k, n, &weight, &scales, bias.as_deref(), clamp)?;
     tracing::debug!(target: "ferrite::backend", k, n, level = level.name(), "packed a dynamic int8 dense layer");
     Ok(Int8Kernel::Dynamic { dense: Box::new(dense), input: a[0], output: a[4] })
+}
+
+/// Checks the int8 addition of `op`.
+pub(super) fn add(graph: &BlobGraph, op: &BlobOp) -> Result<Int8Kernel> {
+    let bad = |m: &str| err(format!("{}: {m}", Op::FerriteQuantizedAdd));
+    let a = &op.args;
+    if a.len() != 5 || returned_count(a) != 1 || op.activation.is_some() {
+        return Err(bad("expects (a, b, quant, out, out) and no fused activation"));
+    }
+    let int8 = |v: usize| graph.tensor(v).filter(|t| t.dtype == ScalarType::Char).map(|t| t.sizes.clone());
+    match (int8(a[0]), int8(a[1]), int8(a[3])) {
+        (Some(x), Some(y), Some(o)) if x == o && y == o => {}
+        _ => return Err(bad("a, b and out must be int8 tensors of one shape")),
+    }
+    let Some(BlobValue::DoubleList(q)) = graph.values.get(a[2]) else {
+        return Err(bad("quant must be a list of eight numbers"));
+    };
+    let &[sa, za, sb, zb, so, zo, lo, hi] = q.as_slice() else {
+        return Err(bad("quant must be a list of eight numbers"));
+    };
+    let int = |x: f64| -> Result<i32> {
+        if x.fract() == 0.0 && (-128.0..=127.0).contains(&x) {
+            Ok(x as i32)
+        } else {
+            Err(bad(&format!("{x} is not an int8 value")))
+        }
+    };
+    let params = AddParams::new((sa, int(za)?), (sb, int(zb)?), (so, int(zo)?), (int(lo)?, int(hi)?))?;
+    Ok(Int8Kernel::Add { params, a: a[0], b: a[1], output: a[3] })
 }

@@ -232,6 +232,10 @@ impl Compiled {
                     resolved.push(Kernel::Int8(kernel));
                     continue;
                 }
+                Op::FerriteQuantizedAdd => {
+                    resolved.push(Kernel::Int8(int8::add(graph, op).map_err(|e| err(format!("op {k}: {e}")))?));
+                    continue;
+                }
                 Op::FerriteDynamicQuantizedDense => {
                     let kernel = int8::dynamic_dense(graph, op, level).map_err(|e| err(format!("op {k}: {e}")))?;
                     resolved.push(Kernel::Int8(kernel));
@@ -486,6 +490,14 @@ impl Delegate for Compiled {
                             } else {
                                 dense.run(x, outs[0].typed::<i8>()?, threads)?;
                             }
+                            Ok(true)
+                        })
+                    }
+                    Kernel::Int8(Int8Kernel::Add { params, a, b, output }) => {
+                        let level = self.level;
+                        inner_env.run(&[*a, *b], &[*output], |ins, outs| {
+                            let (x, y) = (ins[0].typed::<i8>()?, ins[1].typed::<i8>()?);
+                            ferrite_kernels::int8::add(level, x, y, *params, outs[0].typed::<i8>()?, threads)?;
                             Ok(true)
                         })
                     }
