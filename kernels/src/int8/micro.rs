@@ -152,3 +152,49 @@ unsafe fn tile_avx2(rows: &[i16], kp: usize, b: &[i16], tile: &mut [[i32; NR]; M
         }
     }
 }
+
+/// The machine's int8 multiply-add peak as this crate's tiles reach it: `steps` rounds of twelve
+/// independent `vpmaddwd` + `vpaddd` pairs (16 multiply-adds each) on AVX2 levels, the portable
+/// tile's arithmetic otherwise. Returns a checksum so the work is not optimised away. For
+/// benchmarks, which report the products' throughput against it.
+#[doc(hidden)]
+pub fn madd_peak(level: Level, steps: usize) -> i32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if matches!(level, Level::Avx2 | Level::Avx512) && std::is_x86_feature_detected!("avx2") {
+            // SAFETY: AVX2 is present (checked just above); the function only touches registers.
+            return unsafe { madd_peak_avx2(steps) };
+        }
+    }
+    let _ = level;
+    let mut acc = [0i32; 16];
+    for s in 0..steps {
+        for (j, a) in acc.iter_mut().enumerate() {
+            *a = a.wrapping_add((s as i32 ^ j as i32).wrapping_mul(3) * 7 + 5);
+        }
+    }
+    acc.iter().fold(0, |a, &b| a.wrapping_add(b))
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn madd_peak_avx2(steps: usize) -> i32 {
+    use std::arch::x86_64::*;
+    let b = std::hint::black_box(_mm256_set1_epi16(-2));
+    let mut c = [_mm256_setzero_si256(); 12];
+    for (i, c) in c.iter_mut().enumerate() {
+        *c = _mm256_set1_epi32(i as i32 + 1);
+    }
+    for _ in 0..steps {
+        // Each chain multiplies its own sum (so nothing is loop-invariant); twelve chains cover
+        // the multiply-add latency.
+        for c in c.iter_mut() {
+            *c = _mm256_add_epi32(*c, _mm256_madd_epi16(*c, b));
+        }
+    }
+    let mut sum = _mm256_setzero_si256();
+    for c in c {
+        sum = _mm256_add_epi32(sum, c);
+    }
+    _mm256_extract_epi32::<0>(sum)
+}

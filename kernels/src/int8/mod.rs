@@ -30,7 +30,7 @@ use crate::simd::Level;
 use crate::{KResult, KernelError};
 
 pub use add::{add, AddParams};
-pub use micro::{MR, NR};
+pub use micro::{madd_peak, MR, NR};
 
 /// Longest reduction the `i32` sums hold without overflow.
 pub const MAX_K: usize = 1 << 16;

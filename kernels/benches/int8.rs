@@ -1,0 +1,68 @@
+//! int8 products (`ferrite_kernels::int8`) at every SIMD level this CPU runs, one thread:
+//! `cargo bench -p ferrite-kernels --bench int8`. Throughput is reported in multiply-adds
+//! ("elements"), so criterion prints MAC/s: compare with the machine's int8 peak (on AVX2,
+//! `vpmaddwd` retires 16 multiply-adds per instruction).
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use ferrite_kernels::int8::{Epilogue, QConv2d, QDense};
+use ferrite_kernels::nhwc::Conv2dGeometry;
+use ferrite_kernels::simd::Level;
+
+fn values(n: usize, seed: usize) -> Vec<i8> {
+    (0..n).map(|i| ((i * 2654435761 + seed * 97) % 255) as i32 as i8).collect()
+}
+
+fn bench(c: &mut Criterion) {
+    let mut group = c.benchmark_group("int8");
+    for level in Level::available() {
+        // What the hardware gives: independent multiply-add chains, 12 × 16 per step.
+        let steps = 100_000;
+        group.throughput(Throughput::Elements((steps * 12 * 16) as u64));
+        group.bench_function(format!("peak_{}", level.name()), |b| {
+            b.iter(|| ferrite_kernels::int8::madd_peak(level, black_box(steps)))
+        });
+        for &size in &[256usize, 512, 1024] {
+            let (m, k, n) = (size, size, size);
+            let (x, w) = (values(m * k, 1), values(n * k, 2));
+            let scales = vec![0.01; n];
+            let ep = Epilogue::int8(0.02, &scales, None, 0.05, 3, (-128, 127)).expect("epilogue");
+            let dense = QDense::new(level, k, n, &w, -5, ep).expect("packs");
+            let mut y = vec![0i8; m * n];
+            group.throughput(Throughput::Elements((m * k * n) as u64));
+            group.bench_function(format!("gemm_{size}_{}", level.name()), |b| {
+                b.iter(|| dense.run(black_box(&x), &mut y, 1).expect("runs"))
+            });
+        }
+        // mobilenet_v2's widest pointwise layer at 14 × 14 (576 → 160) and a 3 × 3 depthwise one.
+        for (name, cin, cout, groups, hw, k) in
+            [("pointwise_576_160_14", 576, 160, 1, 14, 1), ("depthwise_144_56", 144, 144, 144, 56, 3)]
+        {
+            let g = Conv2dGeometry {
+                batch: 1,
+                input: [hw, hw],
+                in_channels: cin,
+                out_channels: cout,
+                kernel: [k, k],
+                stride: [1, 1],
+                padding: [k / 2, k / 2],
+                dilation: [1, 1],
+                groups,
+            };
+            let w = values(cout * (cin / groups) * k * k, 3);
+            let ep = Epilogue::int8(0.02, &vec![0.01; cout], None, 0.05, 3, (-128, 127)).expect("epilogue");
+            let conv = QConv2d::new(level, g, &w, 7, ep).expect("packs");
+            let x = values(hw * hw * cin, 4);
+            let mut y = vec![0i8; hw * hw * cout];
+            group.throughput(Throughput::Elements((hw * hw * cout * (cin / groups) * k * k) as u64));
+            group.bench_function(format!("{name}_{}", level.name()), |b| {
+                b.iter(|| conv.run(black_box(&x), &mut y, 1).expect("runs"))
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
