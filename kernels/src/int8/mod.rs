@@ -508,6 +508,10 @@ impl QConv2d {
             })?;
             Strategy::Gemm { w, pointwise }
         } else {
+            // Each output sums `taps` products in `i32`, as a product sums `K` terms.
+            if taps > MAX_K {
+                return Err(KernelError::Argument(format!("int8 convolution: {taps} taps per sum (at most {MAX_K})")));
+            }
             Strategy::Depthwise(depthwise::PackedDw::new(g.in_channels, taps, weight))
         };
         Ok(QConv2d { level, geometry, output, x_zero_point, strategy, epilogue })
