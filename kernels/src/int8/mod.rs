@@ -2,7 +2,8 @@
 //! with weights packed once (when a partition initialises) and the output requantized in `f32`,
 //! as XNNPACK's `qs8` kernels do.
 //!
-//! - [`QDense`]: `y = x · Wᵀ` over rows of `x` (a linear layer, `W` is `[N, K]`).
+//! - [`QDense`]: `y = x · Wᵀ` over rows of `x` (a linear layer, `W` is `[N, K]`); [`QDenseDynamic`]
+//!   the same on f32 rows quantized at every call (dynamic quantization).
 //! - [`add`]: int8 addition with ExecuTorch's `dequantize → add → quantize` arithmetic, exactly.
 //! - [`QConv2d`]: a channels-last (NHWC) 2-D or 1-D convolution: groups of one as a GEMM over
 //!   output pixels (pointwise convolutions read the input rows directly, others gather patches),
