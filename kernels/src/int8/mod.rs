@@ -292,6 +292,8 @@ fn qgemm<O: QOut>(
 thread_local! {
     /// The product's row scratch (see [`qgemm`]).
     static SCRATCH: std::cell::Cell<Vec<i16>> = const { std::cell::Cell::new(Vec::new()) };
+    /// [`QDenseDynamic`]'s quantized input.
+    static QUANTIZED_INPUT: std::cell::Cell<Vec<i8>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
 /// Narrows an int8 tensor minus its zero point to `i16`.
@@ -402,9 +404,18 @@ impl QDenseDynamic {
         self.w.bytes()
     }
 
-    /// Runs over the rows of `x` (`m × k`) into `out` (`m × n`); `xq` is scratch for the
-    /// quantized input (resized as needed).
-    pub fn run(&self, x: &[f32], xq: &mut Vec<i8>, out: &mut [f32], threads: usize) -> KResult {
+    /// Runs over the rows of `x` (`m × k`) into `out` (`m × n`). The quantized input lives in a
+    /// buffer the calling thread keeps between calls.
+    pub fn run(&self, x: &[f32], out: &mut [f32], threads: usize) -> KResult {
+        QUANTIZED_INPUT.with(|cell| {
+            let mut xq = cell.take();
+            let result = self.run_with(x, &mut xq, out, threads);
+            cell.set(xq);
+            result
+        })
+    }
+
+    fn run_with(&self, x: &[f32], xq: &mut Vec<i8>, out: &mut [f32], threads: usize) -> KResult {
         let k = self.w.k;
         if !x.len().is_multiple_of(k) {
             return Err(KernelError::Shape(format!("int8 linear: {} input values are not rows of {k}", x.len())));
@@ -503,7 +514,10 @@ impl QConv2d {
         let strategy = if g.groups == 1 {
             let pointwise = taps == 1 && g.stride == [1, 1] && g.padding == [0, 0];
             // Patch columns are ordered (tap, channel); weights are (out, channel, tap).
-            let w = PackedQ::new(taps * cin_g, g.out_channels, |j, p| {
+            let k = taps
+                .checked_mul(cin_g)
+                .ok_or_else(|| KernelError::Argument("int8 convolution: patch too large".into()))?;
+            let w = PackedQ::new(k, g.out_channels, |j, p| {
                 let (tap, ci) = (p / cin_g, p % cin_g);
                 weight[(j * cin_g + ci) * taps + tap]
             })?;

@@ -197,7 +197,7 @@ fn dynamic_dense_quantizes_per_tensor_as_executorch_does() {
     for level in Level::available() {
         let dense = QDenseDynamic::new(level, k, n, &w, &w_scales, Some(&bias), (-1.0, 1.0)).unwrap();
         let mut out = vec![0f32; m * n];
-        dense.run(&x, &mut Vec::new(), &mut out, 1).unwrap();
+        dense.run(&x, &mut out, 1).unwrap();
         for i in 0..m {
             for j in 0..n {
                 let acc: i64 = (0..k).map(|q| (xq[i * k + q] - i64::from(zp)) * i64::from(w[j * k + q])).sum();

@@ -78,8 +78,9 @@ fn dtype(g: &BlobGraph, v: usize) -> Option<ScalarType> {
 /// `quantize_per_tensor.out` or `dequantize_per_tensor.out` (`(x, scale, zero_point, min, max,
 /// dtype, [out_dtype,] out, out)`) to or from int8: its tensor operand, its output and parameters.
 fn per_tensor(g: &BlobGraph, op: &BlobOp, quantize: bool) -> Option<(usize, usize, TensorParams)> {
-    let expected = if quantize { Op::QuantizePerTensor } else { Op::DequantizePerTensor };
-    if op.op != expected || returned_count(&op.args) != 1 || op.activation.is_some() {
+    // `.out` arguments plus the returned output: 8 for quantize, 9 for dequantize (`out_dtype`).
+    let (expected, len) = if quantize { (Op::QuantizePerTensor, 8) } else { (Op::DequantizePerTensor, 9) };
+    if op.op != expected || op.args.len() != len || returned_count(&op.args) != 1 || op.activation.is_some() {
         return None;
     }
     let a = &op.args;

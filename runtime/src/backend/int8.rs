@@ -37,14 +37,13 @@ fn quant(graph: &BlobGraph, v: usize, bad: &dyn Fn(&str) -> crate::RuntimeError)
     let &[x_scale, xz, out_scale, oz, lo, hi] = q.as_slice() else {
         return Err(bad("quant must be a list of six numbers"));
     };
-    let int = |x: f64| -> Result<i32> {
-        if x.fract() == 0.0 && (-128.0..=127.0).contains(&x) {
-            Ok(x as i32)
-        } else {
-            Err(bad(&format!("{x} is not an int8 value")))
-        }
-    };
+    let int = |x: f64| int8_value(x).ok_or_else(|| bad(&format!("{x} is not an int8 value")));
     Ok(Quant { x_scale, x_zero_point: int(xz)?, out_scale, out_zero_point: int(oz)?, range: (int(lo)?, int(hi)?) })
+}
+
+/// `x` as an int8 value, when it is one (the `quant` lists carry zero points and ranges as doubles).
+fn int8_value(x: f64) -> Option<i32> {
+    (x.fract() == 0.0 && (-128.0..=127.0).contains(&x)).then_some(x as i32)
 }
 
 /// A constant int8 tensor's values and sizes.
@@ -167,13 +166,8 @@ pub(super) fn dense(graph: &BlobGraph, op: &BlobOp, level: Level) -> Result<Int8
     }
     let (weight, wsizes) = constant_i8(graph, a[1]).ok_or_else(|| bad("weight must be an int8 constant"))?;
     let &[n, k] = wsizes.as_slice() else { return Err(bad("weight must be [N, K]")) };
-    let rows = |sizes: &[usize], last: usize| match sizes.split_last() {
-        Some((&l, rest)) if l == last => Some(rest.iter().product::<usize>()),
-        _ => None,
-    };
-    match (rows(&x.sizes, k), rows(&out.sizes, n)) {
-        (Some(r1), Some(r2)) if r1 == r2 => {}
-        _ => return Err(bad(&format!("input {:?} and output {:?} do not fit a {n} × {k} weight", x.sizes, out.sizes))),
+    if !super::rows_fit(&x.sizes, &out.sizes, k, n) {
+        return Err(bad(&format!("input {:?} and output {:?} do not fit a {n} × {k} weight", x.sizes, out.sizes)));
     }
     let q = quant(graph, a[4], &bad)?;
     let (scales, bias) = scales_and_bias(graph, a[3], a[2], n, &bad)?;
@@ -199,13 +193,8 @@ pub(super) fn dynamic_dense(graph: &BlobGraph, op: &BlobOp, level: Level) -> Res
     let (x, out) = (float(a[0], "input")?, float(a[4], "output")?);
     let (weight, wsizes) = constant_i8(graph, a[1]).ok_or_else(|| bad("weight must be an int8 constant"))?;
     let &[n, k] = wsizes.as_slice() else { return Err(bad("weight must be [N, K]")) };
-    let rows = |sizes: &[usize], last: usize| match sizes.split_last() {
-        Some((&l, rest)) if l == last => Some(rest.iter().product::<usize>()),
-        _ => None,
-    };
-    match (rows(&x.sizes, k), rows(&out.sizes, n)) {
-        (Some(r1), Some(r2)) if r1 == r2 => {}
-        _ => return Err(bad(&format!("input {:?} and output {:?} do not fit a {n} × {k} weight", x.sizes, out.sizes))),
+    if !super::rows_fit(&x.sizes, &out.sizes, k, n) {
+        return Err(bad(&format!("input {:?} and output {:?} do not fit a {n} × {k} weight", x.sizes, out.sizes)));
     }
     let (scales, bias) = scales_and_bias(graph, a[3], a[2], n, &bad)?;
     let clamp = op.activation.unwrap_or((f32::NEG_INFINITY, f32::INFINITY));
@@ -232,13 +221,7 @@ pub(super) fn add(graph: &BlobGraph, op: &BlobOp) -> Result<Int8Kernel> {
     let &[sa, za, sb, zb, so, zo, lo, hi] = q.as_slice() else {
         return Err(bad("quant must be a list of eight numbers"));
     };
-    let int = |x: f64| -> Result<i32> {
-        if x.fract() == 0.0 && (-128.0..=127.0).contains(&x) {
-            Ok(x as i32)
-        } else {
-            Err(bad(&format!("{x} is not an int8 value")))
-        }
-    };
+    let int = |x: f64| int8_value(x).ok_or_else(|| bad(&format!("{x} is not an int8 value")));
     let params = AddParams::new((sa, int(za)?), (sb, int(zb)?), (so, int(zo)?), (int(lo)?, int(hi)?))?;
     Ok(Int8Kernel::Add { params, a: a[0], b: a[1], output: a[3] })
 }

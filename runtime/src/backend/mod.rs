@@ -165,13 +165,8 @@ fn dense(graph: &BlobGraph, op: &BlobOp, level: Level) -> Result<Kernel> {
     };
     let (xt, wt, ot) = (float(x, "input")?, float(w, "weight")?, float(out, "output")?);
     let &[k, n] = wt.sizes.as_slice() else { return Err(bad("weight must be [K, N]")) };
-    let rows = |sizes: &[usize], last: usize| match sizes.split_last() {
-        Some((&l, rest)) if l == last => Some(rest.iter().product::<usize>()),
-        _ => None,
-    };
-    match (rows(&xt.sizes, k), rows(&ot.sizes, n)) {
-        (Some(a), Some(b)) if a == b => {}
-        _ => return Err(bad(&format!("input {:?} and output {:?} do not fit a {k} × {n} weight", xt.sizes, ot.sizes))),
+    if !rows_fit(&xt.sizes, &ot.sizes, k, n) {
+        return Err(bad(&format!("input {:?} and output {:?} do not fit a {k} × {n} weight", xt.sizes, ot.sizes)));
     }
     let weight = constant_f32(graph, w).ok_or_else(|| bad("weight must be a constant"))?;
     let bias = match graph.values.get(b) {
@@ -183,6 +178,16 @@ fn dense(graph: &BlobGraph, op: &BlobOp, level: Level) -> Result<Kernel> {
     let dense = Dense::new(level, k, n, &weight, bias.as_deref(), clamp)?;
     tracing::debug!(target: "ferrite::backend", k, n, level = level.name(), "packed a dense layer");
     Ok(Kernel::Dense { dense: Box::new(dense), input: x, output: out })
+}
+
+/// Whether input `[.., k]` and output `[.., n]` have the same rows: the shapes a dense layer
+/// with a `k × n` weight reads and writes.
+fn rows_fit(input: &[usize], output: &[usize], k: usize, n: usize) -> bool {
+    let rows = |sizes: &[usize], last: usize| match sizes.split_last() {
+        Some((&l, rest)) if l == last => Some(rest.iter().product::<usize>()),
+        _ => None,
+    };
+    matches!((rows(input, k), rows(output, n)), (Some(a), Some(b)) if a == b)
 }
 
 /// A float constant's values.
@@ -504,8 +509,7 @@ impl Delegate for Compiled {
                     }
                     Kernel::Int8(Int8Kernel::Dynamic { dense, input, output }) => {
                         inner_env.run(&[*input], &[*output], |ins, outs| {
-                            let mut xq = Vec::new();
-                            dense.run(ins[0].typed::<f32>()?, &mut xq, outs[0].typed::<f32>()?, threads)?;
+                            dense.run(ins[0].typed::<f32>()?, outs[0].typed::<f32>()?, threads)?;
                             Ok(true)
                         })
                     }
