@@ -506,5 +506,154 @@ pub fn add<T: Element>(
     Ok(())
 }
 
+/// Rows of a weight-quantized product processed per parallel task.
+const MIXED_ROWS: usize = 16;
+
+/// `quantized_decomposed::mixed_linear`: `out[i][j] = Σ_groups (Σ_k x[i][k] · w[j][k]) · s[j][g]`
+/// for `x` `[m, n]` (type `U`), int8 `w` `[p, n]`, `scales` `[p, groups]` (type `U`, group size
+/// `ceil(n / groups)`, the last group possibly shorter) and `out` `[m, p]` (type `T`): ExecuTorch's
+/// `vec_quantized_matmul_transb_int8` step by step — each product rounded to `U`, the group sum
+/// and the total kept in `T`, summed in order (so f16 results match ExecuTorch's bit for bit).
+pub fn mixed_linear<U: Float, T: Float>(
+    x: &[U],
+    w: &[i8],
+    scales: &[U],
+    (m, n, p, groups): (usize, usize, usize, usize),
+    out: &mut [T],
+) -> KResult {
+    let shape = |what: &'static str, expected: usize, actual: usize| {
+        if expected == actual {
+            Ok(())
+        } else {
+            Err(KernelError::Length { what, expected, actual })
+        }
+    };
+    shape("mixed_linear input", m * n, x.len())?;
+    shape("mixed_linear weight", p * n, w.len())?;
+    shape("mixed_linear output", m * p, out.len())?;
+    if groups == 0 || n == 0 {
+        return Err(KernelError::Argument(format!("mixed_linear: {groups} groups over {n} columns")));
+    }
+    shape("mixed_linear scales", p * groups, scales.len())?;
+    let g = n.div_ceil(groups);
+    // ExecuTorch indexes the scales by `k / g` with a stride of `ceil(n / g)` groups per row.
+    let stride = n.div_ceil(g);
+    if stride > groups {
+        return Err(KernelError::Argument(format!(
+            "mixed_linear: {n} columns in groups of {g} need {stride} scales per row, not {groups}"
+        )));
+    }
+    let body = |c: usize, o: &mut [T]| {
+        for (r, orow) in o.chunks_exact_mut(p.max(1)).enumerate() {
+            let i = c * MIXED_ROWS + r;
+            let xr = &x[i * n..(i + 1) * n];
+            for (j, o) in orow.iter_mut().enumerate() {
+                let wr = &w[j * n..(j + 1) * n];
+                let mut sum = T::from_f32(0.0);
+                for (gi, k) in (0..n).step_by(g).enumerate() {
+                    let mut psum = T::from_f32(0.0);
+                    for k2 in k..(k + g).min(n) {
+                        let prod = U::from_f32(xr[k2].to_f32() * f32::from(wr[k2]));
+                        psum = T::from_f32(psum.to_f32() + T::from_f32(prod.to_f32()).to_f32());
+                    }
+                    let scaled = T::from_f32(psum.to_f32() * scales[j * stride + gi].to_f32());
+                    sum = T::from_f32(sum.to_f32() + scaled.to_f32());
+                }
+                *o = sum;
+            }
+        }
+    };
+    if p > 0 {
+        crate::par::chunks(out, MIXED_ROWS * p, super::threads() > 1 && m * n * p > 1 << 16, body);
+    }
+    Ok(())
+}
+
+/// `quantized_decomposed::mixed_mm`: `out[i][j] = Σ_k x[i][k] · w[k][j] · s[k]` for `x` `[m, n]`,
+/// int8 `w` `[n, p]` and one scale per row of `w`, all in `T`: ExecuTorch's
+/// `vec_quantized_matmul_int8` (products left to right, summed in order).
+pub fn mixed_mm<T: Float>(x: &[T], w: &[i8], scales: &[T], (m, n, p): (usize, usize, usize), out: &mut [T]) -> KResult {
+    for (what, expected, actual) in [
+        ("mixed_mm input", m * n, x.len()),
+        ("mixed_mm weight", n * p, w.len()),
+        ("mixed_mm scales", n, scales.len()),
+        ("mixed_mm output", m * p, out.len()),
+    ] {
+        if expected != actual {
+            return Err(KernelError::Length { what, expected, actual });
+        }
+    }
+    let body = |c: usize, o: &mut [T]| {
+        for (r, orow) in o.chunks_exact_mut(p.max(1)).enumerate() {
+            let i = c * MIXED_ROWS + r;
+            for (j, o) in orow.iter_mut().enumerate() {
+                let mut sum = T::from_f32(0.0);
+                for k in 0..n {
+                    let xw = T::from_f32(x[i * n + k].to_f32() * f32::from(w[k * p + j]));
+                    let term = T::from_f32(xw.to_f32() * scales[k].to_f32());
+                    sum = T::from_f32(sum.to_f32() + term.to_f32());
+                }
+                *o = sum;
+            }
+        }
+    };
+    if p > 0 {
+        crate::par::chunks(out, MIXED_ROWS * p, super::threads() > 1 && m * n * p > 1 << 16, body);
+    }
+    Ok(())
+}
+
+/// `quantized_decomposed::dequantize_per_channel_group` (PyTorch's definition; ExecuTorch has no
+/// kernel for it): `w` `[rows, cols]` in groups of `group` along each row, one scale (type `S`)
+/// and optional zero point per group: `out = (O)(S)((w - zp) · scale)` — the product rounded to
+/// the scales' type, then converted to the output type.
+pub fn dequantize_per_channel_group<Q: Integer, S: Float, O: Float>(
+    w: &[Q],
+    scales: &[S],
+    zero_points: Option<&[i64]>,
+    group: usize,
+    out: &mut [O],
+) -> KResult {
+    if w.len() != out.len() {
+        return Err(KernelError::Length {
+            what: "dequantize_per_channel_group output",
+            expected: w.len(),
+            actual: out.len(),
+        });
+    }
+    if group == 0 || !w.len().is_multiple_of(group) {
+        return Err(KernelError::Argument(format!(
+            "dequantize_per_channel_group: groups of {group} over {} values",
+            w.len()
+        )));
+    }
+    let groups = w.len() / group;
+    if scales.len() != groups {
+        return Err(KernelError::Length {
+            what: "dequantize_per_channel_group scales",
+            expected: groups,
+            actual: scales.len(),
+        });
+    }
+    if let Some(z) = zero_points {
+        if z.len() != groups {
+            return Err(KernelError::Length {
+                what: "dequantize_per_channel_group zero points",
+                expected: groups,
+                actual: z.len(),
+            });
+        }
+    }
+    for (gi, (o, q)) in out.chunks_exact_mut(group).zip(w.chunks_exact(group)).enumerate() {
+        let (s, z) = (scales[gi].to_f32(), zero_points.map_or(0, |z| z[gi]));
+        for (o, &q) in o.iter_mut().zip(q) {
+            // int64 difference, converted to float and multiplied in the scales' type.
+            let d = q.to_i64().wrapping_sub(z) as f32;
+            *o = O::from_f32(S::from_f32(d * s).to_f32());
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests;

@@ -283,6 +283,10 @@ operators! {
     ChooseQparamsTensor = "quantized_decomposed::choose_qparams.Tensor_out",
     ChooseQparamsPerTokenAsymmetric = "quantized_decomposed::choose_qparams_per_token_asymmetric.out",
     DequantizePerChannel = "quantized_decomposed::dequantize_per_channel.out",
+    /// PyTorch's groupwise dequantization of 2-D weights (`(input, scales, zero_points?,
+    /// quant_min, quant_max, dtype, group_size, output_dtype, *, out)`): ExecuTorch has no kernel
+    /// for it, but its emitter writes it (torchao's 8da4w linears), and Ferrite runs it.
+    DequantizePerChannelGroup = "quantized_decomposed::dequantize_per_channel_group.out",
     DequantizePerTensorTensor = "quantized_decomposed::dequantize_per_tensor.Tensor_out",
     DequantizePerTensor = "quantized_decomposed::dequantize_per_tensor.out",
     DequantizePerToken = "quantized_decomposed::dequantize_per_token.out",
@@ -292,6 +296,8 @@ operators! {
     Embedding4bit = "quantized_decomposed::embedding_4bit.out",
     EmbeddingByteDtype = "quantized_decomposed::embedding_byte.dtype_out",
     EmbeddingByte = "quantized_decomposed::embedding_byte.out",
+    MixedLinear = "quantized_decomposed::mixed_linear.out",
+    MixedMm = "quantized_decomposed::mixed_mm.out",
     QuantizePerChannel = "quantized_decomposed::quantize_per_channel.out",
     QuantizePerTensorTensor = "quantized_decomposed::quantize_per_tensor.Tensor_out",
     QuantizePerTensor = "quantized_decomposed::quantize_per_tensor.out",
@@ -379,7 +385,11 @@ impl Op {
     pub const fn is_dequantize(self) -> bool {
         matches!(
             self,
-            Op::DequantizePerTensor | Op::DequantizePerTensorTensor | Op::DequantizePerChannel | Op::DequantizePerToken
+            Op::DequantizePerTensor
+                | Op::DequantizePerTensorTensor
+                | Op::DequantizePerChannel
+                | Op::DequantizePerChannelGroup
+                | Op::DequantizePerToken
         )
     }
 

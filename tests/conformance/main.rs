@@ -66,6 +66,12 @@ fn every_simd_level() {
 }
 
 #[test]
+fn groupwise_weight_quantized_programs() {
+    suite::check_groupwise(&PORTABLE);
+    suite::check_groupwise(&LOWERED);
+}
+
+#[test]
 fn mlp_dynamic_batches() {
     suite::check_dynamic_batches(&PORTABLE, &suite::fixtures_dir().join("mlp_dynamic"), &[1, 3, 16]);
 }

@@ -426,3 +426,46 @@ pub fn check_concurrency(runner: &dyn Runner, path: &Path, threads: usize, iters
         }
     });
 }
+
+/// The weight-quantized programs of `tests/fixtures/groupwise` (see its `generate.py`):
+/// ExecuTorch's `mixed_linear` / `mixed_mm` match its runtime's outputs (exactly on the portable
+/// path), and the torchao 8da4w linears match eager PyTorch (ExecuTorch has no kernel for
+/// `dequantize_per_channel_group`) — within float noise on the portable path, and lowered at
+/// least as close to the float model as eager's quantized output (SQNR within 1 dB).
+pub fn check_groupwise(runner: &dyn Runner) {
+    let dir = fixtures_dir().join("groupwise");
+    for name in ["mixed_linear", "mixed_linear_ragged", "mixed_linear_per_channel", "mixed_linear_f16", "mixed_mm"] {
+        let program = runner.prepare(load(&dir.join(format!("{name}.pte"))));
+        let input = npy(&dir.join(format!("{name}.input_0.npy")));
+        let got = load_method(runner, &program, "forward")
+            .run(&[input])
+            .unwrap_or_else(|e| panic!("[{}] {name}: {e}", runner.name()));
+        let reference = npy(&dir.join(format!("{name}.output_0.npy")));
+        let what = format!("[{}] groupwise/{name}", runner.name());
+        assert_eq!(got[0].dtype(), reference.dtype(), "{what}: dtype");
+        if runner.exact_when_quantized() {
+            let (a, b) = (got[0].to_f64_vec().expect("output"), reference.to_f64_vec().expect("reference"));
+            assert!(a == b, "{what}: differs from ExecuTorch's output");
+        } else {
+            // Another summation order: within float (or half) rounding of the sums.
+            let half = reference.dtype() == ferrite::program::ScalarType::Half;
+            let (g, r) = (got[0].to_f64_vec().expect("output"), reference.to_f64_vec().expect("reference"));
+            let max = r.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+            let tol = if half { 1e-2 } else { 1e-5 } * max;
+            let worst = g.iter().zip(&r).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+            assert!(worst <= tol, "{what}: max |diff| {worst:e} exceeds {tol:e}");
+        }
+    }
+    let program = runner.prepare(load(&dir.join("linear_8da4w.pte")));
+    let input = npy(&dir.join("linear_8da4w.input_0.npy"));
+    let got = load_method(runner, &program, "forward")
+        .run(&[input])
+        .unwrap_or_else(|e| panic!("[{}] linear_8da4w: {e}", runner.name()));
+    let (eager, float) = (npy(&dir.join("linear_8da4w.eager.npy")), npy(&dir.join("linear_8da4w.float.npy")));
+    let what = format!("[{}] groupwise/linear_8da4w", runner.name());
+    if runner.exact_when_quantized() {
+        assert_close(&what, &got[0], &eager, false);
+    } else {
+        assert_fidelity(&what, &got[0], &eager, &float);
+    }
+}

@@ -369,3 +369,40 @@ proptest! {
         prop_assert_eq!(q0, zp as i64);
     }
 }
+
+#[test]
+fn groupwise_dequantize_rounds_in_the_scales_type() {
+    let w: [i8; 8] = [-8, 7, 1, 0, 3, -3, 2, 5];
+    let z = [1i64, -2];
+    let s32 = [0.1f32, 0.3];
+    let mut out = [0f32; 8];
+    dequantize_per_channel_group(&w, &s32, Some(&z), 4, &mut out).unwrap();
+    let want: Vec<f32> = w.iter().enumerate().map(|(i, &q)| (i64::from(q) - z[i / 4]) as f32 * s32[i / 4]).collect();
+    assert_eq!(out.to_vec(), want);
+    // f16 scales: the product is rounded to f16 before widening to the f32 output.
+    let s16 = [f16::from_f32(0.1), f16::from_f32(0.3)];
+    dequantize_per_channel_group(&w, &s16, None, 4, &mut out).unwrap();
+    for (i, &q) in w.iter().enumerate() {
+        assert_eq!(out[i], f16::from_f32(f32::from(q) * s16[i / 4].to_f32()).to_f32());
+    }
+    assert!(dequantize_per_channel_group(&w, &s32, None, 3, &mut out).is_err());
+    assert!(dequantize_per_channel_group(&w, &s32[..1], None, 4, &mut out).is_err());
+}
+
+#[test]
+fn mixed_linear_groups_and_ragged_tail() {
+    // x [1, 5], w [2, 5], 2 groups → group size 3: columns {0,1,2} and {3,4}.
+    let x = [1.0f32, 2.0, 3.0, 4.0, 5.0];
+    let w: [i8; 10] = [1, 1, 1, 1, 1, -1, 2, 0, 1, -2];
+    let s = [0.5f32, 2.0, 1.0, 0.25];
+    let mut out = [0f32; 2];
+    mixed_linear::<f32, f32>(&x, &w, &s, (1, 5, 2, 2), &mut out).unwrap();
+    assert_eq!(out, [6.0 * 0.5 + 9.0 * 2.0, 3.0 * 1.0 + (4.0 - 10.0) * 0.25]);
+    let mut bad = [0f32; 3];
+    assert!(mixed_linear::<f32, f32>(&x, &w, &s, (1, 5, 2, 2), &mut bad).is_err());
+    // mixed_mm: w [5, 2] with a scale per row.
+    let w: [i8; 10] = [1, 0, 0, 1, 1, 1, -1, 0, 2, 2];
+    let s = [1.0f32, 0.5, 2.0, 1.0, 0.1];
+    mixed_mm::<f32>(&x, &w, &s, (1, 5, 2), &mut out).unwrap();
+    assert_eq!(out[0], ((1.0f32 + 0.0) + 6.0 - 4.0) + 5.0 * 2.0 * 0.1);
+}

@@ -18,6 +18,9 @@ pub(super) fn register(r: &mut KernelRegistry) {
     r.register(Op::DequantizePerTensorTensor, dequantize_per_tensor_tensor);
     r.register(Op::QuantizePerChannel, quantize_per_channel);
     r.register(Op::DequantizePerChannel, dequantize_per_channel);
+    r.register(Op::DequantizePerChannelGroup, dequantize_per_channel_group);
+    r.register(Op::MixedLinear, mixed_linear);
+    r.register(Op::MixedMm, mixed_mm);
     r.register(Op::QuantizePerToken, quantize_per_token);
     r.register(Op::DequantizePerToken, dequantize_per_token);
     r.register(Op::ChooseQparamsTensor, choose_qparams);
@@ -315,6 +318,149 @@ fn dequantize_per_channel(env: &mut Env<'_>, args: &[usize]) -> Result<()> {
         out_dtype,
         one_d,
     )
+}
+
+// dequantize_per_channel_group.out(input, scales, zero_points?, quant_min, quant_max, dtype,
+//     group_size, output_dtype, *, out) — PyTorch's definition (ExecuTorch has no kernel):
+// `(input - zero_points) * scales` per group of `group_size` along each row, unclamped.
+fn dequantize_per_channel_group(env: &mut Env<'_>, args: &[usize]) -> Result<()> {
+    let (input, scales, zp_arg) = (arg(args, 0)?, arg(args, 1)?, arg(args, 2)?);
+    let zps = if env.is_none(zp_arg)? { None } else { Some(read_i64s(env, zp_arg)?) };
+    let dtype = scalar_type(env, arg(args, 5)?)?;
+    let mut group = env.int(arg(args, 6)?)?;
+    let out_dtype = scalar_type(env, arg(args, 7)?)?;
+    let out = arg(args, 8)?;
+    let sizes = env.sizes(input)?.to_vec();
+    let [rows, cols] = sizes[..] else {
+        return Err(invalid(format!("dequantize_per_channel_group: input must be 2-D, got {sizes:?}")));
+    };
+    let in_dtype = env.dtype(input)?;
+    if in_dtype != dtype {
+        return Err(invalid(format!("dequantize_per_channel_group: input is {in_dtype} but dtype says {dtype}")));
+    }
+    if group <= 1 {
+        return Err(invalid(format!("dequantize_per_channel_group: group_size {group} must be > 1")));
+    }
+    let s_numel: usize = env.sizes(scales)?.iter().product();
+    // PyTorch's single-column case (GPTQ): one scale per row and a group wider than the row.
+    if group as usize > cols && s_numel == rows {
+        group = cols as i64;
+    }
+    let group = group as usize;
+    if cols % group != 0 {
+        return Err(invalid(format!(
+            "dequantize_per_channel_group: {cols} columns are not a multiple of group_size {group}"
+        )));
+    }
+    let s_dtype = env.dtype(scales)?;
+    if !matches!(s_dtype, ScalarType::Float | ScalarType::Half | ScalarType::BFloat16) {
+        return Err(RuntimeError::Unsupported(format!("dequantize_per_channel_group with {s_dtype} scales")));
+    }
+    env.resize(out, &sizes)?;
+    let o_dtype = env.dtype(out)?;
+    if o_dtype != out_dtype {
+        return Err(invalid(format!("dequantize_per_channel_group: out is {o_dtype} but output_dtype is {out_dtype}")));
+    }
+    env.run(&[input, scales], &[out], |ins, outs| {
+        let zp = zps.as_deref();
+        ferrite_kernels::dispatch!(quantized quantized_el(in_dtype)?, Q => ferrite_kernels::dispatch!(float el(s_dtype)?, S => ferrite_kernels::dispatch!(float el(o_dtype)?, O => {
+            k::dequantize_per_channel_group::<Q, S, O>(raw(ins[0].data)?, raw(ins[1].data)?, zp, group, raw_mut(outs[0].data)?)?;
+        }, else other => return Err(super::float_only(other))), else other => return Err(super::float_only(other))), else other => return Err(RuntimeError::Unsupported(format!("dequantize_per_channel_group of {other} values"))));
+        Ok(())
+    })
+}
+
+/// The checks ExecuTorch's `mixed_mm` and `mixed_linear` share: 2-D float/half input, int8 2-D
+/// weight, scales of the input's type, no zero points (ExecuTorch does not support them).
+fn check_mixed(
+    env: &Env<'_>,
+    name: &str,
+    input: usize,
+    weight: usize,
+    scales: usize,
+    zp: usize,
+) -> Result<(usize, usize, usize)> {
+    let x = env.sizes(input)?.to_vec();
+    let w = env.sizes(weight)?.to_vec();
+    let (&[m, _], &[a, b]) = (&x[..], &w[..]) else {
+        return Err(invalid(format!("{name}: input {x:?} and weight {w:?} must be 2-D")));
+    };
+    let t = env.dtype(input)?;
+    if !matches!(t, ScalarType::Float | ScalarType::Half) {
+        return Err(invalid(format!("{name}: input must be Float or Half, got {t}")));
+    }
+    if env.dtype(weight)? != ScalarType::Char {
+        return Err(invalid(format!("{name}: weight must be int8 (Char), got {}", env.dtype(weight)?)));
+    }
+    if env.dtype(scales)? != t {
+        return Err(invalid(format!("{name}: scales are {} but the input is {t}", env.dtype(scales)?)));
+    }
+    if !env.is_none(zp)? {
+        return Err(RuntimeError::Unsupported(format!(
+            "{name} with weight zero points (ExecuTorch does not support them either)"
+        )));
+    }
+    Ok((a, b, m))
+}
+
+// mixed_linear.out(input, weight, weight_scales, weight_zero_points?, dtype?, *, out)
+fn mixed_linear(env: &mut Env<'_>, args: &[usize]) -> Result<()> {
+    const NAME: &str = "mixed_linear";
+    let (input, weight, scales) = (arg(args, 0)?, arg(args, 1)?, arg(args, 2)?);
+    let (p, n, m) = check_mixed(env, NAME, input, weight, scales, arg(args, 3)?)?;
+    let dtype = opt_scalar_type(env, arg(args, 4)?)?;
+    let out = arg(args, 5)?;
+    if env.sizes(input)?[1] != n {
+        return Err(invalid(format!("{NAME}: input has {} columns but the weight {n}", env.sizes(input)?[1])));
+    }
+    let s_sizes = env.sizes(scales)?.to_vec();
+    let groups = match s_sizes[..] {
+        [r] if r == p => 1,
+        [r, g] if r == p && g > 0 => g,
+        _ => return Err(invalid(format!("{NAME}: scales {s_sizes:?} do not match a weight with {p} rows"))),
+    };
+    env.resize(out, &[m, p])?;
+    let o_dtype = env.dtype(out)?;
+    if let Some(d) = dtype {
+        if d != o_dtype {
+            return Err(invalid(format!("{NAME}: out is {o_dtype} but dtype is {d}")));
+        }
+    }
+    if !matches!(o_dtype, ScalarType::Float | ScalarType::Half) {
+        return Err(invalid(format!("{NAME}: output must be Float or Half, got {o_dtype}")));
+    }
+    let in_dtype = env.dtype(input)?;
+    env.run(&[input, weight, scales], &[out], |ins, outs| {
+        ferrite_kernels::dispatch!(float el(in_dtype)?, U => ferrite_kernels::dispatch!(float el(o_dtype)?, T => {
+            k::mixed_linear::<U, T>(raw(ins[0].data)?, raw(ins[1].data)?, raw(ins[2].data)?, (m, n, p, groups), raw_mut(outs[0].data)?)?;
+        }, else other => return Err(super::float_only(other))), else other => return Err(super::float_only(other)));
+        Ok(())
+    })
+}
+
+// mixed_mm.out(input, weight, weight_scales, weight_zero_points?, *, out)
+fn mixed_mm(env: &mut Env<'_>, args: &[usize]) -> Result<()> {
+    const NAME: &str = "mixed_mm";
+    let (input, weight, scales) = (arg(args, 0)?, arg(args, 1)?, arg(args, 2)?);
+    let (n, p, m) = check_mixed(env, NAME, input, weight, scales, arg(args, 3)?)?;
+    let out = arg(args, 4)?;
+    if env.sizes(input)?[1] != n {
+        return Err(invalid(format!("{NAME}: input has {} columns but the weight {n} rows", env.sizes(input)?[1])));
+    }
+    if env.sizes(scales)? != [n] {
+        return Err(invalid(format!("{NAME}: scales {:?} must be 1-D with {n} entries", env.sizes(scales)?)));
+    }
+    env.resize(out, &[m, p])?;
+    let t = env.dtype(input)?;
+    if env.dtype(out)? != t {
+        return Err(invalid(format!("{NAME}: out is {} but the input is {t}", env.dtype(out)?)));
+    }
+    env.run(&[input, weight, scales], &[out], |ins, outs| {
+        ferrite_kernels::dispatch!(float el(t)?, T => {
+            k::mixed_mm::<T>(raw(ins[0].data)?, raw(ins[1].data)?, raw(ins[2].data)?, (m, n, p), raw_mut(outs[0].data)?)?;
+        }, else other => return Err(super::float_only(other)));
+        Ok(())
+    })
 }
 
 /// `[tokens, last]`: the 2-D view per-token operators work on.
@@ -626,6 +772,9 @@ mod tests {
             "dequantize_per_tensor.Tensor_out",
             "quantize_per_channel.out",
             "dequantize_per_channel.out",
+            "dequantize_per_channel_group.out",
+            "mixed_linear.out",
+            "mixed_mm.out",
             "quantize_per_token.out",
             "dequantize_per_token.out",
             "choose_qparams.Tensor_out",
