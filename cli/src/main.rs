@@ -142,7 +142,7 @@ enum Command {
         /// One delegate per operator.
         #[arg(long)]
         per_op: bool,
-        /// Precisions to delegate (comma-separated: fp32, static-int8, dynamic-int8; default all).
+        /// Precisions to delegate (comma-separated: fp32, static-int8, dynamic-int8, int4-weight; default all).
         #[arg(long, value_delimiter = ',')]
         precisions: Vec<String>,
         /// Log every partitioning decision on stderr.
@@ -171,7 +171,7 @@ enum Command {
         /// One partition per operator.
         #[arg(long)]
         per_op: bool,
-        /// Precisions to delegate (comma-separated: fp32, static-int8, dynamic-int8; default all).
+        /// Precisions to delegate (comma-separated: fp32, static-int8, dynamic-int8, int4-weight; default all).
         #[arg(long, value_delimiter = ',')]
         precisions: Vec<String>,
         /// Log every decision (target ferrite::partitioner) on stderr.

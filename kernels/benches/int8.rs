@@ -6,7 +6,7 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use ferrite_kernels::int8::{Epilogue, QConv2d, QDense};
+use ferrite_kernels::int8::{Epilogue, QConv2d, QDense, QDenseGrouped};
 use ferrite_kernels::nhwc::Conv2dGeometry;
 use ferrite_kernels::simd::Level;
 
@@ -32,6 +32,21 @@ fn bench(c: &mut Criterion) {
             let mut y = vec![0i8; m * n];
             group.throughput(Throughput::Elements((m * k * n) as u64));
             group.bench_function(format!("gemm_{size}_{}", level.name()), |b| {
+                b.iter(|| dense.run(black_box(&x), &mut y, 1).expect("runs"))
+            });
+        }
+        // An int4 groupwise layer (groups of 32, per-token int8 activations) of an LLM's shape,
+        // for one token (reading the weights dominates) and a prompt of 64.
+        for &m in &[1usize, 64] {
+            let (k, n, gs) = (2048usize, 2048usize, 32usize);
+            let w: Vec<i8> = values(n * k, 5).iter().map(|&v| v >> 4).collect();
+            let scales = vec![0.01f32; n * k / gs];
+            let dense = QDenseGrouped::new(level, k, n, &w, gs, &scales, None, (f32::NEG_INFINITY, f32::INFINITY))
+                .expect("packs");
+            let x: Vec<f32> = values(m * k, 6).iter().map(|&v| f32::from(v) * 0.01).collect();
+            let mut y = vec![0f32; m * n];
+            group.throughput(Throughput::Elements((m * k * n) as u64));
+            group.bench_function(format!("int4_group32_{m}x2048x2048_{}", level.name()), |b| {
                 b.iter(|| dense.run(black_box(&x), &mut y, 1).expect("runs"))
             });
         }

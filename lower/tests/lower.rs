@@ -74,3 +74,21 @@ fn static_int8_programs_lower_to_int8_operators() {
         assert_eq!(lowered.passes.quantized_operators, products, "{name}: {:?}", lowered.passes);
     }
 }
+
+#[test]
+fn groupwise_8da4w_linears_lower_to_groupwise_dense_layers() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/groupwise/linear_8da4w.pte");
+    let program = Program::from_vec(std::fs::read(path).expect("fixture")).expect("verifies");
+    let lowered = lower(&program, &LowerOptions::default()).expect("lowers");
+    let method = &lowered.report.methods[0];
+    assert_eq!(method.delegated_calls, method.kernel_calls, "{}", lowered.report);
+    // Both linears (their per-token and groupwise dequantizations consumed).
+    assert_eq!(lowered.passes.quantized_operators, 2, "{:?}", lowered.passes);
+    let text = String::from_utf8_lossy(&lowered.bytes);
+    assert!(text.contains("ferrite::groupwise_dense.out"), "the blob names the groupwise dense operator");
+    // With the int4-weight precision off, nothing quantized is delegated.
+    let mut options = LowerOptions::default();
+    options.partitioner.precisions = vec![ferrite_partitioner::Precision::Fp32];
+    let lowered = lower(&program, &options).expect("lowers");
+    assert_eq!(lowered.passes.quantized_operators, 0);
+}

@@ -45,6 +45,10 @@ pub enum QuantScheme {
     /// int8 weights, float activations in and out of an int8 product (a static-int8 input whose
     /// output is not requantized, such as a classifier's last linear layer).
     Int8Weights,
+    /// Weights in groups along the reduction with one scale each (int4 values, torchao's 8da4w),
+    /// activations quantized per token at run time (`choose_qparams_per_token_asymmetric →
+    /// quantize_per_token → dequantize_per_token → linear(dequantize_per_channel_group(W))`).
+    GroupwiseInt4,
 }
 
 impl QuantScheme {
@@ -54,6 +58,7 @@ impl QuantScheme {
             QuantScheme::StaticInt8 => "static int8",
             QuantScheme::DynamicInt8 => "dynamic int8",
             QuantScheme::Int8Weights => "int8 weights, float output",
+            QuantScheme::GroupwiseInt4 => "int4 groupwise weights",
         }
     }
 }

@@ -138,7 +138,10 @@ pub fn constant_like(graph: &Graph<'_>, v: usize, depth: usize) -> bool {
     // Data movement, and dequantization of constant int8 weights: lowering folds the first and
     // packs the second (or runs it once per call).
     let op = node.op().and_then(crate::lookup_name);
-    let moves = op.is_some_and(|s| s.family.moves_data_only() || s.op == crate::Op::DequantizePerChannel);
+    let moves = op.is_some_and(|s| {
+        s.family.moves_data_only()
+            || matches!(s.op, crate::Op::DequantizePerChannel | crate::Op::DequantizePerChannelGroup)
+    });
     moves && !node.inputs.is_empty() && node.inputs.iter().all(|&u| constant_like(graph, u, depth + 1))
 }
 

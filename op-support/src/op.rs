@@ -347,6 +347,15 @@ operators! {
     /// multiplies in int8. Written by lowering for `choose_qparams → quantize → dequantize →
     /// linear | addmm` chains.
     FerriteDynamicQuantizedDense = "ferrite::dynamic_quantized_dense.out",
+    /// The backend's groupwise-weight linear layer with per-token dynamic int8 activations
+    /// (torchao's 8da4w): `(x, weight, bias, weight_scales, group_size, out, out)` with `x` and
+    /// `out` f32 (`[.., K]`, `[.., N]`), `weight` int8 `[N, K]` (symmetric; int4 values in
+    /// `[-8, 7]` for 8da4w), `bias` f32 `[N]` or None, `weight_scales` f32 `[N, K / group_size]`
+    /// and `group_size` an even int dividing `K`; each call quantizes every row of `x` with its own
+    /// parameters (`choose_qparams_per_token_asymmetric`, `quantize_per_token`). Written by
+    /// lowering for `choose_qparams_per_token_asymmetric → quantize_per_token →
+    /// dequantize_per_token → linear | addmm` over `dequantize_per_channel_group` weights.
+    FerriteGroupwiseDense = "ferrite::groupwise_dense.out",
     /// The backend's int8 addition: `(a, b, quant, out, out)` with `a`, `b` and `out` int8 of one
     /// shape and `quant` the double list `[a_scale, a_zero_point, b_scale, b_zero_point,
     /// out_scale, out_zero_point, out_min, out_max]`; computes ExecuTorch's `dequantize → add →
@@ -367,6 +376,7 @@ impl Op {
                 | Op::FerriteQuantizedConvolutionNhwc
                 | Op::FerriteQuantizedDense
                 | Op::FerriteDynamicQuantizedDense
+                | Op::FerriteGroupwiseDense
                 | Op::FerriteQuantizedAdd
         )
     }

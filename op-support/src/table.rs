@@ -107,6 +107,18 @@ fn per_channel_to_float(v: &NodeView<'_>) -> bool {
 fn choose_qparams_int8(v: &NodeView<'_>) -> bool {
     is_int8_code(v, 4) && int8_range(v, 1, 2)
 }
+fn choose_per_token_int8(v: &NodeView<'_>) -> bool {
+    is_int8_code(v, 1)
+}
+fn group_int8_constant(v: &NodeView<'_>) -> bool {
+    v.tensor(0).is_some_and(|t| t.scalar_type == ScalarType::Char && t.sizes.len() == 2)
+        && v.is_constant(0)
+        && is_int8_code(v, 5)
+        && int8_range(v, 3, 4)
+}
+fn group_to_float(v: &NodeView<'_>) -> bool {
+    v.int(7) == Some(ScalarType::Float as i64)
+}
 fn quantized_add_int8(v: &NodeView<'_>) -> bool {
     [0, 5, 14].iter().all(|&i| v.tensor(i).is_some_and(|t| t.scalar_type == ScalarType::Char))
         && int8_range(v, 3, 4)
@@ -138,7 +150,10 @@ macro_rules! op {
 /// Static int8: `dequantize → op → quantize` chains become one int8 operator.
 const STATIC: &[QuantScheme] = &[QuantScheme::StaticInt8];
 /// Static or dynamic int8, or int8 weights with a float output (a dequantized linear layer).
-const STATIC_LINEAR: &[QuantScheme] = &[QuantScheme::StaticInt8, QuantScheme::DynamicInt8, QuantScheme::Int8Weights];
+const STATIC_LINEAR: &[QuantScheme] =
+    &[QuantScheme::StaticInt8, QuantScheme::DynamicInt8, QuantScheme::Int8Weights, QuantScheme::GroupwiseInt4];
+/// Per-token activations and groupwise weights (torchao's 8da4w).
+const GROUPWISE: &[QuantScheme] = &[QuantScheme::GroupwiseInt4];
 /// Runs on int8 (the quantize / dequantize operators themselves).
 const INT8: &[QuantScheme] = &[QuantScheme::StaticInt8, QuantScheme::DynamicInt8];
 
@@ -344,6 +359,40 @@ static REGISTRY: &[OpSpec] = &[
         dtypes F32_F64,
         quant INT8,
         [c!("int8 parameters (dtype torch.int8, range within [-128, 127])", choose_qparams_int8)]
+    ),
+    op!(
+        Op::ChooseQparamsPerTokenAsymmetric,
+        Family::Quantization,
+        dtypes F32_F64,
+        quant GROUPWISE,
+        [c!("int8 parameters (dtype torch.int8)", choose_per_token_int8)]
+    ),
+    op!(
+        Op::QuantizePerToken,
+        Family::Quantization,
+        dtypes F32_F64,
+        quant GROUPWISE,
+        [c!("int8 output (dtype torch.int8, range within [-128, 127])", quantize_to_int8)]
+    ),
+    op!(
+        Op::DequantizePerToken,
+        Family::Quantization,
+        dtypes F32_F64,
+        quant GROUPWISE,
+        [
+            c!("int8 input (dtype torch.int8, range within [-128, 127])", dequantize_from_int8),
+            c!("float32 output", dequantize_to_float),
+        ]
+    ),
+    op!(
+        Op::DequantizePerChannelGroup,
+        Family::Quantization,
+        quant GROUPWISE,
+        [
+            c!("constant 2-D int8 input (weights; dtype torch.int8, range within [-128, 127])", group_int8_constant),
+            c!("scales and zero points must be constant", per_channel_params_constant),
+            c!("float32 output", group_to_float),
+        ]
     ),
     op!(
         Op::QuantizedAdd,

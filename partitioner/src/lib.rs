@@ -53,18 +53,24 @@ pub enum Precision {
     /// Dynamic int8: `choose_qparams` and the `.Tensor` quantize / dequantize, and the
     /// operators they feed.
     DynamicInt8,
+    /// Groupwise (int4) weights with per-token dynamic int8 activations (torchao's 8da4w):
+    /// `dequantize_per_channel_group`, the per-token choose / quantize / dequantize, and the
+    /// operators they feed.
+    Int4Weight,
 }
 
 impl Precision {
     /// Every precision, in order.
-    pub const ALL: [Precision; 3] = [Precision::Fp32, Precision::StaticInt8, Precision::DynamicInt8];
+    pub const ALL: [Precision; 4] =
+        [Precision::Fp32, Precision::StaticInt8, Precision::DynamicInt8, Precision::Int4Weight];
 
-    /// The name users write (`fp32`, `static-int8`, `dynamic-int8`).
+    /// The name users write (`fp32`, `static-int8`, `dynamic-int8`, `int4-weight`).
     pub fn name(self) -> &'static str {
         match self {
             Precision::Fp32 => "fp32",
             Precision::StaticInt8 => "static-int8",
             Precision::DynamicInt8 => "dynamic-int8",
+            Precision::Int4Weight => "int4-weight",
         }
     }
 
@@ -83,10 +89,17 @@ fn node_precisions(graph: &Graph<'_>, node: &ferrite_program::graph::Node) -> &'
     const DYNAMIC: &[Precision] = &[Precision::DynamicInt8];
     const EITHER: &[Precision] = &[Precision::StaticInt8, Precision::DynamicInt8];
     const FLOAT: &[Precision] = &[Precision::Fp32];
+    const INT4: &[Precision] = &[Precision::Int4Weight];
     let kind = |op: Option<Op>| match op {
         Some(Op::QuantizePerTensor | Op::DequantizePerTensor | Op::QuantizedAdd) => Some(STATIC),
         Some(Op::QuantizePerTensorTensor | Op::DequantizePerTensorTensor | Op::ChooseQparamsTensor) => Some(DYNAMIC),
         Some(Op::DequantizePerChannel) => Some(EITHER),
+        Some(
+            Op::DequantizePerChannelGroup
+            | Op::ChooseQparamsPerTokenAsymmetric
+            | Op::QuantizePerToken
+            | Op::DequantizePerToken,
+        ) => Some(INT4),
         _ => None,
     };
     let op = node.op().and_then(Op::from_name);
@@ -103,6 +116,8 @@ fn node_precisions(graph: &Graph<'_>, node: &ferrite_program::graph::Node) -> &'
         STATIC
     } else if fed_by(Op::DequantizePerTensorTensor) {
         DYNAMIC
+    } else if fed_by(Op::DequantizePerToken) {
+        INT4
     } else {
         FLOAT
     }

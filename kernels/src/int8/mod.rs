@@ -4,6 +4,8 @@
 //!
 //! - [`QDense`]: `y = x · Wᵀ` over rows of `x` (a linear layer, `W` is `[N, K]`); [`QDenseDynamic`]
 //!   the same on f32 rows quantized at every call (dynamic quantization).
+//! - [`QDenseGrouped`]: the same with weights in groups along the reduction (one scale per
+//!   group, int4 values welcome) and activations quantized per row at every call (torchao's 8da4w).
 //! - [`add`]: int8 addition with ExecuTorch's `dequantize → add → quantize` arithmetic, exactly.
 //! - [`QConv2d`]: a channels-last (NHWC) 2-D or 1-D convolution: groups of one as a GEMM over
 //!   output pixels (pointwise convolutions read the input rows directly, others gather patches),
@@ -22,6 +24,7 @@
 
 mod add;
 mod depthwise;
+mod group;
 mod micro;
 #[cfg(test)]
 mod tests;
@@ -31,6 +34,7 @@ use crate::simd::Level;
 use crate::{KResult, KernelError};
 
 pub use add::{add, AddParams};
+pub use group::QDenseGrouped;
 pub use micro::{madd_peak, MR, NR};
 
 /// Longest reduction the `i32` sums hold without overflow.
@@ -249,7 +253,7 @@ impl PackedQ {
 type FillRow<'a> = &'a (dyn Fn(usize, &mut [i16]) + Sync);
 
 /// `out[i][j] = epilogue(Σ_p a[i][p] · w[j][p])` for the `m` rows `fill` gives (`out` is `m × n`),
-/// rows split over rayon's current pool in whole tiles when `threads > 1`.
+/// split over rayon's current pool when `threads > 1` (see [`split_run`]).
 fn qgemm<O: QOut>(
     level: Level,
     m: usize,
@@ -271,22 +275,57 @@ fn qgemm<O: QOut>(
     }
     let macs = m.saturating_mul(k).saturating_mul(n);
     let parallel = threads > 1 && macs >= PAR_MIN_MACS;
-    let rows = if parallel { m.div_ceil(threads * 4).div_ceil(MR).max(1) * MR } else { m.div_ceil(MR) * MR };
     let kp = k.div_ceil(2) * 2;
     let need = micro::block_rows(kp) * kp;
-    let task = |c: usize, chunk: &mut [O]| {
+    let task = |first: usize, chunk: &mut [O], panels: std::ops::Range<usize>| {
         // Each worker's row scratch is kept between calls: no allocation (or zeroing) per task.
         SCRATCH.with(|cell| {
             let mut a = cell.take();
             if a.len() < need {
                 a = vec![0i16; need];
             }
-            let result = micro::gemm_task(level, &mut a[..need], c * rows, &micro::Job { fill, w, ep, kp }, chunk);
+            let result = micro::gemm_task(level, &mut a[..need], first, &micro::Job { fill, w, ep, kp }, chunk, panels);
             cell.set(a);
             result
         })
     };
-    crate::par::try_chunks(out, rows * n, parallel, task)
+    split_run(out, m, n, parallel.then_some(threads), task)
+}
+
+/// Runs `task(first_row, chunk, panels)` over an `m × n` output, on one thread (`threads` None) or
+/// split over rayon's current pool: by whole tiles of rows when there are enough rows for every
+/// thread, otherwise by weight panels (few rows, as in a token-by-token transformer: each thread
+/// then reads only its share of the weights), the tasks writing column blocks that are copied
+/// into place afterwards.
+fn split_run<O: Copy + Default + Send>(
+    out: &mut [O],
+    m: usize,
+    n: usize,
+    threads: Option<usize>,
+    task: impl Fn(usize, &mut [O], std::ops::Range<usize>) -> KResult + Sync,
+) -> KResult {
+    let panels = n.div_ceil(NR);
+    let Some(threads) = threads else {
+        return task(0, out, 0..panels);
+    };
+    let row_tiles = m.div_ceil(MR);
+    if row_tiles >= 2 * threads || panels < 2 * threads {
+        let rows = m.div_ceil(threads * 4).div_ceil(MR).max(1) * MR;
+        return crate::par::try_chunks(out, rows * n, true, |c, chunk| task(c * rows, chunk, 0..panels));
+    }
+    // Column blocks of `per` panels: block `b` holds `m` rows of its columns.
+    let per = panels.div_ceil(threads * 2);
+    let mut blocks = vec![O::default(); m * n];
+    crate::par::try_chunks(&mut blocks, m * per * NR, true, |b, chunk| {
+        task(0, chunk, b * per..((b + 1) * per).min(panels))
+    })?;
+    for (b, block) in blocks.chunks(m * per * NR).enumerate() {
+        let (c0, width) = micro::panel_columns(&(b * per..((b + 1) * per).min(panels)), n);
+        for (r, src) in block.chunks_exact(width).enumerate() {
+            out[r * n + c0..r * n + c0 + width].copy_from_slice(src);
+        }
+    }
+    Ok(())
 }
 
 thread_local! {

@@ -41,7 +41,8 @@ fn epilogue(n: usize, int8: bool, seed: u64) -> Epilogue {
 #[test]
 fn dense_matches_reference_at_every_level() {
     for level in Level::available() {
-        for &(m, k, n) in &[(1, 1, 1), (3, 7, 5), (5, 33, 17), (9, 64, 40), (2, 255, 3), (301, 300, 19)] {
+        for &(m, k, n) in &[(1, 1, 1), (3, 7, 5), (5, 33, 17), (9, 64, 40), (2, 255, 3), (301, 300, 19), (5, 256, 200)]
+        {
             for (zx, int8) in [(0, true), (-7, true), (12, false)] {
                 let x = values(m * k, (m * k) as u64);
                 let w = values(n * k, 99);
@@ -244,4 +245,57 @@ proptest! {
             prop_assert_eq!(&got, &want, "{:?}", level);
         }
     }
+}
+
+#[test]
+fn grouped_dense_matches_reference_at_every_level() {
+    for level in Level::available() {
+        for &(m, k, n, group) in &[
+            (1, 32, 1, 32),
+            (3, 64, 5, 32),
+            (5, 96, 17, 32),
+            (9, 128, 40, 64),
+            (2, 6, 3, 2),
+            (6, 256, 210, 32),
+            (40, 512, 100, 32),
+        ] {
+            let x: Vec<f32> = values(m * k, 7)
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| f32::from(v) * 0.013 + (i % 5) as f32 * 0.1)
+                .collect();
+            // int4 values (stored as nibbles), and full int8 ones when the group is 64.
+            let int4 = group != 64;
+            let w: Vec<i8> = values(n * k, 11).iter().map(|&v| if int4 { v >> 4 } else { v }).collect();
+            let groups = k / group;
+            let scales: Vec<f32> = (0..n * groups).map(|i| 0.01 + (i as f32 * 0.37).sin().abs() * 0.02).collect();
+            let bias: Vec<f32> = (0..n).map(|c| (c as f32 * 0.71).cos() * 0.5).collect();
+            let dense = QDenseGrouped::new(level, k, n, &w, group, &scales, Some(&bias), (-1.5, 2.0)).unwrap();
+            assert_eq!(dense.is_int4(), int4);
+            // The reference: ExecuTorch's per-token parameters and quantization, exact group sums.
+            let (mut xs, mut zs) = (vec![0f64; m], vec![0i64; m]);
+            crate::quantized::choose_qparams_per_token(&x, k, -128, 127, &mut xs, &mut zs).unwrap();
+            for threads in [1, 3] {
+                let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+                let mut got = vec![0f32; m * n];
+                pool.install(|| dense.run(&x, &mut got, threads)).unwrap();
+                for i in 0..m {
+                    let p = crate::quantized::QuantParams::new(xs[i], zs[i]);
+                    let q: Vec<i64> =
+                        (0..k).map(|c| crate::quantized::quantize_value(x[i * k + c], p, -128, 127) - zs[i]).collect();
+                    for j in 0..n {
+                        let mut acc = 0f32;
+                        for g in 0..groups {
+                            let s: i64 = (g * group..(g + 1) * group).map(|c| q[c] * i64::from(w[j * k + c])).sum();
+                            acc += s as f32 * scales[j * groups + g];
+                        }
+                        let want = (acc * xs[i] as f32 + bias[j]).clamp(-1.5, 2.0);
+                        assert_eq!(got[i * n + j], want, "{level:?} {m}x{k}x{n}/{group} ({i}, {j})");
+                    }
+                }
+            }
+        }
+    }
+    assert!(QDenseGrouped::new(Level::Portable, 48, 2, &[0; 96], 32, &[1.0; 4], None, (0.0, 1.0)).is_err());
+    assert!(QDenseGrouped::new(Level::Portable, 30, 2, &[0; 60], 3, &[1.0; 20], None, (0.0, 1.0)).is_err());
 }

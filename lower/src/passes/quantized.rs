@@ -14,6 +14,10 @@
 //!   linear | addmm` (dynamic int8, PT2E's `is_dynamic` configuration) becomes
 //!   [`Op::FerriteDynamicQuantizedDense`] on `x` itself: the backend chooses the parameters as
 //!   `choose_qparams` does at every call.
+//! - `choose_qparams_per_token_asymmetric(x) → quantize_per_token → dequantize_per_token →
+//!   linear | addmm` with the weight `dequantize_per_channel_group(W)` (torchao's 8da4w: int4
+//!   values in groups along each row) becomes [`Op::FerriteGroupwiseDense`] on `x` itself: the
+//!   backend quantizes each row at every call and sums each group in integers.
 //! - `add(dequantize(a), dequantize(b)) → quantize` (same shapes) becomes
 //!   [`Op::FerriteQuantizedAdd`], which computes exactly that in one pass over int8 data.
 //! - A trailing `dequantize → relu | hardtanh | clamp → quantize` with the same parameters on
@@ -375,6 +379,9 @@ fn dense(g: &mut BlobGraph, k: usize) -> Option<Vec<usize>> {
     if let Some(f) = dynamically_quantized(g, x) {
         return dynamic_dense(g, k, f, w, b, y);
     }
+    if let Some(f) = per_token_quantized(g, x) {
+        return grouped_dense(g, k, f, w, b, y);
+    }
     let (xq, xp) = dequantized(g, x)?;
     let (wq, scales) = per_channel_weight(g, w)?;
     let &[n, kk] = g.tensor(wq)?.sizes.as_slice() else { return None };
@@ -434,6 +441,101 @@ fn add(g: &mut BlobGraph, k: usize) -> Option<Vec<usize>> {
     );
     g.ops[k] = BlobOp { op: Op::FerriteQuantizedAdd, args: vec![aq, bq, quant, out, out], activation: None };
     Some(remove)
+}
+
+/// The float tensor `x` is quantized from per token: `dequantize_per_token(quantize_per_token(f,
+/// s, z), s, z)` with `(s, z) = choose_qparams_per_token_asymmetric(f)`, all int8 (torchao's 8da4w
+/// activations).
+fn per_token_quantized(g: &BlobGraph, x: usize) -> Option<usize> {
+    let dq = &g.ops[producer(g, x)?];
+    // `.out` arguments plus the returned output.
+    if dq.op != Op::DequantizePerToken || dq.args.len() != 9 || returned_count(&dq.args) != 1 {
+        return None;
+    }
+    let int8 = |op: &BlobOp, lo: usize, hi: usize, code: usize| {
+        g.int(op.args[lo]) == Some(-128)
+            && g.int(op.args[hi]) == Some(127)
+            && g.int(op.args[code]) == Some(ScalarType::Char as i64)
+    };
+    if !int8(dq, 3, 4, 5) || g.int(dq.args[6]) != Some(ScalarType::Float as i64) || dq.activation.is_some() {
+        return None;
+    }
+    let (xq, s, z) = (dq.args[0], dq.args[1], dq.args[2]);
+    let q = &g.ops[producer(g, xq)?];
+    if q.op != Op::QuantizePerToken || q.args.len() != 8 || !int8(q, 3, 4, 5) || q.args[1] != s || q.args[2] != z {
+        return None;
+    }
+    let f = q.args[0];
+    let c = &g.ops[producer(g, s)?];
+    if c.op != Op::ChooseQparamsPerTokenAsymmetric || c.args.len() != 5 || c.args[0] != f {
+        return None;
+    }
+    if g.int(c.args[1]) != Some(ScalarType::Char as i64) || c.args[2] != s || c.args[3] != z {
+        return None;
+    }
+    (dtype(g, f) == Some(ScalarType::Float) && dtype(g, x) == Some(ScalarType::Float)).then_some(f)
+}
+
+/// A symmetric weight quantized in groups along its rows: `dequantize_per_channel_group.out`
+/// (`(W, scales, zero_points, min, max, dtype, group_size, output_dtype, out, out)`) of a 2-D
+/// int8 constant, f32 scales, zero points absent or zero, an even group size dividing the row.
+/// Returns the int8 constant, the scales (`[N, K / group]`) and the group size.
+fn groupwise_weight(g: &BlobGraph, w: usize) -> Option<(usize, Vec<f64>, usize)> {
+    let op = &g.ops[producer(g, w)?];
+    if op.op != Op::DequantizePerChannelGroup || op.args.len() != 10 || returned_count(&op.args) != 1 {
+        return None;
+    }
+    let a = &op.args;
+    let wt = g.tensor(a[0])?;
+    let &[n, k] = wt.sizes.as_slice() else { return None };
+    if wt.dtype != ScalarType::Char || wt.constant.is_none() || n == 0 || k == 0 {
+        return None;
+    }
+    let (min, max) = (g.int(a[3])?, g.int(a[4])?);
+    if g.int(a[5])? != ScalarType::Char as i64 || !(-128 <= min && min <= max && max <= 127) {
+        return None;
+    }
+    if g.int(a[7])? != ScalarType::Float as i64
+        || dtype(g, w)? != ScalarType::Float
+        || dtype(g, a[1])? != ScalarType::Float
+    {
+        return None;
+    }
+    let scales = constant_numbers(g, a[1])?;
+    let mut group = usize::try_from(g.int(a[6])?).ok()?;
+    // PyTorch's single-column case: one scale per row and a group wider than the row.
+    if group > k && scales.len() == n {
+        group = k;
+    }
+    if group < 2 || !group.is_multiple_of(2) || !k.is_multiple_of(group) || scales.len() != n * (k / group) {
+        return None;
+    }
+    if !scales.iter().all(|s| s.is_finite()) || !all_zero(g, a[2]) {
+        return None;
+    }
+    Some((a[0], scales, group))
+}
+
+/// Rewrites dense layer `k` whose input is quantized per token from `f` and whose weight is
+/// groupwise into [`Op::FerriteGroupwiseDense`].
+fn grouped_dense(g: &mut BlobGraph, k: usize, f: usize, w: usize, b: usize, y: usize) -> Option<Vec<usize>> {
+    let op = g.ops[k].clone();
+    let (wq, scales, group) = groupwise_weight(g, w)?;
+    let &[n, kk] = g.tensor(wq)?.sizes.as_slice() else { return None };
+    if g.tensor(f)?.sizes.last() != Some(&kk) || kk > ferrite_kernels::int8::MAX_K || !bias_ok(g, b, n) {
+        return None;
+    }
+    if op.op == Op::Addmm && !g.tensor(b).is_some_and(|t| matches!(t.sizes.as_slice(), [m] | [1, m] if *m == n)) {
+        return None;
+    }
+    let yt = g.tensor(y)?;
+    if yt.dtype != ScalarType::Float || yt.sizes.last() != Some(&n) {
+        return None;
+    }
+    let ws = push_f32_constant(g, &scales);
+    let gs = push(g, BlobValue::Int(group as i64));
+    g.ops[k] = BlobOp { op: Op::FerriteGroupwiseDense, args: vec![f, wq, b, ws, gs, y, y], activation: op.activation };
+    Some(Vec::new())
 }
 
 /// Rewrites dense layer `k` whose input is dynamically quantized from `f`.

@@ -3,7 +3,7 @@
 //! (`ferrite_kernels::int8`) built with their weights packed.
 
 use ferrite_blob::{returned_count, BlobGraph, BlobOp, BlobValue};
-use ferrite_kernels::int8::{AddParams, Epilogue, QConv2d, QDense, QDenseDynamic};
+use ferrite_kernels::int8::{AddParams, Epilogue, QConv2d, QDense, QDenseDynamic, QDenseGrouped};
 use ferrite_kernels::nhwc::Conv2dGeometry;
 use ferrite_kernels::simd::Level;
 use ferrite_op_support::Op;
@@ -18,6 +18,7 @@ pub(super) enum Int8Kernel {
     Conv { conv: Box<QConv2d>, input: usize, output: usize },
     Dense { dense: Box<QDense>, input: usize, output: usize, float_out: bool },
     Dynamic { dense: Box<QDenseDynamic>, input: usize, output: usize },
+    Grouped { dense: Box<QDenseGrouped>, input: usize, output: usize },
     Add { params: AddParams, a: usize, b: usize, output: usize },
 }
 
@@ -201,6 +202,48 @@ pub(super) fn dynamic_dense(graph: &BlobGraph, op: &BlobOp, level: Level) -> Res
     let dense = QDenseDynamic::new(level, k, n, &weight, &scales, bias.as_deref(), clamp)?;
     tracing::debug!(target: "ferrite::backend", k, n, level = level.name(), "packed a dynamic int8 dense layer");
     Ok(Int8Kernel::Dynamic { dense: Box::new(dense), input: a[0], output: a[4] })
+}
+
+/// Builds the groupwise-weight dense layer of `op` (per-token dynamic activations).
+pub(super) fn grouped_dense(graph: &BlobGraph, op: &BlobOp, level: Level) -> Result<Int8Kernel> {
+    let bad = |m: &str| err(format!("{}: {m}", Op::FerriteGroupwiseDense));
+    let a = &op.args;
+    if a.len() != 7 || returned_count(a) != 1 {
+        return Err(bad("expects (x, weight, bias, weight_scales, group_size, out, out)"));
+    }
+    let float = |v: usize, what: &str| {
+        graph
+            .tensor(v)
+            .filter(|t| t.dtype == ScalarType::Float)
+            .ok_or_else(|| bad(&format!("{what} must be an f32 tensor")))
+    };
+    let (x, out) = (float(a[0], "input")?, float(a[5], "output")?);
+    let (weight, wsizes) = constant_i8(graph, a[1]).ok_or_else(|| bad("weight must be an int8 constant"))?;
+    let &[n, k] = wsizes.as_slice() else { return Err(bad("weight must be [N, K]")) };
+    if !super::rows_fit(&x.sizes, &out.sizes, k, n) {
+        return Err(bad(&format!("input {:?} and output {:?} do not fit a {n} × {k} weight", x.sizes, out.sizes)));
+    }
+    let group = match graph.values.get(a[4]) {
+        Some(BlobValue::Int(g)) => usize::try_from(*g).ok().filter(|&g| g >= 2 && g % 2 == 0 && k % g == 0),
+        _ => None,
+    }
+    .ok_or_else(|| bad(&format!("group_size must be an even int dividing K = {k}")))?;
+    let groups = k / group;
+    let scales = super::constant_f32(graph, a[3])
+        .filter(|s| s.len() == n * groups)
+        .ok_or_else(|| bad(&format!("weight scales must be a constant of {n} × {groups} f32")))?;
+    let bias = match graph.values.get(a[2]) {
+        Some(BlobValue::None) => None,
+        _ => Some(
+            super::constant_f32(graph, a[2])
+                .filter(|b| b.len() == n)
+                .ok_or_else(|| bad(&format!("bias must be None or a constant of {n} f32")))?,
+        ),
+    };
+    let clamp = op.activation.unwrap_or((f32::NEG_INFINITY, f32::INFINITY));
+    let dense = QDenseGrouped::new(level, k, n, &weight, group, &scales, bias.as_deref(), clamp)?;
+    tracing::debug!(target: "ferrite::backend", k, n, group, level = level.name(), "packed a groupwise dense layer");
+    Ok(Int8Kernel::Grouped { dense: Box::new(dense), input: a[0], output: a[5] })
 }
 
 /// Checks the int8 addition of `op`.

@@ -74,7 +74,7 @@ fn packed_arguments(op: Op) -> &'static [usize] {
     match op {
         Op::FerriteConvolutionNhwc | Op::FerriteDense => &[1, 2],
         Op::FerriteQuantizedConvolutionNhwc => &[1, 2, 9],
-        Op::FerriteQuantizedDense | Op::FerriteDynamicQuantizedDense => &[1, 2, 3],
+        Op::FerriteQuantizedDense | Op::FerriteDynamicQuantizedDense | Op::FerriteGroupwiseDense => &[1, 2, 3],
         _ => &[],
     }
 }
@@ -244,6 +244,11 @@ impl Compiled {
                 }
                 Op::FerriteDynamicQuantizedDense => {
                     let kernel = int8::dynamic_dense(graph, op, level).map_err(|e| err(format!("op {k}: {e}")))?;
+                    resolved.push(Kernel::Int8(kernel));
+                    continue;
+                }
+                Op::FerriteGroupwiseDense => {
+                    let kernel = int8::grouped_dense(graph, op, level).map_err(|e| err(format!("op {k}: {e}")))?;
                     resolved.push(Kernel::Int8(kernel));
                     continue;
                 }
@@ -508,6 +513,12 @@ impl Delegate for Compiled {
                         })
                     }
                     Kernel::Int8(Int8Kernel::Dynamic { dense, input, output }) => {
+                        inner_env.run(&[*input], &[*output], |ins, outs| {
+                            dense.run(ins[0].typed::<f32>()?, outs[0].typed::<f32>()?, threads)?;
+                            Ok(true)
+                        })
+                    }
+                    Kernel::Int8(Int8Kernel::Grouped { dense, input, output }) => {
                         inner_env.run(&[*input], &[*output], |ins, outs| {
                             dense.run(ins[0].typed::<f32>()?, outs[0].typed::<f32>()?, threads)?;
                             Ok(true)
