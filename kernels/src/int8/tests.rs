@@ -155,6 +155,9 @@ fn convolutions_match_reference_at_every_level() {
         geometry(1, [6, 6], (5, 9, 1), [3, 2], [1, 2], [2, 1], [2, 1]),  // odd kernel, dilation
         geometry(1, [9, 7], (24, 24, 24), [3, 3], [1, 1], [1, 1], [1, 1]), // depthwise
         geometry(2, [8, 8], (19, 19, 19), [3, 3], [2, 2], [1, 1], [1, 1]), // depthwise, stride 2
+        geometry(1, [7, 6], (32, 32, 32), [5, 5], [1, 1], [2, 2], [2, 1]), // depthwise 5 × 5, dilated
+        geometry(2, [5, 9], (48, 48, 48), [2, 2], [2, 1], [0, 1], [1, 1]), // depthwise, even taps
+        geometry(1, [1, 11], (40, 40, 40), [1, 3], [1, 2], [0, 1], [1, 1]), // depthwise 1-D
         geometry(1, [1, 12], (4, 6, 1), [1, 3], [1, 1], [0, 1], [1, 1]), // 1-D
     ];
     for level in Level::available() {
