@@ -96,6 +96,10 @@ enum Command {
         /// quantized programs and `fast` otherwise (auto), or one of them everywhere.
         #[arg(long, value_enum, default_value_t = AccumulationArg::Auto)]
         accumulation: AccumulationArg,
+        /// Refuse to load a method whose buffers would take more memory than this (bytes, or
+        /// with a K, M, G or T suffix; default: the machine's physical memory).
+        #[arg(long)]
+        memory_limit: Option<String>,
     },
     /// Measure load time and execution latency of a method.
     Bench {
@@ -122,6 +126,9 @@ enum Command {
         /// How convolutions and matrix products sum (see `ferrite run --help`).
         #[arg(long, value_enum, default_value_t = AccumulationArg::Auto)]
         accumulation: AccumulationArg,
+        /// The memory limit (see `ferrite run --help`).
+        #[arg(long)]
+        memory_limit: Option<String>,
     },
     /// Lower a program for Ferrite's backend: supported subgraphs become FerriteBackend delegates.
     Lower {
@@ -207,12 +214,40 @@ impl From<AccumulationArg> for Accumulation {
     }
 }
 
-fn runtime(threads: Option<usize>) -> Result<Runtime, Error> {
+fn runtime(threads: Option<usize>, memory_limit: Option<&str>) -> Result<Runtime, Error> {
     let threads = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
     if threads == 0 || threads > 1024 {
         return Err(Error::Usage(format!("--threads {threads} must be between 1 and 1024")));
     }
-    Ok(Runtime::new().with_threads(threads)?)
+    let mut rt = Runtime::new().with_threads(threads)?;
+    if let Some(text) = memory_limit {
+        rt = rt.with_memory_limit(parse_bytes(text)?);
+    }
+    Ok(rt)
+}
+
+/// A byte count: digits, optionally followed by K, M, G or T (powers of 1024).
+fn parse_bytes(text: &str) -> Result<u64, Error> {
+    let t = text.trim();
+    let (digits, shift) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let shift = match c.to_ascii_uppercase() {
+                'K' => 10,
+                'M' => 20,
+                'G' => 30,
+                'T' => 40,
+                _ => return Err(Error::Usage(format!("--memory-limit {text:?}: the suffix must be K, M, G or T"))),
+            };
+            (&t[..i], shift)
+        }
+        _ => (t, 0),
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(1u64 << shift))
+        .filter(|&n| n > 0)
+        .ok_or_else(|| Error::Usage(format!("--memory-limit {text:?} is not a positive byte count (e.g. 512M, 8G)")))
 }
 
 fn partitioner_config(
@@ -268,13 +303,15 @@ fn run(cli: Cli) -> Result<(), Error> {
                 emit(&format!("{}\n{summary}", model.display()))
             }
         }
-        Command::Run { model, method, inputs, output_dir, threads, repeat, accumulation } => {
+        Command::Run { model, method, inputs, output_dir, threads, repeat, accumulation, memory_limit } => {
             if repeat == 0 {
                 return Err(Error::Usage("--repeat must be at least 1".into()));
             }
             let program = ferrite::load(&model)?;
             let inputs = inputs_for(&program, &method, &inputs)?;
-            let mut m = runtime(threads)?.with_accumulation(accumulation.into()).load_method(&program, &method)?;
+            let mut m = runtime(threads, memory_limit.as_deref())?
+                .with_accumulation(accumulation.into())
+                .load_method(&program, &method)?;
             let mut outputs = Vec::new();
             for _ in 0..repeat {
                 outputs = m.run(&inputs)?;
@@ -289,11 +326,11 @@ fn run(cli: Cli) -> Result<(), Error> {
             }
             emit(&text)
         }
-        Command::Bench { model, method, inputs, threads, warmup, iters, json, accumulation } => {
+        Command::Bench { model, method, inputs, threads, warmup, iters, json, accumulation, memory_limit } => {
             if iters == 0 {
                 return Err(Error::Usage("--iters must be at least 1".into()));
             }
-            let rt = runtime(threads)?.with_accumulation(accumulation.into());
+            let rt = runtime(threads, memory_limit.as_deref())?.with_accumulation(accumulation.into());
             let t0 = Instant::now();
             let program = ferrite::load(&model)?;
             let mut m = rt.load_method(&program, &method)?;
@@ -401,7 +438,7 @@ fn run(cli: Cli) -> Result<(), Error> {
                 emit(&format!("{}delegated share: {:.1}%\n", result.report, 100.0 * result.report.delegated_share()))
             }
         }
-        Command::Demo { threads } => emit(&demo::run(runtime(Some(threads))?)?),
+        Command::Demo { threads } => emit(&demo::run(runtime(Some(threads), None)?)?),
     }
 }
 

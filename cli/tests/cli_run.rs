@@ -145,6 +145,9 @@ fn run_rejects_bad_inputs() {
     // Bad flags.
     assert_fails_with(&ferrite().arg("run").arg(&mlp).args(["--threads", "0"]).output().expect("run"), "C001");
     assert_fails_with(&ferrite().arg("run").arg(&mlp).args(["--repeat", "0"]).output().expect("run"), "C001");
+    assert_fails_with(&ferrite().arg("run").arg(&mlp).args(["--memory-limit", "8Q"]).output().expect("run"), "C001");
+    // A memory plan over the limit: refused before allocating.
+    assert_fails_with(&ferrite().arg("run").arg(&mlp).args(["--memory-limit", "16"]).output().expect("run"), "R040");
     // Not a program.
     assert_fails_with(&ferrite().arg("run").arg(&x).output().expect("run"), "P003");
     std::fs::remove_dir_all(dir).ok();

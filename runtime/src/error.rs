@@ -108,6 +108,17 @@ pub enum RuntimeError {
     /// A feature the runtime does not support yet.
     #[error("unsupported: {0}")]
     Unsupported(String),
+    /// Loading would allocate more memory than the runtime's limit allows (a program or blob
+    /// declaring huge buffers); nothing was allocated.
+    #[error("{what}: {needed} bytes needed, more than the memory limit of {limit} bytes")]
+    MemoryLimit {
+        /// What would have been allocated.
+        what: String,
+        /// Bytes it needs.
+        needed: u64,
+        /// The runtime's limit.
+        limit: u64,
+    },
     /// An `.npy` file is unreadable or invalid.
     #[error("{path}: {reason}")]
     Npy {
@@ -193,6 +204,11 @@ impl RuntimeError {
                 source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
             },
             RuntimeError::Npy { path: "x.npy".into(), reason: "Fortran-order arrays are not supported".into() },
+            RuntimeError::MemoryLimit {
+                what: "method \"forward\": memory-planned buffers".into(),
+                needed: 618_475_299_840,
+                limit: 16_777_216_000,
+            },
         ]
     }
 
@@ -211,6 +227,7 @@ impl RuntimeError {
             RuntimeError::Kernel { .. } => "R020",
             RuntimeError::Invalid(_) => "R021",
             RuntimeError::Unsupported(_) => "R030",
+            RuntimeError::MemoryLimit { .. } => "R040",
             RuntimeError::Write { .. } => "C002",
             RuntimeError::Npy { .. } => "C003",
         }
@@ -231,6 +248,7 @@ impl RuntimeError {
             RuntimeError::Kernel { .. } => "a kernel failed",
             RuntimeError::Invalid(_) => "invalid value",
             RuntimeError::Unsupported(_) => "unsupported feature",
+            RuntimeError::MemoryLimit { .. } => "over the memory limit",
             RuntimeError::Write { .. } => "an output could not be written",
             RuntimeError::Npy { .. } => "an `.npy` file could not be read",
         }
@@ -256,6 +274,9 @@ impl RuntimeError {
                 "the program computes something its own metadata does not allow (e.g. a dynamic shape beyond its bound); check the inputs, then report it with the file"
             }
             RuntimeError::Unsupported(_) => "open an issue with the program; meanwhile re-export without the feature",
+            RuntimeError::MemoryLimit { .. } => {
+                "a valid program this large needs a bigger limit (`Runtime::with_memory_limit`, `--memory-limit`); a small model declaring this much is damaged or malicious: re-export it"
+            }
             RuntimeError::Write { .. } => "check that the directory exists and is writable",
             RuntimeError::Npy { .. } => {
                 "pass a C-order `.npy` of a numeric or bool dtype, e.g. saved with `np.save(path, np.ascontiguousarray(x))`"

@@ -57,6 +57,7 @@ pub struct Runtime {
     pool: Option<Arc<rayon::ThreadPool>>,
     accumulation: Accumulation,
     level: Level,
+    memory_limit: u64,
 }
 
 impl Default for Runtime {
@@ -79,7 +80,21 @@ impl Runtime {
             pool: None,
             accumulation: Accumulation::Auto,
             level: Level::detect(),
+            memory_limit: crate::tensor::physical_memory(),
         }
+    }
+
+    /// Refuses to load a method whose memory plan, or a delegate whose buffers, would take more
+    /// than `bytes` ([`RuntimeError::MemoryLimit`], before anything is allocated). The default is
+    /// the machine's physical memory.
+    pub fn with_memory_limit(mut self, bytes: u64) -> Self {
+        self.memory_limit = bytes;
+        self
+    }
+
+    /// The memory limit ([`Runtime::with_memory_limit`]).
+    pub fn memory_limit(&self) -> u64 {
+        self.memory_limit
     }
 
     /// Runs the kernels at SIMD `level` instead of the detected one (for tests and for comparing
@@ -157,9 +172,23 @@ impl Runtime {
         let _span = tracing::debug_span!("method.load", method = name).entered();
         let plan = &program.def().plans[plan_index];
         let steps = resolve_steps(plan, &self.kernels)?;
-        let delegates = init_delegates(plan, program, &self.backends, &self.kernels, self.level)?;
-        let arenas: Vec<AlignedBuf> =
-            plan.non_const_buffer_sizes.iter().map(|&s| AlignedBuf::zeroed(s as usize)).collect();
+        // The memory plan's arenas, checked against the limit before anything is allocated.
+        let planned = plan.non_const_buffer_sizes.iter().try_fold(0u64, |sum, &s| sum.checked_add(s));
+        let over = |needed: u64| RuntimeError::MemoryLimit {
+            what: format!("method {name:?}: memory-planned buffers"),
+            needed,
+            limit: self.memory_limit,
+        };
+        match planned {
+            Some(total) if total <= self.memory_limit => {}
+            total => return Err(over(total.unwrap_or(u64::MAX))),
+        }
+        let delegates = init_delegates(plan, program, &self.backends, &self.kernels, self.level, self.memory_limit)?;
+        let arenas: Vec<AlignedBuf> = plan
+            .non_const_buffer_sizes
+            .iter()
+            .map(|&s| usize::try_from(s).ok().and_then(AlignedBuf::try_zeroed).ok_or_else(|| over(s)))
+            .collect::<Result<_>>()?;
         let mut method = Method {
             program: Arc::clone(program),
             name: name.to_string(),
@@ -237,6 +266,7 @@ fn init_delegates(
     backends: &BackendRegistry,
     kernels: &KernelRegistry,
     level: Level,
+    memory_limit: u64,
 ) -> Result<Vec<Box<dyn Delegate>>> {
     plan.delegates
         .iter()
@@ -249,7 +279,14 @@ fn init_delegates(
                 registered: backends.ids(),
             })?;
             let processed = program.delegate_data(d).unwrap_or(&[]);
-            backend.init(BackendInit { processed, compile_specs: &d.compile_specs, program, kernels, level })
+            backend.init(BackendInit {
+                processed,
+                compile_specs: &d.compile_specs,
+                program,
+                kernels,
+                level,
+                memory_limit,
+            })
         })
         .collect()
 }

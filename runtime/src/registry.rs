@@ -75,6 +75,9 @@ pub struct BackendInit<'a> {
     pub kernels: &'a KernelRegistry,
     /// The SIMD level the runtime runs at.
     pub level: Level,
+    /// Bytes the delegate may allocate for its buffers ([`crate::Runtime::with_memory_limit`]);
+    /// a backend refuses to initialise beyond it, before allocating.
+    pub memory_limit: u64,
 }
 
 /// A backend: turns a delegate's processed blob into something executable.

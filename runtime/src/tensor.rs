@@ -25,6 +25,14 @@ impl AlignedBuf {
         AlignedBuf { words: vec![0u128; len.div_ceil(16)], len }
     }
 
+    /// `len` zero bytes, or `None` when the allocator cannot give them (instead of aborting).
+    pub fn try_zeroed(len: usize) -> Option<Self> {
+        let mut words = Vec::new();
+        words.try_reserve_exact(len.div_ceil(16)).ok()?;
+        words.resize(len.div_ceil(16), 0u128);
+        Some(AlignedBuf { words, len })
+    }
+
     /// A copy of `bytes`.
     pub fn from_bytes(bytes: &[u8]) -> Self {
         let mut b = Self::zeroed(bytes.len());
@@ -121,6 +129,19 @@ pub fn numel(sizes: &[usize]) -> Result<usize> {
         .iter()
         .try_fold(1usize, |a, &d| a.checked_mul(d))
         .ok_or_else(|| RuntimeError::Invalid(format!("shape {sizes:?} overflows")))
+}
+
+/// The machine's physical memory in bytes (Linux: `MemTotal` of `/proc/meminfo`), or `u64::MAX`
+/// where it cannot be read: the default memory limit.
+pub fn physical_memory() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+            let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            kb.checked_mul(1024)
+        })
+        .unwrap_or(u64::MAX)
 }
 
 /// Byte size of a tensor of `dtype` and `sizes` (overflow-checked).

@@ -52,7 +52,7 @@ impl Backend for FerriteBackend {
     fn init(&self, init: BackendInit<'_>) -> Result<Box<dyn Delegate>> {
         let _span = tracing::debug_span!("ferrite_backend.init", bytes = init.processed.len()).entered();
         let graph = BlobGraph::decode(init.processed).map_err(|e| err(e.to_string()))?;
-        Ok(Box::new(Compiled::new(&graph, init.kernels, init.level)?))
+        Ok(Box::new(Compiled::new(&graph, init.kernels, init.level, init.memory_limit)?))
     }
 }
 
@@ -76,6 +76,23 @@ fn packed_arguments(op: Op) -> &'static [usize] {
         Op::FerriteQuantizedConvolutionNhwc => &[1, 2, 9],
         Op::FerriteQuantizedDense | Op::FerriteDynamicQuantizedDense | Op::FerriteGroupwiseDense => &[1, 2, 3],
         _ => &[],
+    }
+}
+
+/// A buffer of the backend's memory plan before allocation.
+enum Planned {
+    /// A constant's bytes, copied from the blob.
+    Data(AlignedBuf),
+    /// Zeroed scratch of this many bytes, allocated once the plan fits the memory limit.
+    Zeroed(usize),
+}
+
+impl Planned {
+    fn len(&self) -> usize {
+        match self {
+            Planned::Data(b) => b.len(),
+            Planned::Zeroed(n) => *n,
+        }
     }
 }
 
@@ -214,7 +231,7 @@ struct Compiled {
 }
 
 impl Compiled {
-    fn new(graph: &BlobGraph, kernels: &KernelRegistry, level: Level) -> Result<Self> {
+    fn new(graph: &BlobGraph, kernels: &KernelRegistry, level: Level, memory_limit: u64) -> Result<Self> {
         // Resolve kernels first: a blob naming an operator this runtime lacks fails at init.
         let mut missing = Vec::new();
         let mut resolved = Vec::with_capacity(graph.ops.len());
@@ -320,7 +337,9 @@ impl Compiled {
         for &v in graph.inputs.iter().chain(&graph.outputs) {
             packed_away[v] = false;
         }
-        let mut owned: Vec<AlignedBuf> = Vec::new();
+        // Buffers are planned first (constants copied, the rest by size) and allocated only once
+        // their total is known to fit the memory limit: sizes come from the blob, which may lie.
+        let mut owned: Vec<Planned> = Vec::new();
         let mut buffer_of: Vec<Option<usize>> = vec![None; n];
         for (v, val) in graph.values.iter().enumerate() {
             if let BlobValue::Tensor(t) = val {
@@ -329,7 +348,7 @@ impl Compiled {
                 }
                 if let Some(c) = t.constant {
                     let data = graph.constants.get(c).ok_or_else(|| err(format!("constant {c} missing")))?;
-                    owned.push(AlignedBuf::from_bytes(data));
+                    owned.push(Planned::Data(AlignedBuf::from_bytes(data)));
                     buffer_of[v] = Some(owned.len() - 1);
                 }
             }
@@ -343,7 +362,7 @@ impl Compiled {
         for v in order {
             if first[v] == usize::MAX && last[v] == 0 {
                 // Never used by any op: still give it memory (it may be an output).
-                owned.push(AlignedBuf::zeroed(need[v]));
+                owned.push(Planned::Zeroed(need[v]));
                 buffer_of[v] = Some(owned.len() - 1);
                 continue;
             }
@@ -367,7 +386,7 @@ impl Compiled {
             let b = match fit {
                 Some(i) => pool.swap_remove(i),
                 None => {
-                    owned.push(AlignedBuf::zeroed(need[v]));
+                    owned.push(Planned::Zeroed(need[v]));
                     owned.len() - 1
                 }
             };
@@ -435,6 +454,23 @@ impl Compiled {
             };
             steps.push(Step { kernel, op: op.op, args: op.args.clone(), clamp });
         }
+        let total = owned.iter().try_fold(0u64, |sum, b| sum.checked_add(b.len() as u64));
+        let over = |needed: u64| RuntimeError::MemoryLimit {
+            what: format!("the {BACKEND_ID} delegate's buffers"),
+            needed,
+            limit: memory_limit,
+        };
+        match total {
+            Some(t) if t <= memory_limit => {}
+            t => return Err(over(t.unwrap_or(u64::MAX))),
+        }
+        let owned = owned
+            .into_iter()
+            .map(|b| match b {
+                Planned::Data(buf) => Ok(buf),
+                Planned::Zeroed(len) => AlignedBuf::try_zeroed(len).ok_or_else(|| over(len as u64)),
+            })
+            .collect::<Result<Vec<_>>>()?;
         Ok(Compiled { values, owned, steps, inputs: graph.inputs.clone(), outputs: graph.outputs.clone(), level })
     }
 }
@@ -599,7 +635,8 @@ mod tests {
 
     #[test]
     fn a_well_formed_nhwc_convolution_initialises_and_drops_its_constants() {
-        let c = Compiled::new(&conv_graph(), &crate::ops::portable_kernels(), Level::detect()).expect("initialises");
+        let c = Compiled::new(&conv_graph(), &crate::ops::portable_kernels(), Level::detect(), u64::MAX)
+            .expect("initialises");
         assert!(matches!(c.steps[0].kernel, Kernel::Conv { .. }));
         // Weight and bias were packed away: no buffers for them.
         assert!(matches!(c.values[1], RValue::None) && matches!(c.values[2], RValue::None));
@@ -624,30 +661,61 @@ mod tests {
         for (what, mutate) in cases {
             let mut g = conv_graph();
             mutate(&mut g);
-            assert!(Compiled::new(&g, &crate::ops::portable_kernels(), Level::detect()).is_err(), "{what}");
+            assert!(Compiled::new(&g, &crate::ops::portable_kernels(), Level::detect(), u64::MAX).is_err(), "{what}");
         }
         // The same for the dense layer.
         let mut g = conv_graph();
         g.ops[0] = BlobOp { op: Op::FerriteDense, args: vec![0, 1, 2, 9, 9], activation: None };
         assert!(
-            Compiled::new(&g, &crate::ops::portable_kernels(), Level::detect()).is_err(),
+            Compiled::new(&g, &crate::ops::portable_kernels(), Level::detect(), u64::MAX).is_err(),
             "dense with a 4-D weight"
         );
         g.values[1] = tensor(&[2, 3], Some(0));
         g.values[0] = tensor(&[4, 2], None);
         g.values[9] = tensor(&[4, 3], None);
-        assert!(Compiled::new(&g, &crate::ops::portable_kernels(), Level::detect()).is_ok(), "a valid dense layer");
+        assert!(
+            Compiled::new(&g, &crate::ops::portable_kernels(), Level::detect(), u64::MAX).is_ok(),
+            "a valid dense layer"
+        );
         g.values[9] = tensor(&[4, 4], None);
         assert!(
-            Compiled::new(&g, &crate::ops::portable_kernels(), Level::detect()).is_err(),
+            Compiled::new(&g, &crate::ops::portable_kernels(), Level::detect(), u64::MAX).is_err(),
             "dense output of the wrong size"
         );
         // A pooling whose output does not match its input.
         let mut g = conv_graph();
         g.ops[0] = BlobOp { op: Op::FerriteMaxPool2dNhwc, args: vec![0, 3, 3, 4, 5, 6, 8, 9, 9], activation: None };
-        let Err(e) = Compiled::new(&g, &crate::ops::portable_kernels(), Level::detect()) else {
+        let Err(e) = Compiled::new(&g, &crate::ops::portable_kernels(), Level::detect(), u64::MAX) else {
             panic!("a bad pooling was accepted")
         };
         assert!(e.to_string().contains("valid pooling"), "{e}");
+    }
+
+    #[test]
+    fn declared_sizes_beyond_the_memory_limit_are_refused_before_allocating() {
+        let kernels = crate::ops::portable_kernels();
+        // The plan needs the input and output buffers (32 + 48 bytes): a smaller limit refuses it.
+        let Err(e) = Compiled::new(&conv_graph(), &kernels, Level::detect(), 64) else { panic!("over the limit") };
+        assert_eq!(e.code(), "R040", "{e}");
+        assert!(Compiled::new(&conv_graph(), &kernels, Level::detect(), 1 << 20).is_ok());
+        // A flipped size (2^50 floats, as a damaged blob may declare): refused at any limit the
+        // machine can give — counted against the limit, or refused by the allocator.
+        for limit in [crate::tensor::physical_memory(), u64::MAX] {
+            let mut g = conv_graph();
+            g.values.push(tensor(&[1 << 30, 1 << 20], None));
+            let Err(e) = Compiled::new(&g, &kernels, Level::detect(), limit) else { panic!("2^52 bytes accepted") };
+            assert_eq!(e.code(), "R040", "{e}");
+        }
+    }
+
+    #[test]
+    fn a_method_plan_beyond_the_memory_limit_is_refused() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/mlp/portable.pte");
+        let program = std::sync::Arc::new(ferrite_program::Program::read(&path).expect("fixture"));
+        let Err(e) = crate::Runtime::new().with_memory_limit(8).load_method(&program, "forward") else {
+            panic!("a plan over 8 bytes was accepted")
+        };
+        assert_eq!(e.code(), "R040", "{e}");
+        assert!(crate::Runtime::new().with_memory_limit(1 << 30).load_method(&program, "forward").is_ok());
     }
 }
