@@ -521,27 +521,17 @@ fn groupwise_weight(g: &BlobGraph, w: usize) -> Option<(usize, Vec<f64>, usize)>
 fn grouped_dense(g: &mut BlobGraph, k: usize, f: usize, w: usize, b: usize, y: usize) -> Option<Vec<usize>> {
     let op = g.ops[k].clone();
     let (wq, scales, group) = groupwise_weight(g, w)?;
-    let &[n, kk] = g.tensor(wq)?.sizes.as_slice() else { return None };
-    if g.tensor(f)?.sizes.last() != Some(&kk) || kk > ferrite_kernels::int8::MAX_K || !bias_ok(g, b, n) {
-        return None;
-    }
-    if op.op == Op::Addmm && !g.tensor(b).is_some_and(|t| matches!(t.sizes.as_slice(), [m] | [1, m] if *m == n)) {
-        return None;
-    }
-    let yt = g.tensor(y)?;
-    if yt.dtype != ScalarType::Float || yt.sizes.last() != Some(&n) {
-        return None;
-    }
+    float_rows_fit(g, &op, f, wq, b, y)?;
     let ws = push_f32_constant(g, &scales);
     let gs = push(g, BlobValue::Int(group as i64));
     g.ops[k] = BlobOp { op: Op::FerriteGroupwiseDense, args: vec![f, wq, b, ws, gs, y, y], activation: op.activation };
     Some(Vec::new())
 }
 
-/// Rewrites dense layer `k` whose input is dynamically quantized from `f`.
-fn dynamic_dense(g: &mut BlobGraph, k: usize, f: usize, w: usize, b: usize, y: usize) -> Option<Vec<usize>> {
-    let op = g.ops[k].clone();
-    let (wq, scales) = per_channel_weight(g, w)?;
+/// What a dense layer `op` quantizing its f32 input `f` at run time needs of its int8 weight `wq`
+/// (`[N, K]`), bias `b` and output `y`: rows of `K` in, a bias of `N` (an `addmm`'s as `[N]` or
+/// `[1, N]`), f32 rows of `N` out.
+fn float_rows_fit(g: &BlobGraph, op: &BlobOp, f: usize, wq: usize, b: usize, y: usize) -> Option<()> {
     let &[n, kk] = g.tensor(wq)?.sizes.as_slice() else { return None };
     if g.tensor(f)?.sizes.last() != Some(&kk) || kk > ferrite_kernels::int8::MAX_K || !bias_ok(g, b, n) {
         return None;
@@ -550,9 +540,14 @@ fn dynamic_dense(g: &mut BlobGraph, k: usize, f: usize, w: usize, b: usize, y: u
         return None;
     }
     let yt = g.tensor(y)?;
-    if yt.dtype != ScalarType::Float || yt.sizes.last() != Some(&n) {
-        return None;
-    }
+    (yt.dtype == ScalarType::Float && yt.sizes.last() == Some(&n)).then_some(())
+}
+
+/// Rewrites dense layer `k` whose input is dynamically quantized from `f`.
+fn dynamic_dense(g: &mut BlobGraph, k: usize, f: usize, w: usize, b: usize, y: usize) -> Option<Vec<usize>> {
+    let op = g.ops[k].clone();
+    let (wq, scales) = per_channel_weight(g, w)?;
+    float_rows_fit(g, &op, f, wq, b, y)?;
     let ws = push_f32_constant(g, &scales);
     g.ops[k] =
         BlobOp { op: Op::FerriteDynamicQuantizedDense, args: vec![f, wq, b, ws, y, y], activation: op.activation };
