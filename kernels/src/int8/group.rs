@@ -14,9 +14,6 @@ use crate::simd::Level;
 use crate::{KResult, KernelError};
 use std::ops::Range;
 
-/// Products below this many multiply-adds stay on one thread.
-const PAR_MIN_MACS: usize = 1 << 16;
-
 /// Packed groupwise weights: [`PackedQ`]'s order (panels of [`NR`] columns, steps of `i16`
 /// pairs), stored as `i16` or, when every value fits four bits, as nibbles — a quarter of the
 /// bytes to read, which is what bounds a product over few rows (a transformer generating token by
@@ -204,7 +201,7 @@ impl QDenseGrouped {
             clamp: self.clamp,
         };
         let macs = m.saturating_mul(k).saturating_mul(n);
-        let parallel = threads > 1 && macs >= PAR_MIN_MACS;
+        let parallel = threads > 1 && macs >= super::PAR_MIN_MACS;
         let need = micro::block_rows(k) * k;
         let level = self.level;
         super::split_run(out, m, n, parallel.then_some(threads), |first, chunk, panels| {
