@@ -15,6 +15,7 @@
 //!   off at `6.1e-5f`.
 
 use crate::num::{DType, Element, Float, Integer};
+use crate::simd::Level;
 use crate::{KResult, KernelError};
 
 /// Elements per parallel task of the element-wise kernels.
@@ -144,8 +145,22 @@ fn check_channels(what: &'static str, n: usize, inner: usize, channels: usize) -
 /// Quantizes `input` into `out`. Element `i` uses `params[(i / inner) % params.len()]`
 /// (per tensor: one parameter set; per channel: one per index along the channel axis, `inner`
 /// being the product of the sizes after that axis). Results are clamped to
-/// `[quant_min, quant_max]`, which the caller has checked lie within `Q`'s range.
+/// `[quant_min, quant_max]`, which the caller has checked lie within `Q`'s range. Compiled for
+/// the baseline; [`quantize_at`] runs the same loop compiled for a SIMD level.
 pub fn quantize<F: Float, Q: Integer>(
+    input: &[F],
+    out: &mut [Q],
+    params: &[QuantParams],
+    inner: usize,
+    quant_min: i64,
+    quant_max: i64,
+) -> KResult {
+    quantize_at(Level::Portable, input, out, params, inner, quant_min, quant_max)
+}
+
+/// [`quantize`] with its loop compiled for `level` (the same results at every level).
+pub fn quantize_at<F: Float, Q: Integer>(
+    level: Level,
     input: &[F],
     out: &mut [Q],
     params: &[QuantParams],
@@ -162,29 +177,76 @@ pub fn quantize<F: Float, Q: Integer>(
             "quantize: range [{quant_min}, {quant_max}] is empty or outside the output type's"
         )));
     }
-    // `quantize_value` with the clamp done in `f32`/`i32` so the loop vectorises: the rounded
-    // value is an integer, so clamping it in float and converting gives the same integer, and
-    // NaN or values outside the `i64` range (x86's "integer indefinite") give `quant_min`.
-    let (lo_f, hi_f) = (quant_min as i32 as f32, quant_max as i32 as f32);
-    let one = move |x: F, p: QuantParams| -> Q {
-        const LIMIT: f32 = 9_223_372_036_854_775_808.0; // 2^63
-        let v = p.zero_point as f32 + rint(times_inv_scale(x, p.inv_scale));
-        // Branch-free: out-of-range and NaN select `lo_f`; `hi_f` may round up to 2^31 for an
-        // i32 range, which the saturating cast brings back to `i32::MAX`.
-        let c = if (-LIMIT..LIMIT).contains(&v) { v.max(lo_f).min(hi_f) } else { lo_f };
-        Q::from_i64(i64::from(c as i32))
-    };
-    let channels = params.len();
+    let bounds = (quant_min as i32 as f32, quant_max as i32 as f32);
     let body = |c: usize, o: &mut [Q], x: &[F]| {
-        channel_runs(c * CHUNK, o.len(), inner, channels, |ch, k, run| {
-            let p = params[ch];
-            for (o, &x) in o[k..k + run].iter_mut().zip(&x[k..k + run]) {
-                *o = one(x, p);
-            }
-        });
+        crate::simd::compiled_for(level, QuantizeChunk { o, x, params, base: c * CHUNK, inner, bounds });
     };
     crate::par::chunks_with_input(out, CHUNK, input, CHUNK, super::threads() > 1, body);
     Ok(())
+}
+
+/// One chunk of [`quantize_at`], starting at element `base` of the tensor.
+struct QuantizeChunk<'a, F, Q> {
+    o: &'a mut [Q],
+    x: &'a [F],
+    params: &'a [QuantParams],
+    base: usize,
+    inner: usize,
+    /// `quant_min` and `quant_max` as `f32`.
+    bounds: (f32, f32),
+}
+
+impl<F: Float, Q: Integer> crate::simd::Compiled for QuantizeChunk<'_, F, Q> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run(self) {
+        let QuantizeChunk { o, x, params, base, inner, bounds } = self;
+        let small = bounds.0 >= -4_194_304.0 && bounds.1 <= 4_194_304.0;
+        let channels = params.len();
+        // `channel_runs` written out: a closure would be compiled out of line, for the baseline.
+        let mut k = 0;
+        while k < o.len() {
+            let pos = base + k;
+            let run = if channels == 1 { o.len() } else { (inner - pos % inner).min(o.len() - k) };
+            let p = params[if channels == 1 { 0 } else { (pos / inner) % channels }];
+            let (o, x) = (&mut o[k..k + run], &x[k..k + run]);
+            if small {
+                for (o, &x) in o.iter_mut().zip(x) {
+                    *o = Q::from_i64(i64::from(magic_to_i32(quantize_clamped(x, p, bounds))));
+                }
+            } else {
+                for (o, &x) in o.iter_mut().zip(x) {
+                    *o = Q::from_i64(i64::from(quantize_clamped(x, p, bounds) as i32));
+                }
+            }
+            k += run;
+        }
+    }
+}
+
+/// `quantize_value` up to the conversion, with the clamp done in `f32` so the loop vectorises:
+/// the rounded value is an integer, so clamping it in float and converting gives the same
+/// integer, and NaN or values outside the `i64` range (x86's "integer indefinite") give
+/// `quant_min`. Branch-free; `bounds.1` may round up to 2^31 for an i32 range, which the
+/// saturating cast brings back to `i32::MAX`.
+#[inline(always)]
+fn quantize_clamped<F: Float>(x: F, p: QuantParams, (lo, hi): (f32, f32)) -> f32 {
+    const LIMIT: f32 = 9_223_372_036_854_775_808.0; // 2^63
+    let v = p.zero_point as f32 + rint(times_inv_scale(x, p.inv_scale));
+    if (-LIMIT..LIMIT).contains(&v) {
+        v.max(lo).min(hi)
+    } else {
+        lo
+    }
+}
+
+/// An integer-valued `f32` below 2^22 in magnitude as `i32`, through the "magic number"
+/// 1.5 · 2^23 (an add and a bit cast, which vectorise; `as i32` saturates element by element).
+#[inline(always)]
+fn magic_to_i32(v: f32) -> i32 {
+    const MAGIC: f32 = 12_582_912.0;
+    (v + MAGIC).to_bits() as i32 - MAGIC.to_bits() as i32
 }
 
 /// Dequantization parameters of one channel: `(float)scale` and `(int32_t)zero_point`.

@@ -9,7 +9,7 @@
 
 use super::micro::{self, GroupJob, NR};
 use super::{centred, PackedQ};
-use crate::quantized::{choose_qparams_per_token, quantize, QuantParams};
+use crate::quantized::{choose_qparams_per_token, quantize_at, QuantParams};
 use crate::simd::Level;
 use crate::{KResult, KernelError};
 use std::ops::Range;
@@ -187,7 +187,7 @@ impl QDenseGrouped {
         choose_qparams_per_token(x, k, -128, 127, &mut scales, &mut zps)?;
         let params: Vec<QuantParams> = scales.iter().zip(&zps).map(|(&s, &z)| QuantParams::new(s, z)).collect();
         let mut xq = vec![0i8; x.len()];
-        quantize(x, &mut xq, &params, k, -128, 127)?;
+        quantize_at(self.level, x, &mut xq, &params, k, -128, 127)?;
         // dequantize_per_token uses the scale as f32.
         let row_scales: Vec<f32> = scales.iter().map(|&s| s as f32).collect();
         let fill = |r: usize, dst: &mut [i16]| centred(&xq[r * k..(r + 1) * k], zps[r] as i32, dst);

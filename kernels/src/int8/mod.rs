@@ -41,7 +41,7 @@ pub use micro::{madd_peak, MR, NR};
 pub const MAX_K: usize = 1 << 16;
 
 /// Products below this many multiply-adds stay on one thread.
-const PAR_MIN_MACS: usize = 1 << 16;
+const PAR_MIN_MACS: usize = 1 << 19;
 
 /// How `i32` sums become outputs (per output channel `c`): `y = acc · mult[c] + offset[c]`, then
 /// [`EpilogueKind`].
@@ -472,7 +472,8 @@ impl QDenseDynamic {
         }
         let (scale, zp) = crate::quantized::choose_qparams(x, -128, 127)?;
         xq.resize(x.len(), 0);
-        crate::quantized::quantize(
+        crate::quantized::quantize_at(
+            self.level,
             x,
             xq,
             &[crate::quantized::QuantParams::new(scale, i64::from(zp))],

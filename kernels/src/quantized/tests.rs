@@ -54,14 +54,17 @@ fn vectorised_quantize_equals_quantize_value() {
             }
         })
         .collect();
-    for (scale, zp) in [(0.5, 3), (0.0123, -7), (1e-30, 0), (3.7, 100)] {
+    for ((scale, zp), level) in [(0.5, 3), (0.0123, -7), (1e-30, 0), (3.7, 100)]
+        .into_iter()
+        .flat_map(|p| crate::simd::Level::available().into_iter().map(move |l| (p, l)))
+    {
         let p = QuantParams::new(scale, zp);
         let mut o8 = vec![0i8; xs.len()];
-        quantize(&xs, &mut o8, &[p], xs.len(), -128, 127).unwrap();
+        quantize_at(level, &xs, &mut o8, &[p], xs.len(), -128, 127).unwrap();
         let mut ou = vec![0u8; xs.len()];
-        quantize(&xs, &mut ou, &[p], xs.len(), 3, 250).unwrap();
+        quantize_at(level, &xs, &mut ou, &[p], xs.len(), 3, 250).unwrap();
         let mut o32 = vec![0i32; xs.len()];
-        quantize(&xs, &mut o32, &[p], xs.len(), i32::MIN as i64, i32::MAX as i64).unwrap();
+        quantize_at(level, &xs, &mut o32, &[p], xs.len(), i32::MIN as i64, i32::MAX as i64).unwrap();
         for (i, &x) in xs.iter().enumerate() {
             assert_eq!(o8[i] as i64, quantize_value(x, p, -128, 127), "{x}");
             assert_eq!(ou[i] as i64, quantize_value(x, p, 3, 250), "{x}");

@@ -144,9 +144,10 @@ fn quantize_into(
     if params.len() != channels {
         return Err(invalid(format!("quantize: {} scales/zero points for {channels} channels", params.len())));
     }
+    let level = env.level;
     env.run(&[input], &[out], |ins, outs| {
         ferrite_kernels::dispatch!(float el(in_dtype)?, F => ferrite_kernels::dispatch!(quantized quantized_el(out_dtype)?, Q => {
-            k::quantize::<F, Q>(raw(ins[0].data)?, raw_mut(outs[0].data)?, params, inner.max(1), quant_min, quant_max)?;
+            k::quantize_at::<F, Q>(level, raw(ins[0].data)?, raw_mut(outs[0].data)?, params, inner.max(1), quant_min, quant_max)?;
         }, else other => return Err(RuntimeError::Unsupported(format!("{other} as a quantized type")))), else other => return Err(super::float_only(other)));
         Ok(())
     })
