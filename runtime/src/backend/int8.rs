@@ -66,15 +66,45 @@ fn scales_and_bias(
     let s = super::constant_f32(graph, scales)
         .filter(|s| s.len() == n)
         .ok_or_else(|| bad(&format!("weight scales must be a constant of {n} f32")))?;
-    let b = match graph.values.get(bias) {
-        Some(BlobValue::None) => None,
-        _ => Some(
-            super::constant_f32(graph, bias)
-                .filter(|b| b.len() == n)
-                .ok_or_else(|| bad(&format!("bias must be None or a constant of {n} f32")))?,
-        ),
+    Ok((s.into_iter().map(f64::from).collect(), bias_of(graph, bias, n, bad)?))
+}
+
+/// An optional f32 bias of `n` values: None, or a constant.
+fn bias_of(
+    graph: &BlobGraph,
+    bias: usize,
+    n: usize,
+    bad: &dyn Fn(&str) -> crate::RuntimeError,
+) -> Result<Option<Vec<f32>>> {
+    match graph.values.get(bias) {
+        Some(BlobValue::None) => Ok(None),
+        _ => super::constant_f32(graph, bias)
+            .filter(|b| b.len() == n)
+            .map(Some)
+            .ok_or_else(|| bad(&format!("bias must be None or a constant of {n} f32"))),
+    }
+}
+
+/// The operands a dense layer quantizing its f32 input at run time shares: f32 input `x` and
+/// output `out` whose rows fit the int8 constant weight `w` (`[N, K]`). Returns the weight, N and K.
+fn float_rows(
+    graph: &BlobGraph,
+    (x, w, out): (usize, usize, usize),
+    bad: &dyn Fn(&str) -> crate::RuntimeError,
+) -> Result<(Vec<i8>, usize, usize)> {
+    let float = |v: usize, what: &str| {
+        graph
+            .tensor(v)
+            .filter(|t| t.dtype == ScalarType::Float)
+            .ok_or_else(|| bad(&format!("{what} must be an f32 tensor")))
     };
-    Ok((s.into_iter().map(f64::from).collect(), b))
+    let (x, out) = (float(x, "input")?, float(out, "output")?);
+    let (weight, wsizes) = constant_i8(graph, w).ok_or_else(|| bad("weight must be an int8 constant"))?;
+    let &[n, k] = wsizes.as_slice() else { return Err(bad("weight must be [N, K]")) };
+    if !super::rows_fit(&x.sizes, &out.sizes, k, n) {
+        return Err(bad(&format!("input {:?} and output {:?} do not fit a {n} × {k} weight", x.sizes, out.sizes)));
+    }
+    Ok((weight, n, k))
 }
 
 fn epilogue(
@@ -185,18 +215,7 @@ pub(super) fn dynamic_dense(graph: &BlobGraph, op: &BlobOp, level: Level) -> Res
     if a.len() != 6 || returned_count(a) != 1 {
         return Err(bad("expects (x, weight, bias, weight_scales, out, out)"));
     }
-    let float = |v: usize, what: &str| {
-        graph
-            .tensor(v)
-            .filter(|t| t.dtype == ScalarType::Float)
-            .ok_or_else(|| bad(&format!("{what} must be an f32 tensor")))
-    };
-    let (x, out) = (float(a[0], "input")?, float(a[4], "output")?);
-    let (weight, wsizes) = constant_i8(graph, a[1]).ok_or_else(|| bad("weight must be an int8 constant"))?;
-    let &[n, k] = wsizes.as_slice() else { return Err(bad("weight must be [N, K]")) };
-    if !super::rows_fit(&x.sizes, &out.sizes, k, n) {
-        return Err(bad(&format!("input {:?} and output {:?} do not fit a {n} × {k} weight", x.sizes, out.sizes)));
-    }
+    let (weight, n, k) = float_rows(graph, (a[0], a[1], a[4]), &bad)?;
     let (scales, bias) = scales_and_bias(graph, a[3], a[2], n, &bad)?;
     let clamp = op.activation.unwrap_or((f32::NEG_INFINITY, f32::INFINITY));
     let dense = QDenseDynamic::new(level, k, n, &weight, &scales, bias.as_deref(), clamp)?;
@@ -211,18 +230,7 @@ pub(super) fn grouped_dense(graph: &BlobGraph, op: &BlobOp, level: Level) -> Res
     if a.len() != 7 || returned_count(a) != 1 {
         return Err(bad("expects (x, weight, bias, weight_scales, group_size, out, out)"));
     }
-    let float = |v: usize, what: &str| {
-        graph
-            .tensor(v)
-            .filter(|t| t.dtype == ScalarType::Float)
-            .ok_or_else(|| bad(&format!("{what} must be an f32 tensor")))
-    };
-    let (x, out) = (float(a[0], "input")?, float(a[5], "output")?);
-    let (weight, wsizes) = constant_i8(graph, a[1]).ok_or_else(|| bad("weight must be an int8 constant"))?;
-    let &[n, k] = wsizes.as_slice() else { return Err(bad("weight must be [N, K]")) };
-    if !super::rows_fit(&x.sizes, &out.sizes, k, n) {
-        return Err(bad(&format!("input {:?} and output {:?} do not fit a {n} × {k} weight", x.sizes, out.sizes)));
-    }
+    let (weight, n, k) = float_rows(graph, (a[0], a[1], a[5]), &bad)?;
     let group = match graph.values.get(a[4]) {
         Some(BlobValue::Int(g)) => usize::try_from(*g).ok().filter(|&g| g >= 2 && g % 2 == 0 && k % g == 0),
         _ => None,
@@ -232,14 +240,7 @@ pub(super) fn grouped_dense(graph: &BlobGraph, op: &BlobOp, level: Level) -> Res
     let scales = super::constant_f32(graph, a[3])
         .filter(|s| s.len() == n * groups)
         .ok_or_else(|| bad(&format!("weight scales must be a constant of {n} × {groups} f32")))?;
-    let bias = match graph.values.get(a[2]) {
-        Some(BlobValue::None) => None,
-        _ => Some(
-            super::constant_f32(graph, a[2])
-                .filter(|b| b.len() == n)
-                .ok_or_else(|| bad(&format!("bias must be None or a constant of {n} f32")))?,
-        ),
-    };
+    let bias = bias_of(graph, a[2], n, &bad)?;
     let clamp = op.activation.unwrap_or((f32::NEG_INFINITY, f32::INFINITY));
     let dense = QDenseGrouped::new(level, k, n, &weight, group, &scales, bias.as_deref(), clamp)?;
     tracing::debug!(target: "ferrite::backend", k, n, group, level = level.name(), "packed a groupwise dense layer");
