@@ -12,6 +12,7 @@
 //! | [`blob`] | `ferrite-blob` | the backend's delegate blob format |
 //! | [`kernels`] | `ferrite-kernels` | the compute library, SIMD chosen at run time |
 //! | [`runtime`] | `ferrite-runtime` | execute programs: portable kernels and the Ferrite backend |
+//! | [`quantizer`] | `ferrite-quantizer` | post-training quantization of float programs, with an accuracy report |
 //!
 //! A device app that only runs lowered programs needs just `ferrite-runtime`; the command-line
 //! tool is the `ferrite-cli` crate.
@@ -43,6 +44,7 @@ pub use ferrite_lower as lowering;
 pub use ferrite_op_support as op_support;
 pub use ferrite_partitioner as partitioner;
 pub use ferrite_program as program;
+pub use ferrite_quantizer as quantizer;
 pub use ferrite_runtime as runtime;
 
 pub use ferrite_lower::{LowerError, LowerOptions, Lowered};
@@ -69,15 +71,19 @@ pub enum Error {
     /// Lowering failed.
     #[error(transparent)]
     Lower(#[from] LowerError),
+    /// Quantizing failed.
+    #[error(transparent)]
+    Quantize(#[from] ferrite_quantizer::QuantizeError),
 }
 
 impl Error {
-    /// The stable error code (`P0xx`, `R0xx`, `L0xx`, `C0xx`).
+    /// The stable error code (`P0xx`, `R0xx`, `L0xx`, `Q0xx`, `C0xx`).
     pub fn code(&self) -> &'static str {
         match self {
             Error::Program(e) => e.code(),
             Error::Runtime(e) => e.code(),
             Error::Lower(e) => e.code(),
+            Error::Quantize(e) => e.code(),
         }
     }
 
@@ -87,6 +93,7 @@ impl Error {
             Error::Program(e) => e.hint(),
             Error::Runtime(e) => e.hint(),
             Error::Lower(e) => e.hint(),
+            Error::Quantize(e) => e.hint(),
         }
     }
 }

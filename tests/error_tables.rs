@@ -1,5 +1,5 @@
 //! The book's error tables are generated from each crate's error catalogue
-//! (`ProgramError::catalog()`, `RuntimeError::catalog()`, `LowerError::catalog()`); re-bless with
+//! (`ProgramError::catalog()`, `RuntimeError::catalog()`, `LowerError::catalog()`, `QuantizeError::catalog()`); re-bless with
 //! `FERRITE_BLESS=1`. Codes are unique across all of them.
 
 use std::collections::BTreeSet;
@@ -7,6 +7,7 @@ use std::path::Path;
 
 use ferrite::lowering::LowerError;
 use ferrite::program::ProgramError;
+use ferrite::quantizer::QuantizeError;
 use ferrite::runtime::RuntimeError;
 
 /// One row per error: code (with an anchor), title, an example message, what to do.
@@ -49,5 +50,8 @@ fn book_error_tables_are_current() {
     let lower = table(LowerError::catalog(), LowerError::code, LowerError::title, LowerError::hint, &mut codes);
     check("program-errors.md", &program);
     check("runtime-errors.md", &runtime);
+    let quantize =
+        table(QuantizeError::catalog(), QuantizeError::code, QuantizeError::title, QuantizeError::hint, &mut codes);
     check("lower-errors.md", &lower);
+    check("quantize-errors.md", &quantize);
 }

@@ -34,7 +34,7 @@ macro_rules! from_library {
         }
     )*};
 }
-from_library!(ferrite::program::ProgramError, RuntimeError, ferrite::LowerError);
+from_library!(ferrite::program::ProgramError, RuntimeError, ferrite::LowerError, ferrite::quantizer::QuantizeError);
 
 impl Error {
     fn code(&self) -> &'static str {
@@ -155,6 +155,44 @@ enum Command {
         /// Log every partitioning decision on stderr.
         #[arg(long)]
         verbose: bool,
+    },
+    /// Quantize a float program from calibration data (post-training), with an accuracy report.
+    Quantize {
+        /// The float program.
+        model: PathBuf,
+        /// Calibration data: a .npy whose first axis indexes samples, or a folder of input_<i>.npy.
+        #[arg(long)]
+        calibration: Option<PathBuf>,
+        /// The quantized program to write.
+        #[arg(short = 'o', long)]
+        output: PathBuf,
+        /// static-int8 (needs calibration) or dynamic-int8.
+        #[arg(long, default_value = "static-int8")]
+        scheme: String,
+        /// Activation observer: histogram (PT2E's), minmax, moving-average, percentile[:P], mse.
+        #[arg(long, default_value = "histogram")]
+        observer: String,
+        /// Leave nodes in float: instruction indices, operators (aten::convolution.out) or families (conv, linear, add, mul, cat).
+        #[arg(long, value_delimiter = ',')]
+        exclude: Vec<String>,
+        /// qdq: the Q/DQ program stock ExecuTorch runs; ferrite: lowered for Ferrite's backend.
+        #[arg(long, default_value = "ferrite", value_parser = ["qdq", "ferrite"])]
+        emit: String,
+        /// Write the report as JSON here.
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// Evaluation data (same forms as --calibration; default: the calibration data).
+        #[arg(long)]
+        eval: Option<PathBuf>,
+        /// Labels for the evaluation data (.npy of class indices, one per output row).
+        #[arg(long, requires = "eval")]
+        labels: Option<PathBuf>,
+        /// Method to quantize.
+        #[arg(long, default_value = "forward")]
+        method: String,
+        /// Threads for calibration and evaluation runs.
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
     },
     /// List the operators Ferrite's backend runs, with dtypes and constraints.
     Ops {
@@ -390,6 +428,33 @@ fn run(cli: Cli) -> Result<(), Error> {
                 emit(&text)
             }
         }
+        Command::Quantize {
+            model,
+            calibration,
+            output,
+            scheme,
+            observer,
+            exclude,
+            emit,
+            report,
+            eval,
+            labels,
+            method,
+            threads,
+        } => quantize(QuantizeArgs {
+            model,
+            calibration,
+            output,
+            scheme,
+            observer,
+            exclude,
+            emit,
+            report,
+            eval,
+            labels,
+            method,
+            threads,
+        }),
         Command::Lower { input, output, report, ops, exclude_ops, per_op, precisions, verbose } => {
             let options = ferrite::LowerOptions {
                 partitioner: partitioner_config(ops, exclude_ops, precisions, per_op, verbose)?,
@@ -452,6 +517,72 @@ fn emit(text: &str) -> Result<(), Error> {
         }
         _ => Ok(()),
     }
+}
+
+struct QuantizeArgs {
+    model: PathBuf,
+    calibration: Option<PathBuf>,
+    output: PathBuf,
+    scheme: String,
+    observer: String,
+    exclude: Vec<String>,
+    emit: String,
+    report: Option<PathBuf>,
+    eval: Option<PathBuf>,
+    labels: Option<PathBuf>,
+    method: String,
+    threads: usize,
+}
+
+/// A progress bar on stderr, hidden when stderr is not a terminal.
+fn progress_bar() -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{msg:>12} [{bar:30}] {pos}/{len} samples") {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
+}
+
+fn quantize(a: QuantizeArgs) -> Result<(), Error> {
+    use ferrite::quantizer::{Calibration, Emit, Quantizer, Scheme, Selector};
+    let scheme: Scheme = a.scheme.parse()?;
+    let observer = a.observer.parse()?;
+    let exclude = a.exclude.iter().map(|s| s.parse::<Selector>()).collect::<Result<Vec<_>, _>>()?;
+    let calibration = match &a.calibration {
+        Some(p) => Calibration::open(p)?,
+        None => Calibration::none(),
+    };
+    let program = Program::read(&a.model)?;
+    let quantizer = Quantizer::new(scheme)
+        .observer(observer)
+        .exclude(exclude)
+        .method(&a.method)
+        .emit(if a.emit == "qdq" { Emit::Qdq } else { Emit::Ferrite })
+        .threads(a.threads);
+    let bar = progress_bar();
+    let tick = |stage: &str, done: usize, total: usize| {
+        bar.set_length(total as u64);
+        bar.set_message(stage.to_string());
+        bar.set_position(done as u64);
+    };
+    let mut q = quantizer.quantize_with(&program, &calibration, &tick)?;
+    let labels = a.labels.as_deref().map(Calibration::labels).transpose()?;
+    let eval = match &a.eval {
+        Some(p) => Some(Calibration::open(p)?),
+        None => (!calibration.is_empty()).then(|| calibration.clone()),
+    };
+    if let Some(data) = &eval {
+        q.evaluate_with(data, labels.as_deref(), &tick)?;
+    }
+    bar.finish_and_clear();
+    ferrite::quantizer::write_atomic(&a.output, &q.program)?;
+    if let Some(path) = &a.report {
+        std::fs::write(path, q.report.to_json() + "\n")
+            .map_err(|source| Error::Output { path: path.display().to_string(), source })?;
+    }
+    print!("{}", q.report.table());
+    println!("wrote {} ({} bytes, {})", a.output.display(), q.program.len(), a.emit);
+    Ok(())
 }
 
 fn main() -> ExitCode {

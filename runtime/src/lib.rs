@@ -33,7 +33,7 @@ pub use env::{Env, Scalar};
 pub use error::{Result, RuntimeError};
 pub use ferrite_kernels::simd::Level;
 pub use inputs::default_inputs;
-pub use method::{Accumulation, Method, Runtime};
+pub use method::{Accumulation, Method, Observer, Runtime};
 pub use ops::portable_kernels;
 pub use registry::{Backend, BackendInit, BackendRegistry, Delegate, KernelRegistry, OpFn};
 pub use tensor::{element_type, nbytes, numel, scalar_type, AlignedBuf, TensorData, TensorMut, TensorRef};

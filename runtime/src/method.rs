@@ -361,6 +361,10 @@ fn init_values(
         .collect()
 }
 
+/// A callback [`Method::execute_observed`] calls after each instruction: the instruction's
+/// index and the method, to read values from.
+pub type Observer<'a> = dyn FnMut(usize, &Method) -> Result<()> + Send + 'a;
+
 /// A loaded method: owns its memory (arenas, values, delegates), so each `Method` runs
 /// independently; many methods of one program may run on different threads at once.
 ///
@@ -460,11 +464,24 @@ impl Method {
     /// input's memory for intermediates once it has been read ([`Method::run`] does this).
     pub fn execute(&mut self) -> Result<()> {
         let _span = tracing::debug_span!("method.execute", method = %self.name).entered();
+        self.execute_inner(None)
+    }
+
+    /// Runs the method once, calling `observe(instruction, method)` after every instruction
+    /// that ran (kernel or delegate call), so the caller can read the values it wrote with
+    /// [`Method::value`]. Calibration and numerical debugging watch intermediate tensors this
+    /// way; an error from `observe` stops the run and is returned.
+    pub fn execute_observed(&mut self, observe: &mut Observer<'_>) -> Result<()> {
+        let _span = tracing::debug_span!("method.execute_observed", method = %self.name).entered();
+        self.execute_inner(Some(observe))
+    }
+
+    fn execute_inner(&mut self, observe: Option<&mut Observer<'_>>) -> Result<()> {
         match self.pool.clone() {
             // One thread: run right here rather than hand the work to the pool's thread.
-            Some(pool) if pool.current_num_threads() == 1 => ferrite_kernels::serial(|| self.run_steps()),
-            Some(pool) => pool.install(|| self.run_steps()),
-            None => self.run_steps(),
+            Some(pool) if pool.current_num_threads() == 1 => ferrite_kernels::serial(move || self.run_steps(observe)),
+            Some(pool) => pool.install(move || self.run_steps(observe)),
+            None => self.run_steps(observe),
         }
     }
 
@@ -489,11 +506,18 @@ impl Method {
         let v = *self.outputs.get(index).ok_or_else(|| {
             RuntimeError::Invalid(format!("output {index} out of range ({} outputs)", self.outputs.len()))
         })?;
-        let view = self.read_value(v)?;
-        TensorData::from_bytes(view.0, view.1, &view.2)
+        self.value(v)
     }
 
-    fn read_value(&self, v: usize) -> Result<(ferrite_program::ScalarType, Vec<usize>, Vec<u8>)> {
+    /// A copy of the tensor value `v` (an index into the method's value table) as it stands:
+    /// after [`Method::execute`] or inside an [`Method::execute_observed`] callback.
+    pub fn value(&self, v: usize) -> Result<TensorData> {
+        let (dtype, sizes, bytes) = self.value_bytes(v)?;
+        TensorData::from_bytes(dtype, sizes.to_vec(), bytes)
+    }
+
+    /// The tensor value `v` in place: dtype, current sizes and bytes (no copy).
+    pub fn value_bytes(&self, v: usize) -> Result<(ferrite_program::ScalarType, &[usize], &[u8])> {
         let slot = match self.values.get(v) {
             Some(RValue::Tensor(t)) => t,
             Some(other) => return Err(RuntimeError::Unsupported(format!("reading a {} output", other.kind()))),
@@ -506,8 +530,8 @@ impl Method {
             Storage::Owned { index } => self.owned.get(index).and_then(|b| b.as_slice().get(..n)),
             Storage::Empty => (n == 0).then_some(&[][..]),
         }
-        .ok_or_else(|| RuntimeError::Invalid(format!("output value {v} has no data")))?;
-        Ok((slot.dtype, slot.sizes.clone(), data.to_vec()))
+        .ok_or_else(|| RuntimeError::Invalid(format!("value {v} has no data")))?;
+        Ok((slot.dtype, &slot.sizes, data))
     }
 
     fn env(&mut self) -> Env<'_> {
@@ -521,7 +545,7 @@ impl Method {
         }
     }
 
-    fn run_steps(&mut self) -> Result<()> {
+    fn run_steps(&mut self, mut observe: Option<&mut Observer<'_>>) -> Result<()> {
         let mut pc = 0usize;
         let n = self.steps.len();
         let mut budget = n.saturating_mul(1000).max(1_000_000);
@@ -567,6 +591,9 @@ impl Method {
                     }
                 }
                 Step::Free => {}
+            }
+            if let (Some(f), Step::Kernel { .. } | Step::Delegate { .. }) = (observe.as_deref_mut(), &self.steps[pc]) {
+                f(pc, self)?;
             }
             pc += 1;
         }
