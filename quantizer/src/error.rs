@@ -144,7 +144,7 @@ impl QuantizeError {
             },
             QuantizeError::AlreadyQuantized {
                 method: "forward".into(),
-                op: "quantized_decomposed::quantize_per_tensor.out".into(),
+                op: ferrite_op_support::Op::QuantizePerTensor.name().into(),
             },
             QuantizeError::Unsupported {
                 method: "forward".into(),

@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use ferrite_op_support::Op;
 use ferrite_program::graph::Graph;
 use ferrite_program::{Instruction, ScalarType, ShapeDynamism, Value};
 
@@ -96,7 +97,7 @@ pub(crate) fn rewrite(
         let dtype = draft.push_value(Value::Int(INT8_CODE));
         let none = draft.push_value(Value::Null);
         let call = Draft::call(
-            "quantized_decomposed::dequantize_per_channel.out",
+            Op::DequantizePerChannel.name(),
             draft,
             vec![wq, sv, zv, axis, qmin, qmax, dtype, none, wdq, wdq],
         );
@@ -130,16 +131,8 @@ pub(crate) fn rewrite(
         let (qmin, qmax) = (draft.push_value(Value::Int(p.qmin)), draft.push_value(Value::Int(p.qmax)));
         let dtype = draft.push_value(Value::Int(INT8_CODE));
         let none = draft.push_value(Value::Null);
-        let q = Draft::call(
-            "quantized_decomposed::quantize_per_tensor.out",
-            draft,
-            vec![v, s, z, qmin, qmax, dtype, vq, vq],
-        );
-        let dq = Draft::call(
-            "quantized_decomposed::dequantize_per_tensor.out",
-            draft,
-            vec![vq, s, z, qmin, qmax, dtype, none, vdq, vdq],
-        );
+        let q = Draft::call(Op::QuantizePerTensor.name(), draft, vec![v, s, z, qmin, qmax, dtype, vq, vq]);
+        let dq = Draft::call(Op::DequantizePerTensor.name(), draft, vec![vq, s, z, qmin, qmax, dtype, none, vdq, vdq]);
         ins.push(q);
         ins.push(dq);
         out.dq_of.insert(v, vdq);
@@ -180,18 +173,12 @@ pub(crate) fn rewrite(
             let none = draft.push_value(Value::Null);
             let xq = draft.push_tensor(ScalarType::Char, &t.sizes, t.dynamism);
             let xdq = draft.push_tensor(ScalarType::Float, &t.sizes, t.dynamism);
-            let c = Draft::call(
-                "quantized_decomposed::choose_qparams.Tensor_out",
-                draft,
-                vec![x, qmin, qmax, eps, dtype, scale, zp, pair],
-            );
-            let q = Draft::call(
-                "quantized_decomposed::quantize_per_tensor.Tensor_out",
-                draft,
-                vec![x, scale, zp, qmin, qmax, dtype, xq, xq],
-            );
+            let c =
+                Draft::call(Op::ChooseQparamsTensor.name(), draft, vec![x, qmin, qmax, eps, dtype, scale, zp, pair]);
+            let q =
+                Draft::call(Op::QuantizePerTensorTensor.name(), draft, vec![x, scale, zp, qmin, qmax, dtype, xq, xq]);
             let dq = Draft::call(
-                "quantized_decomposed::dequantize_per_tensor.Tensor_out",
+                Op::DequantizePerTensorTensor.name(),
                 draft,
                 vec![xq, scale, zp, qmin, qmax, dtype, none, xdq, xdq],
             );
