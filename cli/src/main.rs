@@ -157,43 +157,7 @@ enum Command {
         verbose: bool,
     },
     /// Quantize a float program from calibration data (post-training), with an accuracy report.
-    Quantize {
-        /// The float program.
-        model: PathBuf,
-        /// Calibration data: a .npy whose first axis indexes samples, or a folder of input_<i>.npy.
-        #[arg(long)]
-        calibration: Option<PathBuf>,
-        /// The quantized program to write.
-        #[arg(short = 'o', long)]
-        output: PathBuf,
-        /// static-int8 (needs calibration) or dynamic-int8.
-        #[arg(long, default_value = "static-int8")]
-        scheme: String,
-        /// Activation observer: histogram (PT2E's), minmax, moving-average, percentile[:P], mse.
-        #[arg(long, default_value = "histogram")]
-        observer: String,
-        /// Leave nodes in float: instruction indices, operators (aten::convolution.out) or families (conv, linear, add, mul, cat).
-        #[arg(long, value_delimiter = ',')]
-        exclude: Vec<String>,
-        /// qdq: the Q/DQ program stock ExecuTorch runs; ferrite: lowered for Ferrite's backend.
-        #[arg(long, default_value = "ferrite", value_parser = ["qdq", "ferrite"])]
-        emit: String,
-        /// Write the report as JSON here.
-        #[arg(long)]
-        report: Option<PathBuf>,
-        /// Evaluation data (same forms as --calibration; default: the calibration data).
-        #[arg(long)]
-        eval: Option<PathBuf>,
-        /// Labels for the evaluation data (.npy of class indices, one per output row).
-        #[arg(long, requires = "eval")]
-        labels: Option<PathBuf>,
-        /// Method to quantize.
-        #[arg(long, default_value = "forward")]
-        method: String,
-        /// Threads for calibration and evaluation runs.
-        #[arg(long, default_value_t = 1)]
-        threads: usize,
-    },
+    Quantize(QuantizeArgs),
     /// List the operators Ferrite's backend runs, with dtypes and constraints.
     Ops {
         /// Print CSV (Operator, Compute DType, Quantization, Constraints) instead of a table.
@@ -428,33 +392,7 @@ fn run(cli: Cli) -> Result<(), Error> {
                 emit(&text)
             }
         }
-        Command::Quantize {
-            model,
-            calibration,
-            output,
-            scheme,
-            observer,
-            exclude,
-            emit,
-            report,
-            eval,
-            labels,
-            method,
-            threads,
-        } => quantize(QuantizeArgs {
-            model,
-            calibration,
-            output,
-            scheme,
-            observer,
-            exclude,
-            emit,
-            report,
-            eval,
-            labels,
-            method,
-            threads,
-        }),
+        Command::Quantize(args) => quantize(args),
         Command::Lower { input, output, report, ops, exclude_ops, per_op, precisions, verbose } => {
             let options = ferrite::LowerOptions {
                 partitioner: partitioner_config(ops, exclude_ops, precisions, per_op, verbose)?,
@@ -519,18 +457,42 @@ fn emit(text: &str) -> Result<(), Error> {
     }
 }
 
+#[derive(clap::Args, Debug)]
 struct QuantizeArgs {
+    /// The float program.
     model: PathBuf,
+    /// Calibration data: a .npy whose first axis indexes samples, or a folder of input_<i>.npy.
+    #[arg(long)]
     calibration: Option<PathBuf>,
+    /// The quantized program to write.
+    #[arg(short = 'o', long)]
     output: PathBuf,
+    /// static-int8 (needs calibration) or dynamic-int8.
+    #[arg(long, default_value = "static-int8")]
     scheme: String,
+    /// Activation observer: histogram (PT2E's), minmax, moving-average, percentile[:P], mse.
+    #[arg(long, default_value = "histogram")]
     observer: String,
+    /// Leave nodes in float: instruction indices, operators (aten::convolution.out) or families (conv, linear, add, mul, cat).
+    #[arg(long, value_delimiter = ',')]
     exclude: Vec<String>,
+    /// qdq: the Q/DQ program stock ExecuTorch runs; ferrite: lowered for Ferrite's backend.
+    #[arg(long, default_value = "ferrite", value_parser = ["qdq", "ferrite"])]
     emit: String,
+    /// Write the report as JSON here.
+    #[arg(long)]
     report: Option<PathBuf>,
+    /// Evaluation data (same forms as --calibration; default: the calibration data).
+    #[arg(long)]
     eval: Option<PathBuf>,
+    /// Labels for the evaluation data (.npy of class indices, one per output row).
+    #[arg(long, requires = "eval")]
     labels: Option<PathBuf>,
+    /// Method to quantize.
+    #[arg(long, default_value = "forward")]
     method: String,
+    /// Threads for calibration and evaluation runs.
+    #[arg(long, default_value_t = 1)]
     threads: usize,
 }
 

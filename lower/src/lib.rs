@@ -153,7 +153,7 @@ pub fn lower(program: &Program<'_>, options: &LowerOptions) -> Result<Lowered> {
         new_chain.stacktrace = None;
     }
     for plan in &mut new_def.plans {
-        rewrite::compact_values(plan);
+        ferrite_program::compact_values(plan);
     }
     let segments = rewrite::compact_constants(program, &mut new_def, segments)?;
     let bytes = ProgramWriter::new(new_def, segments)?.to_bytes()?;

@@ -29,6 +29,7 @@ mod generated {
 }
 
 mod builder;
+mod edit;
 mod error;
 pub mod graph;
 mod header;
@@ -41,6 +42,7 @@ mod summary;
 mod write;
 
 pub use builder::ProgramBuilder;
+pub use edit::compact_values;
 pub use error::{ProgramError, Result};
 pub use header::{ExtendedHeader, EXTENDED_HEADER_LEN};
 pub use load::MAX_RANK;
