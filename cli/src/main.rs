@@ -467,7 +467,7 @@ struct QuantizeArgs {
     /// The quantized program to write.
     #[arg(short = 'o', long)]
     output: PathBuf,
-    /// static-int8 (needs calibration) or dynamic-int8.
+    /// static-int8 (needs calibration), dynamic-int8, 8da4w[:G], int8-weight-only, int4-weight-only[:G], fp16-weights.
     #[arg(long, default_value = "static-int8")]
     scheme: String,
     /// Activation observer: histogram (PT2E's), minmax, moving-average, percentile[:P], mse.

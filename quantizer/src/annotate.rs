@@ -2,8 +2,10 @@
 //! constant weights become per-channel int8, which activations get a quantize/dequantize pair,
 //! and which activations share one observer (and so one scale).
 //!
-//! Patterns (static int8; dynamic int8 takes only the linear and convolution weights and
-//! quantizes their inputs at run time):
+//! Patterns for static int8 below. Dynamic int8 takes only the linear and convolution weights
+//! and quantizes their inputs per call; 8da4w takes linears whose input dimension the group
+//! divides and quantizes their inputs per token; the weight-only schemes take linear and
+//! embedding weights (fp16 also convolution weights) and leave activations alone.
 //! - `convolution` with a constant weight, `linear`, `addmm`/`mm` whose weight is
 //!   `permute_copy` of a constant `[N, K]` matrix: input activation, per-channel weight, float
 //!   bias, output activation — taken after a following `relu`/`hardtanh` when that is the
@@ -41,6 +43,7 @@ pub(crate) enum Family {
     Mul,
     Cat,
     Shared,
+    Embedding,
 }
 
 impl Family {
@@ -52,6 +55,7 @@ impl Family {
             Family::Mul => "mul",
             Family::Cat => "cat",
             Family::Shared => "shared",
+            Family::Embedding => "embedding",
         }
     }
 }
@@ -65,6 +69,8 @@ pub(crate) struct Annotation {
     pub edges: BTreeSet<(usize, usize)>,
     /// `(node, value)`: the node reads a copy quantized at run time (dynamic int8).
     pub dynamic: BTreeSet<(usize, usize)>,
+    /// `(node, value)`: the node reads a copy quantized per token at run time (8da4w).
+    pub per_token: BTreeSet<(usize, usize)>,
     /// Observer groups: values sharing parameters, in the order they are computed.
     pub groups: Vec<Vec<usize>>,
     /// Quantized nodes and their family.
@@ -215,8 +221,34 @@ fn is_spatial_mean(graph: &Graph<'_>, node: &Node) -> bool {
     rank == 4 && keep && d == [2, 3]
 }
 
-/// Annotates method graph `graph` for static int8 (`dynamic == false`) or dynamic int8.
-pub(crate) fn annotate(graph: &Graph<'_>, dynamic: bool, exclude: &[Selector]) -> Annotation {
+/// How activations are treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Observed during calibration, quantized with fixed parameters.
+    Static,
+    /// Quantized per call over the whole tensor (dynamic int8).
+    Dynamic,
+    /// Quantized per call, per token (row), for linears whose input dim divides by the group
+    /// (torchao's 8da4w).
+    PerToken { group: usize },
+    /// Left in float: only weights are quantized (or stored in half precision); convolutions
+    /// take part when `conv` is set.
+    WeightOnly { group: Option<usize>, conv: bool },
+}
+
+/// For an `embedding` node: its constant `[V, D]` table.
+fn embedding_table(graph: &Graph<'_>, n: usize) -> Option<usize> {
+    let node = &graph.nodes()[n];
+    if op_of(node)? != Op::Embedding {
+        return None;
+    }
+    let w = *node.args.first()?;
+    (graph.is_constant(w) && graph.tensor(w)?.sizes.len() == 2).then_some(w)
+}
+
+/// Annotates method graph `graph` for the activation `mode`.
+pub(crate) fn annotate(graph: &Graph<'_>, mode: Mode, exclude: &[Selector]) -> Annotation {
+    let dynamic = mode != Mode::Static;
     let mut cx = Ctx { graph, ann: Annotation::default(), parent: BTreeMap::new() };
     let excluded = |n: usize| {
         let node = &graph.nodes()[n];
@@ -234,14 +266,34 @@ pub(crate) fn annotate(graph: &Graph<'_>, dynamic: bool, exclude: &[Selector]) -
         let weighted = conv_parts(graph, n)
             .map(|(x, w)| (x, w, Family::Conv))
             .or_else(|| linear_parts(graph, n).map(|(x, w, _)| (x, w, Family::Linear)));
+        let float_weight = |w: usize| graph.tensor(w).is_some_and(|t| t.scalar_type == ScalarType::Float);
+        if let (Mode::WeightOnly { group, .. }, Some(w)) = (mode, embedding_table(graph, n)) {
+            let fits = group.is_none_or(|g| graph.tensor(w).is_some_and(|t| t.sizes[1].is_multiple_of(g)));
+            if float_weight(w) && fits {
+                cx.ann.weights.push(WeightSite { value: w, node: n });
+                cx.ann.nodes.insert(n, Family::Embedding);
+            }
+            continue;
+        }
         if let (Some((x, w, family)), Some(out)) = (weighted, float_out) {
-            if !cx.is_float_activation(x) || graph.tensor(w).is_none_or(|t| t.scalar_type != ScalarType::Float) {
+            if !cx.is_float_activation(x) || !float_weight(w) {
                 continue;
+            }
+            let k = graph.tensor(w).map_or(0, |t| t.numel() / t.sizes[0].max(1));
+            match mode {
+                Mode::PerToken { group } if family != Family::Linear || !k.is_multiple_of(group) => continue,
+                Mode::WeightOnly { group: Some(g), .. } if family != Family::Linear || !k.is_multiple_of(g) => continue,
+                Mode::WeightOnly { conv: false, .. } if family != Family::Linear => continue,
+                _ => {}
             }
             cx.ann.weights.push(WeightSite { value: w, node: n });
             cx.ann.nodes.insert(n, family);
-            if dynamic {
+            if let Mode::PerToken { .. } = mode {
+                cx.ann.per_token.insert((n, x));
+            } else if mode == Mode::Dynamic {
                 cx.ann.dynamic.insert((n, x));
+            } else if dynamic {
+                // Weight-only: the activation stays float.
             } else {
                 cx.quantize_input(n, x);
                 let (o, _) = cx.fused_output(out);

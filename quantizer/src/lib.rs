@@ -61,6 +61,23 @@ pub enum Scheme {
     /// Dynamic int8: per-channel int8 weights of linears and convolutions; their inputs are
     /// quantized at run time from each call's own range. Needs no calibration.
     DynamicInt8,
+    /// torchao's 8da4w: int4 weights of linears in groups of `group_size` along the input
+    /// dimension (symmetric, one scale per group), inputs quantized to int8 per token at run
+    /// time. Linears whose input dimension the group does not divide stay float.
+    Int4Weight {
+        /// Weights per scale (torchao's default: 32).
+        group_size: usize,
+    },
+    /// int8 per-channel weights of linears and embeddings; activations stay float.
+    Int8WeightOnly,
+    /// int4 groupwise weights of linears and embeddings; activations stay float.
+    Int4WeightOnly {
+        /// Weights per scale.
+        group_size: usize,
+    },
+    /// Weights of linears, convolutions and embeddings stored in half precision, widened to
+    /// `f32` when the program loads; activations stay float.
+    Fp16Weights,
 }
 
 impl Scheme {
@@ -69,6 +86,33 @@ impl Scheme {
         match self {
             Scheme::StaticInt8 => "static-int8",
             Scheme::DynamicInt8 => "dynamic-int8",
+            Scheme::Int4Weight { .. } => "8da4w",
+            Scheme::Int8WeightOnly => "int8-weight-only",
+            Scheme::Int4WeightOnly { .. } => "int4-weight-only",
+            Scheme::Fp16Weights => "fp16-weights",
+        }
+    }
+
+    fn mode(self) -> annotate::Mode {
+        use annotate::Mode;
+        match self {
+            Scheme::StaticInt8 => Mode::Static,
+            Scheme::DynamicInt8 => Mode::Dynamic,
+            Scheme::Int4Weight { group_size } => Mode::PerToken { group: group_size },
+            Scheme::Int8WeightOnly => Mode::WeightOnly { group: None, conv: false },
+            Scheme::Int4WeightOnly { group_size } => Mode::WeightOnly { group: Some(group_size), conv: false },
+            Scheme::Fp16Weights => Mode::WeightOnly { group: None, conv: true },
+        }
+    }
+
+    fn weight_format(self) -> rewrite::WeightFormat {
+        use rewrite::WeightFormat;
+        match self {
+            Scheme::Int4Weight { group_size } | Scheme::Int4WeightOnly { group_size } => {
+                WeightFormat::GroupInt4 { group: group_size }
+            }
+            Scheme::Fp16Weights => WeightFormat::Fp16,
+            _ => WeightFormat::PerChannelInt8,
         }
     }
 
@@ -80,11 +124,34 @@ impl Scheme {
 impl FromStr for Scheme {
     type Err = QuantizeError;
     fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "static-int8" | "int8" | "q8" => Ok(Scheme::StaticInt8),
-            "dynamic-int8" | "qd8" => Ok(Scheme::DynamicInt8),
-            _ => Err(QuantizeError::Option(format!("unknown scheme {s:?} (static-int8, dynamic-int8)"))),
+        // `8da4w` and `int4-weight-only` take a group size after a colon (default 32).
+        let (name, group) = match s.split_once(':') {
+            Some((n, g)) => match g.parse::<usize>() {
+                Ok(g) if g >= 2 && g.is_multiple_of(2) => (n, Some(g)),
+                _ => {
+                    return Err(QuantizeError::Option(format!("group size {g:?} must be an even number of at least 2")))
+                }
+            },
+            None => (s, None),
+        };
+        let group_size = group.unwrap_or(32);
+        let scheme = match name {
+            "static-int8" | "int8" | "q8" => Scheme::StaticInt8,
+            "dynamic-int8" | "qd8" => Scheme::DynamicInt8,
+            "8da4w" | "int4-weight" => Scheme::Int4Weight { group_size },
+            "int8-weight-only" => Scheme::Int8WeightOnly,
+            "int4-weight-only" => Scheme::Int4WeightOnly { group_size },
+            "fp16-weights" | "fp16" => Scheme::Fp16Weights,
+            _ => {
+                return Err(QuantizeError::Option(format!(
+                    "unknown scheme {s:?} (static-int8, dynamic-int8, 8da4w[:G], int8-weight-only, int4-weight-only[:G], fp16-weights)"
+                )))
+            }
+        };
+        if group.is_some() && !matches!(scheme, Scheme::Int4Weight { .. } | Scheme::Int4WeightOnly { .. }) {
+            return Err(QuantizeError::Option(format!("scheme {name} takes no group size")));
         }
+        Ok(scheme)
     }
 }
 
@@ -414,7 +481,7 @@ impl Quantizer {
         let float = Arc::new(Program::from_vec(float_bytes.clone())?);
         let plan = draft.plan.clone();
         let graph = Graph::new(&plan);
-        let ann = annotate(&graph, self.scheme == Scheme::DynamicInt8, &self.exclude);
+        let ann = annotate(&graph, self.scheme.mode(), &self.exclude);
 
         // Calibrate.
         let runtime = Runtime::new().with_threads(self.threads)?;
@@ -452,7 +519,7 @@ impl Quantizer {
 
         // Rewrite.
         let mut out = draft.clone();
-        let rewritten = rewrite::rewrite(&mut out, &graph, &ann, &params)?;
+        let rewritten = rewrite::rewrite(&mut out, &graph, &ann, &params, self.scheme.weight_format())?;
         let (qdq, remap) = out.write(true)?;
         // Float value -> its dequantized copy in the written Q/DQ program.
         let value_map = ann

@@ -212,7 +212,7 @@ impl Report {
             }
         }
         if !self.weights.is_empty() {
-            s += "\nweights (per-channel int8)\n";
+            s += &format!("\nweights ({})\n", self.scheme);
             s += &format!("  {:>5} {:<32} {:<18} {:>9} {:>9}\n", "instr", "operator", "shape", "min dB", "median dB");
             for w in &self.weights {
                 s += &format!(

@@ -16,8 +16,67 @@ use crate::observer::{symmetric_scale, QParams, SCALE_EPS};
 
 /// ExecuTorch's `ScalarType` code for int8 (`Char`), as the `dtype` argument of the Q/DQ ops.
 const INT8_CODE: i64 = 1;
+/// ExecuTorch's `ScalarType` code for `float32`.
+const FLOAT_CODE: i64 = 6;
 const WEIGHT_QMIN: i64 = -127;
 const WEIGHT_QMAX: i64 = 127;
+
+/// How weights are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WeightFormat {
+    /// int8, one symmetric scale per output channel, behind `dequantize_per_channel`.
+    PerChannelInt8,
+    /// int4 values (in int8 storage), one symmetric scale per group of `group` along the input
+    /// dimension, behind `dequantize_per_channel_group` (torchao's scheme).
+    GroupInt4 { group: usize },
+    /// Half precision, widened by `_to_copy`.
+    Fp16,
+}
+
+/// torchao's groupwise symmetric int4: `scale = max(|min|, |max|) / 7.5` per group (at least
+/// `f32::EPSILON`), `q = clamp(round(w / scale), -8, 7)`.
+pub(crate) fn quantize_groupwise_int4(w: &[f32], rows: usize, group: usize) -> (Vec<i8>, Vec<f32>, Vec<f64>) {
+    let k = w.len() / rows.max(1);
+    let mut q = Vec::with_capacity(w.len());
+    let mut scales = Vec::with_capacity(w.len() / group.max(1));
+    let mut sqnr = Vec::with_capacity(rows);
+    for r in 0..rows {
+        let (mut signal, mut noise) = (0f64, 0f64);
+        for g in w[r * k..(r + 1) * k].chunks(group) {
+            let (lo, hi) = g.iter().fold((0f32, 0f32), |(a, b), &x| (a.min(x), b.max(x)));
+            let scale = ((-lo).max(hi) / 7.5).max(f32::EPSILON);
+            for &x in g {
+                let v = (x / scale).round_ties_even().clamp(-8.0, 7.0);
+                q.push(v as i8);
+                let d = (v * scale) as f64 - x as f64;
+                signal += (x as f64) * (x as f64);
+                noise += d * d;
+            }
+            scales.push(scale);
+        }
+        sqnr.push(crate::report::db(signal, noise));
+    }
+    (q, scales, sqnr)
+}
+
+/// Half precision storage: the SQNR per output channel of rounding to `f16`.
+fn to_fp16(w: &[f32], rows: usize) -> (Vec<u8>, Vec<f64>) {
+    let k = w.len() / rows.max(1);
+    let mut bytes = Vec::with_capacity(w.len() * 2);
+    let mut sqnr = Vec::with_capacity(rows);
+    for r in 0..rows {
+        let (mut signal, mut noise) = (0f64, 0f64);
+        for &x in &w[r * k..(r + 1) * k] {
+            let h = half::f16::from_f32(x);
+            bytes.extend_from_slice(&h.to_le_bytes());
+            let d = h.to_f64() - x as f64;
+            signal += (x as f64) * (x as f64);
+            noise += d * d;
+        }
+        sqnr.push(crate::report::db(signal, noise));
+    }
+    (bytes, sqnr)
+}
 
 /// A quantized weight.
 #[derive(Debug, Clone)]
@@ -71,6 +130,7 @@ pub(crate) fn rewrite(
     graph: &Graph<'_>,
     ann: &Annotation,
     params: &[QParams],
+    format: WeightFormat,
 ) -> Result<Rewritten> {
     let mut out = Rewritten::default();
     let mut ins: Vec<Instruction> = Vec::new();
@@ -87,21 +147,62 @@ pub(crate) fn rewrite(
         let t = draft.tensor(site.value).cloned().ok_or_else(|| unsupported("a weight is not a tensor".into()))?;
         let w = draft.constant_f32(site.value).ok_or_else(|| unsupported("a weight is not an f32 constant".into()))?;
         let channels = t.sizes.first().copied().unwrap_or(1).max(1);
-        let (q, scales, sqnr) = quantize_weight(&w, channels);
-        let wq = draft.push_constant(ScalarType::Char, &t.sizes, bytes_of(&q, |x| vec![x as u8]));
-        let sv = draft.push_constant(ScalarType::Float, &[channels], bytes_of(&scales, |x| x.to_le_bytes().to_vec()));
-        let zv = draft.push_constant(ScalarType::Long, &[channels], vec![0u8; channels * 8]);
         let wdq = draft.push_tensor(ScalarType::Float, &t.sizes, ShapeDynamism::Static);
-        let axis = draft.push_value(Value::Int(0));
-        let (qmin, qmax) = (draft.push_value(Value::Int(WEIGHT_QMIN)), draft.push_value(Value::Int(WEIGHT_QMAX)));
-        let dtype = draft.push_value(Value::Int(INT8_CODE));
-        let none = draft.push_value(Value::Null);
-        let call = Draft::call(
-            Op::DequantizePerChannel.name(),
-            draft,
-            vec![wq, sv, zv, axis, qmin, qmax, dtype, none, wdq, wdq],
-        );
-        ins.push(call);
+        let sqnr = match format {
+            WeightFormat::PerChannelInt8 => {
+                let (q, scales, sqnr) = quantize_weight(&w, channels);
+                let wq = draft.push_constant(ScalarType::Char, &t.sizes, bytes_of(&q, |x| vec![x as u8]));
+                let sv = draft.push_constant(
+                    ScalarType::Float,
+                    &[channels],
+                    bytes_of(&scales, |x| x.to_le_bytes().to_vec()),
+                );
+                let zv = draft.push_constant(ScalarType::Long, &[channels], vec![0u8; channels * 8]);
+                let axis = draft.push_value(Value::Int(0));
+                let (qmin, qmax) =
+                    (draft.push_value(Value::Int(WEIGHT_QMIN)), draft.push_value(Value::Int(WEIGHT_QMAX)));
+                let dtype = draft.push_value(Value::Int(INT8_CODE));
+                let none = draft.push_value(Value::Null);
+                let call = Draft::call(
+                    Op::DequantizePerChannel.name(),
+                    draft,
+                    vec![wq, sv, zv, axis, qmin, qmax, dtype, none, wdq, wdq],
+                );
+                ins.push(call);
+                sqnr
+            }
+            WeightFormat::GroupInt4 { group } => {
+                let (q, scales, sqnr) = quantize_groupwise_int4(&w, channels, group);
+                let groups = scales.len() / channels;
+                let wq = draft.push_constant(ScalarType::Char, &t.sizes, bytes_of(&q, |x| vec![x as u8]));
+                let sv = draft.push_constant(
+                    ScalarType::Float,
+                    &[channels, groups],
+                    bytes_of(&scales, |x| x.to_le_bytes().to_vec()),
+                );
+                let zv = draft.push_constant(ScalarType::Long, &[channels, groups], vec![0u8; scales.len() * 8]);
+                let (qmin, qmax) = (draft.push_value(Value::Int(-8)), draft.push_value(Value::Int(7)));
+                let dtype = draft.push_value(Value::Int(INT8_CODE));
+                let gs = draft.push_value(Value::Int(group as i64));
+                let out_dtype = draft.push_value(Value::Int(FLOAT_CODE));
+                let call = Draft::call(
+                    Op::DequantizePerChannelGroup.name(),
+                    draft,
+                    vec![wq, sv, zv, qmin, qmax, dtype, gs, out_dtype, wdq, wdq],
+                );
+                ins.push(call);
+                sqnr
+            }
+            WeightFormat::Fp16 => {
+                let (bytes, sqnr) = to_fp16(&w, channels);
+                let wh = draft.push_constant(ScalarType::Half, &t.sizes, bytes);
+                let non_blocking = draft.push_value(Value::Bool(false));
+                let none = draft.push_value(Value::Null);
+                let call = Draft::call(Op::ToCopy.name(), draft, vec![wh, non_blocking, none, wdq, wdq]);
+                ins.push(call);
+                sqnr
+            }
+        };
         weight_dq.insert(site.value, wdq);
         out.weights.push(WeightQuant { node: site.node, sizes: t.sizes.clone(), sqnr_db: sqnr });
     }
@@ -181,6 +282,31 @@ pub(crate) fn rewrite(
                 Op::DequantizePerTensorTensor.name(),
                 draft,
                 vec![xq, scale, zp, qmin, qmax, dtype, none, xdq, xdq],
+            );
+            ins.extend([c, q, dq]);
+            dyn_dq.insert(x, xdq);
+        }
+        // Per-token quantization (torchao's 8da4w activations) in front of the node.
+        for &(_, x) in ann.per_token.iter().filter(|d| d.0 == n) {
+            let t = draft.tensor(x).cloned().ok_or_else(|| unsupported(format!("value {x} is not a tensor")))?;
+            let mut qsizes = t.sizes.clone();
+            if let Some(last) = qsizes.last_mut() {
+                *last = 1;
+            }
+            let scale = draft.push_tensor(ScalarType::Double, &qsizes, t.dynamism);
+            let zp = draft.push_tensor(ScalarType::Long, &qsizes, t.dynamism);
+            let pair = draft.push_value(Value::TensorList(vec![scale, zp]));
+            let (qmin, qmax) = (draft.push_value(Value::Int(-128)), draft.push_value(Value::Int(127)));
+            let dtype = draft.push_value(Value::Int(INT8_CODE));
+            let out_dtype = draft.push_value(Value::Int(FLOAT_CODE));
+            let xq = draft.push_tensor(ScalarType::Char, &t.sizes, t.dynamism);
+            let xdq = draft.push_tensor(ScalarType::Float, &t.sizes, t.dynamism);
+            let c = Draft::call(Op::ChooseQparamsPerTokenAsymmetric.name(), draft, vec![x, dtype, scale, zp, pair]);
+            let q = Draft::call(Op::QuantizePerToken.name(), draft, vec![x, scale, zp, qmin, qmax, dtype, xq, xq]);
+            let dq = Draft::call(
+                Op::DequantizePerToken.name(),
+                draft,
+                vec![xq, scale, zp, qmin, qmax, dtype, out_dtype, xdq, xdq],
             );
             ins.extend([c, q, dq]);
             dyn_dq.insert(x, xdq);

@@ -205,3 +205,58 @@ fn min_max_observer_parameters_are_the_observed_range() {
     let params = activation_params(&Program::from_vec(q.qdq).unwrap());
     assert_eq!(params[0], (expected.scale as f64, expected.zero_point));
 }
+
+/// Output of `program` (bytes) on `input`, by Ferrite's runtime.
+fn run(program: Vec<u8>, input: &ferrite_runtime::TensorData) -> Vec<f64> {
+    let p = std::sync::Arc::new(Program::from_vec(program).unwrap());
+    let mut m = ferrite_runtime::Runtime::new().load_method(&p, "forward").unwrap();
+    m.run(std::slice::from_ref(input)).unwrap().remove(0).to_f64_vec().unwrap()
+}
+
+#[test]
+fn weight_schemes_on_a_transformer() {
+    // tiny_gpt_int4: the float program of the fixture torchao quantized to 8da4w for XNNPACK.
+    let dir = fixture("tiny_gpt_int4");
+    let program = Program::read(dir.join("portable.pte")).unwrap();
+    let input = ferrite_runtime::read_npy(&dir.join("input_0.npy")).unwrap();
+    let eager = ferrite_runtime::read_npy(&dir.join("eager.output_0.npy")).unwrap().to_f64_vec().unwrap();
+    let none = Calibration::none();
+
+    // 8da4w, lowered: every linear becomes Ferrite's groupwise int4 layer, as accurate as
+    // torchao's 8da4w on XNNPACK.
+    let q = Quantizer::new(Scheme::Int4Weight { group_size: 32 }).quantize(&program, &none).unwrap();
+    let lowered = Program::from_vec(q.program.clone()).unwrap();
+    let kernel_calls = Graph::new(&lowered.def().plans[0]).nodes().iter().filter(|n| n.op().is_some()).count();
+    assert_eq!(kernel_calls, 0, "the whole 8da4w program runs in the backend");
+    let xnnpack = ferrite_runtime::read_npy(&dir.join("8da4w_xnnpack.output_0.npy")).unwrap().to_f64_vec().unwrap();
+    let (ours, theirs) = (sqnr(&eager, &run(q.program, &input)), sqnr(&eager, &xnnpack));
+    assert!(ours >= theirs - 0.5, "8da4w: {ours:.2} dB vs XNNPACK's {theirs:.2} dB");
+    assert!(q.report.weights.iter().all(|w| w.sqnr_median_db > 20.0));
+
+    // Dynamic int8 is PT2E's qd8: ExecuTorch's output up to float summation order.
+    let q = Quantizer::new(Scheme::DynamicInt8).emit(Emit::Qdq).quantize(&program, &none).unwrap();
+    let qd8 = ferrite_runtime::read_npy(&dir.join("qd8.output_0.npy")).unwrap().to_f64_vec().unwrap();
+    let out = run(q.qdq, &input);
+    let max = out.iter().zip(&qd8).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    assert!(max < 1e-5, "dynamic int8 vs ExecuTorch's qd8: {max}");
+
+    // Weight-only schemes shrink the program and keep activations float.
+    let float_len = std::fs::metadata(dir.join("portable.pte")).unwrap().len() as usize;
+    for (scheme, min_db) in
+        [(Scheme::Int8WeightOnly, 35.0), (Scheme::Int4WeightOnly { group_size: 32 }, 15.0), (Scheme::Fp16Weights, 60.0)]
+    {
+        let q = Quantizer::new(scheme).emit(Emit::Qdq).quantize(&program, &none).unwrap();
+        assert!(q.qdq.len() < float_len * 6 / 10, "{scheme:?}: {} bytes of {float_len}", q.qdq.len());
+        let db = sqnr(&eager, &run(q.qdq, &input));
+        assert!(db > min_db, "{scheme:?}: {db:.2} dB");
+    }
+}
+
+#[test]
+fn schemes_parse_with_group_sizes() {
+    assert_eq!("8da4w".parse::<Scheme>().unwrap(), Scheme::Int4Weight { group_size: 32 });
+    assert_eq!("int4-weight-only:64".parse::<Scheme>().unwrap(), Scheme::Int4WeightOnly { group_size: 64 });
+    assert!("8da4w:33".parse::<Scheme>().is_err());
+    assert!("static-int8:32".parse::<Scheme>().is_err());
+    assert!("int2".parse::<Scheme>().is_err());
+}
