@@ -470,7 +470,7 @@ struct QuantizeArgs {
     /// static-int8 (needs calibration), dynamic-int8, 8da4w[:G], int8-weight-only, int4-weight-only[:G], fp16-weights.
     #[arg(long, default_value = "static-int8")]
     scheme: String,
-    /// Activation observer: histogram (PT2E's), minmax, moving-average, percentile[:P], mse.
+    /// Activation observer: histogram (PT2E's), minmax, moving-average, percentile[:P], mse, entropy.
     #[arg(long, default_value = "histogram")]
     observer: String,
     /// Leave nodes in float: instruction indices, operators (aten::convolution.out) or families (conv, linear, add, mul, cat).
@@ -494,6 +494,18 @@ struct QuantizeArgs {
     /// Threads for calibration and evaluation runs.
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// Also measure the output SQNR with each quantized node left float (one quantization per node).
+    #[arg(long)]
+    sensitivity: bool,
+    /// Leave the most harmful nodes float until --min-sqnr or --max-drop holds on the evaluation data.
+    #[arg(long)]
+    auto_fallback: bool,
+    /// With --auto-fallback: the output SQNR (dB, against the float program) to reach.
+    #[arg(long, conflicts_with = "max_drop")]
+    min_sqnr: Option<f64>,
+    /// With --auto-fallback: the most accuracy (with --labels; else top-1 agreement) to lose, in percentage points.
+    #[arg(long)]
+    max_drop: Option<f64>,
 }
 
 /// A progress bar on stderr, hidden when stderr is not a terminal.
@@ -506,7 +518,7 @@ fn progress_bar() -> indicatif::ProgressBar {
 }
 
 fn quantize(a: QuantizeArgs) -> Result<(), Error> {
-    use ferrite::quantizer::{Calibration, Emit, Quantizer, Scheme, Selector};
+    use ferrite::quantizer::{Calibration, Emit, Quantizer, Scheme, Selector, Target};
     let scheme: Scheme = a.scheme.parse()?;
     let observer = a.observer.parse()?;
     let exclude = a.exclude.iter().map(|s| s.parse::<Selector>()).collect::<Result<Vec<_>, _>>()?;
@@ -527,13 +539,38 @@ fn quantize(a: QuantizeArgs) -> Result<(), Error> {
         bar.set_message(stage.to_string());
         bar.set_position(done as u64);
     };
-    let mut q = quantizer.quantize_with(&program, &calibration, &tick)?;
     let labels = a.labels.as_deref().map(Calibration::labels).transpose()?;
     let eval = match &a.eval {
         Some(p) => Some(Calibration::open(p)?),
         None => (!calibration.is_empty()).then(|| calibration.clone()),
     };
+    let target = match (a.auto_fallback, a.min_sqnr, a.max_drop) {
+        (false, None, None) => None,
+        (true, Some(db), None) => Some(Target::MinSqnr(db)),
+        (true, None, Some(pct)) => Some(Target::MaxDrop(pct)),
+        (true, _, _) => {
+            return Err(Error::Usage("--auto-fallback needs one of --min-sqnr DB or --max-drop PCT".into()))
+        }
+        (false, _, _) => return Err(Error::Usage("--min-sqnr and --max-drop go with --auto-fallback".into())),
+    };
+    let needs_eval = target.is_some() || a.sensitivity;
+    let eval = match eval {
+        Some(e) => Some(e),
+        None if needs_eval => {
+            return Err(Error::Usage("--sensitivity and --auto-fallback need --eval DATA (or calibration data)".into()))
+        }
+        None => None,
+    };
+    let mut q = match (target, &eval) {
+        (Some(t), Some(data)) => {
+            quantizer.quantize_with_fallback(&program, &calibration, data, labels.as_deref(), t, &tick)?
+        }
+        _ => quantizer.quantize_with(&program, &calibration, &tick)?,
+    };
     if let Some(data) = &eval {
+        if a.sensitivity && q.report.sensitivity.is_empty() {
+            q.report.sensitivity = quantizer.sensitivity(&program, &calibration, data, &tick)?;
+        }
         q.evaluate_with(data, labels.as_deref(), &tick)?;
     }
     bar.finish_and_clear();

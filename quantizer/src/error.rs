@@ -151,7 +151,7 @@ impl QuantizeError {
                 message: "the method has control flow (moves or jumps)".into(),
             },
             QuantizeError::Option(
-                "unknown observer \"kl\" (minmax, moving-average, histogram, percentile[:P], mse)".into(),
+                "unknown observer \"p99\" (minmax, moving-average, histogram, percentile[:P], mse, entropy)".into(),
             ),
             QuantizeError::Write {
                 path: "out/model_q8.pte".into(),

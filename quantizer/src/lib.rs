@@ -45,7 +45,7 @@ use ferrite_runtime::{Runtime, TensorData};
 pub use data::Calibration;
 pub use error::{QuantizeError, Result};
 pub use observer::{affine_qparams, ObserverKind, QParams, SCALE_EPS};
-pub use report::{ModelMetrics, Report, TensorReport, WeightReport};
+pub use report::{ModelMetrics, Report, Sensitivity, TensorReport, WeightReport};
 
 use annotate::{annotate, Annotation};
 use draft::Draft;
@@ -163,11 +163,12 @@ impl FromStr for ObserverKind {
             "moving-average" => Ok(ObserverKind::MovingAverageMinMax),
             "histogram" => Ok(ObserverKind::Histogram),
             "mse" => Ok(ObserverKind::Mse),
+            "entropy" | "kl" => Ok(ObserverKind::Entropy),
             "percentile" => Ok(ObserverKind::Percentile(99.99)),
             _ => match s.strip_prefix("percentile:").map(str::parse::<f64>) {
                 Some(Ok(p)) if (50.0..=100.0).contains(&p) => Ok(ObserverKind::Percentile(p)),
                 _ => Err(QuantizeError::Option(format!(
-                    "unknown observer {s:?} (minmax, moving-average, histogram, percentile[:P], mse)"
+                    "unknown observer {s:?} (minmax, moving-average, histogram, percentile[:P], mse, entropy)"
                 ))),
             },
         }
@@ -223,6 +224,16 @@ impl FromStr for Selector {
             ))),
         }
     }
+}
+
+/// What [`Quantizer::quantize_with_fallback`] must reach.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Target {
+    /// Output SQNR against the float program of at least this many dB.
+    MinSqnr(f64),
+    /// Accuracy (with labels; else top-1 agreement with the float program) at most this many
+    /// percentage points below the float program's.
+    MaxDrop(f64),
 }
 
 /// What [`Quantizer::quantize`] writes.
@@ -548,6 +559,81 @@ impl Quantizer {
             method: self.method.clone(),
             threads: self.threads,
         })
+    }
+
+    /// Quantizes with each quantized node (convolution, linear, embedding, add, mul, cat) left
+    /// float in turn and measures the output SQNR against the float program on `eval`: the
+    /// nodes whose quantization costs most come first. One quantization and evaluation per node.
+    pub fn sensitivity(
+        &self,
+        program: &Program<'_>,
+        calibration: &Calibration,
+        eval: &Calibration,
+        progress: Progress<'_>,
+    ) -> Result<Vec<Sensitivity>> {
+        let silent: Progress<'_> = &|_, _, _| {};
+        let mut base = self.clone().emit(Emit::Qdq).quantize_with(program, calibration, silent)?;
+        let base_db = base.evaluate(eval, None)?.output_sqnr_db;
+        let candidates: Vec<(usize, String)> =
+            base.report.nodes.iter().filter(|n| n.2 != "shared").map(|n| (n.0, n.1.clone())).collect();
+        let mut out = Vec::new();
+        for (k, (instruction, op)) in candidates.iter().enumerate() {
+            let mut q = self.clone().emit(Emit::Qdq);
+            q.exclude.push(Selector::Instruction(*instruction));
+            let mut r = q.quantize_with(program, calibration, silent)?;
+            let db = r.evaluate(eval, None)?.output_sqnr_db;
+            out.push(Sensitivity {
+                instruction: *instruction,
+                op: op.clone(),
+                output_sqnr_db: db,
+                gain_db: db - base_db,
+            });
+            progress("sensitivity", k + 1, candidates.len());
+        }
+        out.sort_by(|a, b| b.gain_db.total_cmp(&a.gain_db));
+        Ok(out)
+    }
+
+    /// Quantizes, then leaves the most harmful nodes (by [`Quantizer::sensitivity`]) float one
+    /// at a time until `target` holds on `eval` (or nothing is left to leave out). The report
+    /// lists the sensitivity ranking and the nodes left float.
+    pub fn quantize_with_fallback(
+        &self,
+        program: &Program<'_>,
+        calibration: &Calibration,
+        eval: &Calibration,
+        labels: Option<&[i64]>,
+        target: Target,
+        progress: Progress<'_>,
+    ) -> Result<Quantized> {
+        if matches!(target, Target::MaxDrop(_)) && labels.is_none() {
+            tracing::info!("no labels: --max-drop applies to the top-1 agreement with the float program");
+        }
+        let meets = |m: &ModelMetrics| match target {
+            Target::MinSqnr(db) => m.output_sqnr_db >= db,
+            Target::MaxDrop(pct) => match m.accuracy {
+                Some((q, f)) => (f - q) * 100.0 <= pct,
+                None => (1.0 - m.top1_agreement) * 100.0 <= pct,
+            },
+        };
+        let mut q = self.quantize_with(program, calibration, progress)?;
+        if meets(q.evaluate(eval, labels)?) {
+            return Ok(q);
+        }
+        let ranking = self.sensitivity(program, calibration, eval, progress)?;
+        let mut quantizer = self.clone();
+        let mut fallback = Vec::new();
+        for s in &ranking {
+            quantizer.exclude.push(Selector::Instruction(s.instruction));
+            fallback.push(s.instruction);
+            q = quantizer.quantize_with(program, calibration, &|_, _, _| {})?;
+            if meets(q.evaluate(eval, labels)?) {
+                break;
+            }
+        }
+        q.report.sensitivity = ranking;
+        q.report.fallback = fallback;
+        Ok(q)
     }
 
     /// Quantizes the program at `input`, writes the result to `output` (through a temporary

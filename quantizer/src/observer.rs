@@ -8,7 +8,8 @@
 //! point as `prepare_pt2e` + `convert_pt2e`. [`ObserverKind::MinMax`] and
 //! [`ObserverKind::MovingAverageMinMax`] are PyTorch's `MinMaxObserver` and
 //! `MovingAverageMinMaxObserver`; [`ObserverKind::Percentile`] and [`ObserverKind::Mse`] clip
-//! on the same histogram by a percentile of the values or by the least expected squared error.
+//! on the same histogram by a percentile of the values or by the least expected squared error,
+//! and [`ObserverKind::Entropy`] by the least KL divergence (TensorRT's calibration).
 
 use serde::Serialize;
 
@@ -26,6 +27,9 @@ pub enum ObserverKind {
     Percentile(f64),
     /// The range whose quantization has the least expected squared error over the histogram.
     Mse,
+    /// The clipping threshold whose quantized distribution is closest to the observed one in
+    /// Kullback-Leibler divergence (TensorRT's entropy calibration, on `|x|`).
+    Entropy,
 }
 
 impl ObserverKind {
@@ -37,6 +41,7 @@ impl ObserverKind {
             ObserverKind::Histogram => "histogram".into(),
             ObserverKind::Percentile(p) => format!("percentile:{p}"),
             ObserverKind::Mse => "mse".into(),
+            ObserverKind::Entropy => "entropy".into(),
         }
     }
 }
@@ -184,6 +189,7 @@ impl Observer {
             ObserverKind::Histogram => self.l2_search((qmax - qmin + 1) as usize),
             ObserverKind::Percentile(p) => self.percentile(p),
             ObserverKind::Mse => self.mse_search(qmin, qmax),
+            ObserverKind::Entropy => self.entropy_search((qmax - qmin + 1) as usize),
         };
         affine_qparams(lo, hi, qmin, qmax, SCALE_EPS)
     }
@@ -346,6 +352,68 @@ impl Observer {
             }
         }
         (best.1 as f32, best.2 as f32)
+    }
+}
+
+impl Observer {
+    /// TensorRT's entropy calibration: the histogram folded onto `|x|`, then for each candidate
+    /// threshold (from one quantized level's worth of bins up to all of them) the clipped
+    /// distribution `P` (outliers added to its last bin) against `Q`, `P` merged into the
+    /// available levels and spread back over the non-empty bins; the threshold of least
+    /// `KL(P || Q)` wins. One-sided data (all values `>= 0` or `<= 0`) gets every level.
+    fn entropy_search(&self, levels: usize) -> (f32, f32) {
+        let amax = self.min.abs().max(self.max.abs()) as f64;
+        if amax == 0.0 {
+            return (self.min, self.max);
+        }
+        let width = (self.max - self.min) as f64 / BINS as f64;
+        let mut abs = vec![0f64; BINS];
+        for (i, &h) in self.histogram.iter().enumerate() {
+            let c = (self.min as f64 + width * (i as f64 + 0.5)).abs();
+            let b = ((c / amax) * BINS as f64) as usize;
+            abs[b.min(BINS - 1)] += h as f64;
+        }
+        let one_sided = self.min >= 0.0 || self.max <= 0.0;
+        let target = if one_sided { levels } else { levels / 2 }.max(2);
+        let mut best = (f64::INFINITY, BINS);
+        for i in target..=BINS {
+            let mut p: Vec<f64> = abs[..i].to_vec();
+            let outliers: f64 = abs[i..].iter().sum();
+            if let Some(last) = p.last_mut() {
+                *last += outliers;
+            }
+            // Merge the i bins into `target` levels, spread each level over its non-empty bins.
+            let mut q = vec![0f64; i];
+            for l in 0..target {
+                let (a, b) = (l * i / target, ((l + 1) * i / target).max(l * i / target + 1).min(i));
+                let mass: f64 = abs[a..b].iter().sum();
+                let nonzero = abs[a..b].iter().filter(|&&x| x > 0.0).count();
+                if nonzero > 0 {
+                    for j in a..b {
+                        if abs[j] > 0.0 {
+                            q[j] = mass / nonzero as f64;
+                        }
+                    }
+                }
+            }
+            let (sp, sq): (f64, f64) = (p.iter().sum(), q.iter().sum());
+            if sp == 0.0 || sq == 0.0 {
+                continue;
+            }
+            let mut kl = 0f64;
+            for (&pj, &qj) in p.iter().zip(&q) {
+                if pj > 0.0 {
+                    // A bin Q leaves empty (its mass went to P's outlier bin) costs as if tiny.
+                    let qn = (qj / sq).max(1e-12);
+                    kl += (pj / sp) * ((pj / sp) / qn).ln();
+                }
+            }
+            if kl < best.0 {
+                best = (kl, i);
+            }
+        }
+        let threshold = ((best.1 as f64 + 0.5) * amax / BINS as f64) as f32;
+        (self.min.max(-threshold), self.max.min(threshold))
     }
 }
 

@@ -90,6 +90,23 @@ pub struct Report {
     pub weights: Vec<WeightReport>,
     /// Output accuracy, once evaluated.
     pub model: Option<ModelMetrics>,
+    /// Sensitivity analysis, when asked for: the output SQNR with each node left float.
+    pub sensitivity: Vec<Sensitivity>,
+    /// Instructions left in float by the automatic fallback, in the order chosen.
+    pub fallback: Vec<usize>,
+}
+
+/// The model's output SQNR with one quantized node left float.
+#[derive(Debug, Clone, Serialize)]
+pub struct Sensitivity {
+    /// The node's instruction (in the float method).
+    pub instruction: usize,
+    /// Its operator.
+    pub op: String,
+    /// Output SQNR against the float program with this node float, dB.
+    pub output_sqnr_db: f64,
+    /// Gain over quantizing everything, dB.
+    pub gain_db: f64,
 }
 
 fn op_name(graph: &Graph<'_>, node: usize) -> String {
@@ -164,6 +181,8 @@ pub(crate) fn build(
         tensors,
         weights,
         model: None,
+        sensitivity: Vec::new(),
+        fallback: Vec::new(),
     }
 }
 
@@ -224,6 +243,22 @@ impl Report {
                     fmt_db(Some(w.sqnr_median_db)),
                 );
             }
+        }
+        if !self.sensitivity.is_empty() {
+            s += "\nsensitivity (output SQNR with one node left float, most harmful first)\n";
+            s += &format!("  {:>5} {:<32} {:>9} {:>9}\n", "instr", "operator", "SQNR dB", "gain dB");
+            for x in &self.sensitivity {
+                s += &format!(
+                    "  {:>5} {:<32} {:>9} {:>9.2}\n",
+                    x.instruction,
+                    x.op,
+                    fmt_db(Some(x.output_sqnr_db)),
+                    x.gain_db
+                );
+            }
+        }
+        if !self.fallback.is_empty() {
+            s += &format!("\nleft float by --auto-fallback: instructions {:?}\n", self.fallback);
         }
         if let Some(m) = &self.model {
             s += &format!(

@@ -260,3 +260,58 @@ fn schemes_parse_with_group_sizes() {
     assert!("static-int8:32".parse::<Scheme>().is_err());
     assert!("int2".parse::<Scheme>().is_err());
 }
+
+#[test]
+fn every_observer_keeps_digits_accurate() {
+    let dir = fixture("digits_cnn");
+    let program = Program::read(dir.join("portable.pte")).unwrap();
+    let calibration = Calibration::open(&dir.join("calibration.npy")).unwrap();
+    let images = Calibration::open(&dir.join("test_images.npy")).unwrap();
+    let labels = Calibration::labels(&dir.join("test_labels.npy")).unwrap();
+    for observer in ["minmax", "moving-average", "histogram", "percentile", "mse", "entropy"] {
+        let mut q = Quantizer::new(Scheme::StaticInt8)
+            .observer(observer.parse().unwrap())
+            .emit(Emit::Qdq)
+            .quantize(&program, &calibration)
+            .unwrap();
+        let m = q.evaluate(&images, Some(&labels)).unwrap();
+        let (acc, _) = m.accuracy.unwrap();
+        eprintln!("{observer}: {:.0}/360, output SQNR {:.2} dB", acc * 360.0, m.output_sqnr_db);
+        // The moving average (factor 0.01, meant for training) stays near the first samples'
+        // range and clips the rest; entropy clips hard on these sparse 64-sample histograms.
+        let (min_right, min_db) = match observer {
+            "moving-average" => (340.0, 10.0),
+            "entropy" => (345.0, 15.0),
+            _ => (350.0, 25.0),
+        };
+        assert!(acc * 360.0 >= min_right && m.output_sqnr_db > min_db, "{observer}: {m:?}");
+    }
+}
+
+#[test]
+fn auto_fallback_leaves_the_most_harmful_nodes_float() {
+    let dir = fixture("digits_cnn");
+    let program = Program::read(dir.join("portable.pte")).unwrap();
+    let calibration = Calibration::open(&dir.join("calibration.npy")).unwrap();
+    let quantizer = Quantizer::new(Scheme::StaticInt8).emit(Emit::Qdq);
+    let mut all = quantizer.quantize(&program, &calibration).unwrap();
+    let base = all.evaluate(&calibration, None).unwrap().output_sqnr_db;
+    let target = base + 3.0;
+    let mut q = quantizer
+        .quantize_with_fallback(
+            &program,
+            &calibration,
+            &calibration,
+            None,
+            ferrite_quantizer::Target::MinSqnr(target),
+            &|_, _, _| {},
+        )
+        .unwrap();
+    let reached = q.evaluate(&calibration, None).unwrap().output_sqnr_db;
+    assert!(reached >= target, "{reached} < {target}");
+    assert!(!q.report.fallback.is_empty());
+    // The ranking is sorted by gain, and the fallback took its head.
+    let gains: Vec<f64> = q.report.sensitivity.iter().map(|s| s.gain_db).collect();
+    assert!(gains.windows(2).all(|w| w[0] >= w[1]), "{gains:?}");
+    assert_eq!(q.report.fallback[0], q.report.sensitivity[0].instruction);
+}
