@@ -510,7 +510,11 @@ impl Quantizer {
                     }
                 }
                 for (i, t) in sample.iter().enumerate() {
-                    method.set_input(i, t)?;
+                    method.set_input(i, t).map_err(|e| QuantizeError::CalibrationMismatch {
+                        sample: s,
+                        input: i,
+                        message: e.to_string(),
+                    })?;
                 }
                 method.execute_observed(&mut |pc, m| {
                     if let Some(list) = watch.after.get(&pc) {
@@ -709,7 +713,8 @@ fn check_sample(method: &ferrite_runtime::Method, sample: &[TensorData], s: usiz
     }
     for (i, t) in sample.iter().enumerate() {
         if let Some((dtype, sizes)) = method.input_spec(i) {
-            if dtype != t.dtype() || sizes != t.sizes() {
+            // Dynamic dimensions may be smaller than their bound: `set_input` checks those.
+            if dtype != t.dtype() || sizes.len() != t.sizes().len() {
                 return Err(QuantizeError::CalibrationMismatch {
                     sample: s,
                     input: i,

@@ -315,3 +315,17 @@ fn auto_fallback_leaves_the_most_harmful_nodes_float() {
     assert!(gains.windows(2).all(|w| w[0] >= w[1]), "{gains:?}");
     assert_eq!(q.report.fallback[0], q.report.sensitivity[0].instruction);
 }
+
+#[test]
+fn dynamic_int8_transformers_match_executorch_qd8() {
+    for name in ["tiny_transformer", "tiny_gpt"] {
+        let dir = fixture(name);
+        let program = Program::read(dir.join("portable.pte")).unwrap();
+        let q = Quantizer::new(Scheme::DynamicInt8).emit(Emit::Qdq).quantize(&program, &Calibration::none()).unwrap();
+        let input = ferrite_runtime::read_npy(&dir.join("input_0.npy")).unwrap();
+        let qd8 = ferrite_runtime::read_npy(&dir.join("qd8.output_0.npy")).unwrap().to_f64_vec().unwrap();
+        let out = run(q.qdq, &input);
+        let max = out.iter().zip(&qd8).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        assert!(max < 1e-5, "{name}: dynamic int8 vs ExecuTorch's qd8: {max}");
+    }
+}
