@@ -354,6 +354,11 @@ impl Quantized {
             let (s, n) =
                 group.iter().filter_map(|(fv, _)| power.get(fv)).fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
             t.sqnr_db = (!group.is_empty() && !data.is_empty()).then(|| report::db(s, n));
+            t.value_sqnr_db = t
+                .values
+                .iter()
+                .map(|v| power.get(v).filter(|_| !data.is_empty()).map(|&(s, n)| report::db(s, n)))
+                .collect();
         }
         let rows_f = rows.max(1) as f64;
         Ok(self.report.model.insert(ModelMetrics {

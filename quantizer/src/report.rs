@@ -36,9 +36,11 @@ pub struct TensorReport {
     /// Percentage of the observed values outside that range (clipped), where the observer
     /// kept a histogram; `None` otherwise.
     pub clipped_pct: Option<f64>,
-    /// SQNR of the quantized program's value against the float program's, over the
-    /// evaluation samples (set by [`crate::Quantized`] evaluation), in dB.
+    /// SQNR of the quantized program's values against the float program's, over the
+    /// evaluation samples and all of the group's tensors (set by [`crate::Quantized::evaluate`]), dB.
     pub sqnr_db: Option<f64>,
+    /// The same per tensor, in the order of `values`.
+    pub value_sqnr_db: Vec<Option<f64>>,
 }
 
 /// One quantized weight.
@@ -149,6 +151,7 @@ pub(crate) fn build(
                 range: p.range(),
                 clipped_pct: o.clipped_fraction(p).map(|f| f * 100.0),
                 sqnr_db: None,
+                value_sqnr_db: Vec::new(),
             }
         })
         .collect();

@@ -114,6 +114,12 @@ fn quantized_digits_cnn_keeps_its_accuracy() {
     assert!(m.top1_agreement > 0.97, "{m:?}");
     // Every quantized activation was measured.
     assert!(q.report.tensors.iter().all(|t| t.sqnr_db.is_some_and(|s| s > 15.0)), "{}", q.report.table());
+    for t in &q.report.tensors {
+        assert_eq!(t.value_sqnr_db.len(), t.values.len());
+        assert!(t.value_sqnr_db.iter().all(|s| s.is_some_and(|s| s > 15.0)), "{t:?}");
+    }
+    let json: serde_json::Value = serde_json::from_str(&q.report.to_json()).unwrap();
+    assert_eq!(json["model"]["samples"], 360);
 }
 
 #[test]
