@@ -262,8 +262,7 @@ pub(crate) fn rewrite(
         };
         // Dynamic quantization in front of the node.
         let mut dyn_dq: BTreeMap<usize, usize> = BTreeMap::new();
-        for &(dn, x) in ann.dynamic.iter().filter(|d| d.0 == n) {
-            let _ = dn;
+        for &(_, x) in ann.dynamic.iter().filter(|d| d.0 == n) {
             let t = draft.tensor(x).cloned().ok_or_else(|| unsupported(format!("value {x} is not a tensor")))?;
             let scale = draft.push_tensor(ScalarType::Double, &[1], ShapeDynamism::Static);
             let zp = draft.push_tensor(ScalarType::Long, &[1], ShapeDynamism::Static);
