@@ -24,6 +24,7 @@ run ferrite-kernels int8_dense
 run ferrite-blob blob_roundtrip
 run ferrite-lower lower_program tests/fixtures/digits_cnn/portable.pte
 run ferrite-quantizer quantize_program tests/fixtures/digits_cnn/portable.pte tests/fixtures/digits_cnn/calibration.npy "$tmp/digits_q8.pte"
+run ferrite-troubleshooting profile_program tests/fixtures/digits_cnn/portable.pte "$tmp/trace.json"
 run ferrite-runtime run_program tests/fixtures/mlp/portable.pte
 run ferrite-runtime serve_threads tests/fixtures/digits_cnn/portable.pte 2
 run ferrite lower_and_run tests/fixtures/digits_cnn/portable.pte

@@ -13,6 +13,7 @@
 //! | [`kernels`] | `ferrite-kernels` | the compute library, SIMD chosen at run time |
 //! | [`runtime`] | `ferrite-runtime` | execute programs: portable kernels and the Ferrite backend |
 //! | [`quantizer`] | `ferrite-quantizer` | post-training quantization of float programs, with an accuracy report |
+//! | [`troubleshooting`] | `ferrite-troubleshooting` | per-operator profiles (inside the backend too) and traces |
 //!
 //! A device app that only runs lowered programs needs just `ferrite-runtime`; the command-line
 //! tool is the `ferrite-cli` crate.
@@ -46,6 +47,7 @@ pub use ferrite_partitioner as partitioner;
 pub use ferrite_program as program;
 pub use ferrite_quantizer as quantizer;
 pub use ferrite_runtime as runtime;
+pub use ferrite_troubleshooting as troubleshooting;
 
 pub use ferrite_lower::{LowerError, LowerOptions, Lowered};
 use ferrite_program::{Program, ProgramError};
@@ -74,16 +76,20 @@ pub enum Error {
     /// Quantizing failed.
     #[error(transparent)]
     Quantize(#[from] ferrite_quantizer::QuantizeError),
+    /// Profiling or another troubleshooting tool failed.
+    #[error(transparent)]
+    Troubleshoot(#[from] ferrite_troubleshooting::TroubleshootError),
 }
 
 impl Error {
-    /// The stable error code (`P0xx`, `R0xx`, `L0xx`, `Q0xx`, `C0xx`).
+    /// The stable error code (`P0xx`, `R0xx`, `L0xx`, `Q0xx`, `T0xx`, `C0xx`).
     pub fn code(&self) -> &'static str {
         match self {
             Error::Program(e) => e.code(),
             Error::Runtime(e) => e.code(),
             Error::Lower(e) => e.code(),
             Error::Quantize(e) => e.code(),
+            Error::Troubleshoot(e) => e.code(),
         }
     }
 
@@ -94,6 +100,7 @@ impl Error {
             Error::Runtime(e) => e.hint(),
             Error::Lower(e) => e.hint(),
             Error::Quantize(e) => e.hint(),
+            Error::Troubleshoot(e) => e.hint(),
         }
     }
 }

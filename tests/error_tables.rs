@@ -1,5 +1,5 @@
 //! The book's error tables are generated from each crate's error catalogue
-//! (`ProgramError::catalog()`, `RuntimeError::catalog()`, `LowerError::catalog()`, `QuantizeError::catalog()`); re-bless with
+//! (`ProgramError::catalog()`, `RuntimeError::catalog()`, `LowerError::catalog()`, `QuantizeError::catalog()`, `TroubleshootError::catalog()`); re-bless with
 //! `FERRITE_BLESS=1`. Codes are unique across all of them.
 
 use std::collections::BTreeSet;
@@ -9,6 +9,7 @@ use ferrite::lowering::LowerError;
 use ferrite::program::ProgramError;
 use ferrite::quantizer::QuantizeError;
 use ferrite::runtime::RuntimeError;
+use ferrite::troubleshooting::TroubleshootError;
 
 /// One row per error: code (with an anchor), title, an example message, what to do.
 fn table<E: std::fmt::Display>(
@@ -53,5 +54,13 @@ fn book_error_tables_are_current() {
     let quantize =
         table(QuantizeError::catalog(), QuantizeError::code, QuantizeError::title, QuantizeError::hint, &mut codes);
     check("lower-errors.md", &lower);
+    let troubleshoot = table(
+        TroubleshootError::catalog(),
+        TroubleshootError::code,
+        TroubleshootError::title,
+        TroubleshootError::hint,
+        &mut codes,
+    );
     check("quantize-errors.md", &quantize);
+    check("troubleshoot-errors.md", &troubleshoot);
 }

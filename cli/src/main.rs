@@ -34,7 +34,13 @@ macro_rules! from_library {
         }
     )*};
 }
-from_library!(ferrite::program::ProgramError, RuntimeError, ferrite::LowerError, ferrite::quantizer::QuantizeError);
+from_library!(
+    ferrite::program::ProgramError,
+    RuntimeError,
+    ferrite::LowerError,
+    ferrite::quantizer::QuantizeError,
+    ferrite::troubleshooting::TroubleshootError
+);
 
 impl Error {
     fn code(&self) -> &'static str {
@@ -158,6 +164,35 @@ enum Command {
     },
     /// Quantize a float program from calibration data (post-training), with an accuracy report.
     Quantize(QuantizeArgs),
+    /// Time every operator of a method, inside Ferrite's backend too: a table, JSON or a Chrome trace.
+    Profile {
+        /// The program.
+        model: PathBuf,
+        /// Method to profile.
+        #[arg(long, default_value = "forward")]
+        method: String,
+        /// Input .npy files, in order (default: deterministic inputs from the method's metadata).
+        #[arg(short = 'i', long = "input")]
+        inputs: Vec<PathBuf>,
+        /// Threads the kernels may use (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Untimed runs first.
+        #[arg(long, default_value_t = 3)]
+        warmup: usize,
+        /// Timed runs (medians are reported).
+        #[arg(long, default_value_t = 20)]
+        iters: usize,
+        /// Rows in the table (0: all).
+        #[arg(long, default_value_t = 25)]
+        top: usize,
+        /// Write the last run as a Chrome/Perfetto trace (trace-event JSON) here.
+        #[arg(long)]
+        trace: Option<PathBuf>,
+        /// Print exactly one JSON object instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
     /// List the operators Ferrite's backend runs, with dtypes and constraints.
     Ops {
         /// Print CSV (Operator, Compute DType, Quantization, Constraints) instead of a table.
@@ -393,6 +428,28 @@ fn run(cli: Cli) -> Result<(), Error> {
             }
         }
         Command::Quantize(args) => quantize(args),
+        Command::Profile { model, method, inputs, threads, warmup, iters, top, trace, json } => {
+            let rt = runtime(threads, None)?;
+            let program = ferrite::load(&model)?;
+            let mut m = rt.load_method(&program, &method)?;
+            let inputs = inputs_for(&program, &method, &inputs)?;
+            let p = ferrite::troubleshooting::profile(&mut m, &inputs, warmup, iters)?;
+            if let Some(path) = trace {
+                std::fs::write(&path, p.chrome_trace())
+                    .map_err(|source| Error::Output { path: path.display().to_string(), source })?;
+            }
+            if json {
+                emit(&format!("{}\n", p.to_json()))
+            } else {
+                emit(&format!(
+                    "{} ({method}), {} thread(s), SIMD {}\n{}",
+                    model.display(),
+                    rt.threads(),
+                    rt.simd().name(),
+                    p.table(top)
+                ))
+            }
+        }
         Command::Lower { input, output, report, ops, exclude_ops, per_op, precisions, verbose } => {
             let options = ferrite::LowerOptions {
                 partitioner: partitioner_config(ops, exclude_ops, precisions, per_op, verbose)?,

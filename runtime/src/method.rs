@@ -476,12 +476,31 @@ impl Method {
         self.execute_inner(Some(observe))
     }
 
+    /// Runs the method once, timing every kernel call and delegate call — and, inside Ferrite's
+    /// backend, every node — and returns the events in the order they ran.
+    pub fn execute_profiled(&mut self) -> Result<Vec<crate::ProfileEvent>> {
+        let _span = tracing::debug_span!("method.execute_profiled", method = %self.name).entered();
+        let mut events = Vec::with_capacity(self.steps.len());
+        self.execute_inner_with(None, Some(&mut events))?;
+        Ok(events)
+    }
+
     fn execute_inner(&mut self, observe: Option<&mut Observer<'_>>) -> Result<()> {
+        self.execute_inner_with(observe, None)
+    }
+
+    fn execute_inner_with(
+        &mut self,
+        observe: Option<&mut Observer<'_>>,
+        profile: Option<&mut Vec<crate::ProfileEvent>>,
+    ) -> Result<()> {
         match self.pool.clone() {
             // One thread: run right here rather than hand the work to the pool's thread.
-            Some(pool) if pool.current_num_threads() == 1 => ferrite_kernels::serial(move || self.run_steps(observe)),
-            Some(pool) => pool.install(move || self.run_steps(observe)),
-            None => self.run_steps(observe),
+            Some(pool) if pool.current_num_threads() == 1 => {
+                ferrite_kernels::serial(move || self.run_steps(observe, profile))
+            }
+            Some(pool) => pool.install(move || self.run_steps(observe, profile)),
+            None => self.run_steps(observe, profile),
         }
     }
 
@@ -545,7 +564,11 @@ impl Method {
         }
     }
 
-    fn run_steps(&mut self, mut observe: Option<&mut Observer<'_>>) -> Result<()> {
+    fn run_steps(
+        &mut self,
+        mut observe: Option<&mut Observer<'_>>,
+        mut profile: Option<&mut Vec<crate::ProfileEvent>>,
+    ) -> Result<()> {
         let mut pc = 0usize;
         let n = self.steps.len();
         let mut budget = n.saturating_mul(1000).max(1_000_000);
@@ -561,6 +584,7 @@ impl Method {
                 reference_order: self.reference_order,
                 level: self.level,
             };
+            let started = profile.as_ref().map(|_| std::time::Instant::now());
             match &self.steps[pc] {
                 Step::Kernel { op, name, args } => {
                     tracing::trace!(instruction = pc, op = %name);
@@ -576,7 +600,10 @@ impl Method {
                         .delegates
                         .get_mut(*index)
                         .ok_or_else(|| RuntimeError::Invalid(format!("delegate {index} missing")))?;
-                    d.execute(&mut env, args)?;
+                    match profile.as_deref_mut() {
+                        Some(events) => d.execute_profiled(&mut env, args, pc, events)?,
+                        None => d.execute(&mut env, args)?,
+                    }
                 }
                 Step::Move { from, to } => env.alias(*from, *to)?,
                 Step::JumpFalse { cond, destination } => {
@@ -591,6 +618,31 @@ impl Method {
                     }
                 }
                 Step::Free => {}
+            }
+            if let (Some(events), Some(start)) = (profile.as_deref_mut(), started) {
+                let duration = start.elapsed();
+                let (name, shape) = match &self.steps[pc] {
+                    Step::Kernel { name, args, .. } => (
+                        name.clone(),
+                        // The output: the last non-empty tensor argument (out-variants end with it,
+                        // or with a list of it and empty statistics).
+                        args.iter()
+                            .rev()
+                            .filter_map(|&v| self.value_bytes(v).ok())
+                            .find(|t| t.1.iter().product::<usize>() > 0)
+                            .map(|t| t.1.to_vec())
+                            .unwrap_or_default(),
+                    ),
+                    Step::Delegate { index, .. } => {
+                        let id =
+                            self.program.plan(&self.name).and_then(|p| p.delegates.get(*index)).map(|d| d.id.clone());
+                        (format!("delegate {}", id.unwrap_or_else(|| index.to_string())), Vec::new())
+                    }
+                    _ => (String::new(), Vec::new()),
+                };
+                if !name.is_empty() {
+                    events.push(crate::ProfileEvent { instruction: pc, node: None, name, shape, start, duration });
+                }
             }
             if let (Some(f), Step::Kernel { .. } | Step::Delegate { .. }) = (observe.as_deref_mut(), &self.steps[pc]) {
                 f(pc, self)?;

@@ -92,6 +92,19 @@ pub trait Backend: Send + Sync + fmt::Debug {
 pub trait Delegate: Send + fmt::Debug {
     /// Runs the delegate on `args` (value indices: inputs then outputs).
     fn execute(&mut self, env: &mut Env<'_>, args: &[usize]) -> Result<()>;
+
+    /// [`Delegate::execute`], adding a [`crate::ProfileEvent`] per node run inside the
+    /// delegate (`instruction` is the delegate call's). The default adds none.
+    fn execute_profiled(
+        &mut self,
+        env: &mut Env<'_>,
+        args: &[usize],
+        instruction: usize,
+        events: &mut Vec<crate::ProfileEvent>,
+    ) -> Result<()> {
+        let _ = (instruction, events);
+        self.execute(env, args)
+    }
 }
 
 /// Backends by id.

@@ -477,6 +477,27 @@ impl Compiled {
 
 impl Delegate for Compiled {
     fn execute(&mut self, env: &mut Env<'_>, args: &[usize]) -> Result<()> {
+        self.run(env, args, None)
+    }
+
+    fn execute_profiled(
+        &mut self,
+        env: &mut Env<'_>,
+        args: &[usize],
+        instruction: usize,
+        events: &mut Vec<crate::ProfileEvent>,
+    ) -> Result<()> {
+        self.run(env, args, Some((instruction, events)))
+    }
+}
+
+impl Compiled {
+    fn run(
+        &mut self,
+        env: &mut Env<'_>,
+        args: &[usize],
+        mut profile: Option<(usize, &mut Vec<crate::ProfileEvent>)>,
+    ) -> Result<()> {
         let (n_in, n_out) = (self.inputs.len(), self.outputs.len());
         if args.len() != n_in + n_out {
             return Err(err(format!(
@@ -510,6 +531,7 @@ impl Delegate for Compiled {
             let threads = ferrite_kernels::threads();
             let reference = env.reference_order;
             for (k, step) in self.steps.iter().enumerate() {
+                let started = profile.as_ref().map(|_| std::time::Instant::now());
                 let bounds = step.clamp.map_or((f32::NEG_INFINITY, f32::INFINITY), |(_, lo, hi)| (lo, hi));
                 // Whether the kernel applied the step's fused activation itself.
                 let fused = match &step.kernel {
@@ -562,16 +584,26 @@ impl Delegate for Compiled {
                     }
                 }
                 .map_err(|e| err(format!("op {k} ({}): {e}", step.op)))?;
-                if fused {
-                    continue;
+                if !fused {
+                    if let Some((out, lo, hi)) = step.clamp {
+                        inner_env.run(&[], &[out], |_, outs| {
+                            for x in outs[0].typed::<f32>()? {
+                                *x = x.clamp(lo, hi);
+                            }
+                            Ok(())
+                        })?;
+                    }
                 }
-                if let Some((out, lo, hi)) = step.clamp {
-                    inner_env.run(&[], &[out], |_, outs| {
-                        for x in outs[0].typed::<f32>()? {
-                            *x = x.clamp(lo, hi);
-                        }
-                        Ok(())
-                    })?;
+                if let (Some((instruction, events)), Some(start)) = (profile.as_mut(), started) {
+                    let shape = step.args.last().and_then(|&v| inner_env.sizes(v).ok()).map(<[usize]>::to_vec);
+                    events.push(crate::ProfileEvent {
+                        instruction: *instruction,
+                        node: Some(k),
+                        name: step.op.name().to_string(),
+                        shape: shape.unwrap_or_default(),
+                        start,
+                        duration: start.elapsed(),
+                    });
                 }
             }
         }

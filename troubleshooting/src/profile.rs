@@ -1,0 +1,192 @@
+//! Per-operator profiles: [`profile`] and [`Profile`].
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use ferrite_runtime::{Method, ProfileEvent, TensorData};
+use serde::Serialize;
+
+use crate::{Result, TroubleshootError};
+
+/// One operator's times over the profiled iterations.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProfileRow {
+    /// The method's instruction.
+    pub instruction: usize,
+    /// The node inside the delegate the instruction calls, if this is one.
+    pub node: Option<usize>,
+    /// Operator (or `delegate <backend>`).
+    pub op: String,
+    /// Shape of the first output.
+    pub shape: Vec<usize>,
+    /// Median time, ms.
+    pub median_ms: f64,
+    /// Share of the median run, %.
+    pub percent: f64,
+}
+
+/// A method's profile.
+#[derive(Debug, Clone, Serialize)]
+pub struct Profile {
+    /// Iterations timed (after the warm-up).
+    pub iterations: usize,
+    /// Median time of a whole run, ms (what `ferrite bench` measures, with profiling on).
+    pub total_ms: f64,
+    /// Operators that ran outside any delegate, and nodes inside delegates, slowest first.
+    pub rows: Vec<ProfileRow>,
+    /// Delegate calls: (instruction, backend, median ms, median ms not spent in its nodes —
+    /// copying inputs and outputs in and out).
+    pub delegates: Vec<(usize, String, f64, f64)>,
+    /// The last iteration's events, for the trace.
+    #[serde(skip)]
+    events: Vec<ProfileEvent>,
+    #[serde(skip)]
+    origin: Option<Instant>,
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// An operator's name, output shape and times (ms), by (instruction, node).
+type Timings = (String, Vec<usize>, Vec<f64>);
+
+/// Runs `method` on `inputs` `warmup` times, then `iterations` times with every operator timed.
+pub fn profile(method: &mut Method, inputs: &[TensorData], warmup: usize, iterations: usize) -> Result<Profile> {
+    if iterations == 0 {
+        return Err(TroubleshootError::Option("--iters must be at least 1".into()));
+    }
+    let set = |m: &mut Method| -> Result<()> {
+        for (i, t) in inputs.iter().enumerate() {
+            m.set_input(i, t)?;
+        }
+        Ok(())
+    };
+    for _ in 0..warmup {
+        set(method)?;
+        method.execute()?;
+    }
+    let mut totals = Vec::with_capacity(iterations);
+    let mut times: BTreeMap<(usize, Option<usize>), Timings> = BTreeMap::new();
+    let mut last = Vec::new();
+    let mut origin = None;
+    for _ in 0..iterations {
+        set(method)?;
+        let t0 = Instant::now();
+        let events = method.execute_profiled()?;
+        totals.push(t0.elapsed().as_secs_f64() * 1e3);
+        for e in &events {
+            let entry =
+                times.entry((e.instruction, e.node)).or_insert_with(|| (e.name.clone(), e.shape.clone(), Vec::new()));
+            entry.2.push(e.duration.as_secs_f64() * 1e3);
+        }
+        origin = Some(t0);
+        last = events;
+    }
+    let total_ms = median(&mut totals);
+    let mut rows = Vec::new();
+    let mut delegates = Vec::new();
+    let inside: BTreeMap<usize, f64> =
+        times.iter_mut().filter(|(k, _)| k.1.is_some()).fold(BTreeMap::new(), |mut acc, (k, v)| {
+            *acc.entry(k.0).or_insert(0.0) += median(&mut v.2);
+            acc
+        });
+    for ((instruction, node), (op, shape, mut t)) in times {
+        let m = median(&mut t);
+        let is_delegate = node.is_none() && op.starts_with("delegate ");
+        if is_delegate && inside.contains_key(&instruction) {
+            let own = (m - inside[&instruction]).max(0.0);
+            delegates.push((instruction, op.trim_start_matches("delegate ").to_string(), m, own));
+            continue;
+        }
+        rows.push(ProfileRow {
+            instruction,
+            node,
+            op,
+            shape,
+            median_ms: m,
+            percent: if total_ms > 0.0 { 100.0 * m / total_ms } else { 0.0 },
+        });
+    }
+    rows.sort_by(|a, b| b.median_ms.total_cmp(&a.median_ms));
+    Ok(Profile { iterations, total_ms, rows, delegates, events: last, origin })
+}
+
+impl Profile {
+    /// The table `ferrite profile` prints: the `top` slowest operators (0: all), then totals.
+    pub fn table(&self, top: usize) -> String {
+        let mut s = format!(
+            "{:>6} {:>5} {:<38} {:<20} {:>10} {:>7}\n",
+            "instr", "node", "operator", "output shape", "median ms", "%"
+        );
+        let n = if top == 0 { self.rows.len() } else { top.min(self.rows.len()) };
+        for r in &self.rows[..n] {
+            s += &format!(
+                "{:>6} {:>5} {:<38} {:<20} {:>10.4} {:>7.2}\n",
+                r.instruction,
+                r.node.map_or("-".into(), |k| k.to_string()),
+                r.op,
+                format!("{:?}", r.shape),
+                r.median_ms,
+                r.percent
+            );
+        }
+        if n < self.rows.len() {
+            let rest: f64 = self.rows[n..].iter().map(|r| r.median_ms).sum();
+            s += &format!(
+                "{:>6} {:>5} {:<38} {:<20} {:>10.4} {:>7.2}\n",
+                "",
+                "",
+                format!("({} more)", self.rows.len() - n),
+                "",
+                rest,
+                100.0 * rest / self.total_ms.max(f64::MIN_POSITIVE)
+            );
+        }
+        let listed: f64 = self.rows.iter().map(|r| r.median_ms).sum();
+        for (instruction, backend, all, own) in &self.delegates {
+            s += &format!(
+                "delegate call at instruction {instruction} ({backend}): {all:.4} ms, of which {own:.4} ms outside its nodes (inputs and outputs copied)\n"
+            );
+        }
+        s += &format!(
+            "total: {:.4} ms per run (median of {}); operators above: {:.4} ms\n",
+            self.total_ms, self.iterations, listed
+        );
+        s
+    }
+
+    /// The profile as JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// The last iteration as a Chrome trace (trace-event format, `"ph": "X"` complete events,
+    /// microseconds), which `chrome://tracing` and ui.perfetto.dev open. Kernel calls and delegate
+    /// calls are on the calling thread's track; a delegate's nodes nest inside its call.
+    pub fn chrome_trace(&self) -> String {
+        let Some(origin) = self.origin else { return "{\"traceEvents\":[]}".into() };
+        let events: Vec<serde_json::Value> = self
+            .events
+            .iter()
+            .map(|e| {
+                let ts = e.start.saturating_duration_since(origin).as_secs_f64() * 1e6;
+                serde_json::json!({
+                    "name": e.name,
+                    "cat": if e.node.is_some() { "node" } else if e.name.starts_with("delegate ") { "delegate" } else { "kernel" },
+                    "ph": "X",
+                    "ts": ts,
+                    "dur": e.duration.as_secs_f64() * 1e6,
+                    "pid": 1,
+                    "tid": 1,
+                    "args": { "instruction": e.instruction, "node": e.node, "shape": e.shape },
+                })
+            })
+            .collect();
+        serde_json::json!({ "traceEvents": events, "displayTimeUnit": "ms" }).to_string()
+    }
+}
