@@ -279,7 +279,7 @@ pub(crate) fn annotate(graph: &Graph<'_>, mode: Mode, exclude: &[Selector]) -> A
             if !cx.is_float_activation(x) || !float_weight(w) {
                 continue;
             }
-            let k = graph.tensor(w).map_or(0, |t| t.numel() / t.sizes[0].max(1));
+            let k = graph.tensor(w).map_or(0, |t| t.numel() / t.sizes.first().copied().unwrap_or(1).max(1));
             match mode {
                 Mode::PerToken { group } if family != Family::Linear || !k.is_multiple_of(group) => continue,
                 Mode::WeightOnly { group: Some(g), .. } if family != Family::Linear || !k.is_multiple_of(g) => continue,

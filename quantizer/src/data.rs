@@ -95,13 +95,14 @@ impl Calibration {
         match &self.source {
             Source::Memory(s) => s.get(i).cloned().ok_or_else(|| QuantizeError::Option(format!("no sample {i}"))),
             Source::Stacked(t) => {
-                let n = t.sizes()[0];
+                // `from_stacked` may be given a 0-d tensor: it has no samples.
+                let n = t.sizes().first().copied().unwrap_or(0);
                 if i >= n {
                     return Err(QuantizeError::Option(format!("no sample {i}")));
                 }
                 let per = t.bytes().len() / n.max(1);
                 let bytes = &t.bytes()[i * per..(i + 1) * per];
-                Ok(vec![TensorData::from_bytes(t.dtype(), t.sizes()[1..].to_vec(), bytes)?])
+                Ok(vec![TensorData::from_bytes(t.dtype(), t.sizes().get(1..).unwrap_or_default().to_vec(), bytes)?])
             }
             Source::Files(f) => {
                 let files = f.get(i).ok_or_else(|| QuantizeError::Option(format!("no sample {i}")))?;
@@ -144,4 +145,21 @@ fn numbered(dir: &Path, prefix: &str, suffix: &str) -> std::io::Result<Vec<PathB
         out.push(p);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stack_without_a_sample_axis_has_no_samples() {
+        let scalar = TensorData::from_slice(vec![], &[1f32]).unwrap();
+        let c = Calibration::from_stacked(scalar);
+        assert_eq!(c.len(), 0);
+        assert!(c.sample(0).is_err());
+        let stack = TensorData::from_slice(vec![2, 3], &[0f32; 6]).unwrap();
+        let c = Calibration::from_stacked(stack);
+        assert_eq!(c.sample(1).unwrap()[0].sizes(), &[3]);
+        assert!(c.sample(2).is_err());
+    }
 }
