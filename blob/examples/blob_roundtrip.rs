@@ -19,6 +19,7 @@ fn main() -> Result<(), BlobError> {
         outputs: vec![3],
         ops: vec![BlobOp { op: Op::Add, args: vec![0, 1, 2, 3, 3], activation: Some((0.0, f32::INFINITY)) }],
         constants: vec![[0.5f32, -1.0, 2.0].iter().flat_map(|v| v.to_le_bytes()).collect()],
+        debug: vec![],
     };
     let bytes = graph.encode()?;
     let decoded = BlobGraph::decode(&bytes)?; // verifies every offset, index and name

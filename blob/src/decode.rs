@@ -5,8 +5,8 @@ use ferrite_program::ScalarType;
 
 use crate::generated::ferrite_blob as fb;
 use crate::{
-    bad, tensor_bytes, BlobGraph, BlobOp, BlobTensor, BlobValue, Result, CONSTANT_ALIGNMENT, HEADER_LEN, MAGIC,
-    MAX_ITEMS, VERSION,
+    bad, tensor_bytes, BlobGraph, BlobOp, BlobTensor, BlobValue, DebugValue, Result, CONSTANT_ALIGNMENT, HEADER_LEN,
+    MAGIC, MAX_ITEMS, VERSION,
 };
 
 fn u64_at(b: &[u8], at: usize) -> u64 {
@@ -162,7 +162,19 @@ impl BlobGraph {
             let activation = op.fused_activation().then_some((op.act_min(), op.act_max()));
             ops.push(BlobOp { op: id, args, activation });
         }
-        let graph = BlobGraph { values, inputs, outputs, ops, constants };
+        let debug_entries = g.debug().map(|d| d.iter().collect::<Vec<_>>()).unwrap_or_default();
+        if debug_entries.len() > MAX_ITEMS {
+            return Err(bad("too many debug entries"));
+        }
+        let mut debug = Vec::with_capacity(debug_entries.len());
+        for d in debug_entries {
+            let value = index(u64::from(d.value()), n_values, "debug entry")?;
+            if !matches!(values[value], BlobValue::Tensor(_)) {
+                return Err(bad(format!("debug entry for value {value}, which is not a tensor")));
+            }
+            debug.push(DebugValue { value, origin: d.origin() as usize, channels_last: d.channels_last() });
+        }
+        let graph = BlobGraph { values, inputs, outputs, ops, constants, debug };
         graph.check_semantics()?;
         Ok(graph)
     }

@@ -6,8 +6,8 @@ use crate::{bad, BlobGraph, BlobValue, Result, CONSTANT_ALIGNMENT, HEADER_LEN, M
 impl BlobGraph {
     /// Serializes the blob.
     pub fn encode(&self) -> Result<Vec<u8>> {
-        if self.values.len() > MAX_ITEMS || self.ops.len() > MAX_ITEMS || self.constants.len() > MAX_ITEMS {
-            return Err(bad("too many values, ops or constants"));
+        if [self.values.len(), self.ops.len(), self.constants.len(), self.debug.len()].iter().any(|&n| n > MAX_ITEMS) {
+            return Err(bad("too many values, ops, constants or debug entries"));
         }
         let mut b = flatbuffers::FlatBufferBuilder::new();
         let mut values = Vec::with_capacity(self.values.len());
@@ -106,6 +106,14 @@ impl BlobGraph {
             refs.push(fb::ConstantRef::new(at as u64, c.len() as u64));
         }
         let constants = b.create_vector(&refs);
+        let debug = (!self.debug.is_empty()).then(|| {
+            let entries: Vec<fb::DebugValue> = self
+                .debug
+                .iter()
+                .map(|d| fb::DebugValue::new(d.value as u32, d.origin as u32, d.channels_last))
+                .collect();
+            b.create_vector(&entries)
+        });
         let root = fb::Graph::create(
             &mut b,
             &fb::GraphArgs {
@@ -114,6 +122,7 @@ impl BlobGraph {
                 outputs: Some(outputs),
                 ops: Some(ops),
                 constants: Some(constants),
+                debug,
             },
         );
         fb::finish_graph_buffer(&mut b, root);

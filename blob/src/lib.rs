@@ -36,6 +36,7 @@
 //!     outputs: vec![1],
 //!     ops: vec![BlobOp { op: Op::Relu, args: vec![0, 1, 1], activation: None }],
 //!     constants: vec![],
+//!     debug: vec![],
 //! };
 //! let bytes = graph.encode()?;
 //! assert_eq!(BlobGraph::decode(&bytes)?, graph);
@@ -153,6 +154,22 @@ pub struct BlobGraph {
     pub ops: Vec<BlobOp>,
     /// Constant data.
     pub constants: Vec<Vec<u8>>,
+    /// Where values came from in the program that was lowered (numerical debugging; empty in
+    /// blobs written before it existed). Not every value has an entry.
+    pub debug: Vec<DebugValue>,
+}
+
+/// A value of the partition whose data is that of a value of the un-lowered program: what
+/// `ferrite debug numerics` compares a node's output with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DebugValue {
+    /// The blob value.
+    pub value: usize,
+    /// The execution-plan value of the un-lowered program.
+    pub origin: usize,
+    /// The blob value holds the data channels-last (`[N, H, W, C]` for the plan's
+    /// `[N, C, H, W]`, `[N, L, C]` for `[N, C, L]`).
+    pub channels_last: bool,
 }
 
 fn bad(msg: impl Into<String>) -> BlobError {

@@ -41,6 +41,7 @@ fn sample() -> BlobGraph {
         outputs: vec![4],
         ops: vec![BlobOp { op: Op::Add, args: vec![0, 1, 2, 3, 3], activation: Some((0.0, 6.0)) }],
         constants: vec![vec![7u8; 24]],
+        debug: vec![DebugValue { value: 3, origin: 17, channels_last: true }],
     }
 }
 
@@ -81,4 +82,17 @@ fn bad_semantics_are_errors() {
     let mut g = sample();
     g.inputs = vec![2];
     assert!(BlobGraph::decode(&g.encode().expect("encodes")).is_err());
+    // Debug entries name tensors of the blob.
+    for value in [2, 99] {
+        let mut g = sample();
+        g.debug[0].value = value;
+        assert!(BlobGraph::decode(&g.encode().expect("encodes")).is_err(), "debug entry for value {value}");
+    }
+}
+
+#[test]
+fn blobs_without_debug_entries_still_decode() {
+    let mut g = sample();
+    g.debug.clear();
+    assert_eq!(BlobGraph::decode(&g.encode().expect("encodes")).expect("decodes"), g);
 }

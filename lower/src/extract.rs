@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use ferrite_blob::{BlobGraph, BlobOp, BlobTensor, BlobValue};
+use ferrite_blob::{BlobGraph, BlobOp, BlobTensor, BlobValue, DebugValue};
 use ferrite_op_support::Op;
 use ferrite_program::graph::Graph;
 use ferrite_program::{ExecutionPlan, Instruction, Program, TensorStorage, Value};
@@ -91,8 +91,12 @@ pub(crate) fn extract(
                 BlobValue::OptionalTensorList(ids)
             }
         };
+        let computed = matches!(&bv, BlobValue::Tensor(t) if t.constant.is_none());
         g.values.push(bv);
         let b = g.values.len() - 1;
+        if computed {
+            g.debug.push(DebugValue { value: b, origin: v, channels_last: false });
+        }
         map.insert(v, b);
         Ok(b)
     }

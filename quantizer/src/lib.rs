@@ -41,6 +41,7 @@ use ferrite_op_support::Op;
 use ferrite_program::graph::{Graph, Node};
 use ferrite_program::Program;
 use ferrite_runtime::{Runtime, TensorData};
+use ferrite_troubleshooting::ErrorStats;
 
 pub use data::Calibration;
 pub use error::{QuantizeError, Result};
@@ -301,8 +302,9 @@ impl Quantized {
         let mut me = runtime.load_method(&emitted, &self.method)?;
         let float_values: std::collections::BTreeSet<usize> = self.value_map.iter().flatten().map(|p| p.0).collect();
         let q_values: std::collections::BTreeSet<usize> = self.value_map.iter().flatten().map(|p| p.1).collect();
-        let mut power: BTreeMap<usize, (f64, f64)> = BTreeMap::new(); // float value -> (signal, noise)
-        let (mut signal, mut noise) = (0f64, 0f64);
+        // Error of each float value, and of the output (the numerical debugger's statistics).
+        let mut power: BTreeMap<usize, ErrorStats> = BTreeMap::new();
+        let mut output_error = ErrorStats::default();
         let (mut rows, mut agree, mut right_q, mut right_f) = (0usize, 0usize, 0usize, 0usize);
         for s in 0..data.len() {
             let sample = fit_sample(&mf, data.sample(s)?)?;
@@ -312,11 +314,9 @@ impl Quantized {
             for group in &self.value_map {
                 for &(fv, qv) in group {
                     if let (Some(a), Some(b)) = (ff.values.get(&fv), fq.values.get(&qv)) {
-                        let e = power.entry(fv).or_insert((0.0, 0.0));
-                        for (x, y) in a.iter().zip(b) {
-                            e.0 += (*x as f64) * (*x as f64);
-                            e.1 += (*x as f64 - *y as f64).powi(2);
-                        }
+                        let (a, b): (Vec<f64>, Vec<f64>) =
+                            a.iter().zip(b).map(|(&x, &y)| (f64::from(x), f64::from(y))).unzip();
+                        power.entry(fv).or_default().add(&a, &b);
                     }
                 }
             }
@@ -326,10 +326,7 @@ impl Quantized {
                 message: "the method has no output".into(),
             })?;
             let (a, b) = (out_f.to_f64_vec()?, out_q.to_f64_vec()?);
-            for (x, y) in a.iter().zip(&b) {
-                signal += x * x;
-                noise += (x - y) * (x - y);
-            }
+            output_error.add(&a, &b);
             let classes = out_f.sizes().last().copied().unwrap_or(1).max(1);
             for (rf, rq) in a.chunks(classes).zip(b.chunks(classes)) {
                 let (af, aq) = (argmax(rf), argmax(rq));
@@ -351,19 +348,18 @@ impl Quantized {
             }
         }
         for (t, group) in self.report.tensors.iter_mut().zip(&self.value_map) {
-            let (s, n) =
-                group.iter().filter_map(|(fv, _)| power.get(fv)).fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
-            t.sqnr_db = (!group.is_empty() && !data.is_empty()).then(|| report::db(s, n));
-            t.value_sqnr_db = t
-                .values
-                .iter()
-                .map(|v| power.get(v).filter(|_| !data.is_empty()).map(|&(s, n)| report::db(s, n)))
-                .collect();
+            let all = group.iter().filter_map(|(fv, _)| power.get(fv)).fold(ErrorStats::default(), |mut a, b| {
+                a.merge(b);
+                a
+            });
+            t.sqnr_db = (!group.is_empty() && !data.is_empty()).then(|| all.sqnr_db());
+            t.value_sqnr_db =
+                t.values.iter().map(|v| power.get(v).filter(|_| !data.is_empty()).map(ErrorStats::sqnr_db)).collect();
         }
         let rows_f = rows.max(1) as f64;
         Ok(self.report.model.insert(ModelMetrics {
             samples: data.len(),
-            output_sqnr_db: report::db(signal, noise),
+            output_sqnr_db: output_error.sqnr_db(),
             top1_agreement: agree as f64 / rows_f,
             accuracy: labels.map(|_| (right_q as f64 / rows_f, right_f as f64 / rows_f)),
         }))

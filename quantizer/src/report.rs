@@ -11,14 +11,8 @@ use crate::observer::{Observer, QParams};
 use crate::rewrite::Rewritten;
 use crate::Quantizer;
 
-/// Signal-to-noise ratio in dB (infinite when there is no noise).
-pub(crate) fn db(signal: f64, noise: f64) -> f64 {
-    if noise == 0.0 {
-        f64::INFINITY
-    } else {
-        10.0 * (signal / noise).log10()
-    }
-}
+/// The SQNR in dB, as the numerical debugger computes it (infinite when `noise` is zero).
+pub(crate) use ferrite_troubleshooting::numerics::sqnr_db as db;
 
 /// One group of activations sharing quantization parameters.
 #[derive(Debug, Clone, Serialize)]

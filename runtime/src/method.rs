@@ -481,26 +481,36 @@ impl Method {
     pub fn execute_profiled(&mut self) -> Result<Vec<crate::ProfileEvent>> {
         let _span = tracing::debug_span!("method.execute_profiled", method = %self.name).entered();
         let mut events = Vec::with_capacity(self.steps.len());
-        self.execute_inner_with(None, Some(&mut events))?;
+        self.execute_inner_with(None, Some(&mut events), None)?;
         Ok(events)
     }
 
+    /// Runs the method once, showing `inspect` every tensor written: each kernel call's outputs
+    /// and, inside delegates that can show them (Ferrite's backend), each node's outputs, mapped
+    /// to the un-lowered program's values where the delegate records them. `ferrite debug
+    /// numerics` compares two programs this way; an error from `inspect` stops the run.
+    pub fn execute_inspected(&mut self, inspect: &mut crate::Inspector<'_>) -> Result<()> {
+        let _span = tracing::debug_span!("method.execute_inspected", method = %self.name).entered();
+        self.execute_inner_with(None, None, Some(inspect))
+    }
+
     fn execute_inner(&mut self, observe: Option<&mut Observer<'_>>) -> Result<()> {
-        self.execute_inner_with(observe, None)
+        self.execute_inner_with(observe, None, None)
     }
 
     fn execute_inner_with(
         &mut self,
         observe: Option<&mut Observer<'_>>,
         profile: Option<&mut Vec<crate::ProfileEvent>>,
+        inspect: Option<&mut crate::Inspector<'_>>,
     ) -> Result<()> {
         match self.pool.clone() {
             // One thread: run right here rather than hand the work to the pool's thread.
             Some(pool) if pool.current_num_threads() == 1 => {
-                ferrite_kernels::serial(move || self.run_steps(observe, profile))
+                ferrite_kernels::serial(move || self.run_steps(observe, profile, inspect))
             }
-            Some(pool) => pool.install(move || self.run_steps(observe, profile)),
-            None => self.run_steps(observe, profile),
+            Some(pool) => pool.install(move || self.run_steps(observe, profile, inspect)),
+            None => self.run_steps(observe, profile, inspect),
         }
     }
 
@@ -568,6 +578,7 @@ impl Method {
         &mut self,
         mut observe: Option<&mut Observer<'_>>,
         mut profile: Option<&mut Vec<crate::ProfileEvent>>,
+        mut inspect: Option<&mut crate::Inspector<'_>>,
     ) -> Result<()> {
         let mut pc = 0usize;
         let n = self.steps.len();
@@ -600,9 +611,10 @@ impl Method {
                         .delegates
                         .get_mut(*index)
                         .ok_or_else(|| RuntimeError::Invalid(format!("delegate {index} missing")))?;
-                    match profile.as_deref_mut() {
-                        Some(events) => d.execute_profiled(&mut env, args, pc, events)?,
-                        None => d.execute(&mut env, args)?,
+                    match (profile.as_deref_mut(), inspect.as_deref_mut()) {
+                        (Some(events), _) => d.execute_profiled(&mut env, args, pc, events)?,
+                        (None, Some(f)) => d.execute_inspected(&mut env, args, pc, f)?,
+                        (None, None) => d.execute(&mut env, args)?,
                     }
                 }
                 Step::Move { from, to } => env.alias(*from, *to)?,
@@ -642,6 +654,22 @@ impl Method {
                 };
                 if !name.is_empty() {
                     events.push(crate::ProfileEvent { instruction: pc, node: None, name, shape, start, duration });
+                }
+            }
+            if let (Some(f), Step::Kernel { name, args, .. }) = (inspect.as_deref_mut(), &self.steps[pc]) {
+                let k = ferrite_program::graph::returned_count(args).max(1);
+                for &v in &args[args.len().saturating_sub(k)..] {
+                    let Ok((dtype, sizes, bytes)) = self.value_bytes(v) else { continue };
+                    f(&crate::Intermediate {
+                        instruction: pc,
+                        node: None,
+                        op: name,
+                        value: Some(v),
+                        channels_last: false,
+                        dtype,
+                        sizes,
+                        bytes,
+                    })?;
                 }
             }
             if let (Some(f), Step::Kernel { .. } | Step::Delegate { .. }) = (observe.as_deref_mut(), &self.steps[pc]) {

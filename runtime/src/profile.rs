@@ -23,3 +23,30 @@ pub struct ProfileEvent {
     /// How long it ran.
     pub duration: Duration,
 }
+
+/// One tensor an instruction or a node inside a delegate wrote, as
+/// [`crate::Method::execute_inspected`] shows it (numerical debugging).
+#[derive(Debug, Clone, Copy)]
+pub struct Intermediate<'a> {
+    /// The method's instruction (the delegate call's, for a node inside a delegate).
+    pub instruction: usize,
+    /// The node inside the delegate, or `None` for the instruction itself.
+    pub node: Option<usize>,
+    /// Operator name.
+    pub op: &'a str,
+    /// For a kernel call: the execution-plan value written. For a node inside a delegate: the
+    /// value of the un-lowered program whose data this is, where the delegate records it
+    /// (Ferrite's blobs do); `None` otherwise.
+    pub value: Option<usize>,
+    /// The data is channels-last (`[N, H, W, C]` for the program's `[N, C, H, W]`).
+    pub channels_last: bool,
+    /// Element type.
+    pub dtype: ferrite_program::ScalarType,
+    /// Sizes, in the layout the data has.
+    pub sizes: &'a [usize],
+    /// The data.
+    pub bytes: &'a [u8],
+}
+
+/// A callback [`crate::Method::execute_inspected`] calls with every tensor written.
+pub type Inspector<'a> = dyn FnMut(&Intermediate<'_>) -> crate::Result<()> + Send + 'a;

@@ -105,6 +105,19 @@ pub trait Delegate: Send + fmt::Debug {
         let _ = (instruction, events);
         self.execute(env, args)
     }
+
+    /// [`Delegate::execute`], showing `inspect` every tensor a node inside the delegate wrote
+    /// ([`crate::Intermediate`] with `instruction` and the node). The default shows none.
+    fn execute_inspected(
+        &mut self,
+        env: &mut Env<'_>,
+        args: &[usize],
+        instruction: usize,
+        inspect: &mut crate::Inspector<'_>,
+    ) -> Result<()> {
+        let _ = (instruction, inspect);
+        self.execute(env, args)
+    }
 }
 
 /// Backends by id.

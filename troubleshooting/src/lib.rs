@@ -15,8 +15,10 @@
 //! # Ok(()) }
 //! ```
 
+pub mod numerics;
 mod profile;
 
+pub use numerics::{compare_numerics, ErrorStats, NumericsReport, NumericsRow, Tolerance};
 pub use profile::{profile, Profile, ProfileRow};
 
 /// Why troubleshooting failed.

@@ -133,6 +133,165 @@ impl<'a> ::flatbuffers::Verifiable for Kind {
 impl ::flatbuffers::SimpleToVerifyInSlice for Kind {}
 pub struct KindUnionTableOffset {}
 
+// struct DebugValue, aligned to 4
+#[repr(transparent)]
+#[derive(Clone, Copy, PartialEq)]
+pub struct DebugValue(pub [u8; 12]);
+impl Default for DebugValue { 
+  fn default() -> Self { 
+    Self([0; 12])
+  }
+}
+impl ::core::fmt::Debug for DebugValue {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter) -> ::core::fmt::Result {
+    f.debug_struct("DebugValue")
+      .field("value", &self.value())
+      .field("origin", &self.origin())
+      .field("channels_last", &self.channels_last())
+      .finish()
+  }
+}
+
+impl ::flatbuffers::SimpleToVerifyInSlice for DebugValue {}
+impl<'a> ::flatbuffers::Follow<'a> for DebugValue {
+  type Inner = &'a DebugValue;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    unsafe { <&'a DebugValue>::follow(buf, loc) }
+  }
+}
+impl<'a> ::flatbuffers::Follow<'a> for &'a DebugValue {
+  type Inner = &'a DebugValue;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    unsafe { ::flatbuffers::follow_cast_ref::<DebugValue>(buf, loc) }
+  }
+}
+impl<'b> ::flatbuffers::Push for DebugValue {
+    type Output = DebugValue;
+    #[inline]
+    unsafe fn push(&self, dst: &mut [u8], _written_len: usize) {
+        let src = unsafe { ::core::slice::from_raw_parts(self as *const DebugValue as *const u8, <Self as ::flatbuffers::Push>::size()) };
+        dst.copy_from_slice(src);
+    }
+    #[inline]
+    fn alignment() -> ::flatbuffers::PushAlignment {
+        ::flatbuffers::PushAlignment::new(4)
+    }
+}
+
+impl<'a> ::flatbuffers::Verifiable for DebugValue {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.in_buffer::<Self>(pos)
+  }
+}
+
+impl<'a> DebugValue {
+  #[allow(clippy::too_many_arguments)]
+  pub fn new(
+    value: u32,
+    origin: u32,
+    channels_last: bool,
+  ) -> Self {
+    let mut s = Self([0; 12]);
+    s.set_value(value);
+    s.set_origin(origin);
+    s.set_channels_last(channels_last);
+    s
+  }
+
+  pub fn value(&self) -> u32 {
+    let mut mem = ::core::mem::MaybeUninit::<<u32 as ::flatbuffers::EndianScalar>::Scalar>::uninit();
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    ::flatbuffers::EndianScalar::from_little_endian(unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        self.0[0..].as_ptr(),
+        mem.as_mut_ptr() as *mut u8,
+        ::core::mem::size_of::<<u32 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+      mem.assume_init()
+    })
+  }
+
+  pub fn set_value(&mut self, x: u32) {
+    let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        &x_le as *const _ as *const u8,
+        self.0[0..].as_mut_ptr(),
+        ::core::mem::size_of::<<u32 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+    }
+  }
+
+  pub fn origin(&self) -> u32 {
+    let mut mem = ::core::mem::MaybeUninit::<<u32 as ::flatbuffers::EndianScalar>::Scalar>::uninit();
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    ::flatbuffers::EndianScalar::from_little_endian(unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        self.0[4..].as_ptr(),
+        mem.as_mut_ptr() as *mut u8,
+        ::core::mem::size_of::<<u32 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+      mem.assume_init()
+    })
+  }
+
+  pub fn set_origin(&mut self, x: u32) {
+    let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        &x_le as *const _ as *const u8,
+        self.0[4..].as_mut_ptr(),
+        ::core::mem::size_of::<<u32 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+    }
+  }
+
+  pub fn channels_last(&self) -> bool {
+    let mut mem = ::core::mem::MaybeUninit::<<bool as ::flatbuffers::EndianScalar>::Scalar>::uninit();
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    ::flatbuffers::EndianScalar::from_little_endian(unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        self.0[8..].as_ptr(),
+        mem.as_mut_ptr() as *mut u8,
+        ::core::mem::size_of::<<bool as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+      mem.assume_init()
+    })
+  }
+
+  pub fn set_channels_last(&mut self, x: bool) {
+    let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        &x_le as *const _ as *const u8,
+        self.0[8..].as_mut_ptr(),
+        ::core::mem::size_of::<<bool as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+    }
+  }
+
+}
+
 // struct ConstantRef, aligned to 8
 #[repr(transparent)]
 #[derive(Clone, Copy, PartialEq)]
@@ -1907,6 +2066,7 @@ impl<'a> Graph<'a> {
   pub const VT_OUTPUTS: ::flatbuffers::VOffsetT = 8;
   pub const VT_OPS: ::flatbuffers::VOffsetT = 10;
   pub const VT_CONSTANTS: ::flatbuffers::VOffsetT = 12;
+  pub const VT_DEBUG: ::flatbuffers::VOffsetT = 14;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -1918,6 +2078,7 @@ impl<'a> Graph<'a> {
     args: &'args GraphArgs<'args>
   ) -> ::flatbuffers::WIPOffset<Graph<'bldr>> {
     let mut builder = GraphBuilder::new(_fbb);
+    if let Some(x) = args.debug { builder.add_debug(x); }
     if let Some(x) = args.constants { builder.add_constants(x); }
     if let Some(x) = args.ops { builder.add_ops(x); }
     if let Some(x) = args.outputs { builder.add_outputs(x); }
@@ -1962,6 +2123,13 @@ impl<'a> Graph<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ConstantRef>>>(Graph::VT_CONSTANTS, None).unwrap()}
   }
+  #[inline]
+  pub fn debug(&self) -> Option<::flatbuffers::Vector<'a, DebugValue>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, DebugValue>>>(Graph::VT_DEBUG, None)}
+  }
 }
 
 impl ::flatbuffers::Verifiable for Graph<'_> {
@@ -1975,6 +2143,7 @@ impl ::flatbuffers::Verifiable for Graph<'_> {
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u32>>>("outputs", Self::VT_OUTPUTS, true)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<Op>>>>("ops", Self::VT_OPS, true)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ConstantRef>>>("constants", Self::VT_CONSTANTS, true)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, DebugValue>>>("debug", Self::VT_DEBUG, false)?
      .finish();
     Ok(())
   }
@@ -1985,6 +2154,7 @@ pub struct GraphArgs<'a> {
     pub outputs: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u32>>>,
     pub ops: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Op<'a>>>>>,
     pub constants: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ConstantRef>>>,
+    pub debug: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, DebugValue>>>,
 }
 impl<'a> Default for GraphArgs<'a> {
   #[inline]
@@ -1995,6 +2165,7 @@ impl<'a> Default for GraphArgs<'a> {
       outputs: None, // required field
       ops: None, // required field
       constants: None, // required field
+      debug: None,
     }
   }
 }
@@ -2025,6 +2196,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> GraphBuilder<'a, 'b, A> {
     self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Graph::VT_CONSTANTS, constants);
   }
   #[inline]
+  pub fn add_debug(&mut self, debug: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , DebugValue>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Graph::VT_DEBUG, debug);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> GraphBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     GraphBuilder {
@@ -2052,6 +2227,7 @@ impl ::core::fmt::Debug for Graph<'_> {
       ds.field("outputs", &self.outputs());
       ds.field("ops", &self.ops());
       ds.field("constants", &self.constants());
+      ds.field("debug", &self.debug());
       ds.finish()
   }
 }

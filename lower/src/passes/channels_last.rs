@@ -3,7 +3,7 @@
 //! ([`Op::is_layout_agnostic`]), 2-D pooling and spatial means follow them into NHWC, and
 //! `permute_copy` converts only at the edges of those chains.
 
-use ferrite_blob::{returned_count, BlobGraph, BlobOp, BlobTensor, BlobValue};
+use ferrite_blob::{returned_count, BlobGraph, BlobOp, BlobTensor, BlobValue, DebugValue};
 use ferrite_kernels::nhwc::Conv2dGeometry;
 use ferrite_kernels::simd::Window;
 use ferrite_op_support::Op;
@@ -132,6 +132,10 @@ pub(crate) fn channels_last(g: &mut BlobGraph, stats: &mut PassStats, float: boo
         };
         g.values.push(BlobValue::Tensor(BlobTensor { dtype: t.dtype, sizes, constant: None, alias_of: None }));
         let tw = g.values.len() - 1;
+        // The twin holds `v`'s data channels-last: the same origin, for numerical debugging.
+        if let Some(origin) = g.debug.iter().find(|d| d.value == v && !d.channels_last).map(|d| d.origin) {
+            g.debug.push(DebugValue { value: tw, origin, channels_last: true });
+        }
         st.twin.resize(g.values.len(), None);
         st.fresh.resize(g.values.len(), true);
         st.twin[v] = Some(tw);

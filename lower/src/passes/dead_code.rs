@@ -82,6 +82,8 @@ pub(crate) fn compact(g: &mut BlobGraph) {
     }
     g.inputs.iter_mut().for_each(|a| *a = remap[*a]);
     g.outputs.iter_mut().for_each(|a| *a = remap[*a]);
+    g.debug.retain(|d| d.value < n && used[d.value]);
+    g.debug.iter_mut().for_each(|d| d.value = remap[d.value]);
     g.values = values;
     g.constants = constants;
 }

@@ -228,6 +228,8 @@ struct Compiled {
     outputs: Vec<usize>,
     /// The SIMD level the row kernels run at (the packed kernels carry their own).
     level: Level,
+    /// The blob's debug map: value → (the un-lowered program's value, channels-last).
+    origins: std::collections::HashMap<usize, (usize, bool)>,
 }
 
 impl Compiled {
@@ -471,13 +473,22 @@ impl Compiled {
                 Planned::Zeroed(len) => AlignedBuf::try_zeroed(len).ok_or_else(|| over(len as u64)),
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Compiled { values, owned, steps, inputs: graph.inputs.clone(), outputs: graph.outputs.clone(), level })
+        let origins = graph.debug.iter().map(|d| (d.value, (d.origin, d.channels_last))).collect();
+        Ok(Compiled {
+            values,
+            owned,
+            steps,
+            inputs: graph.inputs.clone(),
+            outputs: graph.outputs.clone(),
+            level,
+            origins,
+        })
     }
 }
 
 impl Delegate for Compiled {
     fn execute(&mut self, env: &mut Env<'_>, args: &[usize]) -> Result<()> {
-        self.run(env, args, None)
+        self.run(env, args, None, None)
     }
 
     fn execute_profiled(
@@ -487,7 +498,17 @@ impl Delegate for Compiled {
         instruction: usize,
         events: &mut Vec<crate::ProfileEvent>,
     ) -> Result<()> {
-        self.run(env, args, Some((instruction, events)))
+        self.run(env, args, Some((instruction, events)), None)
+    }
+
+    fn execute_inspected(
+        &mut self,
+        env: &mut Env<'_>,
+        args: &[usize],
+        instruction: usize,
+        inspect: &mut crate::Inspector<'_>,
+    ) -> Result<()> {
+        self.run(env, args, None, Some((instruction, inspect)))
     }
 }
 
@@ -497,6 +518,7 @@ impl Compiled {
         env: &mut Env<'_>,
         args: &[usize],
         mut profile: Option<(usize, &mut Vec<crate::ProfileEvent>)>,
+        mut inspect: Option<(usize, &mut crate::Inspector<'_>)>,
     ) -> Result<()> {
         let (n_in, n_out) = (self.inputs.len(), self.outputs.len());
         if args.len() != n_in + n_out {
@@ -594,6 +616,23 @@ impl Compiled {
                         })?;
                     }
                 }
+                if let Some((instruction, f)) = inspect.as_mut() {
+                    let k_out = returned_count(&step.args).max(1);
+                    for &v in &step.args[step.args.len().saturating_sub(k_out)..] {
+                        let Ok(t) = inner_env.read(v) else { continue };
+                        let origin = self.origins.get(&v).copied();
+                        f(&crate::Intermediate {
+                            instruction: *instruction,
+                            node: Some(k),
+                            op: step.op.name(),
+                            value: origin.map(|o| o.0),
+                            channels_last: origin.is_some_and(|o| o.1),
+                            dtype: t.dtype,
+                            sizes: t.sizes,
+                            bytes: t.data,
+                        })?;
+                    }
+                }
                 if let (Some((instruction, events)), Some(start)) = (profile.as_mut(), started) {
                     let shape = step.args.last().and_then(|&v| inner_env.sizes(v).ok()).map(<[usize]>::to_vec);
                     events.push(crate::ProfileEvent {
@@ -662,6 +701,7 @@ mod tests {
                 activation: Some((0.0, 6.0)),
             }],
             constants: vec![f32s(6), f32s(3)],
+            debug: vec![],
         }
     }
 

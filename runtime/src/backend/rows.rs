@@ -315,7 +315,7 @@ mod tests {
     /// One operation over `values`; its arguments are the values' indices in order.
     fn recognise(op: Op, values: Vec<BlobValue>) -> Option<RowKernel> {
         let args = (0..values.len()).collect();
-        let g = BlobGraph { values, inputs: vec![], outputs: vec![], ops: vec![], constants: vec![] };
+        let g = BlobGraph { values, inputs: vec![], outputs: vec![], ops: vec![], constants: vec![], debug: vec![] };
         RowKernel::recognise(&g, &BlobOp { op, args, activation: None })
     }
 
