@@ -222,11 +222,52 @@ enum Command {
         #[arg(long)]
         verbose: bool,
     },
+    /// Find where a program's numbers go wrong.
+    #[command(subcommand)]
+    Debug(DebugCommand),
     /// Classify handwritten digits with the embedded digits model: accuracy, latency, text art.
     Demo {
         /// Threads the kernels may use (default: 1).
         #[arg(long, default_value_t = 1)]
         threads: usize,
+    },
+}
+
+/// `ferrite debug` subcommands.
+#[derive(Debug, Subcommand)]
+enum DebugCommand {
+    /// Compare a program with a reference operator by operator: every intermediate tensor both
+    /// have (inside Ferrite's backend too), its SQNR and largest error, and the first operator
+    /// past the tolerance. Without --reference, MODEL must be un-lowered: it is lowered in
+    /// memory and the lowered program is compared with MODEL on the portable kernels.
+    Numerics {
+        /// The program to check.
+        model: PathBuf,
+        /// The program to compare with: the un-lowered source of a lowered MODEL, or another
+        /// program of the same model (the float one for a quantized MODEL).
+        #[arg(long)]
+        reference: Option<PathBuf>,
+        /// Method to run.
+        #[arg(long, default_value = "forward")]
+        method: String,
+        /// Input .npy files, in order (default: deterministic inputs from the method's metadata).
+        #[arg(short = 'i', long = "input")]
+        inputs: Vec<PathBuf>,
+        /// Threads the kernels may use (default: 1).
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        /// An operator whose SQNR is below this many dB diverges.
+        #[arg(long, default_value_t = 40.0)]
+        min_sqnr: f64,
+        /// An operator whose largest absolute error exceeds this diverges too.
+        #[arg(long)]
+        max_abs: Option<f64>,
+        /// Rows in the table: the operators with the lowest SQNR (0: all, in execution order).
+        #[arg(long, default_value_t = 15)]
+        top: usize,
+        /// Print exactly one JSON object instead of the table.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -448,6 +489,50 @@ fn run(cli: Cli) -> Result<(), Error> {
                     rt.simd().name(),
                     p.table(top)
                 ))
+            }
+        }
+        Command::Debug(DebugCommand::Numerics {
+            model,
+            reference,
+            method,
+            inputs,
+            threads,
+            min_sqnr,
+            max_abs,
+            top,
+            json,
+        }) => {
+            let rt = runtime(Some(threads), None)?;
+            let program = ferrite::load(&model)?;
+            let lowered_here = reference.is_none();
+            let (target, reference) = match reference {
+                Some(path) => (program, ferrite::load(&path)?),
+                None => {
+                    let backend = ferrite::blob::BACKEND_ID;
+                    if program.def().plans.iter().any(|p| p.delegates.iter().any(|d| d.id == backend)) {
+                        return Err(ferrite::troubleshooting::TroubleshootError::NeedsReference {
+                            model: model.display().to_string(),
+                        }
+                        .into());
+                    }
+                    let lowered = ferrite::lower(&program, &ferrite::LowerOptions::default())?;
+                    (std::sync::Arc::new(Program::from_vec(lowered.bytes)?), program)
+                }
+            };
+            let inputs = inputs_for(&reference, &method, &inputs)?;
+            let mut t = rt.load_method(&target, &method)?;
+            let mut r = rt.load_method(&reference, &method)?;
+            let tolerance = ferrite::troubleshooting::Tolerance { min_sqnr_db: min_sqnr, max_abs };
+            let report = ferrite::troubleshooting::compare_numerics(&mut t, &mut r, &inputs, tolerance)?;
+            if json {
+                emit(&format!("{}\n", report.to_json()))
+            } else {
+                let what = if lowered_here {
+                    format!("{} lowered in memory vs. as exported", model.display())
+                } else {
+                    format!("{} vs. the reference", model.display())
+                };
+                emit(&format!("{what} ({method})\n{}", report.table(top)))
             }
         }
         Command::Lower { input, output, report, ops, exclude_ops, per_op, precisions, verbose } => {

@@ -658,7 +658,15 @@ impl Method {
             }
             if let (Some(f), Step::Kernel { name, args, .. }) = (inspect.as_deref_mut(), &self.steps[pc]) {
                 let k = ferrite_program::graph::returned_count(args).max(1);
-                for &v in &args[args.len().saturating_sub(k)..] {
+                // Outputs, a returned tensor list (batch norm's) expanded.
+                let outputs: Vec<usize> = args[args.len().saturating_sub(k)..]
+                    .iter()
+                    .flat_map(|&v| match self.values.get(v) {
+                        Some(RValue::TensorList(items)) => items.clone(),
+                        _ => vec![v],
+                    })
+                    .collect();
+                for v in outputs {
                     let Ok((dtype, sizes, bytes)) = self.value_bytes(v) else { continue };
                     f(&crate::Intermediate {
                         instruction: pc,

@@ -1,7 +1,10 @@
-//! Ferrite's troubleshooting tools. Today: **profiling** — [`profile`] runs a method several
-//! times with every kernel call, delegate call and node inside Ferrite's backend timed, and
-//! [`Profile`] gives the per-operator table `ferrite profile` prints, JSON, and a
-//! Chrome/Perfetto trace.
+//! Ferrite's troubleshooting tools:
+//! - **profiling** — [`profile`] runs a method several times with every kernel call, delegate
+//!   call and node inside Ferrite's backend timed, and [`Profile`] gives the per-operator table
+//!   `ferrite profile` prints, JSON, and a Chrome/Perfetto trace;
+//! - **numerical debugging** — [`compare_numerics`] runs two programs of one model (a lowered
+//!   program and its source, or a float program and its quantized one) and reports every
+//!   operator's error and the first one past a [`Tolerance`] (`ferrite debug numerics`).
 //!
 //! ```no_run
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -31,6 +34,12 @@ pub enum TroubleshootError {
     /// An option is out of range.
     #[error("invalid option: {0}")]
     Option(String),
+    /// The numerical debugger was given a lowered program and nothing to compare it with.
+    #[error("{model} is already lowered for Ferrite's backend, so the program it was lowered from cannot be rebuilt from it")]
+    NeedsReference {
+        /// The program.
+        model: String,
+    },
 }
 
 impl TroubleshootError {
@@ -39,6 +48,7 @@ impl TroubleshootError {
         match self {
             TroubleshootError::Runtime(e) => e.code(),
             TroubleshootError::Option(_) => "T001",
+            TroubleshootError::NeedsReference { .. } => "T002",
         }
     }
 
@@ -46,7 +56,8 @@ impl TroubleshootError {
     pub fn title(&self) -> &'static str {
         match self {
             TroubleshootError::Runtime(e) => e.title(),
-            TroubleshootError::Option(_) => "invalid profiling option",
+            TroubleshootError::Option(_) => "invalid troubleshooting option",
+            TroubleshootError::NeedsReference { .. } => "no reference to compare a lowered program with",
         }
     }
 
@@ -54,13 +65,19 @@ impl TroubleshootError {
     pub fn hint(&self) -> &'static str {
         match self {
             TroubleshootError::Runtime(e) => e.hint(),
-            TroubleshootError::Option(_) => "see `ferrite profile --help`",
+            TroubleshootError::Option(_) => "see `ferrite profile --help` or `ferrite debug numerics --help`",
+            TroubleshootError::NeedsReference { .. } => {
+                "pass the un-lowered program with --reference, or give the un-lowered program itself (it is lowered in memory)"
+            }
         }
     }
 
     /// One example of each error this crate raises itself, for the book's error table.
     pub fn catalog() -> Vec<TroubleshootError> {
-        vec![TroubleshootError::Option("--iters must be at least 1".into())]
+        vec![
+            TroubleshootError::Option("--iters must be at least 1".into()),
+            TroubleshootError::NeedsReference { model: "model_ferrite.pte".into() },
+        ]
     }
 }
 

@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 
+use ferrite_op_support::Op;
 use ferrite_program::ScalarType;
 use ferrite_runtime::{Intermediate, Method, TensorData};
 use serde::Serialize;
@@ -154,6 +155,8 @@ struct Point {
     instruction: usize,
     node: Option<usize>,
     op: String,
+    /// The operator alignment matches on (a folded batch norm's is its convolution's).
+    key_op: String,
     value: Option<usize>,
     dtype: ScalarType,
     shape: Vec<usize>,
@@ -162,7 +165,7 @@ struct Point {
 
 impl Point {
     fn key(&self) -> (&str, &[usize], bool) {
-        (&self.op, &self.shape, is_float(self.dtype))
+        (&self.key_op, &self.shape, is_float(self.dtype))
     }
 }
 
@@ -214,6 +217,7 @@ fn capture(method: &mut Method, inputs: &[TensorData]) -> Result<(Vec<Point>, Ve
             instruction: t.instruction,
             node: t.node,
             op: t.op.to_string(),
+            key_op: t.op.to_string(),
             value: t.value,
             dtype: t.dtype,
             shape,
@@ -222,7 +226,26 @@ fn capture(method: &mut Method, inputs: &[TensorData]) -> Result<(Vec<Point>, Ve
         Ok(())
     })?;
     let outputs = (0..method.output_count()).map(|i| method.output(i)).collect::<ferrite_runtime::Result<Vec<_>>>()?;
-    Ok((points, outputs))
+    Ok((fold_batch_norms(points), outputs))
+}
+
+/// A batch norm right after a convolution of the same shape stands in for the convolution:
+/// quantizers and lowering fold batch norms into convolutions' weights, so only the pair's
+/// output exists on both sides. The convolution's own output is dropped from alignment.
+fn fold_batch_norms(points: Vec<Point>) -> Vec<Point> {
+    let mut out: Vec<Point> = Vec::with_capacity(points.len());
+    for mut p in points {
+        let follows_conv = out.last().is_some_and(|c: &Point| {
+            c.op == Op::Convolution.name() && c.shape == p.shape && c.node.is_none() && p.node.is_none()
+        });
+        if follows_conv && p.op == Op::NativeBatchNormLegitNoTraining.name() {
+            if let Some(conv) = out.pop() {
+                p.key_op = conv.key_op;
+            }
+        }
+        out.push(p);
+    }
+    out
 }
 
 /// Longest common subsequence of `a` and `b` under `same`: the matched index pairs, in order.
@@ -407,12 +430,12 @@ impl NumericsReport {
             order.truncate(top);
         }
         s += &format!(
-            "{:>6} {:<40} {:<18} {:>9} {:>11}  {}\n",
+            "{:>6} {:<46} {:<18} {:>9} {:>11}  {}\n",
             "instr", "operator", "shape", "SQNR dB", "max abs", "target"
         );
         for r in order {
             s += &format!(
-                "{:>6} {:<40} {:<18} {:>9} {:>11.3e}  {}{}\n",
+                "{:>6} {:<46} {:<18} {:>9} {:>11.3e}  {}{}\n",
                 r.instruction,
                 r.op,
                 format!("{:?}", r.shape),
