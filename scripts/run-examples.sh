@@ -25,6 +25,7 @@ run ferrite-blob blob_roundtrip
 run ferrite-lower lower_program tests/fixtures/digits_cnn/portable.pte
 run ferrite-quantizer quantize_program tests/fixtures/digits_cnn/portable.pte tests/fixtures/digits_cnn/calibration.npy "$tmp/digits_q8.pte"
 run ferrite-troubleshooting profile_program tests/fixtures/digits_cnn/portable.pte "$tmp/trace.json"
+run ferrite-troubleshooting debug_numerics tests/fixtures/tiny_transformer/portable.pte
 run ferrite-runtime run_program tests/fixtures/mlp/portable.pte
 run ferrite-runtime serve_threads tests/fixtures/digits_cnn/portable.pte 2
 run ferrite lower_and_run tests/fixtures/digits_cnn/portable.pte

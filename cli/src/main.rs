@@ -222,6 +222,18 @@ enum Command {
         #[arg(long)]
         verbose: bool,
     },
+    /// Look a program over before deploying it: what Ferrite's backend will and will not run and
+    /// what to do about it, this machine's SIMD level and threads, the work and memory it needs.
+    Doctor {
+        /// The program.
+        model: PathBuf,
+        /// Threads the runtime would use (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Print exactly one JSON object instead of the report.
+        #[arg(long)]
+        json: bool,
+    },
     /// Find where a program's numbers go wrong.
     #[command(subcommand)]
     Debug(DebugCommand),
@@ -491,6 +503,16 @@ fn run(cli: Cli) -> Result<(), Error> {
                 ))
             }
         }
+        Command::Doctor { model, threads, json } => {
+            let rt = runtime(threads, None)?;
+            let program = Program::mmap(&model)?;
+            let diagnosis = ferrite::troubleshooting::diagnose(&program, &rt);
+            if json {
+                emit(&format!("{}\n", diagnosis.to_json()))
+            } else {
+                emit(&format!("{}\n{}", model.display(), diagnosis.text("the book, ")))
+            }
+        }
         Command::Debug(DebugCommand::Numerics {
             model,
             reference,
@@ -755,6 +777,7 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("error[{}]: {e}", e.code());
             eprintln!("  hint: {}", e.hint());
+            eprintln!("  see: the book, troubleshooting/error-codes.html#{}", e.code());
             ExitCode::from(2)
         }
     }

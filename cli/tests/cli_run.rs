@@ -24,6 +24,7 @@ fn assert_fails_with(out: &Output, code: &str) {
     assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
     assert!(stderr.contains(&format!("error[{code}]")), "expected {code}, got: {stderr}");
     assert!(stderr.contains("hint:"), "no hint: {stderr}");
+    assert!(stderr.contains(&format!("see: the book, troubleshooting/error-codes.html#{code}")), "no link: {stderr}");
     assert!(!stderr.contains("panicked"), "panic: {stderr}");
 }
 

@@ -89,3 +89,31 @@ fn debug_numerics_of_a_lowered_file_needs_its_source() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("error[T001]"));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// The book shows `ferrite doctor`'s report from these golden files (the machine line, which
+/// differs from machine to machine, masked). Re-bless with `FERRITE_BLESS=1`.
+#[test]
+fn book_doctor_outputs_match() {
+    let golden = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../book/src/generated"));
+    for (file, model) in
+        [("doctor-xnnpack.txt", "digits_cnn/xnnpack.pte"), ("doctor-mlp-dynamic.txt", "mlp_dynamic/portable.pte")]
+    {
+        let out = ferrite()
+            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+            .args(["doctor", "--threads", "2"])
+            .arg(Path::new("tests/fixtures").join(model))
+            .output()
+            .expect("runs");
+        let got: String = ok(&out)
+            .lines()
+            .map(|l| if l.starts_with("machine: ") { "machine: SIMD …, 2 thread(s), memory limit …" } else { l })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let path = golden.join(file);
+        if std::env::var_os("FERRITE_BLESS").is_some() {
+            std::fs::write(&path, &got).expect("bless");
+        }
+        let want = std::fs::read_to_string(&path).unwrap_or_default();
+        assert_eq!(got, want, "{file} is stale: re-bless with FERRITE_BLESS=1 if the change is intended");
+    }
+}

@@ -18,9 +18,11 @@
 //! # Ok(()) }
 //! ```
 
+pub mod doctor;
 pub mod numerics;
 mod profile;
 
+pub use doctor::{diagnose, Diagnosis, Finding, Severity};
 pub use numerics::{compare_numerics, ErrorStats, NumericsReport, NumericsRow, Tolerance};
 pub use profile::{profile, Profile, ProfileRow};
 
