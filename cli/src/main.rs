@@ -189,6 +189,10 @@ enum Command {
         /// Write the last run as a Chrome/Perfetto trace (trace-event JSON) here.
         #[arg(long)]
         trace: Option<PathBuf>,
+        /// Write every timed run in ExecuTorch's ETDump format here (read it with ExecuTorch's
+        /// Inspector: `executorch.devtools.Inspector(etdump_path=...)`).
+        #[arg(long)]
+        etdump: Option<PathBuf>,
         /// Print exactly one JSON object instead of the table.
         #[arg(long)]
         json: bool,
@@ -481,7 +485,7 @@ fn run(cli: Cli) -> Result<(), Error> {
             }
         }
         Command::Quantize(args) => quantize(args),
-        Command::Profile { model, method, inputs, threads, warmup, iters, top, trace, json } => {
+        Command::Profile { model, method, inputs, threads, warmup, iters, top, trace, etdump, json } => {
             let rt = runtime(threads, None)?;
             let program = ferrite::load(&model)?;
             let mut m = rt.load_method(&program, &method)?;
@@ -489,6 +493,10 @@ fn run(cli: Cli) -> Result<(), Error> {
             let p = ferrite::troubleshooting::profile(&mut m, &inputs, warmup, iters)?;
             if let Some(path) = trace {
                 std::fs::write(&path, p.chrome_trace())
+                    .map_err(|source| Error::Output { path: path.display().to_string(), source })?;
+            }
+            if let Some(path) = etdump {
+                std::fs::write(&path, p.etdump())
                     .map_err(|source| Error::Output { path: path.display().to_string(), source })?;
             }
             if json {

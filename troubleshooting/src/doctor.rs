@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use ferrite_blob::{BlobGraph, BlobValue, BACKEND_ID};
+use ferrite_blob::{BlobGraph, BACKEND_ID};
+
+use crate::flops::{blob_flops, op_flops, strip_returned};
 use ferrite_op_support::{Op, Rejection};
 use ferrite_partitioner::{Partitioner, Reason};
 use ferrite_program::{Instruction, Program, ShapeDynamism, Value};
@@ -105,49 +107,6 @@ const SECTION_DATA_MOVEMENT: &str = "troubleshooting/common-problems.html#partit
 const SECTION_QUANTIZED: &str = "troubleshooting/common-problems.html#quantized-programs";
 const SECTION_THREADS: &str = "troubleshooting/slow-performance.html#threads-and-simd";
 
-/// Multiply-adds ×2 of a convolution or matrix product, from its tensors' sizes.
-fn op_flops(op: Op, sizes: &dyn Fn(usize) -> Option<Vec<usize>>, args: &[usize]) -> u64 {
-    let numel = |v: Option<&usize>| v.and_then(|&v| sizes(v)).map_or(0u64, |s| s.iter().map(|&d| d as u64).product());
-    let out = numel(args.last());
-    match op {
-        // out = conv(x, w): each output element takes weight.numel() / out_channels products.
-        Op::Convolution | Op::FerriteConvolutionNhwc | Op::FerriteQuantizedConvolutionNhwc => {
-            let w = args.get(1).and_then(|&v| sizes(v)).unwrap_or_default();
-            let per = w.iter().skip(1).map(|&d| d as u64).product::<u64>();
-            2 * out * per
-        }
-        // Each output element of a product takes K products, K the last dimension of the
-        // left operand: addmm(bias, a [M, K], b), mm(a, b), bmm(a [B, M, K], b), linear(x [.., K], w)
-        // and the backend's dense layers (x [.., K], ..).
-        Op::Addmm => 2 * out * args.get(1).and_then(|&v| sizes(v)).and_then(|s| s.last().copied()).unwrap_or(0) as u64,
-        Op::Mm
-        | Op::Bmm
-        | Op::Linear
-        | Op::FerriteDense
-        | Op::FerriteQuantizedDense
-        | Op::FerriteDynamicQuantizedDense
-        | Op::FerriteGroupwiseDense => {
-            2 * out * args.first().and_then(|&v| sizes(v)).and_then(|s| s.last().copied()).unwrap_or(0) as u64
-        }
-        _ => 0,
-    }
-}
-
-fn blob_flops(g: &BlobGraph) -> u64 {
-    let sizes = |v: usize| match g.values.get(v) {
-        Some(BlobValue::Tensor(t)) => Some(t.sizes.clone()),
-        _ => None,
-    };
-    g.ops
-        .iter()
-        .map(|op| {
-            let k = ferrite_blob::returned_count(&op.args).max(1);
-            let args = &op.args[..op.args.len() - (k - 1).min(op.args.len())];
-            op_flops(op.op, &sizes, args)
-        })
-        .sum()
-}
-
 /// Kernel calls left out for one (operator, reason): their instructions, severity, fix, section.
 type Group = (Vec<usize>, Severity, String, &'static str);
 
@@ -217,8 +176,7 @@ pub fn diagnose(program: &Program<'_>, runtime: &ferrite_runtime::Runtime) -> Di
                     kernel_calls += 1;
                     let op = plan.operators.get(*op_index).and_then(|o| Op::from_name(&o.qualified()));
                     if let Some(op) = op {
-                        let k = ferrite_program::graph::returned_count(args).max(1);
-                        flops += op_flops(op, &sizes, &args[..args.len() - (k - 1).min(args.len())]);
+                        flops += op_flops(op, &sizes, strip_returned(args));
                     }
                 }
                 Instruction::DelegateCall { delegate_index, .. } => {

@@ -19,6 +19,8 @@
 //! ```
 
 pub mod doctor;
+pub mod etdump;
+pub mod flops;
 pub mod numerics;
 mod profile;
 

@@ -23,6 +23,11 @@ pub struct ProfileRow {
     pub median_ms: f64,
     /// Share of the median run, %.
     pub percent: f64,
+    /// Convolutions and matrix products: multiply-adds ×2 per run and the rate at the median,
+    /// GFLOP/s (see [`crate::flops`]).
+    pub flops: Option<u64>,
+    /// The rate, GFLOP/s.
+    pub gflops_per_s: Option<f64>,
 }
 
 /// A method's profile.
@@ -37,11 +42,20 @@ pub struct Profile {
     /// Delegate calls: (instruction, backend, median ms, median ms not spent in its nodes —
     /// copying inputs and outputs in and out).
     pub delegates: Vec<(usize, String, f64, f64)>,
-    /// The last iteration's events, for the trace.
+    /// The method profiled.
+    pub method: String,
+    /// Each timed iteration: when it started, how long it took, and its events (the trace
+    /// shows the last; the ETDump all of them).
     #[serde(skip)]
-    events: Vec<ProfileEvent>,
-    #[serde(skip)]
-    origin: Option<Instant>,
+    pub(crate) runs: Vec<Run>,
+}
+
+/// One timed iteration.
+#[derive(Debug, Clone)]
+pub(crate) struct Run {
+    pub(crate) start: Instant,
+    pub(crate) duration: std::time::Duration,
+    pub(crate) events: Vec<ProfileEvent>,
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -72,22 +86,22 @@ pub fn profile(method: &mut Method, inputs: &[TensorData], warmup: usize, iterat
     }
     let mut totals = Vec::with_capacity(iterations);
     let mut times: BTreeMap<(usize, Option<usize>), Timings> = BTreeMap::new();
-    let mut last = Vec::new();
-    let mut origin = None;
+    let mut runs = Vec::with_capacity(iterations);
     for _ in 0..iterations {
         set(method)?;
         let t0 = Instant::now();
         let events = method.execute_profiled()?;
-        totals.push(t0.elapsed().as_secs_f64() * 1e3);
+        let duration = t0.elapsed();
+        totals.push(duration.as_secs_f64() * 1e3);
         for e in &events {
             let entry =
                 times.entry((e.instruction, e.node)).or_insert_with(|| (e.name.clone(), e.shape.clone(), Vec::new()));
             entry.2.push(e.duration.as_secs_f64() * 1e3);
         }
-        origin = Some(t0);
-        last = events;
+        runs.push(Run { start: t0, duration, events });
     }
     let total_ms = median(&mut totals);
+    let work = crate::flops::method_flops(method.program(), method.name());
     let mut rows = Vec::new();
     let mut delegates = Vec::new();
     let inside: BTreeMap<usize, f64> =
@@ -103,6 +117,7 @@ pub fn profile(method: &mut Method, inputs: &[TensorData], warmup: usize, iterat
             delegates.push((instruction, op.trim_start_matches("delegate ").to_string(), m, own));
             continue;
         }
+        let flops = work.get(&(instruction, node)).copied();
         rows.push(ProfileRow {
             instruction,
             node,
@@ -110,29 +125,32 @@ pub fn profile(method: &mut Method, inputs: &[TensorData], warmup: usize, iterat
             shape,
             median_ms: m,
             percent: if total_ms > 0.0 { 100.0 * m / total_ms } else { 0.0 },
+            flops,
+            gflops_per_s: flops.filter(|_| m > 0.0).map(|f| f as f64 / (m * 1e6)),
         });
     }
     rows.sort_by(|a, b| b.median_ms.total_cmp(&a.median_ms));
-    Ok(Profile { iterations, total_ms, rows, delegates, events: last, origin })
+    Ok(Profile { iterations, total_ms, rows, delegates, method: method.name().to_string(), runs })
 }
 
 impl Profile {
     /// The table `ferrite profile` prints: the `top` slowest operators (0: all), then totals.
     pub fn table(&self, top: usize) -> String {
         let mut s = format!(
-            "{:>6} {:>5} {:<38} {:<20} {:>10} {:>7}\n",
-            "instr", "node", "operator", "output shape", "median ms", "%"
+            "{:>6} {:>5} {:<38} {:<20} {:>10} {:>7} {:>8}\n",
+            "instr", "node", "operator", "output shape", "median ms", "%", "GFLOP/s"
         );
         let n = if top == 0 { self.rows.len() } else { top.min(self.rows.len()) };
         for r in &self.rows[..n] {
             s += &format!(
-                "{:>6} {:>5} {:<38} {:<20} {:>10.4} {:>7.2}\n",
+                "{:>6} {:>5} {:<38} {:<20} {:>10.4} {:>7.2} {:>8}\n",
                 r.instruction,
                 r.node.map_or("-".into(), |k| k.to_string()),
                 r.op,
                 format!("{:?}", r.shape),
                 r.median_ms,
-                r.percent
+                r.percent,
+                r.gflops_per_s.map_or(String::new(), |g| format!("{g:.1}"))
             );
         }
         if n < self.rows.len() {
@@ -148,15 +166,24 @@ impl Profile {
             );
         }
         let listed: f64 = self.rows.iter().map(|r| r.median_ms).sum();
+        let work: u64 = self.rows.iter().filter_map(|r| r.flops).sum();
         for (instruction, backend, all, own) in &self.delegates {
             s += &format!(
                 "delegate call at instruction {instruction} ({backend}): {all:.4} ms, of which {own:.4} ms outside its nodes (inputs and outputs copied)\n"
             );
         }
         s += &format!(
-            "total: {:.4} ms per run (median of {}); operators above: {:.4} ms\n",
+            "total: {:.4} ms per run (median of {}); operators above: {:.4} ms",
             self.total_ms, self.iterations, listed
         );
+        if work > 0 && self.total_ms > 0.0 {
+            s += &format!(
+                "; {:.3} GFLOP per run, {:.1} GFLOP/s",
+                work as f64 / 1e9,
+                work as f64 / (self.total_ms * 1e6)
+            );
+        }
+        s += "\n";
         s
     }
 
@@ -169,8 +196,9 @@ impl Profile {
     /// microseconds), which `chrome://tracing` and ui.perfetto.dev open. Kernel calls and delegate
     /// calls are on the calling thread's track; a delegate's nodes nest inside its call.
     pub fn chrome_trace(&self) -> String {
-        let Some(origin) = self.origin else { return "{\"traceEvents\":[]}".into() };
-        let events: Vec<serde_json::Value> = self
+        let Some(last) = self.runs.last() else { return "{\"traceEvents\":[]}".into() };
+        let origin = last.start;
+        let events: Vec<serde_json::Value> = last
             .events
             .iter()
             .map(|e| {
