@@ -36,7 +36,7 @@ pub use ferrite_kernels::simd::Level;
 pub use inputs::default_inputs;
 pub use method::{Accumulation, Method, Observer, Runtime};
 pub use ops::portable_kernels;
-pub use profile::{Inspector, Intermediate, ProfileEvent};
+pub use profile::{Inspector, Intermediate, LoadEvent, ProfileEvent};
 pub use registry::{Backend, BackendInit, BackendRegistry, Delegate, KernelRegistry, OpFn};
 pub use tensor::{element_type, nbytes, numel, scalar_type, AlignedBuf, TensorData, TensorMut, TensorRef};
 

@@ -171,7 +171,13 @@ impl Runtime {
             })?;
         let _span = tracing::debug_span!("method.load", method = name).entered();
         let plan = &program.def().plans[plan_index];
+        let mut load_events = Vec::new();
+        let mut timed = |name: String, start: std::time::Instant| {
+            load_events.push(crate::LoadEvent { name, start, duration: start.elapsed() });
+        };
+        let t = std::time::Instant::now();
         let steps = resolve_steps(plan, &self.kernels)?;
+        timed(format!("resolve {} instructions", steps.len()), t);
         // The memory plan's arenas, checked against the limit before anything is allocated.
         let planned = plan.non_const_buffer_sizes.iter().try_fold(0u64, |sum, &s| sum.checked_add(s));
         let over = |needed: u64| RuntimeError::MemoryLimit {
@@ -183,12 +189,16 @@ impl Runtime {
             Some(total) if total <= self.memory_limit => {}
             total => return Err(over(total.unwrap_or(u64::MAX))),
         }
-        let delegates = init_delegates(plan, program, &self.backends, &self.kernels, self.level, self.memory_limit)?;
+        let delegates =
+            init_delegates(plan, program, &self.backends, &self.kernels, self.level, self.memory_limit, &mut timed)?;
+        let t = std::time::Instant::now();
         let arenas: Vec<AlignedBuf> = plan
             .non_const_buffer_sizes
             .iter()
             .map(|&s| usize::try_from(s).ok().and_then(AlignedBuf::try_zeroed).ok_or_else(|| over(s)))
             .collect::<Result<_>>()?;
+        timed(format!("memory plan: {} bytes in {} arenas", planned.unwrap_or(0), arenas.len()), t);
+        let t = std::time::Instant::now();
         let mut method = Method {
             program: Arc::clone(program),
             name: name.to_string(),
@@ -202,8 +212,11 @@ impl Runtime {
             pool: self.pool.clone(),
             reference_order: self.accumulation.reference_for(plan),
             level: self.level,
+            load_events: Vec::new(),
         };
         method.values = init_values(plan, program, &mut method.arenas, &mut method.owned)?;
+        timed(format!("values: {} (constants in place)", method.values.len()), t);
+        method.load_events = load_events;
         tracing::debug!(values = method.values.len(), steps = method.steps.len(), "method loaded");
         Ok(method)
     }
@@ -267,11 +280,13 @@ fn init_delegates(
     kernels: &KernelRegistry,
     level: Level,
     memory_limit: u64,
+    timed: &mut dyn FnMut(String, std::time::Instant),
 ) -> Result<Vec<Box<dyn Delegate>>> {
     plan.delegates
         .iter()
         .enumerate()
         .map(|(i, d)| {
+            let t = std::time::Instant::now();
             let backend = backends.get(&d.id).ok_or_else(|| RuntimeError::BackendNotRegistered {
                 method: plan.name.clone(),
                 delegate: i,
@@ -279,14 +294,16 @@ fn init_delegates(
                 registered: backends.ids(),
             })?;
             let processed = program.delegate_data(d).unwrap_or(&[]);
-            backend.init(BackendInit {
+            let delegate = backend.init(BackendInit {
                 processed,
                 compile_specs: &d.compile_specs,
                 program,
                 kernels,
                 level,
                 memory_limit,
-            })
+            })?;
+            timed(format!("init delegate {i} ({}, {} bytes)", d.id, processed.len()), t);
+            Ok(delegate)
         })
         .collect()
 }
@@ -383,6 +400,8 @@ pub struct Method {
     pool: Option<Arc<rayon::ThreadPool>>,
     reference_order: bool,
     level: Level,
+    /// How long each phase of loading took.
+    load_events: Vec<crate::LoadEvent>,
 }
 
 impl Method {
@@ -528,6 +547,12 @@ impl Method {
         }
         self.execute()?;
         (0..self.outputs.len()).map(|i| self.output(i)).collect()
+    }
+
+    /// How long each phase of loading this method took: resolving operators, each delegate's
+    /// init (weight packing), the memory plan, values (`ferrite profile` shows them).
+    pub fn load_events(&self) -> &[crate::LoadEvent] {
+        &self.load_events
     }
 
     /// A copy of output `index` after [`Method::execute`].

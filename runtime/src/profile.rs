@@ -24,6 +24,19 @@ pub struct ProfileEvent {
     pub duration: Duration,
 }
 
+/// One phase of loading a method ([`crate::Method::load_events`]): resolving operators, each
+/// delegate's init (Ferrite's backend verifies its blob and packs weights there), allocating the
+/// memory plan, and setting up values and constants.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadEvent {
+    /// What ran.
+    pub name: String,
+    /// When it started.
+    pub start: Instant,
+    /// How long it ran.
+    pub duration: Duration,
+}
+
 /// One tensor an instruction or a node inside a delegate wrote, as
 /// [`crate::Method::execute_inspected`] shows it (numerical debugging).
 #[derive(Debug, Clone, Copy)]

@@ -27,9 +27,9 @@ impl AlignedBuf {
 
     /// `len` zero bytes, or `None` when the allocator cannot give them (instead of aborting).
     pub fn try_zeroed(len: usize) -> Option<Self> {
-        let mut words = Vec::new();
-        words.try_reserve_exact(len.div_ceil(16)).ok()?;
-        words.resize(len.div_ceil(16), 0u128);
+        // Zeroed by the allocator (`alloc_zeroed`): large buffers come as fresh zero pages,
+        // touched only when used, instead of being written with zeros here.
+        let words = bytemuck::allocation::try_zeroed_vec::<u128>(len.div_ceil(16)).ok()?;
         Some(AlignedBuf { words, len })
     }
 

@@ -44,6 +44,10 @@ pub struct Profile {
     pub delegates: Vec<(usize, String, f64, f64)>,
     /// The method profiled.
     pub method: String,
+    /// Loading the method, phase by phase: (what, ms).
+    pub load: Vec<(String, f64)>,
+    #[serde(skip)]
+    load_events: Vec<ferrite_runtime::LoadEvent>,
     /// Each timed iteration: when it started, how long it took, and its events (the trace
     /// shows the last; the ETDump all of them).
     #[serde(skip)]
@@ -130,7 +134,9 @@ pub fn profile(method: &mut Method, inputs: &[TensorData], warmup: usize, iterat
         });
     }
     rows.sort_by(|a, b| b.median_ms.total_cmp(&a.median_ms));
-    Ok(Profile { iterations, total_ms, rows, delegates, method: method.name().to_string(), runs })
+    let load_events = method.load_events().to_vec();
+    let load = load_events.iter().map(|e| (e.name.clone(), e.duration.as_secs_f64() * 1e3)).collect();
+    Ok(Profile { iterations, total_ms, rows, delegates, method: method.name().to_string(), load, load_events, runs })
 }
 
 impl Profile {
@@ -166,6 +172,10 @@ impl Profile {
             );
         }
         let listed: f64 = self.rows.iter().map(|r| r.median_ms).sum();
+        if !self.load.is_empty() {
+            let phases: Vec<String> = self.load.iter().map(|(what, ms)| format!("{what} {ms:.3} ms")).collect();
+            s += &format!("load: {}\n", phases.join("; "));
+        }
         let work: u64 = self.rows.iter().filter_map(|r| r.flops).sum();
         for (instruction, backend, all, own) in &self.delegates {
             s += &format!(
@@ -192,16 +202,40 @@ impl Profile {
         serde_json::to_string_pretty(self).unwrap_or_default()
     }
 
-    /// The last iteration as a Chrome trace (trace-event format, `"ph": "X"` complete events,
-    /// microseconds), which `chrome://tracing` and ui.perfetto.dev open. Kernel calls and delegate
-    /// calls are on the calling thread's track; a delegate's nodes nest inside its call.
+    /// Loading and the last iteration as a Chrome trace (trace-event format, `"ph": "X"`
+    /// complete events, microseconds), which `chrome://tracing` and ui.perfetto.dev open. Load
+    /// phases are on a "load" track; kernel calls and delegate calls on the calling thread's
+    /// track, a delegate's nodes nested inside its call. Times count from the last run's start
+    /// (load phases are negative).
     pub fn chrome_trace(&self) -> String {
         let Some(last) = self.runs.last() else { return "{\"traceEvents\":[]}".into() };
         let origin = last.start;
-        let events: Vec<serde_json::Value> = last
-            .events
-            .iter()
-            .map(|e| {
+        let since = |t: Instant| {
+            if t >= origin {
+                t.duration_since(origin).as_secs_f64() * 1e6
+            } else {
+                -(origin.duration_since(t).as_secs_f64() * 1e6)
+            }
+        };
+        let load = self.load_events.iter().map(|e| {
+            serde_json::json!({
+                "name": e.name,
+                "cat": "load",
+                "ph": "X",
+                "ts": since(e.start),
+                "dur": e.duration.as_secs_f64() * 1e6,
+                "pid": 1,
+                "tid": 0,
+            })
+        });
+        let names = [
+            serde_json::json!({"name": "thread_name", "ph": "M", "pid": 1, "tid": 0, "args": {"name": "load"}}),
+            serde_json::json!({"name": "thread_name", "ph": "M", "pid": 1, "tid": 1, "args": {"name": "run (calling thread)"}}),
+        ];
+        let events: Vec<serde_json::Value> = names
+            .into_iter()
+            .chain(load)
+            .chain(last.events.iter().map(|e| {
                 let ts = e.start.saturating_duration_since(origin).as_secs_f64() * 1e6;
                 serde_json::json!({
                     "name": e.name,
@@ -213,7 +247,7 @@ impl Profile {
                     "tid": 1,
                     "args": { "instruction": e.instruction, "node": e.node, "shape": e.shape },
                 })
-            })
+            }))
             .collect();
         serde_json::json!({ "traceEvents": events, "displayTimeUnit": "ms" }).to_string()
     }

@@ -52,13 +52,23 @@ fn lowered_profile_sees_inside_the_backend_and_writes_a_trace() {
     // The trace-event format: complete events with name, ph, ts, dur (µs), pid, tid; the
     // delegate's nodes lie inside the delegate call.
     let trace: serde_json::Value = serde_json::from_str(&p.chrome_trace()).unwrap();
-    let events = trace["traceEvents"].as_array().unwrap();
+    let all = trace["traceEvents"].as_array().unwrap();
+    // Track names (metadata events), load phases on their own track, then the run.
+    let tracks: Vec<_> = all.iter().filter(|e| e["ph"] == "M").collect();
+    assert!(tracks.iter().all(|e| e["name"] == "thread_name" && e["args"]["name"].is_string()));
+    let load: Vec<_> = all.iter().filter(|e| e["cat"] == "load").collect();
+    assert_eq!(load.len(), 4, "resolve, init the delegate, memory plan, values: {load:?}");
+    assert!(load.iter().any(|e| e["name"].as_str().unwrap().starts_with("init delegate 0 (FerriteBackend")));
+    assert!(load.iter().all(|e| e["ts"].as_f64().unwrap() < 0.0 && e["tid"] == 0));
+    let events: Vec<_> = all.iter().filter(|e| e["ph"] == "X" && e["cat"] != "load").collect();
     assert_eq!(events.len(), p.rows.len() + 1);
-    for e in events {
+    assert_eq!(all.len(), tracks.len() + load.len() + events.len());
+    for e in &events {
         assert_eq!(e["ph"], "X");
         assert!(e["name"].is_string() && e["pid"].is_number() && e["tid"].is_number());
         assert!(e["ts"].as_f64().unwrap() >= 0.0 && e["dur"].as_f64().unwrap() >= 0.0);
     }
+    assert!(p.table(0).contains("load: resolve "));
     let call = events.iter().find(|e| e["cat"] == "delegate").unwrap();
     let (start, end) = (call["ts"].as_f64().unwrap(), call["ts"].as_f64().unwrap() + call["dur"].as_f64().unwrap());
     for e in events.iter().filter(|e| e["cat"] == "node") {
