@@ -13,6 +13,120 @@ use rayon::prelude::*;
 
 use crate::KResult;
 
+pub mod trace {
+    //! Worker-thread spans for profiles (`ferrite profile`'s per-thread trace tracks): while
+    //! [`set_enabled`] is on, each parallel call records, for every pool thread that ran a share
+    //! of it, when its first chunk started and its last ended; the thread that made the call
+    //! collects them with [`take`]. Off (the default), a parallel call costs one relaxed atomic
+    //! load and each chunk one `Option` test.
+
+    use std::cell::RefCell;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Mutex;
+    use std::time::Instant;
+
+    static ON: AtomicBool = AtomicBool::new(false);
+
+    /// Spans kept per calling thread until taken (older ones are dropped beyond this).
+    const MAX_KEPT: usize = 1 << 14;
+
+    thread_local! {
+        static SINK: RefCell<Vec<WorkerSpan>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// One pool thread's share of one parallel call.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct WorkerSpan {
+        /// The thread's index in the pool (the pool's size for a thread outside it).
+        pub thread: usize,
+        /// When its first chunk started.
+        pub start: Instant,
+        /// When its last chunk ended.
+        pub end: Instant,
+        /// Chunks it ran.
+        pub chunks: usize,
+    }
+
+    /// Turns recording on or off, process-wide.
+    pub fn set_enabled(on: bool) {
+        ON.store(on, Ordering::Relaxed);
+    }
+
+    /// Whether recording is on.
+    pub fn enabled() -> bool {
+        ON.load(Ordering::Relaxed)
+    }
+
+    /// The spans of the parallel calls this thread made since the last `take`.
+    pub fn take() -> Vec<WorkerSpan> {
+        SINK.with(|s| std::mem::take(&mut *s.borrow_mut()))
+    }
+
+    /// Collects one parallel call's spans.
+    pub(crate) struct Recorder {
+        slots: Vec<Mutex<Option<WorkerSpan>>>,
+    }
+
+    impl Recorder {
+        /// A recorder when recording is on.
+        pub(crate) fn start() -> Option<Recorder> {
+            enabled()
+                .then(|| Recorder { slots: (0..=rayon::current_num_threads()).map(|_| Mutex::new(None)).collect() })
+        }
+
+        /// Notes a chunk that ran on this thread from `start` until now.
+        pub(crate) fn chunk(&self, start: Instant) {
+            let end = Instant::now();
+            let thread = rayon::current_thread_index().unwrap_or(self.slots.len() - 1).min(self.slots.len() - 1);
+            if let Ok(mut slot) = self.slots[thread].lock() {
+                let span = slot.get_or_insert(WorkerSpan { thread, start, end, chunks: 0 });
+                span.start = span.start.min(start);
+                span.end = span.end.max(end);
+                span.chunks += 1;
+            }
+        }
+
+        /// Hands the spans to the calling thread's [`take`].
+        pub(crate) fn finish(self) {
+            let spans = self.slots.into_iter().filter_map(|m| m.into_inner().ok().flatten());
+            SINK.with(|s| {
+                let mut s = s.borrow_mut();
+                s.extend(spans);
+                if s.len() > MAX_KEPT {
+                    let extra = s.len() - MAX_KEPT;
+                    s.drain(..extra);
+                }
+            });
+        }
+    }
+
+    /// Runs `g`, noting it as a chunk when recording.
+    #[inline]
+    pub(crate) fn chunk<R>(rec: Option<&Recorder>, g: impl FnOnce() -> R) -> R {
+        match rec {
+            None => g(),
+            Some(r) => {
+                let t = Instant::now();
+                let out = g();
+                r.chunk(t);
+                out
+            }
+        }
+    }
+}
+
+use trace::{chunk, Recorder};
+
+/// Runs a parallel call with its chunks recorded when tracing is on.
+fn recorded<R>(body: impl FnOnce(Option<&Recorder>) -> R) -> R {
+    let rec = Recorder::start();
+    let out = body(rec.as_ref());
+    if let Some(r) = rec {
+        r.finish();
+    }
+    out
+}
+
 /// The task body of [`chunks_with_input`].
 pub type TaskIn<'f, O, I> = &'f (dyn Fn(usize, &mut [O], &[I]) + Sync);
 /// The task body of [`chunks2`].
@@ -32,7 +146,7 @@ pub fn chunks<O: Send, F: Fn(usize, &mut [O]) + Sync>(out: &mut [O], size: usize
 }
 
 fn chunks_on_pool<O: Send>(out: &mut [O], size: usize, f: &(dyn Fn(usize, &mut [O]) + Sync)) {
-    out.par_chunks_mut(size).enumerate().for_each(|(i, c)| f(i, c));
+    recorded(|r| out.par_chunks_mut(size).enumerate().for_each(|(i, c)| chunk(r, || f(i, c))));
 }
 
 /// Calls `f(i, out_chunk, in_chunk)` for chunk `i` of `out` (`size` elements) and the matching
@@ -62,7 +176,12 @@ fn chunks_with_input_on_pool<O: Send, I: Sync>(
     in_size: usize,
     f: TaskIn<'_, O, I>,
 ) {
-    out.par_chunks_mut(size).zip(input.par_chunks(in_size)).enumerate().for_each(|(i, (o, x))| f(i, o, x));
+    recorded(|r| {
+        out.par_chunks_mut(size)
+            .zip(input.par_chunks(in_size))
+            .enumerate()
+            .for_each(|(i, (o, x))| chunk(r, || f(i, o, x)))
+    });
 }
 
 /// [`chunks`] whose tasks can fail: the first error is returned.
@@ -82,7 +201,7 @@ pub fn try_chunks<O: Send, F: Fn(usize, &mut [O]) -> KResult + Sync>(
 }
 
 fn try_chunks_on_pool<O: Send>(out: &mut [O], size: usize, f: &(dyn Fn(usize, &mut [O]) -> KResult + Sync)) -> KResult {
-    out.par_chunks_mut(size).enumerate().try_for_each(|(i, c)| f(i, c))
+    recorded(|r| out.par_chunks_mut(size).enumerate().try_for_each(|(i, c)| chunk(r, || f(i, c))))
 }
 
 /// [`try_chunks`] with a scratch value per worker, made by `init` (once per task sequence, not per
@@ -110,7 +229,7 @@ fn try_chunks_with_on_pool<O: Send, S>(
     init: &(dyn Fn() -> S + Sync),
     f: &(dyn Fn(&mut S, usize, &mut [O]) -> KResult + Sync),
 ) -> KResult {
-    out.par_chunks_mut(size).enumerate().try_for_each_init(init, |s, (i, c)| f(s, i, c))
+    recorded(|r| out.par_chunks_mut(size).enumerate().try_for_each_init(init, |s, (i, c)| chunk(r, || f(s, i, c))))
 }
 
 /// Calls `f(i, a_chunk, b_chunk)` for chunk `i` of two outputs split in step (`sa` and `sb`
@@ -133,7 +252,9 @@ pub fn chunks2<A: Send, B: Send, F: Fn(usize, &mut [A], &mut [B]) + Sync>(
 }
 
 fn chunks2_on_pool<A: Send, B: Send>(a: &mut [A], sa: usize, b: &mut [B], sb: usize, f: Task2<'_, A, B>) {
-    a.par_chunks_mut(sa).zip(b.par_chunks_mut(sb)).enumerate().for_each(|(i, (x, y))| f(i, x, y));
+    recorded(|r| {
+        a.par_chunks_mut(sa).zip(b.par_chunks_mut(sb)).enumerate().for_each(|(i, (x, y))| chunk(r, || f(i, x, y)))
+    });
 }
 
 /// [`chunks2`] for three outputs, whose tasks can fail.
@@ -169,16 +290,18 @@ fn try_chunks3_on_pool<A: Send, B: Send, C: Send>(
     sc: usize,
     f: Task3<'_, A, B, C>,
 ) -> KResult {
-    a.par_chunks_mut(sa)
-        .zip(b.par_chunks_mut(sb).zip(c.par_chunks_mut(sc)))
-        .enumerate()
-        .try_for_each(|(i, (x, (y, z)))| f(i, x, y, z))
+    recorded(|r| {
+        a.par_chunks_mut(sa)
+            .zip(b.par_chunks_mut(sb).zip(c.par_chunks_mut(sc)))
+            .enumerate()
+            .try_for_each(|(i, (x, (y, z)))| chunk(r, || f(i, x, y, z)))
+    })
 }
 
 /// Calls `f(i)` for `i` in `0..n`, stopping at the first error.
 pub fn try_indices(n: usize, parallel: bool, f: &(dyn Fn(usize) -> KResult + Sync)) -> KResult {
     if parallel {
-        (0..n).into_par_iter().try_for_each(f)
+        recorded(|r| (0..n).into_par_iter().try_for_each(|i| chunk(r, || f(i))))
     } else {
         (0..n).try_for_each(f)
     }
@@ -192,9 +315,36 @@ pub fn map_indices_with<T: Send, S>(
     f: &(dyn Fn(&mut S, usize) -> T + Sync),
 ) -> Vec<T> {
     if parallel {
-        (0..n).into_par_iter().map_init(init, |s, i| f(s, i)).collect()
+        recorded(|r| (0..n).into_par_iter().map_init(init, |s, i| chunk(r, || f(s, i))).collect())
     } else {
         let mut s = init();
         (0..n).map(|i| f(&mut s, i)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn worker_spans_cover_every_chunk_of_a_traced_call() {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().expect("pool");
+        let mut out = vec![0u32; 64];
+        let spans = pool.install(|| {
+            trace::take();
+            trace::set_enabled(true);
+            chunks(&mut out, 4, true, |i, c| c.iter_mut().for_each(|x| *x = i as u32));
+            trace::set_enabled(false);
+            trace::take()
+        });
+        assert_eq!(spans.iter().map(|s| s.chunks).sum::<usize>(), 16, "{spans:?}");
+        assert!(spans.iter().all(|s| s.thread < 2 && s.end >= s.start));
+        assert_eq!(out[63], 15);
+        // Off: nothing recorded.
+        let spans = pool.install(|| {
+            chunks(&mut out, 4, true, |_, c| c.iter_mut().for_each(|x| *x = 0));
+            trace::take()
+        });
+        assert!(spans.is_empty());
     }
 }

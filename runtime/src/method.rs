@@ -500,7 +500,12 @@ impl Method {
     pub fn execute_profiled(&mut self) -> Result<Vec<crate::ProfileEvent>> {
         let _span = tracing::debug_span!("method.execute_profiled", method = %self.name).entered();
         let mut events = Vec::with_capacity(self.steps.len());
-        self.execute_inner_with(None, Some(&mut events), None)?;
+        // Worker threads record their shares of each parallel operator while this runs.
+        let was = ferrite_kernels::par::trace::enabled();
+        ferrite_kernels::par::trace::set_enabled(true);
+        let result = self.execute_inner_with(None, Some(&mut events), None);
+        ferrite_kernels::par::trace::set_enabled(was);
+        result?;
         Ok(events)
     }
 
@@ -620,7 +625,10 @@ impl Method {
                 reference_order: self.reference_order,
                 level: self.level,
             };
-            let started = profile.as_ref().map(|_| std::time::Instant::now());
+            let started = profile.as_ref().map(|_| {
+                ferrite_kernels::par::trace::take(); // spans of earlier work
+                std::time::Instant::now()
+            });
             match &self.steps[pc] {
                 Step::Kernel { op, name, args } => {
                     tracing::trace!(instruction = pc, op = %name);
@@ -678,7 +686,16 @@ impl Method {
                     _ => (String::new(), Vec::new()),
                 };
                 if !name.is_empty() {
-                    events.push(crate::ProfileEvent { instruction: pc, node: None, name, shape, start, duration });
+                    let workers = ferrite_kernels::par::trace::take();
+                    events.push(crate::ProfileEvent {
+                        instruction: pc,
+                        node: None,
+                        name,
+                        shape,
+                        start,
+                        duration,
+                        workers,
+                    });
                 }
             }
             if let (Some(f), Step::Kernel { name, args, .. }) = (inspect.as_deref_mut(), &self.steps[pc]) {

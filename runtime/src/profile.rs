@@ -22,6 +22,9 @@ pub struct ProfileEvent {
     pub start: Instant,
     /// How long it ran.
     pub duration: Duration,
+    /// Each pool thread's share, when the operator ran in parallel (kernels that split their
+    /// work through `ferrite_kernels::par`).
+    pub workers: Vec<ferrite_kernels::par::trace::WorkerSpan>,
 }
 
 /// One phase of loading a method ([`crate::Method::load_events`]): resolving operators, each

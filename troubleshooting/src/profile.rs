@@ -28,6 +28,8 @@ pub struct ProfileRow {
     pub flops: Option<u64>,
     /// The rate, GFLOP/s.
     pub gflops_per_s: Option<f64>,
+    /// Threads that ran a share of it (the most in any run; 1 for serial operators).
+    pub threads: usize,
 }
 
 /// A method's profile.
@@ -71,7 +73,7 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 /// An operator's name, output shape and times (ms), by (instruction, node).
-type Timings = (String, Vec<usize>, Vec<f64>);
+type Timings = (String, Vec<usize>, Vec<f64>, usize);
 
 /// Runs `method` on `inputs` `warmup` times, then `iterations` times with every operator timed.
 pub fn profile(method: &mut Method, inputs: &[TensorData], warmup: usize, iterations: usize) -> Result<Profile> {
@@ -98,9 +100,11 @@ pub fn profile(method: &mut Method, inputs: &[TensorData], warmup: usize, iterat
         let duration = t0.elapsed();
         totals.push(duration.as_secs_f64() * 1e3);
         for e in &events {
-            let entry =
-                times.entry((e.instruction, e.node)).or_insert_with(|| (e.name.clone(), e.shape.clone(), Vec::new()));
+            let entry = times
+                .entry((e.instruction, e.node))
+                .or_insert_with(|| (e.name.clone(), e.shape.clone(), Vec::new(), 1));
             entry.2.push(e.duration.as_secs_f64() * 1e3);
+            entry.3 = entry.3.max(e.workers.len());
         }
         runs.push(Run { start: t0, duration, events });
     }
@@ -113,7 +117,7 @@ pub fn profile(method: &mut Method, inputs: &[TensorData], warmup: usize, iterat
             *acc.entry(k.0).or_insert(0.0) += median(&mut v.2);
             acc
         });
-    for ((instruction, node), (op, shape, mut t)) in times {
+    for ((instruction, node), (op, shape, mut t, threads)) in times {
         let m = median(&mut t);
         let is_delegate = node.is_none() && op.starts_with("delegate ");
         if is_delegate && inside.contains_key(&instruction) {
@@ -131,6 +135,7 @@ pub fn profile(method: &mut Method, inputs: &[TensorData], warmup: usize, iterat
             percent: if total_ms > 0.0 { 100.0 * m / total_ms } else { 0.0 },
             flops,
             gflops_per_s: flops.filter(|_| m > 0.0).map(|f| f as f64 / (m * 1e6)),
+            threads,
         });
     }
     rows.sort_by(|a, b| b.median_ms.total_cmp(&a.median_ms));
@@ -143,21 +148,24 @@ impl Profile {
     /// The table `ferrite profile` prints: the `top` slowest operators (0: all), then totals.
     pub fn table(&self, top: usize) -> String {
         let mut s = format!(
-            "{:>6} {:>5} {:<38} {:<20} {:>10} {:>7} {:>8}\n",
-            "instr", "node", "operator", "output shape", "median ms", "%", "GFLOP/s"
+            "{:>6} {:>5} {:<38} {:<20} {:>10} {:>7} {:>4} {:>8}\n",
+            "instr", "node", "operator", "output shape", "median ms", "%", "thr", "GFLOP/s"
         );
         let n = if top == 0 { self.rows.len() } else { top.min(self.rows.len()) };
         for r in &self.rows[..n] {
-            s += &format!(
-                "{:>6} {:>5} {:<38} {:<20} {:>10.4} {:>7.2} {:>8}\n",
+            let row = format!(
+                "{:>6} {:>5} {:<38} {:<20} {:>10.4} {:>7.2} {:>4} {:>8}",
                 r.instruction,
                 r.node.map_or("-".into(), |k| k.to_string()),
                 r.op,
                 format!("{:?}", r.shape),
                 r.median_ms,
                 r.percent,
+                r.threads,
                 r.gflops_per_s.map_or(String::new(), |g| format!("{g:.1}"))
             );
+            s += row.trim_end();
+            s += "\n";
         }
         if n < self.rows.len() {
             let rest: f64 = self.rows[n..].iter().map(|r| r.median_ms).sum();
@@ -205,7 +213,8 @@ impl Profile {
     /// Loading and the last iteration as a Chrome trace (trace-event format, `"ph": "X"`
     /// complete events, microseconds), which `chrome://tracing` and ui.perfetto.dev open. Load
     /// phases are on a "load" track; kernel calls and delegate calls on the calling thread's
-    /// track, a delegate's nodes nested inside its call. Times count from the last run's start
+    /// track, a delegate's nodes nested inside its call; each pool thread's share of a parallel
+    /// operator on that thread's own track. Times count from the last run's start
     /// (load phases are negative).
     pub fn chrome_trace(&self) -> String {
         let Some(last) = self.runs.last() else { return "{\"traceEvents\":[]}".into() };
@@ -228,10 +237,36 @@ impl Profile {
                 "tid": 0,
             })
         });
+        // Pool threads' shares of parallel operators, one track per thread (tid 2 + index).
+        let workers: Vec<serde_json::Value> = last
+            .events
+            .iter()
+            .flat_map(|e| {
+                e.workers.iter().map(move |w| {
+                    serde_json::json!({
+                        "name": e.name,
+                        "cat": "worker",
+                        "ph": "X",
+                        "ts": since(w.start),
+                        "dur": w.end.saturating_duration_since(w.start).as_secs_f64() * 1e6,
+                        "pid": 1,
+                        "tid": 2 + w.thread,
+                        "args": { "instruction": e.instruction, "node": e.node, "chunks": w.chunks },
+                    })
+                })
+            })
+            .collect();
+        let mut tids: Vec<u64> = workers.iter().filter_map(|w| w["tid"].as_u64()).collect();
+        tids.sort_unstable();
+        tids.dedup();
         let names = [
             serde_json::json!({"name": "thread_name", "ph": "M", "pid": 1, "tid": 0, "args": {"name": "load"}}),
             serde_json::json!({"name": "thread_name", "ph": "M", "pid": 1, "tid": 1, "args": {"name": "run (calling thread)"}}),
-        ];
+        ]
+        .into_iter()
+        .chain(tids.into_iter().map(|t| {
+            serde_json::json!({"name": "thread_name", "ph": "M", "pid": 1, "tid": t, "args": {"name": format!("pool thread {}", t - 2)}})
+        }));
         let events: Vec<serde_json::Value> = names
             .into_iter()
             .chain(load)
@@ -248,6 +283,7 @@ impl Profile {
                     "args": { "instruction": e.instruction, "node": e.node, "shape": e.shape },
                 })
             }))
+            .chain(workers)
             .collect();
         serde_json::json!({ "traceEvents": events, "displayTimeUnit": "ms" }).to_string()
     }

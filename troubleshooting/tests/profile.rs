@@ -60,9 +60,12 @@ fn lowered_profile_sees_inside_the_backend_and_writes_a_trace() {
     assert_eq!(load.len(), 4, "resolve, init the delegate, memory plan, values: {load:?}");
     assert!(load.iter().any(|e| e["name"].as_str().unwrap().starts_with("init delegate 0 (FerriteBackend")));
     assert!(load.iter().all(|e| e["ts"].as_f64().unwrap() < 0.0 && e["tid"] == 0));
-    let events: Vec<_> = all.iter().filter(|e| e["ph"] == "X" && e["cat"] != "load").collect();
+    let events: Vec<_> = all.iter().filter(|e| e["ph"] == "X" && e["cat"] != "load" && e["cat"] != "worker").collect();
     assert_eq!(events.len(), p.rows.len() + 1);
-    assert_eq!(all.len(), tracks.len() + load.len() + events.len());
+    // Pool threads' shares, each on its own named track.
+    let workers: Vec<_> = all.iter().filter(|e| e["cat"] == "worker").collect();
+    assert!(workers.iter().all(|w| tracks.iter().any(|t| t["tid"] == w["tid"]) && w["tid"].as_u64().unwrap() >= 2));
+    assert_eq!(all.len(), tracks.len() + load.len() + events.len() + workers.len());
     for e in &events {
         assert_eq!(e["ph"], "X");
         assert!(e["name"].is_string() && e["pid"].is_number() && e["tid"].is_number());

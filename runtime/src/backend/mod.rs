@@ -553,7 +553,10 @@ impl Compiled {
             let threads = ferrite_kernels::threads();
             let reference = env.reference_order;
             for (k, step) in self.steps.iter().enumerate() {
-                let started = profile.as_ref().map(|_| std::time::Instant::now());
+                let started = profile.as_ref().map(|_| {
+                    ferrite_kernels::par::trace::take(); // spans of earlier work
+                    std::time::Instant::now()
+                });
                 let bounds = step.clamp.map_or((f32::NEG_INFINITY, f32::INFINITY), |(_, lo, hi)| (lo, hi));
                 // Whether the kernel applied the step's fused activation itself.
                 let fused = match &step.kernel {
@@ -642,6 +645,7 @@ impl Compiled {
                         shape: shape.unwrap_or_default(),
                         start,
                         duration: start.elapsed(),
+                        workers: ferrite_kernels::par::trace::take(),
                     });
                 }
             }
