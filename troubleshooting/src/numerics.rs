@@ -275,8 +275,9 @@ fn align<T>(a: &[T], b: &[T], same: impl Fn(&T, &T) -> bool) -> Vec<(usize, usiz
     pairs
 }
 
-/// Most tensors aligned by subsequence on each side (the table is `n × m` words).
-pub const MAX_ALIGNED: usize = 20_000;
+/// Most tensors aligned by subsequence on each side (the table is `n × m` 4-byte words: at
+/// most 100 MB).
+pub const MAX_ALIGNED: usize = 5_000;
 
 /// Runs `target` and `reference` (methods of two programs of the same model: a lowered program
 /// and the program it was lowered from, or a float program and a quantized one) on `inputs`,
