@@ -14,18 +14,19 @@ use rayon::prelude::*;
 use crate::KResult;
 
 pub mod trace {
-    //! Worker-thread spans for profiles (`ferrite profile`'s per-thread trace tracks): while
-    //! [`set_enabled`] is on, each parallel call records, for every pool thread that ran a share
+    //! Worker-thread spans for profiles (`ferrite profile`'s per-thread trace tracks): while a
+    //! [`record`] guard lives (on any thread), each parallel call records, for every pool thread that ran a share
     //! of it, when its first chunk started and its last ended; the thread that made the call
     //! collects them with [`take`]. Off (the default), a parallel call costs one relaxed atomic
     //! load and each chunk one `Option` test.
 
     use std::cell::RefCell;
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Mutex;
     use std::time::Instant;
 
-    static ON: AtomicBool = AtomicBool::new(false);
+    /// Live [`Recording`] guards: profiled runs on any thread.
+    static ACTIVE: AtomicUsize = AtomicUsize::new(0);
 
     /// Spans kept per calling thread until taken (older ones are dropped beyond this).
     const MAX_KEPT: usize = 1 << 14;
@@ -47,14 +48,26 @@ pub mod trace {
         pub chunks: usize,
     }
 
-    /// Turns recording on or off, process-wide.
-    pub fn set_enabled(on: bool) {
-        ON.store(on, Ordering::Relaxed);
+    /// Records while the returned guard lives. Guards nest and overlap: profiled runs on
+    /// several threads each hold one, and recording stops when the last is dropped.
+    pub fn record() -> Recording {
+        ACTIVE.fetch_add(1, Ordering::Relaxed);
+        Recording(())
+    }
+
+    /// Keeps recording on until dropped (see [`record`]).
+    #[derive(Debug)]
+    pub struct Recording(());
+
+    impl Drop for Recording {
+        fn drop(&mut self) {
+            ACTIVE.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 
     /// Whether recording is on.
     pub fn enabled() -> bool {
-        ON.load(Ordering::Relaxed)
+        ACTIVE.load(Ordering::Relaxed) > 0
     }
 
     /// The spans of the parallel calls this thread made since the last `take`.
@@ -332,9 +345,9 @@ mod tests {
         let mut out = vec![0u32; 64];
         let spans = pool.install(|| {
             trace::take();
-            trace::set_enabled(true);
+            let recording = trace::record();
             chunks(&mut out, 4, true, |i, c| c.iter_mut().for_each(|x| *x = i as u32));
-            trace::set_enabled(false);
+            drop(recording);
             trace::take()
         });
         assert_eq!(spans.iter().map(|s| s.chunks).sum::<usize>(), 16, "{spans:?}");

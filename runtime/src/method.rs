@@ -501,11 +501,8 @@ impl Method {
         let _span = tracing::debug_span!("method.execute_profiled", method = %self.name).entered();
         let mut events = Vec::with_capacity(self.steps.len());
         // Worker threads record their shares of each parallel operator while this runs.
-        let was = ferrite_kernels::par::trace::enabled();
-        ferrite_kernels::par::trace::set_enabled(true);
-        let result = self.execute_inner_with(None, Some(&mut events), None);
-        ferrite_kernels::par::trace::set_enabled(was);
-        result?;
+        let _recording = ferrite_kernels::par::trace::record();
+        self.execute_inner_with(None, Some(&mut events), None)?;
         Ok(events)
     }
 
