@@ -176,7 +176,7 @@ pub fn diagnose(program: &Program<'_>, runtime: &ferrite_runtime::Runtime) -> Di
                     kernel_calls += 1;
                     let op = plan.operators.get(*op_index).and_then(|o| Op::from_name(&o.qualified()));
                     if let Some(op) = op {
-                        flops += op_flops(op, &sizes, strip_returned(args));
+                        flops = flops.saturating_add(op_flops(op, &sizes, strip_returned(args)));
                     }
                 }
                 Instruction::DelegateCall { delegate_index, .. } => {
@@ -185,8 +185,11 @@ pub fn diagnose(program: &Program<'_>, runtime: &ferrite_runtime::Runtime) -> Di
                     if d.id == BACKEND_ID {
                         match program.delegate_data(d).map(BlobGraph::decode) {
                             Some(Ok(g)) => {
-                                flops += blob_flops(&g);
-                                backend_weight_bytes += g.constants.iter().map(|c| c.len() as u64).sum::<u64>();
+                                flops = flops.saturating_add(blob_flops(&g));
+                                backend_weight_bytes = g
+                                    .constants
+                                    .iter()
+                                    .fold(backend_weight_bytes, |n, c| n.saturating_add(c.len() as u64));
                             }
                             Some(Err(e)) => findings.push(Finding {
                                 severity: Severity::Error,
@@ -295,7 +298,7 @@ pub fn diagnose(program: &Program<'_>, runtime: &ferrite_runtime::Runtime) -> Di
             lowerable_calls,
             delegate_calls,
             flops,
-            planned_bytes: plan.non_const_buffer_sizes.iter().skip(1).sum(),
+            planned_bytes: plan.non_const_buffer_sizes.iter().skip(1).fold(0, |n, &b| n.saturating_add(b)),
             dynamic_inputs,
         });
     }

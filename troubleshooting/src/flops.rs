@@ -8,30 +8,32 @@ use ferrite_blob::{BlobGraph, BlobValue, BACKEND_ID};
 use ferrite_op_support::Op;
 use ferrite_program::{Instruction, Program, Value};
 
-/// Multiply-adds ×2 of a convolution or matrix product, from its tensors' sizes.
+/// The product of `dims`, saturating (sizes come from files).
+fn product(dims: &[usize]) -> u64 {
+    dims.iter().fold(1u64, |p, &d| p.saturating_mul(d as u64))
+}
+
+/// Multiply-adds ×2 of a convolution or matrix product, from its tensors' sizes (saturating).
 pub(crate) fn op_flops(op: Op, sizes: &dyn Fn(usize) -> Option<Vec<usize>>, args: &[usize]) -> u64 {
-    let numel = |v: Option<&usize>| v.and_then(|&v| sizes(v)).map_or(0u64, |s| s.iter().map(|&d| d as u64).product());
-    let out = numel(args.last());
+    let out = args.last().and_then(|&v| sizes(v)).map_or(0, |s| product(&s));
+    let last_dim = |v: Option<&usize>| v.and_then(|&v| sizes(v)).and_then(|s| s.last().copied()).unwrap_or(0) as u64;
     match op {
         // out = conv(x, w): each output element takes weight.numel() / out_channels products.
         Op::Convolution | Op::FerriteConvolutionNhwc | Op::FerriteQuantizedConvolutionNhwc => {
             let w = args.get(1).and_then(|&v| sizes(v)).unwrap_or_default();
-            let per = w.iter().skip(1).map(|&d| d as u64).product::<u64>();
-            2 * out * per
+            2u64.saturating_mul(out).saturating_mul(product(w.get(1..).unwrap_or_default()))
         }
         // Each output element of a product takes K products, K the last dimension of the
         // left operand: addmm(bias, a [M, K], b), mm(a, b), bmm(a [B, M, K], b), linear(x [.., K], w)
         // and the backend's dense layers (x [.., K], ..).
-        Op::Addmm => 2 * out * args.get(1).and_then(|&v| sizes(v)).and_then(|s| s.last().copied()).unwrap_or(0) as u64,
+        Op::Addmm => 2u64.saturating_mul(out).saturating_mul(last_dim(args.get(1))),
         Op::Mm
         | Op::Bmm
         | Op::Linear
         | Op::FerriteDense
         | Op::FerriteQuantizedDense
         | Op::FerriteDynamicQuantizedDense
-        | Op::FerriteGroupwiseDense => {
-            2 * out * args.first().and_then(|&v| sizes(v)).and_then(|s| s.last().copied()).unwrap_or(0) as u64
-        }
+        | Op::FerriteGroupwiseDense => 2u64.saturating_mul(out).saturating_mul(last_dim(args.first())),
         _ => 0,
     }
 }
@@ -41,7 +43,7 @@ pub(crate) fn blob_flops(g: &BlobGraph) -> u64 {
         Some(BlobValue::Tensor(t)) => Some(t.sizes.clone()),
         _ => None,
     };
-    g.ops.iter().map(|op| op_flops(op.op, &sizes, strip_returned(&op.args))).sum()
+    g.ops.iter().map(|op| op_flops(op.op, &sizes, strip_returned(&op.args))).fold(0, u64::saturating_add)
 }
 
 /// The work of each operator of `method`: by (instruction, node inside a Ferrite delegate);

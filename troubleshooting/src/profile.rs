@@ -184,7 +184,7 @@ impl Profile {
             let phases: Vec<String> = self.load.iter().map(|(what, ms)| format!("{what} {ms:.3} ms")).collect();
             s += &format!("load: {}\n", phases.join("; "));
         }
-        let work: u64 = self.rows.iter().filter_map(|r| r.flops).sum();
+        let work = self.rows.iter().filter_map(|r| r.flops).fold(0u64, u64::saturating_add);
         for (instruction, backend, all, own) in &self.delegates {
             s += &format!(
                 "delegate call at instruction {instruction} ({backend}): {all:.4} ms, of which {own:.4} ms outside its nodes (inputs and outputs copied)\n"
