@@ -196,8 +196,13 @@ impl<'a> Program<'a> {
 impl Program<'static> {
     /// Verifies and takes ownership of `data` (copied once into an aligned buffer).
     pub fn from_vec(data: Vec<u8>) -> Result<Self> {
-        let len = data.len();
-        let owned = AlignedBytes::from_reader(&data[..], len)
+        Self::copy_from(&data)
+    }
+
+    /// Copies `data` once into an aligned buffer it owns, and verifies it (for bytes whose
+    /// owner outlives no program, such as a C caller's buffer).
+    pub fn copy_from(data: &[u8]) -> Result<Self> {
+        let owned = AlignedBytes::from_reader(data, data.len())
             .map_err(|e| ProgramError::Io { path: "<memory>".into(), source: e })?;
         Self::new(Bytes::Owned(Arc::new(owned)))
     }

@@ -8,7 +8,7 @@
 //! `split_at_mut`; an input that overlaps an output (an in-place update as planned) is copied
 //! first, so the kernel still sees its old value.
 
-use ferrite_program::{Program, ScalarType};
+use ferrite_program::ScalarType;
 
 use crate::error::{Result, RuntimeError};
 use crate::tensor::{nbytes, AlignedBuf, TensorMut, TensorRef};
@@ -107,7 +107,9 @@ pub struct Env<'m> {
     pub(crate) values: &'m mut [RValue],
     pub(crate) arenas: &'m mut [AlignedBuf],
     pub(crate) owned: &'m mut Vec<AlignedBuf>,
-    pub(crate) program: &'m Program<'static>,
+    /// The program's bytes, which `Storage::Constant` tensors point into (empty inside a
+    /// delegate, whose constants it copied into its own buffers).
+    pub(crate) program: &'m [u8],
     /// Sum convolutions and matrix products in ExecuTorch's portable order (see
     /// [`crate::Accumulation`]).
     pub(crate) reference_order: bool,
@@ -129,7 +131,7 @@ impl<'m> Env<'m> {
     pub(crate) fn owned(
         values: &'m mut [RValue],
         owned: &'m mut Vec<AlignedBuf>,
-        program: &'m Program<'static>,
+        program: &'m [u8],
         reference_order: bool,
         level: ferrite_kernels::simd::Level,
     ) -> Self {
@@ -449,7 +451,7 @@ impl Env<'_> {
         let n = nbytes(slot.dtype, &slot.sizes)?;
         let data = match slot.storage {
             Storage::Arena { id, offset, .. } => self.arenas.get(id).and_then(|a| a.as_slice().get(offset..offset + n)),
-            Storage::Constant { start, .. } => self.program.bytes().get(start..start + n),
+            Storage::Constant { start, .. } => self.program.get(start..start + n),
             Storage::Owned { index } => self.owned.get(index).and_then(|b| b.as_slice().get(..n)),
             Storage::Empty if n == 0 => Some(&[][..]),
             Storage::Empty => None,
@@ -572,7 +574,7 @@ impl Env<'_> {
         }
 
         // Split every arena around its outputs' ranges.
-        let program_bytes = self.program.bytes();
+        let program_bytes = self.program;
         let mut arena_shared: Vec<Vec<(usize, &[u8])>> = Vec::with_capacity(self.arenas.len());
         let mut out_slices: Vec<Option<&mut [u8]>> = (0..outputs.len()).map(|_| None).collect();
         for (id, arena) in self.arenas.iter_mut().enumerate() {

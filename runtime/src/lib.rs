@@ -29,7 +29,7 @@ mod profile;
 mod registry;
 mod tensor;
 
-pub use backend::{FerriteBackend, BACKEND_ID};
+pub use backend::{EmbeddedDelegate, FerriteBackend, BACKEND_ID};
 pub use env::{Env, Scalar};
 pub use error::{Result, RuntimeError};
 pub use ferrite_kernels::simd::Level;

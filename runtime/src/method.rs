@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use ferrite_kernels::simd::Level;
-use ferrite_program::{ExecutionPlan, Instruction, Program, ShapeDynamism, TensorStorage, Value};
+use ferrite_program::{ExecutionPlan, Instruction, Program, ScalarType, ShapeDynamism, TensorStorage, Value};
 
 use crate::env::{Env, RValue, Storage, TensorSlot};
 use crate::error::{Result, RuntimeError};
@@ -153,6 +153,15 @@ impl Runtime {
     /// Threads kernels may use.
     pub fn threads(&self) -> usize {
         self.pool.as_ref().map_or_else(rayon::current_num_threads, |p| p.current_num_threads())
+    }
+
+    /// Runs `f` on this runtime's thread pool (on the calling thread when it has one thread).
+    pub(crate) fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        match &self.pool {
+            Some(pool) if pool.current_num_threads() == 1 => ferrite_kernels::serial(f),
+            Some(pool) => pool.install(f),
+            None => f(),
+        }
     }
 
     /// The kernel registry.
@@ -437,6 +446,20 @@ impl Method {
     /// Sets input `index`, copying `tensor` into the method's memory. Checks dtype and shape
     /// (equal for static inputs, within the bound for dynamic ones).
     pub fn set_input(&mut self, index: usize, tensor: &TensorData) -> Result<()> {
+        self.set_input_bytes(index, tensor.dtype(), tensor.sizes(), tensor.bytes())
+    }
+
+    /// [`Method::set_input`] from borrowed parts: `bytes` are the tensor's contiguous
+    /// little-endian elements, exactly `nbytes(dtype, sizes)` of them. Embedding APIs (the C
+    /// ABI) set inputs this way without an intermediate copy.
+    pub fn set_input_bytes(&mut self, index: usize, dtype: ScalarType, sizes: &[usize], bytes: &[u8]) -> Result<()> {
+        let need = nbytes(dtype, sizes)?;
+        if bytes.len() != need {
+            return Err(RuntimeError::Invalid(format!(
+                "input {index}: {dtype} {sizes:?} takes {need} bytes, {} given",
+                bytes.len()
+            )));
+        }
         let v = *self.inputs.get(index).ok_or_else(|| RuntimeError::InputCount {
             method: self.name.clone(),
             expected: self.inputs.len(),
@@ -448,10 +471,9 @@ impl Method {
             Some(other) => return Err(RuntimeError::InputKind { method, index, kind: other.kind() }),
             None => return Err(RuntimeError::Invalid(format!("input value {v} out of range"))),
         };
-        if slot.dtype != tensor.dtype() {
-            return Err(RuntimeError::InputDtype { method, index, expected: slot.dtype, given: tensor.dtype() });
+        if slot.dtype != dtype {
+            return Err(RuntimeError::InputDtype { method, index, expected: slot.dtype, given: dtype });
         }
-        let sizes = tensor.sizes();
         let shape_err = |reason| RuntimeError::InputShape {
             method: method.clone(),
             index,
@@ -472,7 +494,7 @@ impl Method {
         let mut env = self.env();
         env.resize(v, sizes)?;
         env.run(&[], &[v], |_, outs| {
-            outs[0].data.copy_from_slice(tensor.bytes());
+            outs[0].data.copy_from_slice(bytes);
             Ok(())
         })
     }
@@ -565,6 +587,15 @@ impl Method {
         self.value(v)
     }
 
+    /// Output `index` in place after [`Method::execute`]: dtype, current sizes and bytes (no
+    /// copy; valid until the method runs or its inputs are set again).
+    pub fn output_bytes(&self, index: usize) -> Result<(ScalarType, &[usize], &[u8])> {
+        let v = *self.outputs.get(index).ok_or_else(|| {
+            RuntimeError::Invalid(format!("output {index} out of range ({} outputs)", self.outputs.len()))
+        })?;
+        self.value_bytes(v)
+    }
+
     /// A copy of the tensor value `v` (an index into the method's value table) as it stands:
     /// after [`Method::execute`] or inside an [`Method::execute_observed`] callback.
     pub fn value(&self, v: usize) -> Result<TensorData> {
@@ -595,7 +626,7 @@ impl Method {
             values: &mut self.values,
             arenas: &mut self.arenas,
             owned: &mut self.owned,
-            program: &self.program,
+            program: self.program.bytes(),
             reference_order: self.reference_order,
             level: self.level,
         }
@@ -618,7 +649,7 @@ impl Method {
                 values: &mut self.values,
                 arenas: &mut self.arenas,
                 owned: &mut self.owned,
-                program: &self.program,
+                program: self.program.bytes(),
                 reference_order: self.reference_order,
                 level: self.level,
             };

@@ -9,6 +9,7 @@
 //! - [`int8`]: the int8 operators' argument checks and kernels (weights packed at init).
 //! - [`rows`]: which operations run on the SIMD row kernels, recognised and planned at init.
 
+mod embedded;
 mod int8;
 mod rows;
 
@@ -19,12 +20,13 @@ use ferrite_kernels::simd::Level;
 use ferrite_op_support::Op;
 use ferrite_program::{ScalarType, ShapeDynamism};
 
+pub use embedded::EmbeddedDelegate;
 pub use ferrite_blob::BACKEND_ID;
 
 use crate::env::{Env, RValue, Storage, TensorSlot};
 use crate::error::{Result, RuntimeError};
 use crate::registry::{Backend, BackendInit, Delegate, KernelRegistry, OpFn};
-use crate::tensor::{nbytes, AlignedBuf};
+use crate::tensor::{nbytes, AlignedBuf, TensorRef};
 use int8::Int8Kernel;
 use rows::RowKernel;
 
@@ -517,8 +519,8 @@ impl Compiled {
         &mut self,
         env: &mut Env<'_>,
         args: &[usize],
-        mut profile: Option<(usize, &mut Vec<crate::ProfileEvent>)>,
-        mut inspect: Option<(usize, &mut crate::Inspector<'_>)>,
+        profile: Option<(usize, &mut Vec<crate::ProfileEvent>)>,
+        inspect: Option<(usize, &mut crate::Inspector<'_>)>,
     ) -> Result<()> {
         let (n_in, n_out) = (self.inputs.len(), self.outputs.len());
         if args.len() != n_in + n_out {
@@ -529,29 +531,64 @@ impl Compiled {
                 n_out
             )));
         }
-        // Inputs in.
-        for (k, (&outer, &inner)) in args[..n_in].iter().zip(&self.inputs).enumerate() {
-            let src = env.read(outer)?;
-            let mut inner_env =
-                Env::owned(&mut self.values, &mut self.owned, env.program, env.reference_order, env.level);
-            let (dtype, sizes) = (inner_env.dtype(inner)?, inner_env.sizes(inner)?.to_vec());
-            if src.dtype != dtype || src.sizes != sizes.as_slice() {
-                return Err(err(format!(
-                    "input {k}: expected {dtype} {sizes:?}, got {} {:?} (the partition was compiled for static shapes)",
-                    src.dtype, src.sizes
-                )));
-            }
-            inner_env.run(&[], &[inner], |_, outs| {
-                outs[0].data.copy_from_slice(src.data);
-                Ok(())
+        let reference = env.reference_order;
+        for (k, &outer) in args[..n_in].iter().enumerate() {
+            self.load_input(k, env.read(outer)?, reference)?;
+        }
+        self.run_nodes(reference, profile, inspect)?;
+        for (k, &outer) in args[n_in..].iter().enumerate() {
+            self.with_output(k, |t| {
+                if env.dtype(outer)? != t.dtype {
+                    return Err(err(format!(
+                        "output value {outer} is {}, the partition produces {}",
+                        env.dtype(outer)?,
+                        t.dtype
+                    )));
+                }
+                env.resize(outer, t.sizes)?;
+                env.run(&[], &[outer], |_, outs| {
+                    outs[0].data.copy_from_slice(t.data);
+                    Ok(())
+                })
             })?;
         }
-        // Run.
+        Ok(())
+    }
+
+    /// Copies `src` into the partition's input `k`, checking dtype and shape.
+    fn load_input(&mut self, k: usize, src: TensorRef<'_>, reference: bool) -> Result<()> {
+        let inner = *self.inputs.get(k).ok_or_else(|| err(format!("input {k} out of range")))?;
+        let mut inner_env = Env::owned(&mut self.values, &mut self.owned, &[], reference, self.level);
+        let (dtype, sizes) = (inner_env.dtype(inner)?, inner_env.sizes(inner)?.to_vec());
+        if src.dtype != dtype || src.sizes != sizes.as_slice() {
+            return Err(err(format!(
+                "input {k}: expected {dtype} {sizes:?}, got {} {:?} (the partition was compiled for static shapes)",
+                src.dtype, src.sizes
+            )));
+        }
+        inner_env.run(&[], &[inner], |_, outs| {
+            outs[0].data.copy_from_slice(src.data);
+            Ok(())
+        })
+    }
+
+    /// Shows `f` the partition's output `k` as the last run left it.
+    fn with_output<R>(&mut self, k: usize, f: impl FnOnce(TensorRef<'_>) -> Result<R>) -> Result<R> {
+        let inner = *self.outputs.get(k).ok_or_else(|| err(format!("output {k} out of range")))?;
+        let inner_env = Env::owned(&mut self.values, &mut self.owned, &[], false, self.level);
+        f(inner_env.read(inner)?)
+    }
+
+    /// Runs every node on the inputs loaded.
+    fn run_nodes(
+        &mut self,
+        reference: bool,
+        mut profile: Option<(usize, &mut Vec<crate::ProfileEvent>)>,
+        mut inspect: Option<(usize, &mut crate::Inspector<'_>)>,
+    ) -> Result<()> {
         {
-            let mut inner_env =
-                Env::owned(&mut self.values, &mut self.owned, env.program, env.reference_order, env.level);
+            let mut inner_env = Env::owned(&mut self.values, &mut self.owned, &[], reference, self.level);
             let threads = ferrite_kernels::threads();
-            let reference = env.reference_order;
             for (k, step) in self.steps.iter().enumerate() {
                 let started = profile.as_ref().map(|_| {
                     ferrite_kernels::par::trace::take(); // spans of earlier work
@@ -649,23 +686,6 @@ impl Compiled {
                     });
                 }
             }
-        }
-        // Outputs out.
-        for (&outer, &inner) in args[n_in..].iter().zip(&self.outputs) {
-            let inner_env = Env::owned(&mut self.values, &mut self.owned, env.program, env.reference_order, env.level);
-            let t = inner_env.read(inner)?;
-            if env.dtype(outer)? != t.dtype {
-                return Err(err(format!(
-                    "output value {outer} is {}, the partition produces {}",
-                    env.dtype(outer)?,
-                    t.dtype
-                )));
-            }
-            env.resize(outer, t.sizes)?;
-            env.run(&[], &[outer], |_, outs| {
-                outs[0].data.copy_from_slice(t.data);
-                Ok(())
-            })?;
         }
         Ok(())
     }

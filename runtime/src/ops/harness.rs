@@ -95,14 +95,24 @@ impl H {
 
     pub fn call(&mut self, op: ferrite_op_support::Op, args: &[usize]) -> Result<()> {
         let f = registry().get(op.name()).unwrap_or_else(|| panic!("{op} is not registered"));
-        let mut env =
-            Env::owned(&mut self.values, &mut self.owned, program(), false, ferrite_kernels::simd::Level::detect());
+        let mut env = Env::owned(
+            &mut self.values,
+            &mut self.owned,
+            program().bytes(),
+            false,
+            ferrite_kernels::simd::Level::detect(),
+        );
         f(&mut env, args)
     }
 
     pub fn get(&mut self, v: usize) -> TensorData {
-        let env =
-            Env::owned(&mut self.values, &mut self.owned, program(), false, ferrite_kernels::simd::Level::detect());
+        let env = Env::owned(
+            &mut self.values,
+            &mut self.owned,
+            program().bytes(),
+            false,
+            ferrite_kernels::simd::Level::detect(),
+        );
         let t = env.read(v).expect("readable tensor");
         TensorData::from_bytes(t.dtype, t.sizes.to_vec(), t.data).expect("tensor data")
     }

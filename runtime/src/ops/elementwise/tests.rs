@@ -69,19 +69,34 @@ impl H {
         let mut r = KernelRegistry::empty();
         register(&mut r);
         let f = r.get(op.name()).unwrap_or_else(|| panic!("{op} not registered"));
-        let mut env =
-            Env::owned(&mut self.values, &mut self.owned, program(), false, ferrite_kernels::simd::Level::detect());
+        let mut env = Env::owned(
+            &mut self.values,
+            &mut self.owned,
+            program().bytes(),
+            false,
+            ferrite_kernels::simd::Level::detect(),
+        );
         f(&mut env, args)
     }
     fn read(&mut self, v: usize) -> (S, Vec<usize>, Vec<f64>) {
-        let env =
-            Env::owned(&mut self.values, &mut self.owned, program(), false, ferrite_kernels::simd::Level::detect());
+        let env = Env::owned(
+            &mut self.values,
+            &mut self.owned,
+            program().bytes(),
+            false,
+            ferrite_kernels::simd::Level::detect(),
+        );
         let t = env.read(v).unwrap();
         (t.dtype, t.sizes.to_vec(), t.to_f64_vec().unwrap())
     }
     fn raw<T: Element>(&mut self, v: usize) -> Vec<T> {
-        let env =
-            Env::owned(&mut self.values, &mut self.owned, program(), false, ferrite_kernels::simd::Level::detect());
+        let env = Env::owned(
+            &mut self.values,
+            &mut self.owned,
+            program().bytes(),
+            false,
+            ferrite_kernels::simd::Level::detect(),
+        );
         env.read(v).unwrap().typed::<T>().unwrap().to_vec()
     }
 }
