@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Builds Ferrite's C ABI and installs it as a CMake package:
+#   scripts/install-capi.sh PREFIX [PROFILE]     (PROFILE: dev, release (default), release-small)
+# PREFIX/include/ferrite.h, PREFIX/lib/libferrite.{so,a}, PREFIX/lib/cmake/ferrite/.
+# Then find_package(ferrite) with CMAKE_PREFIX_PATH=PREFIX gives ferrite::runtime.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+prefix=${1:?usage: scripts/install-capi.sh PREFIX [PROFILE]}
+profile=${2:-release}
+cargo build --locked --quiet -p ferrite-capi --profile "$profile"
+dir=target/$([[ $profile == dev ]] && echo debug || echo "$profile")
+version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+mkdir -p "$prefix/include" "$prefix/lib/cmake/ferrite"
+cp capi/include/ferrite.h "$prefix/include/"
+# Copy to a temporary name, then rename: a process using the installed library keeps its copy.
+for ext in so a; do
+  cp "$dir/libferrite_capi.$ext" "$prefix/lib/.libferrite.$ext.tmp"
+  mv -f "$prefix/lib/.libferrite.$ext.tmp" "$prefix/lib/libferrite.$ext"
+done
+cp capi/cmake/ferrite-config.cmake "$prefix/lib/cmake/ferrite/"
+sed "s/@VERSION@/$version/" capi/cmake/ferrite-config-version.cmake.in > "$prefix/lib/cmake/ferrite/ferrite-config-version.cmake"
+echo "installed Ferrite $version ($profile) to $prefix"
