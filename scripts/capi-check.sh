@@ -19,8 +19,15 @@ mkdir -p "$work"
 
 echo "== C ABI: install ($profile)"
 scripts/install-capi.sh "$work/prefix" "$profile"
-cargo build --locked --quiet -p ferrite-cli --profile "$profile"
-ferrite=target/$([[ $profile == dev ]] && echo debug || echo "$profile")/ferrite
+if [[ $profile == dev ]]; then
+  # The test build's `ferrite` (fresh after `cargo test --workspace`, as in CI): building the CLI
+  # alone would compile the runtime again with other features.
+  cargo test --workspace --locked --no-run --quiet
+  ferrite=target/debug/ferrite
+else
+  cargo build --locked --quiet -p ferrite-cli --profile "$profile"
+  ferrite=target/$profile/ferrite
+fi
 
 echo "== tools: CMake and the executorch wheel (no dependencies)"
 venv=$work/venv
@@ -47,9 +54,17 @@ echo "executorch package: $et"
 echo "== C example (find_package(ferrite), ferrite::runtime)"
 "$cmake" -S capi/examples -B "$work/build/example" -DCMAKE_PREFIX_PATH="$PWD/$work/prefix" -DCMAKE_BUILD_TYPE=Release >/dev/null
 "$cmake" --build "$work/build/example" >/dev/null
-for model in tests/fixtures/mlp/portable.pte tests/fixtures/two_methods/portable.pte; do
-  "$work/build/example/run_model" "$model"
-done
+# The book shows this run (book/src/generated/console-c-example.txt; FERRITE_BLESS=1 rewrites it).
+golden=book/src/generated/console-c-example.txt
+got=$(printf '$ build/run_model tests/fixtures/mlp/portable.pte\n'; "$work/build/example/run_model" tests/fixtures/mlp/portable.pte)
+if [[ -n ${FERRITE_BLESS:-} ]]; then printf '%s\n' "$got" >"$golden"; fi
+if [[ "$got" != "$(cat "$golden")" ]]; then
+  echo "FAILED: the C example's output differs from $golden (re-bless with FERRITE_BLESS=1):" >&2
+  diff <(printf '%s\n' "$got") "$golden" >&2 || true
+  exit 1
+fi
+printf '%s\n' "$got"
+"$work/build/example/run_model" tests/fixtures/two_methods/portable.pte
 "$work/build/example/run_model" tests/fixtures/two_methods/portable.pte encode 2
 
 echo "== ExecuTorch plugin (libferrite_executorch.so) and et_runner"
