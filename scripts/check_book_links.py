@@ -1,12 +1,28 @@
 #!/usr/bin/env python3
-"""Fails if the built mdBook has a broken relative link or a missing #anchor.
+"""Fails if the built mdBook has a broken relative link or a missing #anchor, or a code block
+whose every line is indented (an included snippet the dedent preprocessor missed).
 
 Usage: python3 scripts/check_book_links.py book/book
 """
+import html
 import html.parser
 import pathlib
+import re
 import sys
 import urllib.parse
+
+CODE = re.compile(r"<pre><code[^>]*>(.*?)</code></pre>", re.S)
+
+
+def indented_blocks(text: str) -> list:
+    """First lines of code blocks whose every non-blank line starts with whitespace."""
+    found = []
+    for m in CODE.finditer(text):
+        body = html.unescape(re.sub(r"<[^>]+>", "", m.group(1)))
+        lines = [l for l in body.split("\n") if l.strip()]
+        if lines and all(l[0] in " \t" for l in lines):
+            found.append(lines[0].strip()[:60])
+    return found
 
 
 class Collector(html.parser.HTMLParser):
@@ -24,11 +40,18 @@ class Collector(html.parser.HTMLParser):
 
 def main(root: pathlib.Path) -> int:
     pages = {}
-    for page in root.rglob("*.html"):
-        c = Collector()
-        c.feed(page.read_text(encoding="utf-8"))
-        pages[page.resolve()] = c
     broken = []
+    api = (root / "api").resolve()
+    others = {}
+    for page in root.rglob("*.html"):
+        if page.resolve().is_relative_to(api):
+            continue  # rustdoc's own pages (scripts/build-docs.sh copies them in): links into them are checked
+        c = Collector()
+        text = page.read_text(encoding="utf-8")
+        c.feed(text)
+        pages[page.resolve()] = c
+        for first in indented_blocks(text):
+            broken.append(f"{page.relative_to(root)}: code block indented throughout, starting {first!r}")
     for page, c in pages.items():
         for href in c.links:
             url = urllib.parse.urlparse(href)
@@ -40,10 +63,16 @@ def main(root: pathlib.Path) -> int:
             if not target.exists():
                 broken.append(f"{page.relative_to(root.resolve())}: {href} (no such page)")
                 continue
-            if url.fragment and target in pages and url.fragment not in pages[target].ids:
+            ids = pages[target].ids if target in pages else None
+            if ids is None and url.fragment and target.suffix == ".html":
+                if target not in others:  # an API page: read only when a link points into it
+                    others[target] = Collector()
+                    others[target].feed(target.read_text(encoding="utf-8"))
+                ids = others[target].ids
+            if url.fragment and ids is not None and url.fragment not in ids:
                 broken.append(f"{page.relative_to(root.resolve())}: {href} (no such anchor)")
     for b in broken:
-        print("broken link:", b)
+        print("broken:", b)
     print(f"checked {sum(len(c.links) for c in pages.values())} links in {len(pages)} pages")
     return 1 if broken else 0
 

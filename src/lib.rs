@@ -35,6 +35,7 @@
 //! Feature `npy` (on by default) adds `.npy` reading and writing ([`runtime::read_npy`]).
 
 #![deny(unsafe_code)]
+#![warn(missing_docs)]
 
 use std::path::Path;
 use std::sync::Arc;

@@ -44,6 +44,7 @@
 //! ```
 
 #![deny(unsafe_code)]
+#![warn(missing_docs)]
 
 #[allow(
     unsafe_code,

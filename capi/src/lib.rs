@@ -23,6 +23,8 @@
 //! boundary where C pointers become Rust references, each block justified by the function's
 //! documented contract.
 
+#![warn(missing_docs)]
+
 use std::cell::RefCell;
 use std::ffi::{c_char, c_void, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};

@@ -1,6 +1,6 @@
 //! [`dispatch!`](crate::dispatch): the one dtype dispatch.
 
-/// Runs `$body` with the type alias `$T` bound to the Rust type of `$dtype` (a [`DType`]),
+/// Runs `$body` with the type alias `$T` bound to the Rust type of `$dtype` (a [`DType`](crate::DType)),
 /// choosing from one set of types:
 ///
 /// | set | types |

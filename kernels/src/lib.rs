@@ -31,6 +31,7 @@
 //! ```
 
 #![deny(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod conv;
 pub mod dense;

@@ -1,4 +1,4 @@
-//! Drivers of the backend's row kernels ([`simd::rows`]): broadcasting plans for element-wise
+//! Drivers of the backend's row kernels ([`crate::simd::rows`]): broadcasting plans for element-wise
 //! operators, and the splitting of rows, runs and pooled rows across rayon's pool.
 //!
 //! Shapes are static inside a Ferrite partition, so every plan here is made once, when the

@@ -24,6 +24,7 @@
 //! This crate is only needed ahead of time: the runtime runs lowered programs without it.
 
 #![deny(unsafe_code)]
+#![warn(missing_docs)]
 
 mod compile;
 mod error;

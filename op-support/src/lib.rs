@@ -21,6 +21,7 @@
 //! ```
 
 #![deny(unsafe_code)]
+#![warn(missing_docs)]
 
 mod node;
 mod op;
@@ -287,26 +288,40 @@ pub fn csv() -> String {
     out
 }
 
-/// The op-support table in Markdown, grouped by family (the book includes it).
+/// The op-support table in Markdown (the book includes it): a compact table of operator, family,
+/// dtypes and quantization that fits a page's width, then each operator's constraints as a list
+/// grouped by family (operators without constraints beyond the general ones are not listed).
 pub fn markdown() -> String {
-    let mut out = String::new();
-    out.push_str("Constraints that apply to every operator: ");
-    out.push_str(&GENERAL.iter().map(|c| c.text).collect::<Vec<_>>().join("; "));
-    out.push_str(".\n\n| Operator | Family | Compute DType | Quantization | Constraints |\n|---|---|---|---|---|\n");
+    let mut out = String::from("| Operator | Family | Compute DType | Quantization |\n|---|---|---|---|\n");
     for spec in registry() {
-        let constraints = if spec.constraints.is_empty() {
-            "—".to_string()
-        } else {
-            spec.constraints.iter().map(|c| c.text.replace('|', "\\|")).collect::<Vec<_>>().join("; ")
-        };
         out.push_str(&format!(
-            "| `{}` | {} | {} | {} | {} |\n",
+            "| `{}` | {} | {} | {} |\n",
             spec.op.name(),
             spec.family,
             dtypes_text(spec),
-            quant_text(spec),
-            constraints
+            quant_text(spec)
         ));
+    }
+    out.push_str("\n### Constraints\n\nEvery operator: ");
+    out.push_str(&GENERAL.iter().map(|c| c.text).collect::<Vec<_>>().join("; "));
+    out.push_str(".\n");
+    let mut families: Vec<Family> = Vec::new();
+    for spec in registry() {
+        if !families.contains(&spec.family) {
+            families.push(spec.family);
+        }
+    }
+    for family in families {
+        let specs: Vec<&OpSpec> =
+            registry().iter().filter(|s| s.family == family && !s.constraints.is_empty()).collect();
+        if specs.is_empty() {
+            continue;
+        }
+        out.push_str(&format!("\n**{family}**\n\n"));
+        for spec in specs {
+            let constraints = spec.constraints.iter().map(|c| c.text).collect::<Vec<_>>().join("; ");
+            out.push_str(&format!("- `{}`: {constraints}\n", spec.op.name()));
+        }
     }
     out
 }

@@ -27,6 +27,7 @@
 //! rejected with a [`Reason`].
 
 #![deny(unsafe_code)]
+#![warn(missing_docs)]
 
 mod placement;
 mod report;

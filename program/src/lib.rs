@@ -21,6 +21,7 @@
 //! ```
 
 #![deny(unsafe_code)]
+#![warn(missing_docs)]
 
 #[allow(unsafe_code, unused_imports, dead_code, non_camel_case_types, clippy::all, clippy::restriction, missing_debug_implementations)]
 #[rustfmt::skip]

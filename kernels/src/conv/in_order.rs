@@ -15,7 +15,7 @@ use crate::KResult;
 /// `quantize` is rounded to integers right after, so a last-bit difference in the sum can move a
 /// value across a rounding boundary, and such one-step differences grow from layer to layer.
 /// Vectorised along output rows (each lane is one output, so the order per output is kept);
-/// parallel over output planes. Not for transposed convolutions (see [`conv`]).
+/// parallel over output planes. Not for transposed convolutions (see [`crate::conv`]).
 pub fn conv_in_order<T: Real>(
     x: &[T],
     w: &[T],

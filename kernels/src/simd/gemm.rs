@@ -110,7 +110,7 @@ pub fn gemm(a: &[f32], lda: usize, m: usize, b: &PackedB, c: &mut [f32], ldc: us
     unsafe { gemm_dispatch(b.level, &g) }
 }
 
-/// [`gemm`] with the weight panels split into about `tasks` groups of columns, run on rayon's
+/// [`gemm()`] with the weight panels split into about `tasks` groups of columns, run on rayon's
 /// current pool: for products with few rows and many columns (late convolution layers, dense
 /// layers on one row), where splitting rows would make every task stream all the weights.
 #[allow(clippy::too_many_arguments)]

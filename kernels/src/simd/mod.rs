@@ -9,7 +9,7 @@
 //! callers cannot cause out-of-bounds access whatever they pass; a failed check is a
 //! [`KernelError`], never a panic.
 //!
-//! One generic implementation serves every level: it is written against the [`Vector`] trait and
+//! One generic implementation serves every level: it is written against the `Vector` trait and
 //! instantiated for AVX-512 (`__m512`, 16 lanes), AVX2+FMA (`__m256`, 8 lanes), NEON on aarch64
 //! (`float32x4_t`, 4 lanes) and a portable 8-lane array that compiles to whatever the target's
 //! baseline has. Which level runs is decided once per process by [`Level::detect`];

@@ -1,8 +1,8 @@
-//! Row kernels of the Ferrite backend, written once over [`Vector`] and run at the level the
+//! Row kernels of the Ferrite backend, written once over the `Vector` trait and run at the level the
 //! caller chose: element-wise arithmetic (with one side repeated), activations, softmax and
 //! layer norm over contiguous rows, sums over one axis, and NHWC pooling windows.
 //!
-//! Each public function checks every length it relies on and then runs a [`Job`] at the level;
+//! Each public function checks every length it relies on and then runs a `Job` at the level;
 //! they run on the calling thread (`kernels::rowwise` splits work across threads).
 //!
 //! Transcendentals use polynomial approximations (`exp` to about 2 ulp, `erf` to 1.5e-7
@@ -17,9 +17,13 @@ use crate::{KResult, KernelError};
 /// An element-wise binary operator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Binary {
+    /// `a + b`.
     Add,
+    /// `a - b`.
     Sub,
+    /// `a · b`.
     Mul,
+    /// `a / b`.
     Div,
     /// `maximum`: NaN if either side is NaN.
     Max,
@@ -30,7 +34,9 @@ pub enum Binary {
 /// One side of a binary operator over a run: as many elements as the output, or one repeated.
 #[derive(Debug, Clone, Copy)]
 pub enum Side<'a> {
+    /// One element per output element.
     Slice(&'a [f32]),
+    /// One value for every output element.
     Scalar(f32),
 }
 
@@ -43,7 +49,9 @@ pub enum Unary {
     Sigmoid,
     /// `x / (1 + exp(-x))`.
     Silu,
+    /// `tanh(x)`.
     Tanh,
+    /// `exp(x)`.
     Exp,
     /// `x / 2 · (1 + erf(x / √2))`.
     Gelu,
@@ -537,7 +545,12 @@ pub enum Pool {
     Max,
     /// The mean: divided by `divisor` when given, else by the window's size counting padding
     /// (`count_include_pad`) or only the elements inside the image.
-    Avg { count_include_pad: bool, divisor: Option<f32> },
+    Avg {
+        /// Whether padded positions count toward the window's size.
+        count_include_pad: bool,
+        /// A fixed divisor (`divisor_override`), instead of the window's size.
+        divisor: Option<f32>,
+    },
 }
 
 /// Output row `oy` (`ow × c`) of a pooling of the NHWC image `x`, clamped to `[lo, hi]`.

@@ -1,4 +1,4 @@
-//! **Free reshapes**: reshapes ([`Op::is_reshape`]: `view_copy`, `squeeze_copy`,
+//! **Free reshapes**: reshapes ([`Op::is_reshape`](ferrite_op_support::Op::is_reshape): `view_copy`, `squeeze_copy`,
 //! `unsqueeze_copy`, ...) become aliases of their input's memory: no copy at run time.
 
 use ferrite_blob::{BlobGraph, BlobValue};

@@ -3,11 +3,11 @@
 //!
 //! - this module: at init, verify the blob, resolve every operation to a kernel — the backend's
 //!   own packed kernels for [`Op::FerriteConvolutionNhwc`] and [`Op::FerriteDense`], the int8
-//!   kernels of [`int8`] for the quantized operators, a SIMD row kernel where [`rows`] recognises one, the runtime's kernel registry otherwise — load
+//!   kernels of `int8` for the quantized operators, a SIMD row kernel where `rows` recognises one, the runtime's kernel registry otherwise — load
 //!   constants and plan the partition's scratch memory (buffers reused once a value is dead); at
 //!   execute, copy the inputs in, run, copy the outputs out.
-//! - [`int8`]: the int8 operators' argument checks and kernels (weights packed at init).
-//! - [`rows`]: which operations run on the SIMD row kernels, recognised and planned at init.
+//! - `int8`: the int8 operators' argument checks and kernels (weights packed at init).
+//! - `rows`: which operations run on the SIMD row kernels, recognised and planned at init.
 
 mod embedded;
 mod int8;
