@@ -7,7 +7,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 prefix=${1:?usage: scripts/install-capi.sh PREFIX [PROFILE]}
 profile=${2:-release}
-cargo build --locked --quiet -p ferrite-capi --profile "$profile"
+if [[ $profile == dev ]]; then
+  # With the workspace's features unified as for the tests and examples, so that after
+  # `cargo test --workspace` (as in CI) nothing is compiled again.
+  cargo build --locked --quiet --workspace --lib --examples
+else
+  cargo build --locked --quiet -p ferrite-capi --profile "$profile"
+fi
 dir=target/$([[ $profile == dev ]] && echo debug || echo "$profile")
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 mkdir -p "$prefix/include" "$prefix/lib/cmake/ferrite"
