@@ -1,5 +1,7 @@
 //! The `ferrite` command-line tool.
 
+#![deny(unsafe_code)]
+
 mod demo;
 
 use std::path::PathBuf;

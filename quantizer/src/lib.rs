@@ -23,6 +23,7 @@
 //! # Ok(()) }
 //! ```
 
+#![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 mod annotate;

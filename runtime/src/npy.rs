@@ -13,10 +13,32 @@ fn bad(path: &Path, reason: impl std::fmt::Display) -> RuntimeError {
     RuntimeError::Npy { path: path.display().to_string(), reason: reason.to_string() }
 }
 
+/// npyz allocates the header's declared length before reading it (up to 4 GiB in format
+/// versions 2 and 3): refuse a header longer than the file first. Leaves `file` at its start.
+fn check_header_length(path: &Path, mut file: &std::fs::File, file_len: u64) -> Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut head = Vec::with_capacity(12);
+    file.take(12).read_to_end(&mut head).map_err(|e| bad(path, e))?;
+    file.seek(SeekFrom::Start(0)).map_err(|e| bad(path, e))?;
+    if head.len() < 10 || !head.starts_with(b"\x93NUMPY") {
+        return Ok(()); // npyz reports what is wrong
+    }
+    let declared = match (head[6], head.get(8..12)) {
+        (1, _) => u64::from(u16::from_le_bytes([head[8], head[9]])) + 10,
+        (2 | 3, Some(&[a, b, c, d])) => u64::from(u32::from_le_bytes([a, b, c, d])) + 12,
+        _ => return Ok(()),
+    };
+    if declared > file_len {
+        return Err(bad(path, format!("the header claims {declared} bytes, the file has {file_len}")));
+    }
+    Ok(())
+}
+
 /// Reads a C-order `.npy` file holding f32, f64, f16, i64, i32, i16, i8, u8 or bool values.
 pub fn read_npy(path: &Path) -> Result<TensorData> {
     let file = std::fs::File::open(path).map_err(|e| bad(path, e))?;
     let file_len = file.metadata().map_err(|e| bad(path, e))?.len();
+    check_header_length(path, &file, file_len)?;
     let npy =
         NpyFile::new(std::io::BufReader::new(file)).map_err(|e| bad(path, format!("not a valid .npy file: {e}")))?;
     if npy.order() == npyz::Order::Fortran {
@@ -99,5 +121,24 @@ pub fn write_npy(path: &Path, t: &TensorData) -> Result<()> {
             let v: Vec<f32> = t.to_f64_vec()?.into_iter().map(|x| x as f32).collect();
             write_typed(path, &shape, &v)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the `npy_read` fuzz target: a version-3 header declaring 3.6 GB made npyz
+    /// allocate that much before reading it.
+    #[test]
+    fn a_header_longer_than_the_file_is_refused_before_allocating() {
+        let mut bytes = b"\x93NUMPY\x03\x00\x8a\xff\x84\xd8".to_vec();
+        bytes.extend_from_slice(b"{'descr': '<f4', 'fortran_order': False, 'shape': (1, 16), }\n");
+        let path = std::env::temp_dir().join(format!("ferrite-npy-header-{}.npy", std::process::id()));
+        std::fs::write(&path, &bytes).expect("write");
+        let err = read_npy(&path).expect_err("refused");
+        std::fs::remove_file(&path).ok();
+        assert!(err.to_string().contains("the header claims"), "{err}");
+        assert_eq!(err.code(), "C003");
     }
 }

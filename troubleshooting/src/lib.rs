@@ -18,6 +18,7 @@
 //! # Ok(()) }
 //! ```
 
+#![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod doctor;
