@@ -106,6 +106,17 @@ impl EmbeddedDelegate {
                 self.outputs.len()
             )));
         }
+        for (k, input) in inputs.iter().enumerate() {
+            let need = nbytes(input.dtype, input.sizes)?;
+            if input.data.len() != need {
+                return Err(err(format!(
+                    "input {k}: {} {:?} takes {need} bytes, the tensor given has {}",
+                    input.dtype,
+                    input.sizes,
+                    input.data.len()
+                )));
+            }
+        }
         for (k, ((dtype, sizes), out)) in self.outputs.iter().zip(outputs.iter()).enumerate() {
             let need = nbytes(*dtype, sizes)?;
             if out.len() != need {
