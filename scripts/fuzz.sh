@@ -10,6 +10,8 @@ cd "$(dirname "$0")/.."
 target=${1:?usage: scripts/fuzz.sh TARGET|all SECONDS [JOBS]}
 seconds=${2:?usage: scripts/fuzz.sh TARGET|all SECONDS [JOBS]}
 jobs=${3:-1}
+# libFuzzer's -jobs runs children that log to fuzz-N.log: only for more than one job.
+parallel=$([[ $jobs -gt 1 ]] && echo 1 || true)
 all=(program_load blob_init lower method_inputs npy_read)
 if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
   cargo +nightly install cargo-fuzz --locked --quiet
@@ -40,7 +42,7 @@ run() {
   echo "== fuzz $t for ${seconds}s"
   (cd fuzz && cargo +nightly fuzz run "$t" "$root/corpus/$t" ${seeds:+"$seeds"} -- \
     -max_total_time="$seconds" -dict=dict/pte.dict -rss_limit_mb=2048 -timeout=30 \
-    -artifact_prefix="$root/artifacts/$t/" -jobs="$jobs" -workers="$jobs" -print_final_stats=1 2>&1) |
+    -artifact_prefix="$root/artifacts/$t/" ${parallel:+"-jobs=$jobs" "-workers=$jobs"} -print_final_stats=1 2>&1) |
     grep -E "^(stat::number_of_executed_units|stat::peak_rss_mb|#[0-9]+ +DONE|==[0-9]+==ERROR|SUMMARY|Done)" || true
   if [[ -n $(ls "$root/artifacts/$t") ]]; then
     echo "FAILED: $t found crashes: $(ls "$root/artifacts/$t")" >&2
