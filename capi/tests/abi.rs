@@ -222,3 +222,36 @@ fn damaged_blobs_and_memory_limits_fail_delegate_init_cleanly() {
     assert_eq!(last_error().0, "R040");
     unsafe { ferrite_runtime_free(rt) };
 }
+
+/// Found by the `blob_init` fuzz target: a damaged int8 blob whose pooling window dwarfs its
+/// image ran for minutes. It now initialises and runs (or fails) at once.
+#[test]
+fn the_pooling_window_reproducer_runs_at_once() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/regressions/blob_init/pool-window-timeout.blob");
+    let blob = std::fs::read(path).unwrap();
+    let rt = runtime();
+    let mut d = null_mut();
+    let start = std::time::Instant::now();
+    if unsafe { ferrite_delegate_init(rt, blob.as_ptr().cast(), blob.len(), &mut d) } == FerriteStatus::Ok {
+        let n_in = unsafe { ferrite_delegate_input_count(d) };
+        let n_out = unsafe { ferrite_delegate_output_count(d) };
+        let spec = |f: unsafe extern "C" fn(*const FerriteDelegate, usize, *mut FerriteTensor) -> FerriteStatus, k| {
+            let mut t = FerriteTensor { dtype: 0, ndim: 0, sizes: null(), data: null(), nbytes: 0 };
+            assert_eq!(unsafe { f(d, k, &mut t) }, FerriteStatus::Ok);
+            t
+        };
+        let inputs: Vec<FerriteTensor> = (0..n_in).map(|k| spec(ferrite_delegate_input_spec, k)).collect();
+        let data: Vec<Vec<u8>> = inputs.iter().map(|t| vec![0u8; t.nbytes]).collect();
+        let inputs: Vec<FerriteTensor> =
+            inputs.iter().zip(&data).map(|(t, b)| FerriteTensor { data: b.as_ptr().cast(), ..*t }).collect();
+        let mut outs: Vec<Vec<u8>> =
+            (0..n_out).map(|k| vec![0u8; spec(ferrite_delegate_output_spec, k).nbytes]).collect();
+        let buffers: Vec<FerriteBuffer> =
+            outs.iter_mut().map(|b| FerriteBuffer { data: b.as_mut_ptr().cast(), nbytes: b.len() }).collect();
+        let status = unsafe { ferrite_delegate_execute(d, inputs.as_ptr(), n_in, buffers.as_ptr(), n_out) };
+        assert_ne!(status, FerriteStatus::Internal);
+        unsafe { ferrite_delegate_free(d) };
+    }
+    assert!(start.elapsed().as_secs() < 10, "took {:?}", start.elapsed());
+    unsafe { ferrite_runtime_free(rt) };
+}

@@ -599,23 +599,16 @@ impl Job for PoolJob {
         let padded_w = g.w + 2 * g.padding[1];
         // SAFETY: the level is supported (caller).
         let (lo, hi) = unsafe { (V::splat(self.lo), V::splat(self.hi)) };
+        // Only the taps inside the image are visited (a window far larger than its image costs
+        // no more than the image), and the window's counts are computed, not counted.
+        let rows_inside = taps_in(top, g.dilation[0], kh, g.h);
+        let rows_padded = taps_in((self.oy * g.stride[0]) as isize, g.dilation[0], kh, padded_h);
         for ox in 0..g.ow {
             let left = (ox * g.stride[1]) as isize - g.padding[1] as isize;
-            let mut inside = 0usize;
-            let mut padded = 0usize;
-            for ki in 0..kh {
-                let py = self.oy * g.stride[0] + ki * g.dilation[0];
-                for kj in 0..kw {
-                    let px = ox * g.stride[1] + kj * g.dilation[1];
-                    if py < padded_h && px < padded_w {
-                        padded += 1;
-                    }
-                    let ix = left + (kj * g.dilation[1]) as isize;
-                    if rows_in(ki).is_some() && ix >= 0 && (ix as usize) < g.w {
-                        inside += 1;
-                    }
-                }
-            }
+            let cols_inside = taps_in(left, g.dilation[1], kw, g.w);
+            let cols_padded = taps_in((ox * g.stride[1]) as isize, g.dilation[1], kw, padded_w);
+            let inside = rows_inside.len() * cols_inside.len();
+            let padded = rows_padded.len() * cols_padded.len();
             let divisor = match self.pool {
                 Pool::Max => 1.0,
                 Pool::Avg { divisor: Some(d), .. } => d,
@@ -630,9 +623,9 @@ impl Job for PoolJob {
                 // inside the output row (checked by `pool_row`).
                 unsafe {
                     let mut acc = V::splat(if self.pool == Pool::Max { f32::NEG_INFINITY } else { 0.0 });
-                    for ki in 0..kh {
+                    for ki in rows_inside.clone() {
                         let Some(iy) = rows_in(ki) else { continue };
-                        for kj in 0..kw {
+                        for kj in cols_inside.clone() {
                             let ix = left + (kj * g.dilation[1]) as isize;
                             if ix < 0 || ix as usize >= g.w {
                                 continue;
@@ -657,6 +650,17 @@ impl Job for PoolJob {
             }
         }
     }
+}
+
+/// The taps `k` in `0..n` whose position `start + k·step` lies in `[0, limit)`: a range (taps
+/// are in increasing position order, so those inside are contiguous).
+fn taps_in(start: isize, step: usize, n: usize, limit: usize) -> std::ops::Range<usize> {
+    let step = step.max(1) as isize;
+    // First k with start + k·step ≥ 0, and the first with start + k·step ≥ limit.
+    let first = if start >= 0 { 0 } else { (-start + step - 1) / step };
+    let end = if start >= limit as isize { 0 } else { (limit as isize - start + step - 1) / step };
+    let (first, end) = ((first as usize).min(n), (end.max(0) as usize).min(n));
+    first..end.max(first)
 }
 
 #[cfg(test)]

@@ -208,9 +208,14 @@ fn reference_pool(x: &[f32], g: &Window, pool: Pool) -> Vec<f32> {
 #[test]
 fn pooling_rows_match_brute_force() {
     for level in Level::available() {
-        for (h, w, c, k, s, p, d) in
-            [(5, 6, 3, 2, 2, 0, 1), (7, 7, 20, 3, 2, 1, 1), (6, 5, 9, 3, 1, 1, 2), (4, 4, 16, 4, 4, 0, 1)]
-        {
+        for (h, w, c, k, s, p, d) in [
+            (5, 6, 3, 2, 2, 0, 1),
+            (7, 7, 20, 3, 2, 1, 1),
+            (6, 5, 9, 3, 1, 1, 2),
+            (4, 4, 16, 4, 4, 0, 1),
+            (3, 4, 2, 5, 1, 2, 1),
+            (3, 3, 5, 3, 2, 2, 2),
+        ] {
             let oh = (h + 2 * p - d * (k - 1) - 1) / s + 1;
             let ow = (w + 2 * p - d * (k - 1) - 1) / s + 1;
             let g = Window { h, w, c, oh, ow, kernel: [k, k], stride: [s, s], padding: [p, p], dilation: [d, d] };
@@ -234,6 +239,37 @@ fn pooling_rows_match_brute_force() {
             let mut y = vec![0.0; ow * c];
             assert!(pool_row(level, &x, &g, oh, Pool::Max, &mut y, 0.0, 1.0).is_err());
             assert!(pool_row(level, &x[1..], &g, 0, Pool::Max, &mut y, 0.0, 1.0).is_err());
+        }
+    }
+}
+
+/// Found by the `blob_init` fuzz target: a window vastly larger than its image visited every tap
+/// (10¹⁰ per output here). Only the taps inside the image are visited now.
+#[test]
+fn a_window_far_larger_than_the_image_costs_only_the_image() {
+    for level in Level::available() {
+        let (k, p) = (100_001, 50_000);
+        let g = Window {
+            h: 2,
+            w: 3,
+            c: 4,
+            oh: 2,
+            ow: 3,
+            kernel: [k, k],
+            stride: [1, 1],
+            padding: [p, p],
+            dilation: [1, 1],
+        };
+        let x = data(2 * 3 * 4, 4);
+        // Every output's window covers the whole image (and, padded, k × k taps).
+        let channel = |c: usize| x.iter().skip(c).step_by(4).copied();
+        let max: Vec<f64> = (0..3 * 4).map(|i| f64::from(channel(i % 4).fold(f32::NEG_INFINITY, f32::max))).collect();
+        let taps = (k * k) as f32;
+        let avg: Vec<f64> = (0..3 * 4).map(|i| f64::from(channel(i % 4).sum::<f32>() / taps)).collect();
+        for (pool, want) in [(Pool::Max, max), (Pool::Avg { count_include_pad: true, divisor: None }, avg)] {
+            let mut y = vec![0.0; 3 * 4];
+            pool_row(level, &x, &g, 0, pool, &mut y, f32::NEG_INFINITY, f32::INFINITY).unwrap();
+            close(&y, &want, 1e-6, &format!("{level:?} {pool:?}"));
         }
     }
 }
