@@ -49,7 +49,9 @@ impl BlobGraph {
             return Err(bad("constant section misplaced or misaligned"));
         }
         let graph_bytes = &blob[graph_range];
-        if !fb::graph_buffer_has_identifier(graph_bytes) {
+        // The root offset and the identifier come first (`buffer_has_identifier` asserts there
+        // are 8 bytes: a fuzzed blob with a 3-byte graph made it panic).
+        if graph_bytes.len() < 8 || !fb::graph_buffer_has_identifier(graph_bytes) {
             return Err(bad("the FlatBuffer lacks the FRB1 identifier"));
         }
         let g = fb::root_as_graph(graph_bytes).map_err(|e| bad(format!("FlatBuffer verification failed: {e}")))?;

@@ -68,6 +68,14 @@ fn corrupt_blobs_are_errors() {
     let mut b = bytes.clone();
     b[4] = 9;
     assert!(BlobGraph::decode(&b).expect_err("version").to_string().contains("version 9"));
+    // A graph section shorter than a FlatBuffer's root offset and identifier (found by the
+    // blob_init fuzz target: the identifier check panicked).
+    for len in 0..8u64 {
+        let mut b = bytes.clone();
+        b[16..24].copy_from_slice(&len.to_le_bytes());
+        let e = BlobGraph::decode(&b).expect_err("short graph");
+        assert!(e.to_string().contains("identifier") || e.to_string().contains("misplaced"), "{len}: {e}");
+    }
 }
 
 #[test]
