@@ -103,7 +103,7 @@ for c in "${cases[@]}"; do
   fi
 done
 # Ferrite's errors reach ExecuTorch as an Error code plus a log line with Ferrite's coded message.
-if FERRITE_MEMORY_LIMIT=1024 "$runner" "$work/out/digits_cnn.pte" "$work/out/limit" tests/fixtures/digits_cnn/input_0.npy \
+if FERRITE_MEMORY_LIMIT=1K "$runner" "$work/out/digits_cnn.pte" "$work/out/limit" tests/fixtures/digits_cnn/input_0.npy \
   >"$work/out/limit.log" 2>&1; then
   echo "FAILED: a delegate over FERRITE_MEMORY_LIMIT loaded" >&2
   failed=1
@@ -114,6 +114,15 @@ elif ! grep -q "FerriteBackend init: R040" "$work/out/limit.log"; then
 else
   echo "-- over FERRITE_MEMORY_LIMIT: $(grep -m1 -o 'FerriteBackend init: R040.\{0,60\}' "$work/out/limit.log")..."
   grep -m1 "load_method" "$work/out/limit.log"
+fi
+
+# A setting that is not a count is reported, and the default used (not read as a tiny number).
+if ! FERRITE_THREADS=two FERRITE_MEMORY_LIMIT=8GB "$runner" "$work/out/digits_cnn.pte" "$work/out/settings" \
+  tests/fixtures/digits_cnn/input_0.npy >"$work/out/settings.log" 2>&1 ||
+  [[ $(grep -c "is not a thread count\|is not a byte count" "$work/out/settings.log") -ne 2 ]]; then
+  echo "FAILED: bad FERRITE_THREADS / FERRITE_MEMORY_LIMIT values were not reported, or stopped the run:" >&2
+  cat "$work/out/settings.log" >&2
+  failed=1
 fi
 
 # The comparison itself can fail: outputs of another model must be reported as a mismatch.

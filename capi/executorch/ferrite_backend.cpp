@@ -5,7 +5,7 @@
 //
 // Threads: FERRITE_THREADS=N in the environment (default: one per core), read once per process.
 // Memory: the delegate handle comes from ExecuTorch's runtime allocator; Ferrite's packed
-// weights and scratch are Ferrite's own, bounded by FERRITE_MEMORY_LIMIT=BYTES (default: the
+// weights and scratch are Ferrite's own, bounded by FERRITE_MEMORY_LIMIT=BYTES[K|M|G|T] (default: the
 // machine's physical memory), checked before anything is allocated. Tensors: inputs are read where ExecuTorch holds them and outputs
 // written straight into ExecuTorch's output tensors (no staging copies).
 
@@ -18,6 +18,8 @@
 #include <executorch/runtime/platform/log.h>
 
 #include <array>
+#include <cerrno>
+#include <cstdint>
 #include <cstdlib>
 #include <vector>
 
@@ -60,12 +62,39 @@ Error fail(const char* what, FerriteStatus status) {
   return to_error(status);
 }
 
+// A positive count, with an optional K, M, G or T suffix (powers of 1024) where `suffix` allows,
+// as the CLI's --memory-limit reads it: "8G", "512M", "1048576". False for anything else (signs,
+// spaces, other suffixes, overflow), so a typo is reported instead of read as a tiny number.
+bool parse_count(const char* text, bool suffix, uint64_t* out) {
+  if (text == nullptr || *text < '0' || *text > '9') return false;
+  errno = 0;
+  char* end = nullptr;
+  unsigned long long n = std::strtoull(text, &end, 10);
+  if (errno == ERANGE) return false;
+  unsigned shift = 0;
+  switch (suffix ? *end : '\0') {
+    case 'K': case 'k': shift = 10; ++end; break;
+    case 'M': case 'm': shift = 20; ++end; break;
+    case 'G': case 'g': shift = 30; ++end; break;
+    case 'T': case 't': shift = 40; ++end; break;
+    default: break;
+  }
+  if (*end != '\0' || n == 0 || n > (UINT64_MAX >> shift)) return false;
+  *out = static_cast<uint64_t>(n) << shift;
+  return true;
+}
+
 // One runtime for the process: its thread pool is shared by every delegate.
 FerriteRuntime* shared_runtime() {
   static FerriteRuntime* runtime = [] {
-    size_t threads = 0;
+    size_t threads = 0;  // one per core
+    uint64_t n = 0;
     if (const char* env = std::getenv("FERRITE_THREADS")) {
-      threads = static_cast<size_t>(std::strtoul(env, nullptr, 10));
+      if (parse_count(env, false, &n) && n <= 4096) {
+        threads = static_cast<size_t>(n);
+      } else {
+        ET_LOG(Error, "FerriteBackend: FERRITE_THREADS=\"%s\" is not a thread count (1 to 4096); using one per core", env);
+      }
     }
     FerriteRuntime* rt = nullptr;
     FerriteStatus status = ferrite_runtime_new(threads, &rt);
@@ -74,9 +103,16 @@ FerriteRuntime* shared_runtime() {
       return static_cast<FerriteRuntime*>(nullptr);
     }
     if (const char* env = std::getenv("FERRITE_MEMORY_LIMIT")) {
-      status = ferrite_runtime_set_memory_limit(rt, std::strtoull(env, nullptr, 10));
-      if (status != FERRITE_STATUS_OK) {
-        fail("runtime", status);
+      if (parse_count(env, true, &n)) {
+        status = ferrite_runtime_set_memory_limit(rt, n);
+        if (status != FERRITE_STATUS_OK) {
+          fail("runtime", status);
+        }
+      } else {
+        ET_LOG(Error,
+               "FerriteBackend: FERRITE_MEMORY_LIMIT=\"%s\" is not a byte count (e.g. 512M, 8G); "
+               "keeping the default (the machine's physical memory)",
+               env);
       }
     }
     return rt;
