@@ -12,7 +12,9 @@ fi
 export PROPTEST_CASES=${1:-256}
 export RUSTFLAGS="-Zsanitizer=address ${RUSTFLAGS:-}"
 export RUSTDOCFLAGS="-Zsanitizer=address"
-export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1"
+# A refused huge allocation must come back as a failure (Rust's try_reserve), as from the
+# system allocator, not stop the process.
+export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:allocator_may_return_null=1"
 export CARGO_TARGET_DIR=target/asan
 # An explicit --target keeps build scripts and proc macros uninstrumented; -Zbuild-std
 # instruments the standard library too, so its containers' accesses are checked.
