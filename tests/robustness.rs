@@ -33,8 +33,10 @@ fn lowered(name: &str) -> Arc<Program<'static>> {
 fn planned_memory_beyond_the_machine_is_refused_before_allocating() {
     // The arenas a program declares are allocated at load: a few bytes of file can ask for
     // petabytes. The default limit is the machine's physical memory.
-    const MAX: u64 = i64::MAX as u64; // sizes are signed in the schema
-    for sizes in [vec![0, 1 << 50], vec![0, MAX / 2 + 1, MAX / 2 + 1], vec![0, MAX, MAX]] {
+    // Sizes are signed in the schema: at most i64::MAX each.
+    const MAX: u64 = i64::MAX as u64;
+    // 2^50 bytes; a sum just past i64::MAX; a sum past u64::MAX (overflow must not wrap).
+    for sizes in [vec![0, 1 << 50], vec![0, MAX / 2 + 1, MAX / 2 + 1], vec![0, MAX, MAX, MAX]] {
         let program = rewritten("mlp/portable.pte", |d| {
             let buffers = &mut d.plans[0].non_const_buffer_sizes;
             buffers.truncate(1);
