@@ -13,9 +13,18 @@ fn bad(path: &Path, reason: impl std::fmt::Display) -> RuntimeError {
     RuntimeError::Npy { path: path.display().to_string(), reason: reason.to_string() }
 }
 
-/// npyz allocates the header's declared length before reading it (up to 4 GiB in format
-/// versions 2 and 3): refuse a header longer than the file first. Leaves `file` at its start.
-fn check_header_length(path: &Path, mut file: &std::fs::File, file_len: u64) -> Result<()> {
+/// The longest header accepted, as numpy's own reader (`max_header_size`, numpy ≥ 1.24).
+const MAX_HEADER: u64 = 10_000;
+/// The deepest bracket nesting accepted in the header's dict: `{`, a shape's `(`, and a
+/// structured dtype's `[(…(…)…)]`; real headers never go deeper.
+const MAX_DEPTH: usize = 4;
+
+/// Checks the header before npyz parses it. npyz allocates the declared length before reading
+/// it (up to 4 GiB in format versions 2 and 3), and its parser backtracks exponentially on
+/// nested brackets (a fuzzed 150-byte header with 17 `{` ran for minutes): refuse a header
+/// longer than the file or than numpy's limit, or nested deeper than a real one. Leaves `file`
+/// at its start.
+fn check_header(path: &Path, mut file: &std::fs::File, file_len: u64) -> Result<()> {
     use std::io::{Read, Seek, SeekFrom};
     let mut head = Vec::with_capacity(12);
     file.take(12).read_to_end(&mut head).map_err(|e| bad(path, e))?;
@@ -31,6 +40,25 @@ fn check_header_length(path: &Path, mut file: &std::fs::File, file_len: u64) -> 
     if declared > file_len {
         return Err(bad(path, format!("the header claims {declared} bytes, the file has {file_len}")));
     }
+    if declared > MAX_HEADER {
+        return Err(bad(path, format!("the header claims {declared} bytes, more than numpy's limit of {MAX_HEADER}")));
+    }
+    let mut text = Vec::new();
+    file.take(declared).read_to_end(&mut text).map_err(|e| bad(path, e))?;
+    file.seek(SeekFrom::Start(0)).map_err(|e| bad(path, e))?;
+    let mut depth = 0usize;
+    for &c in &text {
+        match c {
+            b'{' | b'(' | b'[' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Err(bad(path, format!("the header's brackets nest deeper than {MAX_DEPTH}")));
+                }
+            }
+            b'}' | b')' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
     Ok(())
 }
 
@@ -38,7 +66,7 @@ fn check_header_length(path: &Path, mut file: &std::fs::File, file_len: u64) -> 
 pub fn read_npy(path: &Path) -> Result<TensorData> {
     let file = std::fs::File::open(path).map_err(|e| bad(path, e))?;
     let file_len = file.metadata().map_err(|e| bad(path, e))?.len();
-    check_header_length(path, &file, file_len)?;
+    check_header(path, &file, file_len)?;
     let npy =
         NpyFile::new(std::io::BufReader::new(file)).map_err(|e| bad(path, format!("not a valid .npy file: {e}")))?;
     if npy.order() == npyz::Order::Fortran {
@@ -140,5 +168,34 @@ mod tests {
         std::fs::remove_file(&path).ok();
         assert!(err.to_string().contains("the header claims"), "{err}");
         assert_eq!(err.code(), "C003");
+    }
+
+    /// Found by the `npy_read` fuzz target: nested `{` in the header made npyz's parser run
+    /// for minutes (exponential backtracking). Also: a header over numpy's 10,000-byte limit.
+    #[test]
+    fn deeply_nested_or_oversized_headers_are_refused_before_parsing() {
+        let write = |name: &str, header: &str| {
+            let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+            bytes.extend_from_slice(&u16::try_from(header.len()).expect("short").to_le_bytes());
+            bytes.extend_from_slice(header.as_bytes());
+            bytes.extend_from_slice(&[0; 96]);
+            let path = std::env::temp_dir().join(format!("ferrite-npy-{name}-{}.npy", std::process::id()));
+            std::fs::write(&path, &bytes).expect("write");
+            path
+        };
+        let nested = format!("{{'descr': '<f4', 'fortran_order':{} False, 'shape': (2, 3), }}\n", "{".repeat(40));
+        let long = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }}{}\n", " ".repeat(10_100));
+        for (name, header, says) in [("nested", nested, "nest deeper"), ("long", long, "numpy's limit")] {
+            let path = write(name, &header);
+            let err = read_npy(&path).expect_err("refused");
+            std::fs::remove_file(&path).ok();
+            assert!(err.to_string().contains(says), "{err}");
+            assert_eq!(err.code(), "C003");
+        }
+        // A real header (dict, shape tuple) still reads.
+        let path = write("plain", "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }\n");
+        let t = read_npy(&path);
+        std::fs::remove_file(&path).ok();
+        assert_eq!(t.expect("reads").sizes(), &[2, 3]);
     }
 }
