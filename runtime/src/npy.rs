@@ -32,9 +32,9 @@ fn check_header(path: &Path, mut file: &std::fs::File, file_len: u64) -> Result<
     if head.len() < 10 || !head.starts_with(b"\x93NUMPY") {
         return Ok(()); // npyz reports what is wrong
     }
-    let declared = match (head[6], head.get(8..12)) {
-        (1, _) => u64::from(u16::from_le_bytes([head[8], head[9]])) + 10,
-        (2 | 3, Some(&[a, b, c, d])) => u64::from(u32::from_le_bytes([a, b, c, d])) + 12,
+    let (declared, prefix) = match (head[6], head.get(8..12)) {
+        (1, _) => (u64::from(u16::from_le_bytes([head[8], head[9]])) + 10, 10),
+        (2 | 3, Some(&[a, b, c, d])) => (u64::from(u32::from_le_bytes([a, b, c, d])) + 12, 12),
         _ => return Ok(()),
     };
     if declared > file_len {
@@ -47,7 +47,8 @@ fn check_header(path: &Path, mut file: &std::fs::File, file_len: u64) -> Result<
     file.take(declared).read_to_end(&mut text).map_err(|e| bad(path, e))?;
     file.seek(SeekFrom::Start(0)).map_err(|e| bad(path, e))?;
     let mut depth = 0usize;
-    for &c in &text {
+    // The dict's text only: the length bytes before it may happen to be `{`, `(` or `[`.
+    for &c in text.get(prefix..).unwrap_or_default() {
         match c {
             b'{' | b'(' | b'[' => {
                 depth += 1;
