@@ -73,6 +73,11 @@ fn gelu_known_approximation(v: &NodeView<'_>) -> bool {
 fn embedding_weight_constant(v: &NodeView<'_>) -> bool {
     v.is_constant(0)
 }
+fn dim_order_contiguous_or_absent(v: &NodeView<'_>) -> bool {
+    v.is_none(2)
+        || v.int_list(2)
+            .is_some_and(|d| Some(d.len()) == v.rank(0) && d.iter().enumerate().all(|(i, &x)| x == i as i64))
+}
 fn alpha_is_one(v: &NodeView<'_>) -> bool {
     v.is_none(2) || v.number(2) == Some(1.0)
 }
@@ -308,6 +313,11 @@ static REGISTRY: &[OpSpec] = &[
     op!(Op::SplitWithSizesCopy, Family::Layout),
     op!(Op::Clone, Family::Layout),
     op!(Op::CloneDimOrder, Family::Layout),
+    op!(
+        Op::ToDimOrderCopy,
+        Family::Layout,
+        [c!("keeps the default dim order (`dim_order` absent or 0, 1, …, n-1)", dim_order_contiguous_or_absent)]
+    ),
     op!(Op::ConstantPadNd, Family::Layout),
     op!(Op::Embedding, Family::Layout, [c!("the embedding table must be constant", embedding_weight_constant)]),
     // Quantization: run as they are, or consumed by lowering into int8 operators.

@@ -239,3 +239,27 @@ fn precisions_select_what_is_delegated() {
     assert_eq!(Precision::parse("Static-Int8"), Some(Precision::StaticInt8));
     assert_eq!(Precision::parse("int4"), None);
 }
+
+/// `_to_dim_order_copy` (ExecuTorch's `.to(dtype)`, e.g. hard-swish's int64 `3` made float)
+/// joins partitions when it keeps the default dim order, and is left out with the reason when
+/// it asks for another.
+#[test]
+fn dtype_conversions_are_delegated_in_the_default_dim_order_only() {
+    let program = |order: &[i64]| {
+        let mut b = ProgramBuilder::new("forward");
+        let x = b.input(ScalarType::Long, &[2, 3]);
+        let (no_copy, order) = (b.bool(false), b.int_list(order));
+        let f = b.tensor(ScalarType::Float, &[2, 3]);
+        b.call("dim_order_ops::_to_dim_order_copy.out", &[x, no_copy, order, f, f]);
+        let r = b.tensor(ScalarType::Float, &[2, 3]);
+        b.call("aten::relu.out", &[f, r, r]);
+        b.output(r);
+        Program::from_vec(b.build().expect("builds")).expect("verifies")
+    };
+    let report = Partitioner::default().partition(&program(&[0, 1])).report;
+    assert_eq!(report.methods[0].delegated_calls, 2, "{report}");
+    let report = Partitioner::default().partition(&program(&[1, 0])).report;
+    let m = &report.methods[0];
+    let left = m.rejected.iter().find(|r| r.op == "dim_order_ops::_to_dim_order_copy.out").expect("left out");
+    assert!(left.reason.to_string().contains("default dim order"), "{report}");
+}
