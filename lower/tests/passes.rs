@@ -264,6 +264,51 @@ fn channels_last_follows_chains_and_converts_only_at_the_edges() {
     assert_same_results(&g, &program, &[input]);
 }
 
+/// MobileNetV3's blocks as ExecuTorch exports them: hard-swish written out
+/// (`x * clamp(x + 3, 0, 6) / 6`, the 3 an int64 constant converted by `_to_dim_order_copy`)
+/// and a squeeze-excitation scale (`mean` keeping dims, then `x * s` with `s` of `[1, C, 1, 1]`).
+#[test]
+fn channels_last_follows_scalar_and_broadcast_operands() {
+    let mut b = ProgramBuilder::new("forward");
+    let x = b.input(ScalarType::Float, &[1, 3, 9, 7]);
+    let w = b.constant_f32(&[8, 3, 3, 3], &det(8 * 27, 31));
+    let none = b.none();
+    let (st, pd, dl) = (b.int_list(&[1, 1]), b.int_list(&[1, 1]), b.int_list(&[1, 1]));
+    let (tr, op, groups) = (b.bool(false), b.int_list(&[0, 0]), b.int(1));
+    let shape = [1, 8, 9, 7];
+    let a = b.tensor(ScalarType::Float, &shape);
+    b.call(Op::Convolution.name(), &[x, w, none, st, pd, dl, tr, op, groups, a, a]);
+    // hard-swish
+    let three = b.constant(ScalarType::Long, &[], &3i64.to_le_bytes());
+    let (no_copy, order) = (b.bool(false), b.int_list(&[]));
+    let three_f = b.tensor(ScalarType::Float, &[]);
+    b.call(Op::ToDimOrderCopy.name(), &[three, no_copy, order, three_f, three_f]);
+    let alpha = b.int(1);
+    let plus = b.tensor(ScalarType::Float, &shape);
+    b.call(Op::Add.name(), &[a, three_f, alpha, plus, plus]);
+    let (zero, six) = (b.int(0), b.int(6));
+    let clamped = b.tensor(ScalarType::Float, &shape);
+    b.call(Op::Clamp.name(), &[plus, zero, six, clamped, clamped]);
+    let prod = b.tensor(ScalarType::Float, &shape);
+    b.call(Op::Mul.name(), &[a, clamped, prod, prod]);
+    let six_f = b.constant_f32(&[], &[6.0]);
+    let hs = b.tensor(ScalarType::Float, &shape);
+    b.call(Op::Div.name(), &[prod, six_f, hs, hs]);
+    // squeeze-excitation scale
+    let (dims, keep) = (b.int_list(&[-1, -2]), b.bool(true));
+    let s = b.tensor(ScalarType::Float, &[1, 8, 1, 1]);
+    b.call(Op::Mean.name(), &[hs, dims, keep, none, s, s]);
+    let y = b.tensor(ScalarType::Float, &shape);
+    b.call(Op::Mul.name(), &[hs, s, y, y]);
+    b.output(y);
+    let (g, stats, program) = compile(b);
+    // One conversion in (the image), one out (the result); everything between stays NHWC.
+    assert_eq!(stats.layout_conversions, 2, "{:?}", names(&g));
+    assert_eq!(names(&g).iter().filter(|&&n| n == PERMUTE).count(), 2, "{:?}", names(&g));
+    let input = TensorData::from_slice(vec![1, 3, 9, 7], &det(189, 33)).expect("input");
+    assert_same_results(&g, &program, &[input]);
+}
+
 #[test]
 fn channels_last_is_skipped_in_methods_that_quantize() {
     // The same graph after a quantize/dequantize pair: its convolutions must keep ExecuTorch's

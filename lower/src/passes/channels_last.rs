@@ -202,19 +202,36 @@ pub(crate) fn channels_last(g: &mut BlobGraph, stats: &mut PassStats, float: boo
             }
             continue;
         }
-        // Element-wise on same-shaped 4-D tensors, one of them only in NHWC: follow it.
+        // Element-wise on 4-D (or 3-D) tensors, one of them only in NHWC: follow it. The other
+        // inputs have the output's shape or broadcast to it (a squeeze-excitation block's
+        // `[N, C, 1, 1]` scale: permuted too) or hold one element (hard-swish's `+ 3`: read as
+        // they are, any layout).
         let out_sizes = outs.first().and_then(|&o| g.tensor(o)).map(|t| t.sizes.clone());
+        let operand = |v: usize| -> Option<bool> {
+            let (s, out) = (&g.tensor(v)?.sizes, out_sizes.as_ref()?);
+            if s.iter().all(|&d| d == 1) && s.len() <= out.len() {
+                Some(false) // one element: no conversion
+            } else if s.len() == out.len() && s.iter().zip(out).all(|(&a, &b)| a == b || a == 1) {
+                Some(true)
+            } else {
+                None
+            }
+        };
+        let operands: Vec<Option<bool>> = inputs.iter().map(|&v| operand(v)).collect();
         if op.op.is_layout_agnostic()
             && outs.len() == 1
             && returned_count(&op.args) == 1
             && inputs.iter().any(|&v| stale(&st, v))
             && out_sizes.as_ref().is_some_and(|s| s.len() == 4 || s.len() == 3)
-            && inputs.iter().all(|&v| g.tensor(v).map(|t| &t.sizes) == out_sizes.as_ref())
+            && operands.iter().all(Option::is_some)
             && !g.inputs.contains(&outs[0])
         {
             let out = outs[0];
             let mut args = op.args.clone();
-            for &v in &inputs {
+            for (&v, &permuted) in inputs.iter().zip(&operands) {
+                if permuted == Some(false) && !stale(&st, v) {
+                    continue;
+                }
                 let t = need_nhwc(g, &mut st, v);
                 args.iter_mut().take(op.args.len() - 2).filter(|a| **a == v).for_each(|a| *a = t);
             }
