@@ -7,7 +7,12 @@ lowered by `ferrite lower` (through `ferrite bench --json`), alternating rounds 
 same machine state, at 1 and 2 threads. Variants: `float` (`xnnpack.pte` against
 `portable.pte`), `q8` (`q8_xnnpack.pte` against `q8.pte`), `qd8` (`qd8_xnnpack.pte` against
 `qd8.pte`); a model without the variant is skipped. It prints median latencies and the ratio Ferrite/XNNPACK
-(below 1.0: Ferrite is faster).
+(below 1.0: Ferrite is faster), with two checks of the lowered program: the operator calls left
+outside Ferrite's delegates (`left`: 0 means all delegated) and the largest difference between
+Ferrite's outputs and ExecuTorch's own outputs of the undelegated program (`max|diff|`).
+
+`--fixtures` also takes the directory `bench/models.py` writes (resnet18, mobilenet_v3_small,
+efficientnet_b0, vit_tiny, bert_128/512, audio_cnn, unet).
 
 Not part of CI. Needs a venv with `pip install executorch==1.5.1 torch==2.14.1 numpy`:
 
@@ -16,6 +21,7 @@ Not part of CI. Needs a venv with `pip install executorch==1.5.1 torch==2.14.1 n
 """
 import argparse
 import json
+import re
 import statistics
 import subprocess
 import sys
@@ -54,10 +60,34 @@ def ferrite_median_ms(ferrite, pte, inputs, threads, iters):
     return json.loads(out)["median_ms"]
 
 
+def lowered_calls_left(report):
+    """Operator calls outside Ferrite's delegates, from `ferrite lower`'s "kernel calls: A -> B"."""
+    m = re.search(r"kernel calls: \d+ -> (\d+)", report)
+    return int(m.group(1)) if m else -1
+
+
+def max_diff(ferrite, pte, inputs, expected, tmp):
+    """The largest |Ferrite - ExecuTorch| over the outputs, or NaN when there is no reference."""
+    if not expected:
+        return float("nan")
+    out = Path(tmp) / "outputs"
+    out.mkdir(exist_ok=True)
+    cmd = [str(ferrite), "run", str(pte), "-o", str(out)]
+    for i in inputs:
+        cmd += ["-i", str(i)]
+    subprocess.run(cmd, check=True, capture_output=True)
+    worst = 0.0
+    for k, e in enumerate(expected):
+        got, want = np.load(out / f"output_{k}.npy"), np.load(e)
+        worst = max(worst, float(np.max(np.abs(got.astype(np.float64) - want.astype(np.float64)))))
+    return worst
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--fixtures", default=str(ROOT.parent / "shared" / "fixtures"))
-    ap.add_argument("--models", default="mobilenet_v2,tiny_gpt,tiny_transformer,digits_cnn")
+    ap.add_argument("--models", default="mobilenet_v2,tiny_gpt,tiny_transformer,digits_cnn",
+                    help="comma-separated, or `all` for every model in the manifest")
     ap.add_argument("--variants", default="float")
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--rounds", type=int, default=5)
@@ -71,10 +101,11 @@ def main() -> int:
         return 2
     manifest = json.loads((fixtures / "manifest.json").read_text())
     entries = {f["name"]: f for f in manifest["fixtures"]}
+    models = list(entries) if args.models == "all" else args.models.split(",")
     runtime = Runtime.get()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name, variant in [(m, v) for m in args.models.split(",") for v in args.variants.split(",")]:
+        for name, variant in [(m, v) for m in models for v in args.variants.split(",")]:
             xnn_variant, source = VARIANTS[variant]
             entry = entries.get(name)
             if entry is None or xnn_variant not in entry["variants"] or source not in entry["variants"]:
@@ -84,7 +115,11 @@ def main() -> int:
             input_files = [d / i["file"] for i in entry["inputs"]]
             inputs = [torch.from_numpy(np.load(f)) for f in input_files]
             lowered = Path(tmp) / f"{name}.{variant}.ferrite.pte"
-            subprocess.run([str(ferrite), "lower", str(d / f"{source}.pte"), "-o", str(lowered)], check=True, capture_output=True)
+            report = subprocess.run([str(ferrite), "lower", str(d / f"{source}.pte"), "-o", str(lowered)],
+                                    check=True, capture_output=True, text=True).stdout
+            left = lowered_calls_left(report)
+            expected = [d / o for o in entry["variants"][source].get("outputs", [])]
+            diff = max_diff(ferrite, lowered, input_files, expected, tmp)
             for threads in [int(t) for t in args.threads.split(",")]:
                 # XNNPACK takes its threads from ExecuTorch's pool; reset it before loading.
                 if portable_lib._threadpool_get_thread_count() != threads:
@@ -95,10 +130,10 @@ def main() -> int:
                     et.append(et_median_ms(method, inputs, args.iters))
                     fe.append(ferrite_median_ms(ferrite, lowered, input_files, threads, args.iters))
                 e, f = statistics.median(et), statistics.median(fe)
-                rows.append((f"{name}/{variant}", threads, e, f, f / e))
-    print(f"{'model':<24} {'threads':>7} {'XNNPACK ms':>11} {'Ferrite ms':>11} {'Ferrite/XNNPACK':>16}")
-    for name, threads, e, f, r in rows:
-        print(f"{name:<24} {threads:>7} {e:>11.3f} {f:>11.3f} {r:>16.2f}")
+                rows.append((f"{name}/{variant}", threads, e, f, f / e, left, diff))
+    print(f"{'model':<26} {'threads':>7} {'XNNPACK ms':>11} {'Ferrite ms':>11} {'Ferrite/XNNPACK':>16} {'left':>5} {'max|diff|':>10}")
+    for name, threads, e, f, r, left, diff in rows:
+        print(f"{name:<26} {threads:>7} {e:>11.3f} {f:>11.3f} {r:>16.2f} {left:>5} {diff:>10.2g}")
     return 0
 
 
