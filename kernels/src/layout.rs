@@ -53,6 +53,33 @@ pub fn gather(dst: &mut [u8], src: &[u8], elem: usize, sizes: &[usize], strides:
         return Ok(());
     }
     let (inner, inner_stride) = dims[dims.len() - 1];
+    // A transposition of the last two dimensions (the one before the innermost has stride 1:
+    // NCHW → NHWC and back, `permute_copy` of a matrix): copy in tiles, so each step reads a
+    // run of the source instead of one element per output run.
+    if dims.len() >= 2 && inner_stride > 1 && dims[dims.len() - 2].1 == 1 {
+        let rows = dims[dims.len() - 2].0;
+        let outer = &dims[..dims.len() - 2];
+        let mut idx = vec![0usize; outer.len()];
+        let mut base = offset;
+        for plane in dst.chunks_exact_mut(rows * inner * elem) {
+            match elem {
+                4 => transpose::<4>(plane, src, base, rows, inner, inner_stride),
+                2 => transpose::<2>(plane, src, base, rows, inner, inner_stride),
+                8 => transpose::<8>(plane, src, base, rows, inner, inner_stride),
+                1 => transpose::<1>(plane, src, base, rows, inner, inner_stride),
+                _ => {
+                    for (r, row) in plane.chunks_exact_mut(inner * elem).enumerate() {
+                        for (c, out) in row.chunks_exact_mut(elem).enumerate() {
+                            let at = (base + r + c * inner_stride) * elem;
+                            out.copy_from_slice(&src[at..at + elem]);
+                        }
+                    }
+                }
+            }
+            advance(&mut idx, &mut base, outer);
+        }
+        return Ok(());
+    }
     let outer = &dims[..dims.len() - 1];
     let run = inner * elem;
     let mut idx = vec![0usize; outer.len()];
@@ -79,18 +106,47 @@ pub fn gather(dst: &mut [u8], src: &[u8], elem: usize, sizes: &[usize], strides:
                 }
             }
         }
-        // Advance the outer index (odometer).
-        for d in (0..outer.len()).rev() {
-            idx[d] += 1;
-            base += outer[d].1;
-            if idx[d] < outer[d].0 {
-                break;
-            }
-            base -= outer[d].1 * outer[d].0;
-            idx[d] = 0;
-        }
+        advance(&mut idx, &mut base, outer);
     }
     Ok(())
+}
+
+/// Steps the odometer `idx` over `dims` (`(size, stride)`), keeping `base` its element offset.
+#[inline]
+fn advance(idx: &mut [usize], base: &mut usize, dims: &[(usize, usize)]) {
+    for d in (0..dims.len()).rev() {
+        idx[d] += 1;
+        *base += dims[d].1;
+        if idx[d] < dims[d].0 {
+            break;
+        }
+        *base -= dims[d].1 * dims[d].0;
+        idx[d] = 0;
+    }
+}
+
+/// `plane[r][c] = src[base + r + c · stride]` for `r < rows`, `c < cols`, `E`-byte elements, in
+/// square tiles that stay in L1 (in bounds: `gather` checked the whole view).
+#[inline(always)]
+fn transpose<const E: usize>(plane: &mut [u8], src: &[u8], base: usize, rows: usize, cols: usize, stride: usize) {
+    const TILE: usize = 32;
+    for r0 in (0..rows).step_by(TILE) {
+        let r1 = (r0 + TILE).min(rows);
+        for c0 in (0..cols).step_by(TILE) {
+            for c in c0..(c0 + TILE).min(cols) {
+                let from = (base + c * stride + r0) * E;
+                let Some(run) = src.get(from..from + (r1 - r0) * E) else { return };
+                for (k, v) in run.chunks_exact(E).enumerate() {
+                    let at = ((r0 + k) * cols + c) * E;
+                    if let (Some(o), Ok(i)) = (plane.get_mut(at..at + E), <[u8; E]>::try_from(v)) {
+                        if let Ok(o) = <&mut [u8; E]>::try_from(o) {
+                            *o = i;
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// One strided run of `E`-byte elements: element `k` of `chunk` from element
@@ -148,6 +204,53 @@ mod tests {
         assert_eq!(gather_u8(&src, &[3, 2], &[1, 3], 0), vec![0, 3, 1, 4, 2, 5]);
         assert_eq!(gather_u8(&src, &[2, 3], &[0, 1], 3), vec![3, 4, 5, 3, 4, 5]);
         assert_eq!(gather_u8(&src, &[2, 2], &[3, 1], 1), vec![1, 2, 4, 5]);
+    }
+
+    /// Every permutation of tensors of rank 2 to 4 (sizes crossing the transpose tile), every
+    /// element size, against the element-by-element definition.
+    #[test]
+    fn permutations_match_the_definition() {
+        let shapes: [&[usize]; 6] = [&[3, 5], &[40, 33], &[1, 3, 37, 35], &[2, 5, 3, 4], &[2, 34, 3], &[1, 70, 1, 9]];
+        for sizes in shapes {
+            let rank = sizes.len();
+            let n: usize = sizes.iter().product();
+            let strides = crate::contiguous_strides(sizes);
+            let mut perms: Vec<Vec<usize>> = vec![(0..rank).collect()];
+            for d in 0..rank {
+                perms = perms
+                    .into_iter()
+                    .flat_map(|p| {
+                        (d..rank).map(move |k| {
+                            let mut q = p.clone();
+                            q.swap(d, k);
+                            q
+                        })
+                    })
+                    .collect();
+            }
+            for perm in perms {
+                let (psizes, pstrides): (Vec<usize>, Vec<usize>) = perm.iter().map(|&d| (sizes[d], strides[d])).unzip();
+                for elem in [1usize, 2, 3, 4, 8] {
+                    let src: Vec<u8> = (0..n * elem).map(|i| (i * 7 + i / 251) as u8).collect();
+                    let mut got = vec![0u8; n * elem];
+                    gather(&mut got, &src, elem, &psizes, &pstrides, 0).unwrap();
+                    let mut want = Vec::with_capacity(n * elem);
+                    let mut idx = vec![0usize; rank];
+                    for _ in 0..n {
+                        let at: usize = idx.iter().zip(&pstrides).map(|(i, s)| i * s).sum();
+                        want.extend_from_slice(&src[at * elem..(at + 1) * elem]);
+                        for d in (0..rank).rev() {
+                            idx[d] += 1;
+                            if idx[d] < psizes[d] {
+                                break;
+                            }
+                            idx[d] = 0;
+                        }
+                    }
+                    assert_eq!(got, want, "sizes {sizes:?} perm {perm:?} elem {elem}");
+                }
+            }
+        }
     }
 
     #[test]
