@@ -221,15 +221,22 @@ impl Runtime {
             pool: self.pool.clone(),
             reference_order: self.accumulation.reference_for(plan),
             level: self.level,
+            small: false,
             load_events: Vec::new(),
         };
         method.values = init_values(plan, program, &mut method.arenas, &mut method.owned)?;
+        method.small = method.is_small();
         timed(format!("values: {} (constants in place)", method.values.len()), t);
         method.load_events = load_events;
         tracing::debug!(values = method.values.len(), steps = method.steps.len(), "method loaded");
         Ok(method)
     }
 }
+
+/// Work (multiply-adds, or elements) below which an operator gains nothing from a second
+/// thread: at tens of GFLOP/s it takes tens of microseconds, a few times what handing a run to
+/// a pool thread and back costs.
+const SMALL_WORK: u64 = 1 << 20;
 
 #[derive(Debug)]
 enum Step {
@@ -409,6 +416,9 @@ pub struct Method {
     pool: Option<Arc<rayon::ThreadPool>>,
     reference_order: bool,
     level: Level,
+    /// Every operator is too small to split over threads ([`SMALL_WORK`]): runs stay on the
+    /// calling thread even with a pool, saving the hand-off to a pool thread and back.
+    small: bool,
     /// How long each phase of loading took.
     load_events: Vec<crate::LoadEvent>,
 }
@@ -552,9 +562,28 @@ impl Method {
             Some(pool) if pool.current_num_threads() == 1 => {
                 ferrite_kernels::serial(move || self.run_steps(observe, profile, inspect))
             }
+            Some(_) if self.small => ferrite_kernels::serial(move || self.run_steps(observe, profile, inspect)),
             Some(pool) => pool.install(move || self.run_steps(observe, profile, inspect)),
             None => self.run_steps(observe, profile, inspect),
         }
+    }
+
+    /// Whether no operator of the method does [`SMALL_WORK`] or more: kernel calls by the
+    /// elements of their largest tensor, delegates by what they report
+    /// ([`Delegate::largest_work`]; one that cannot say counts as large). Dynamic tensors count
+    /// at their upper bound.
+    fn is_small(&self) -> bool {
+        let numel = |v: &usize| match self.values.get(*v) {
+            Some(RValue::Tensor(t)) => {
+                t.bound.iter().try_fold(1u64, |n, &d| n.checked_mul(d as u64)).unwrap_or(u64::MAX)
+            }
+            Some(RValue::TensorList(items)) => items.len() as u64 * SMALL_WORK,
+            _ => 0,
+        };
+        self.steps.iter().all(|s| match s {
+            Step::Kernel { args, .. } => args.iter().map(numel).max().unwrap_or(0) < SMALL_WORK,
+            _ => true,
+        }) && self.delegates.iter().all(|d| d.largest_work().is_some_and(|w| w < SMALL_WORK))
     }
 
     /// Sets all inputs, executes, and returns copies of all outputs.

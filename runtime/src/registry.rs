@@ -106,6 +106,14 @@ pub trait Delegate: Send + fmt::Debug {
         self.execute(env, args)
     }
 
+    /// The most work one operator inside the delegate does in a run — multiply-adds for
+    /// convolutions and matrix products, elements written otherwise — or `None` when the
+    /// delegate cannot say (the default). A method whose operators are all too small to split
+    /// over threads runs on the calling thread instead of handing each run to its pool.
+    fn largest_work(&self) -> Option<u64> {
+        None
+    }
+
     /// [`Delegate::execute`], showing `inspect` every tensor a node inside the delegate wrote
     /// ([`crate::Intermediate`] with `instruction` and the node). The default shows none.
     fn execute_inspected(

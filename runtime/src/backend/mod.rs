@@ -493,6 +493,34 @@ impl Delegate for Compiled {
         self.run(env, args, None, None)
     }
 
+    fn largest_work(&self) -> Option<u64> {
+        let numel = |v: usize| match self.values.get(v) {
+            Some(RValue::Tensor(t)) => t.bound.iter().try_fold(1u64, |n, &d| n.checked_mul(d as u64)),
+            _ => Some(0),
+        };
+        let mut most = 0u64;
+        for step in &self.steps {
+            let work = match &step.kernel {
+                Kernel::Conv { conv, output, .. } => {
+                    let g = conv.geometry();
+                    let taps = g.kernel[0] * g.kernel[1] * (g.in_channels / g.groups.max(1));
+                    numel(*output)?.checked_mul(taps as u64)?
+                }
+                Kernel::Dense { dense, output, .. } => numel(*output)?.checked_mul(dense.k() as u64)?,
+                // Products whose reduction length the kernel keeps: bounded by input × output.
+                Kernel::Int8(
+                    Int8Kernel::Conv { input, output, .. }
+                    | Int8Kernel::Dense { input, output, .. }
+                    | Int8Kernel::Dynamic { input, output, .. }
+                    | Int8Kernel::Grouped { input, output, .. },
+                ) => numel(*input)?.checked_mul(numel(*output)?)?,
+                _ => step.args.iter().map(|&v| numel(v)).try_fold(0u64, |m, n| Some(m.max(n?)))?,
+            };
+            most = most.max(work);
+        }
+        Some(most)
+    }
+
     fn execute_profiled(
         &mut self,
         env: &mut Env<'_>,
