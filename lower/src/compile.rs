@@ -31,7 +31,8 @@ pub(crate) fn err(message: impl Into<String>) -> CompileError {
 ///
 /// 1. constant folding ([`passes::fold_constants`]),
 /// 2. batch-norm folding ([`passes::batch_norm`]),
-/// 3. activation fusion ([`passes::fuse`]),
+/// 3. activation fusion ([`passes::fuse`]; SiLU after the int8 rewrite, outside methods that
+///    requantize),
 /// 4. int8 operators from `dequantize → op → quantize` chains ([`passes::quantized`]),
 /// 5. channels-last and dense layers ([`passes::channels_last`], [`passes::dense`]); in methods
 ///    that requantize only the int8 convolutions go channels-last, and float operators keep
@@ -52,6 +53,9 @@ pub fn compile_partition(
     passes::fuse::fuse_activations(&mut g, &mut stats);
     passes::quantized::quantized_operators(&mut g, &mut stats);
     let float_in_reference_order = ferrite_op_support::requantizes(plan);
+    if !float_in_reference_order {
+        passes::fuse::fuse_silu(&mut g, &mut stats);
+    }
     passes::channels_last::channels_last(&mut g, &mut stats, !float_in_reference_order);
     if !float_in_reference_order {
         passes::dense::dense_layers(&mut g, &mut stats);

@@ -174,6 +174,36 @@ fn activations_fuse_into_their_producer() {
     }
 }
 
+/// `x * sigmoid(x)` (EfficientNet's SiLU as exported) becomes one `silu`, in either operand
+/// order; a sigmoid someone else reads stays.
+#[test]
+fn sigmoid_times_its_input_becomes_silu() {
+    for (swap, sigmoid_is_output) in [(false, false), (true, false), (false, true)] {
+        let mut b = ProgramBuilder::new("forward");
+        let x = b.input(ScalarType::Float, &[2, 5, 3]);
+        let s = b.tensor(ScalarType::Float, &[2, 5, 3]);
+        b.call(Op::Sigmoid.name(), &[x, s, s]);
+        let y = b.tensor(ScalarType::Float, &[2, 5, 3]);
+        let (l, r) = if swap { (s, x) } else { (x, s) };
+        b.call(Op::Mul.name(), &[l, r, y, y]);
+        b.output(y);
+        if sigmoid_is_output {
+            b.output(s);
+        }
+        let (g, stats, program) = compile(b);
+        if sigmoid_is_output {
+            assert_eq!(names(&g), [Op::Sigmoid, Op::Mul]);
+            assert_eq!(stats.activations_fused, 0);
+        } else {
+            assert_eq!(names(&g), [Op::Silu], "swap {swap}");
+            assert_eq!(stats.activations_fused, 1);
+        }
+        let input = TensorData::from_slice(vec![2, 5, 3], &det(30, 41).iter().map(|v| v * 12.0).collect::<Vec<_>>())
+            .expect("input");
+        assert_same_results(&g, &program, &[input]);
+    }
+}
+
 #[test]
 fn views_of_constants_fold_and_reshapes_become_aliases() {
     // linear as ExecuTorch exports it: permute_copy(weight) then addmm; then a reshape.
