@@ -294,9 +294,10 @@ fn channels_last_follows_chains_and_converts_only_at_the_edges() {
     assert_same_results(&g, &program, &[input]);
 }
 
-/// MobileNetV3's blocks as ExecuTorch exports them: hard-swish written out
-/// (`x * clamp(x + 3, 0, 6) / 6`, the 3 an int64 constant converted by `_to_dim_order_copy`)
-/// and a squeeze-excitation scale (`mean` keeping dims, then `x * s` with `s` of `[1, C, 1, 1]`).
+/// MobileNetV3-shaped blocks: a shifted, clamped product written out (`x * clamp(x + 3, 0, 5)
+/// / 6`, the 3 an int64 constant converted by `_to_dim_order_copy`; not hard-swish, whose clamp
+/// ends at 6, so its element-wise operators stay) and a squeeze-excitation scale (`mean`
+/// keeping dims, then `x * s` with `s` of `[1, C, 1, 1]`).
 #[test]
 fn channels_last_follows_scalar_and_broadcast_operands() {
     let mut b = ProgramBuilder::new("forward");
@@ -316,9 +317,9 @@ fn channels_last_follows_scalar_and_broadcast_operands() {
     let alpha = b.int(1);
     let plus = b.tensor(ScalarType::Float, &shape);
     b.call(Op::Add.name(), &[a, three_f, alpha, plus, plus]);
-    let (zero, six) = (b.int(0), b.int(6));
+    let (zero, five) = (b.int(0), b.int(5));
     let clamped = b.tensor(ScalarType::Float, &shape);
-    b.call(Op::Clamp.name(), &[plus, zero, six, clamped, clamped]);
+    b.call(Op::Clamp.name(), &[plus, zero, five, clamped, clamped]);
     let prod = b.tensor(ScalarType::Float, &shape);
     b.call(Op::Mul.name(), &[a, clamped, prod, prod]);
     let six_f = b.constant_f32(&[], &[6.0]);
@@ -337,6 +338,60 @@ fn channels_last_follows_scalar_and_broadcast_operands() {
     assert_eq!(names(&g).iter().filter(|&&n| n == PERMUTE).count(), 2, "{:?}", names(&g));
     let input = TensorData::from_slice(vec![1, 3, 9, 7], &det(189, 33)).expect("input");
     assert_same_results(&g, &program, &[input]);
+}
+
+/// `nn.Hardswish` and `nn.Hardsigmoid` as ExecuTorch exports them — `x * clamp(x + 3, 0, 6) / 6`
+/// and `clamp(x + 3, 0, 6) / 6`, the clamp as two (`min=0`, then `max=6`), the 3 and the 6
+/// int64 constants converted by `_to_dim_order_copy` — become one operator each; the same
+/// shape with another divisor stays as it is.
+#[test]
+fn hard_swish_and_hard_sigmoid_written_out_become_one_operator() {
+    for divisor in [6i64, 5] {
+        let mut b = ProgramBuilder::new("forward");
+        let shape = [1, 4, 3, 3];
+        let x = b.input(ScalarType::Float, &shape);
+        let float = |b: &mut ProgramBuilder, v: i64| {
+            let c = b.constant(ScalarType::Long, &[], &v.to_le_bytes());
+            let (no_copy, order) = (b.bool(false), b.int_list(&[]));
+            let f = b.tensor(ScalarType::Float, &[]);
+            b.call(Op::ToDimOrderCopy.name(), &[c, no_copy, order, f, f]);
+            f
+        };
+        let (three, den) = (float(&mut b, 3), float(&mut b, divisor));
+        let shifted_clamp = |b: &mut ProgramBuilder| {
+            let alpha = b.int(1);
+            let a = b.tensor(ScalarType::Float, &shape);
+            b.call(Op::Add.name(), &[x, three, alpha, a, a]);
+            let (zero, six, none) = (b.int(0), b.int(6), b.none());
+            let lo = b.tensor(ScalarType::Float, &shape);
+            b.call(Op::Clamp.name(), &[a, zero, none, lo, lo]);
+            let hi = b.tensor(ScalarType::Float, &shape);
+            b.call(Op::Clamp.name(), &[lo, none, six, hi, hi]);
+            hi
+        };
+        let h = shifted_clamp(&mut b);
+        let m = b.tensor(ScalarType::Float, &shape);
+        b.call(Op::Mul.name(), &[x, h, m, m]);
+        let swish = b.tensor(ScalarType::Float, &shape);
+        b.call(Op::Div.name(), &[m, den, swish, swish]);
+        let h2 = shifted_clamp(&mut b);
+        let sigmoid = b.tensor(ScalarType::Float, &shape);
+        b.call(Op::Div.name(), &[h2, den, sigmoid, sigmoid]);
+        b.output(swish);
+        b.output(sigmoid);
+        let (g, stats, program) = compile(b);
+        assert_eq!(stats.constants_folded, 2, "the int64 3 and {divisor} become float constants");
+        if divisor == 6 {
+            assert_eq!(names(&g), [Op::Hardswish, Op::Hardsigmoid]);
+        } else {
+            // The clamps still merge into one range fused into each add.
+            assert_eq!(names(&g), [Op::Add, Op::Mul, Op::Div, Op::Add, Op::Div]);
+            assert_eq!(g.ops[0].activation, Some((0.0, 6.0)));
+        }
+        let input = TensorData::from_slice(shape.to_vec(), &det(36, 51).iter().map(|v| v * 5.0).collect::<Vec<_>>())
+            .expect("input");
+        assert_same_results(&g, &program, &[input]);
+    }
 }
 
 #[test]

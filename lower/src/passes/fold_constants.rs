@@ -1,5 +1,7 @@
 //! **Constant folding**: views and copies of constants (`permute_copy` of a linear layer's
-//! weight, reshapes, clones) become constants.
+//! weight, reshapes, clones) become constants, and so do float conversions of constants
+//! (`_to_dim_order_copy` of an integer scalar: hard-swish's `3` and `6` as ExecuTorch exports
+//! them).
 
 use ferrite_blob::{tensor_bytes, BlobGraph};
 use ferrite_kernels::{contiguous_strides, layout};
@@ -8,6 +10,7 @@ use ferrite_op_support::Op;
 use crate::compile::{err, Result};
 use crate::graph::{constant_bytes, is_output, op_outputs, set_constant};
 use crate::PassStats;
+use ferrite_program::ScalarType;
 
 pub(crate) fn fold_constants(g: &mut BlobGraph, stats: &mut PassStats) -> Result<()> {
     let mut k = 0;
@@ -17,6 +20,14 @@ pub(crate) fn fold_constants(g: &mut BlobGraph, stats: &mut PassStats) -> Result
         let permute = op.op.is_permutation();
         let input = op.args.first().copied();
         let outs = op_outputs(g, &op);
+        if let (Op::ToDimOrderCopy, Some(x), [out]) = (op.op, input, outs.as_slice()) {
+            if let Some(bytes) = float_conversion(g, &op.args, x, *out) {
+                set_constant(g, *out, bytes);
+                g.ops.remove(k);
+                stats.constants_folded += 1;
+                continue;
+            }
+        }
         let folded = match (input, outs.as_slice()) {
             (Some(x), [out]) if (same_bytes || permute) && constant_bytes(g, x).is_some() && !is_output(g, *out) => {
                 let (xt, ot) = match (g.tensor(x), g.tensor(*out)) {
@@ -90,4 +101,40 @@ pub(crate) fn fold_constants(g: &mut BlobGraph, stats: &mut PassStats) -> Result
         }
     }
     Ok(())
+}
+
+/// The f32 bytes of `_to_dim_order_copy(x)` into float `out` when `x` is a constant of a
+/// numeric dtype, the conversion keeps the default dim order and `out` is not handed back.
+/// Values convert as ExecuTorch's kernel does (`static_cast<float>`: to nearest).
+fn float_conversion(g: &BlobGraph, args: &[usize], x: usize, out: usize) -> Option<Vec<u8>> {
+    let (xt, ot) = (g.tensor(x)?, g.tensor(out)?);
+    let default_order = match args.get(2).and_then(|&v| g.values.get(v)) {
+        Some(ferrite_blob::BlobValue::None) => true,
+        Some(_) => args
+            .get(2)
+            .and_then(|&v| g.int_list(v))
+            .is_some_and(|d| d.len() == xt.sizes.len() && d.iter().enumerate().all(|(i, &o)| o == i as i64)),
+        None => false,
+    };
+    if !default_order || ot.dtype != ScalarType::Float || ot.sizes != xt.sizes || is_output(g, out) {
+        return None;
+    }
+    let bytes = constant_bytes(g, x)?;
+    let values: Vec<f32> = match xt.dtype {
+        ScalarType::Float => bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+        ScalarType::Double => {
+            bytes.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])) as f32).collect()
+        }
+        ScalarType::Long => {
+            bytes.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8])) as f32).collect()
+        }
+        ScalarType::Int => bytes.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f32).collect(),
+        ScalarType::Short => bytes.chunks_exact(2).map(|c| f32::from(i16::from_le_bytes([c[0], c[1]]))).collect(),
+        ScalarType::Char => bytes.iter().map(|&b| f32::from(b as i8)).collect(),
+        ScalarType::Byte => bytes.iter().map(|&b| f32::from(b)).collect(),
+        ScalarType::Bool => bytes.iter().map(|&b| f32::from(u8::from(b != 0))).collect(),
+        _ => return None,
+    };
+    (Some(values.len()) == ferrite_kernels::numel(&ot.sizes))
+        .then(|| values.iter().flat_map(|v| v.to_le_bytes()).collect())
 }
