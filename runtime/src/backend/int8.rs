@@ -2,6 +2,8 @@
 //! [`Op::FerriteQuantizedDense`]): argument checks against the blob's tensors, and the kernels
 //! (`ferrite_kernels::int8`) built with their weights packed.
 
+use std::sync::Arc;
+
 use ferrite_blob::{returned_count, BlobGraph, BlobOp, BlobValue};
 use ferrite_kernels::int8::{AddParams, Epilogue, QConv2d, QDense, QDenseDynamic, QDenseGrouped};
 use ferrite_kernels::nhwc::Conv2dGeometry;
@@ -13,12 +15,12 @@ use super::err;
 use crate::error::Result;
 
 /// An int8 kernel and the values it reads and writes.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(super) enum Int8Kernel {
-    Conv { conv: Box<QConv2d>, input: usize, output: usize },
-    Dense { dense: Box<QDense>, input: usize, output: usize, float_out: bool },
-    Dynamic { dense: Box<QDenseDynamic>, input: usize, output: usize },
-    Grouped { dense: Box<QDenseGrouped>, input: usize, output: usize },
+    Conv { conv: Arc<QConv2d>, input: usize, output: usize },
+    Dense { dense: Arc<QDense>, input: usize, output: usize, float_out: bool },
+    Dynamic { dense: Arc<QDenseDynamic>, input: usize, output: usize },
+    Grouped { dense: Arc<QDenseGrouped>, input: usize, output: usize },
     Add { params: AddParams, a: usize, b: usize, output: usize },
 }
 
@@ -172,7 +174,7 @@ pub(super) fn convolution(graph: &BlobGraph, op: &BlobOp, level: Level) -> Resul
         packed_bytes = conv.packed_bytes(),
         "packed an int8 convolution"
     );
-    Ok(Int8Kernel::Conv { conv: Box::new(conv), input: a[0], output: a[11] })
+    Ok(Int8Kernel::Conv { conv: Arc::new(conv), input: a[0], output: a[11] })
 }
 
 /// Builds the int8 dense layer of `op`.
@@ -205,7 +207,7 @@ pub(super) fn dense(graph: &BlobGraph, op: &BlobOp, level: Level) -> Result<Int8
     let ep = epilogue(&q, &scales, bias.as_deref(), float_out, op.activation)?;
     let dense = QDense::new(level, k, n, &weight, q.x_zero_point, ep)?;
     tracing::debug!(target: "ferrite::backend", k, n, float_out, level = level.name(), "packed an int8 dense layer");
-    Ok(Int8Kernel::Dense { dense: Box::new(dense), input: a[0], output: a[5], float_out })
+    Ok(Int8Kernel::Dense { dense: Arc::new(dense), input: a[0], output: a[5], float_out })
 }
 
 /// Builds the dynamically quantized dense layer of `op`.
@@ -220,7 +222,7 @@ pub(super) fn dynamic_dense(graph: &BlobGraph, op: &BlobOp, level: Level) -> Res
     let clamp = op.activation.unwrap_or((f32::NEG_INFINITY, f32::INFINITY));
     let dense = QDenseDynamic::new(level, k, n, &weight, &scales, bias.as_deref(), clamp)?;
     tracing::debug!(target: "ferrite::backend", k, n, level = level.name(), "packed a dynamic int8 dense layer");
-    Ok(Int8Kernel::Dynamic { dense: Box::new(dense), input: a[0], output: a[4] })
+    Ok(Int8Kernel::Dynamic { dense: Arc::new(dense), input: a[0], output: a[4] })
 }
 
 /// Builds the groupwise-weight dense layer of `op` (per-token dynamic activations).
@@ -244,7 +246,7 @@ pub(super) fn grouped_dense(graph: &BlobGraph, op: &BlobOp, level: Level) -> Res
     let clamp = op.activation.unwrap_or((f32::NEG_INFINITY, f32::INFINITY));
     let dense = QDenseGrouped::new(level, k, n, &weight, group, &scales, bias.as_deref(), clamp)?;
     tracing::debug!(target: "ferrite::backend", k, n, group, level = level.name(), "packed a groupwise dense layer");
-    Ok(Int8Kernel::Grouped { dense: Box::new(dense), input: a[0], output: a[5] })
+    Ok(Int8Kernel::Grouped { dense: Arc::new(dense), input: a[0], output: a[5] })
 }
 
 /// Checks the int8 addition of `op`.

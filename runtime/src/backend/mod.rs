@@ -13,6 +13,8 @@ mod embedded;
 mod int8;
 mod rows;
 
+use std::sync::Arc;
+
 use ferrite_blob::{returned_count, BlobGraph, BlobOp, BlobValue};
 use ferrite_kernels::dense::Dense;
 use ferrite_kernels::nhwc::{Conv2d, Conv2dGeometry};
@@ -54,7 +56,88 @@ impl Backend for FerriteBackend {
     fn init(&self, init: BackendInit<'_>) -> Result<Box<dyn Delegate>> {
         let _span = tracing::debug_span!("ferrite_backend.init", bytes = init.processed.len()).entered();
         let graph = BlobGraph::decode(init.processed).map_err(|e| err(e.to_string()))?;
-        Ok(Box::new(Compiled::new(&graph, init.kernels, init.level, init.memory_limit)?))
+        let packed = shared_packing(&init, &graph)?;
+        Ok(Box::new(Compiled::new(&graph, init.kernels, init.level, init.memory_limit, packed)?))
+    }
+}
+
+/// The kernels of one blob that hold packed weights, by operation (`None` for the others).
+type Packed = Vec<Option<Kernel>>;
+
+/// Which packing a cache entry holds: the loaded program (its address), the blob (its place in
+/// that program's bytes) and the SIMD level.
+type PackKey = (usize, usize, usize, Level);
+
+/// Packed weights shared by every method that initialises the same delegate of the same loaded
+/// program (N methods, or the same method loaded on N threads, pack once). Entries are weak: the
+/// packing lives as long as a delegate using it. A live entry implies a live method holding the
+/// program, so the program's address cannot be reused by another program meanwhile.
+static PACKED: std::sync::Mutex<Vec<(PackKey, std::sync::Weak<Packed>)>> = std::sync::Mutex::new(Vec::new());
+
+/// The packed kernels for `graph`: from [`PACKED`] when another delegate already packed this
+/// blob of this program at this level, packed now (and shared) otherwise. A blob that does not
+/// lie inside the program's bytes is packed privately.
+fn shared_packing(init: &BackendInit<'_>, graph: &BlobGraph) -> Result<Arc<Packed>> {
+    let bytes = init.program.bytes();
+    let (base, start) = (bytes.as_ptr() as usize, init.processed.as_ptr() as usize);
+    let inside = start >= base && start + init.processed.len() <= base + bytes.len();
+    if !inside {
+        return Ok(Arc::new(pack(graph, init.level)?));
+    }
+    let key: PackKey = (init.program as *const _ as usize, start, init.processed.len(), init.level);
+    let cached = || {
+        let cache = PACKED.lock().ok()?;
+        cache.iter().find(|(k, _)| *k == key).and_then(|(_, w)| w.upgrade())
+    };
+    if let Some(hit) = cached() {
+        tracing::debug!("packed weights shared with an earlier delegate");
+        return Ok(hit);
+    }
+    let packed = Arc::new(pack(graph, init.level)?);
+    if let Ok(mut cache) = PACKED.lock() {
+        cache.retain(|(_, w)| w.strong_count() > 0);
+        // Another thread may have packed the same blob meanwhile: keep the first.
+        if let Some(hit) = cache.iter().find(|(k, _)| *k == key).and_then(|(_, w)| w.upgrade()) {
+            return Ok(hit);
+        }
+        cache.push((key, Arc::downgrade(&packed)));
+    }
+    Ok(packed)
+}
+
+/// Packs the weights of every operation of `graph` that has its own kernel.
+fn pack(graph: &BlobGraph, level: Level) -> Result<Packed> {
+    let mut packed = Vec::with_capacity(graph.ops.len());
+    for (k, op) in graph.ops.iter().enumerate() {
+        let kernel = match op.op {
+            Op::FerriteConvolutionNhwc => nhwc_convolution(graph, op, level),
+            Op::FerriteDense => dense(graph, op, level),
+            Op::FerriteQuantizedConvolutionNhwc => int8::convolution(graph, op, level).map(Kernel::Int8),
+            Op::FerriteQuantizedDense => int8::dense(graph, op, level).map(Kernel::Int8),
+            Op::FerriteQuantizedAdd => int8::add(graph, op).map(Kernel::Int8),
+            Op::FerriteDynamicQuantizedDense => int8::dynamic_dense(graph, op, level).map(Kernel::Int8),
+            Op::FerriteGroupwiseDense => int8::grouped_dense(graph, op, level).map(Kernel::Int8),
+            _ => {
+                packed.push(None);
+                continue;
+            }
+        };
+        packed.push(Some(kernel.map_err(|e| err(format!("op {k}: {e}")))?));
+    }
+    Ok(packed)
+}
+
+/// A packed kernel's handle for one more delegate (the weights are shared, not copied).
+fn share(kernel: &Kernel) -> Option<Kernel> {
+    match kernel {
+        Kernel::Conv { conv, input, output } => {
+            Some(Kernel::Conv { conv: Arc::clone(conv), input: *input, output: *output })
+        }
+        Kernel::Dense { dense, input, output } => {
+            Some(Kernel::Dense { dense: Arc::clone(dense), input: *input, output: *output })
+        }
+        Kernel::Int8(k) => Some(Kernel::Int8(k.clone())),
+        Kernel::Op(_) | Kernel::Row { .. } => None,
     }
 }
 
@@ -64,8 +147,8 @@ impl Backend for FerriteBackend {
 #[derive(Debug)]
 enum Kernel {
     Op(OpFn),
-    Conv { conv: Box<Conv2d>, input: usize, output: usize },
-    Dense { dense: Box<Dense>, input: usize, output: usize },
+    Conv { conv: Arc<Conv2d>, input: usize, output: usize },
+    Dense { dense: Arc<Dense>, input: usize, output: usize },
     Int8(Int8Kernel),
     Row { row: Box<RowKernel>, fallback: Option<OpFn> },
 }
@@ -166,7 +249,7 @@ fn nhwc_convolution(graph: &BlobGraph, op: &BlobOp, level: Level) -> Result<Kern
         packed_bytes = conv.packed_bytes(),
         "packed an NHWC convolution"
     );
-    Ok(Kernel::Conv { conv: Box::new(conv), input: a[0], output: a[9] })
+    Ok(Kernel::Conv { conv: Arc::new(conv), input: a[0], output: a[9] })
 }
 
 /// Builds the dense layer of `op` (see [`DENSE`]): checks the tensors and packs the weight.
@@ -196,7 +279,7 @@ fn dense(graph: &BlobGraph, op: &BlobOp, level: Level) -> Result<Kernel> {
     let clamp = op.activation.unwrap_or((f32::NEG_INFINITY, f32::INFINITY));
     let dense = Dense::new(level, k, n, &weight, bias.as_deref(), clamp)?;
     tracing::debug!(target: "ferrite::backend", k, n, level = level.name(), "packed a dense layer");
-    Ok(Kernel::Dense { dense: Box::new(dense), input: x, output: out })
+    Ok(Kernel::Dense { dense: Arc::new(dense), input: x, output: out })
 }
 
 /// Whether input `[.., k]` and output `[.., n]` have the same rows: the shapes a dense layer
@@ -232,48 +315,36 @@ struct Compiled {
     level: Level,
     /// The blob's debug map: value → (the un-lowered program's value, channels-last).
     origins: std::collections::HashMap<usize, (usize, bool)>,
+    /// The packed kernels the steps use, kept so other delegates of the same blob share them
+    /// while this one lives ([`PACKED`]).
+    _packed: Arc<Packed>,
 }
 
 impl Compiled {
-    fn new(graph: &BlobGraph, kernels: &KernelRegistry, level: Level, memory_limit: u64) -> Result<Self> {
+    /// [`Compiled::new`] with weights packed for this delegate alone.
+    pub(super) fn own_packing(
+        graph: &BlobGraph,
+        kernels: &KernelRegistry,
+        level: Level,
+        memory_limit: u64,
+    ) -> Result<Self> {
+        Self::new(graph, kernels, level, memory_limit, Arc::new(pack(graph, level)?))
+    }
+
+    fn new(
+        graph: &BlobGraph,
+        kernels: &KernelRegistry,
+        level: Level,
+        memory_limit: u64,
+        packed: Arc<Packed>,
+    ) -> Result<Self> {
         // Resolve kernels first: a blob naming an operator this runtime lacks fails at init.
         let mut missing = Vec::new();
         let mut resolved = Vec::with_capacity(graph.ops.len());
         for (k, op) in graph.ops.iter().enumerate() {
-            match op.op {
-                Op::FerriteConvolutionNhwc => {
-                    resolved.push(nhwc_convolution(graph, op, level).map_err(|e| err(format!("op {k}: {e}")))?);
-                    continue;
-                }
-                Op::FerriteDense => {
-                    resolved.push(dense(graph, op, level).map_err(|e| err(format!("op {k}: {e}")))?);
-                    continue;
-                }
-                Op::FerriteQuantizedConvolutionNhwc => {
-                    let kernel = int8::convolution(graph, op, level).map_err(|e| err(format!("op {k}: {e}")))?;
-                    resolved.push(Kernel::Int8(kernel));
-                    continue;
-                }
-                Op::FerriteQuantizedDense => {
-                    let kernel = int8::dense(graph, op, level).map_err(|e| err(format!("op {k}: {e}")))?;
-                    resolved.push(Kernel::Int8(kernel));
-                    continue;
-                }
-                Op::FerriteQuantizedAdd => {
-                    resolved.push(Kernel::Int8(int8::add(graph, op).map_err(|e| err(format!("op {k}: {e}")))?));
-                    continue;
-                }
-                Op::FerriteDynamicQuantizedDense => {
-                    let kernel = int8::dynamic_dense(graph, op, level).map_err(|e| err(format!("op {k}: {e}")))?;
-                    resolved.push(Kernel::Int8(kernel));
-                    continue;
-                }
-                Op::FerriteGroupwiseDense => {
-                    let kernel = int8::grouped_dense(graph, op, level).map_err(|e| err(format!("op {k}: {e}")))?;
-                    resolved.push(Kernel::Int8(kernel));
-                    continue;
-                }
-                _ => {}
+            if let Some(kernel) = packed.get(k).and_then(Option::as_ref).and_then(share) {
+                resolved.push(kernel);
+                continue;
             }
             match (RowKernel::recognise(graph, op), kernels.get(op.op.name())) {
                 (Some(row), fallback) => resolved.push(Kernel::Row { row: Box::new(row), fallback }),
@@ -484,6 +555,7 @@ impl Compiled {
             outputs: graph.outputs.clone(),
             level,
             origins,
+            _packed: packed,
         })
     }
 }
@@ -757,9 +829,59 @@ mod tests {
         }
     }
 
+    /// A program whose method is one delegate call running [`conv_graph`].
+    fn delegating_program() -> Arc<ferrite_program::Program<'static>> {
+        use ferrite_program::{BackendDelegate, DataLocation, DataSegment, Instruction, ProgramBuilder, ProgramWriter};
+        let mut b = ProgramBuilder::new("forward");
+        let x = b.input(ScalarType::Float, &[1, 2, 2, 2]);
+        let y = b.tensor(ScalarType::Float, &[1, 2, 2, 3]);
+        b.output(y);
+        let (mut def, segments) = b.into_def();
+        let mut segments: Vec<std::borrow::Cow<'_, [u8]>> = segments.into_iter().map(std::borrow::Cow::Owned).collect();
+        let plan = &mut def.plans[0];
+        plan.chains[0].instructions = vec![Instruction::DelegateCall { delegate_index: 0, args: vec![x, y] }];
+        plan.delegates = vec![BackendDelegate {
+            id: BACKEND_ID.into(),
+            processed: DataLocation::Segment(segments.len()),
+            compile_specs: Vec::new(),
+        }];
+        segments.push(std::borrow::Cow::Owned(conv_graph().encode().expect("encodes")));
+        def.segments.push(DataSegment { offset: 0, size: 0 });
+        let bytes = ProgramWriter::new(def, segments).expect("writer").to_bytes().expect("writes");
+        Arc::new(ferrite_program::Program::from_vec(bytes).expect("verifies"))
+    }
+
+    /// How many delegates hold the shared packing of `program`'s blob.
+    fn sharers(program: &ferrite_program::Program<'_>) -> usize {
+        let at = program as *const _ as usize;
+        let cache = PACKED.lock().expect("lock");
+        cache.iter().filter(|((p, ..), _)| *p == at).map(|(_, w)| w.strong_count()).sum()
+    }
+
+    #[test]
+    fn methods_of_one_program_share_packed_weights() {
+        let program = delegating_program();
+        let runtime = crate::Runtime::new().with_threads(1).expect("runtime");
+        let input = crate::TensorData::from_slice(vec![1, 2, 2, 2], &[1.0f32, -2.0, 0.5, 3.0, 0.0, 1.0, -1.0, 2.0])
+            .expect("input");
+        let mut a = runtime.load_method(&program, "forward").expect("loads");
+        let mut b = runtime.load_method(&program, "forward").expect("loads again");
+        assert_eq!(sharers(&program), 2, "both delegates hold the one packing");
+        assert_eq!(
+            a.run(std::slice::from_ref(&input)).expect("runs"),
+            b.run(std::slice::from_ref(&input)).expect("runs")
+        );
+        // Another load of the same bytes is another program: its own packing.
+        let other = Arc::new(ferrite_program::Program::from_vec(program.bytes().to_vec()).expect("copy"));
+        let c = runtime.load_method(&other, "forward").expect("loads");
+        assert_eq!((sharers(&program), sharers(&other)), (2, 1));
+        drop((a, b, c));
+        assert_eq!((sharers(&program), sharers(&other)), (0, 0), "the packing goes with its last delegate");
+    }
+
     #[test]
     fn a_well_formed_nhwc_convolution_initialises_and_drops_its_constants() {
-        let c = Compiled::new(&conv_graph(), &crate::ops::portable_kernels(), Level::detect(), u64::MAX)
+        let c = Compiled::own_packing(&conv_graph(), &crate::ops::portable_kernels(), Level::detect(), u64::MAX)
             .expect("initialises");
         assert!(matches!(c.steps[0].kernel, Kernel::Conv { .. }));
         // Weight and bias were packed away: no buffers for them.
@@ -785,31 +907,34 @@ mod tests {
         for (what, mutate) in cases {
             let mut g = conv_graph();
             mutate(&mut g);
-            assert!(Compiled::new(&g, &crate::ops::portable_kernels(), Level::detect(), u64::MAX).is_err(), "{what}");
+            assert!(
+                Compiled::own_packing(&g, &crate::ops::portable_kernels(), Level::detect(), u64::MAX).is_err(),
+                "{what}"
+            );
         }
         // The same for the dense layer.
         let mut g = conv_graph();
         g.ops[0] = BlobOp { op: Op::FerriteDense, args: vec![0, 1, 2, 9, 9], activation: None };
         assert!(
-            Compiled::new(&g, &crate::ops::portable_kernels(), Level::detect(), u64::MAX).is_err(),
+            Compiled::own_packing(&g, &crate::ops::portable_kernels(), Level::detect(), u64::MAX).is_err(),
             "dense with a 4-D weight"
         );
         g.values[1] = tensor(&[2, 3], Some(0));
         g.values[0] = tensor(&[4, 2], None);
         g.values[9] = tensor(&[4, 3], None);
         assert!(
-            Compiled::new(&g, &crate::ops::portable_kernels(), Level::detect(), u64::MAX).is_ok(),
+            Compiled::own_packing(&g, &crate::ops::portable_kernels(), Level::detect(), u64::MAX).is_ok(),
             "a valid dense layer"
         );
         g.values[9] = tensor(&[4, 4], None);
         assert!(
-            Compiled::new(&g, &crate::ops::portable_kernels(), Level::detect(), u64::MAX).is_err(),
+            Compiled::own_packing(&g, &crate::ops::portable_kernels(), Level::detect(), u64::MAX).is_err(),
             "dense output of the wrong size"
         );
         // A pooling whose output does not match its input.
         let mut g = conv_graph();
         g.ops[0] = BlobOp { op: Op::FerriteMaxPool2dNhwc, args: vec![0, 3, 3, 4, 5, 6, 8, 9, 9], activation: None };
-        let Err(e) = Compiled::new(&g, &crate::ops::portable_kernels(), Level::detect(), u64::MAX) else {
+        let Err(e) = Compiled::own_packing(&g, &crate::ops::portable_kernels(), Level::detect(), u64::MAX) else {
             panic!("a bad pooling was accepted")
         };
         assert!(e.to_string().contains("valid pooling"), "{e}");
@@ -819,15 +944,19 @@ mod tests {
     fn declared_sizes_beyond_the_memory_limit_are_refused_before_allocating() {
         let kernels = crate::ops::portable_kernels();
         // The plan needs the input and output buffers (32 + 48 bytes): a smaller limit refuses it.
-        let Err(e) = Compiled::new(&conv_graph(), &kernels, Level::detect(), 64) else { panic!("over the limit") };
+        let Err(e) = Compiled::own_packing(&conv_graph(), &kernels, Level::detect(), 64) else {
+            panic!("over the limit")
+        };
         assert_eq!(e.code(), "R040", "{e}");
-        assert!(Compiled::new(&conv_graph(), &kernels, Level::detect(), 1 << 20).is_ok());
+        assert!(Compiled::own_packing(&conv_graph(), &kernels, Level::detect(), 1 << 20).is_ok());
         // A flipped size (2^50 floats, as a damaged blob may declare): refused at any limit the
         // machine can give — counted against the limit, or refused by the allocator.
         for limit in [crate::tensor::physical_memory(), u64::MAX] {
             let mut g = conv_graph();
             g.values.push(tensor(&[1 << 30, 1 << 20], None));
-            let Err(e) = Compiled::new(&g, &kernels, Level::detect(), limit) else { panic!("2^52 bytes accepted") };
+            let Err(e) = Compiled::own_packing(&g, &kernels, Level::detect(), limit) else {
+                panic!("2^52 bytes accepted")
+            };
             assert_eq!(e.code(), "R040", "{e}");
         }
     }
