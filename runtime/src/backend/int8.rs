@@ -68,7 +68,7 @@ fn scales_and_bias(
     let s = super::constant_f32(graph, scales)
         .filter(|s| s.len() == n)
         .ok_or_else(|| bad(&format!("weight scales must be a constant of {n} f32")))?;
-    Ok((s.into_iter().map(f64::from).collect(), bias_of(graph, bias, n, bad)?))
+    Ok((s.iter().copied().map(f64::from).collect(), bias_of(graph, bias, n, bad)?))
 }
 
 /// An optional f32 bias of `n` values: None, or a constant.
@@ -82,7 +82,7 @@ fn bias_of(
         Some(BlobValue::None) => Ok(None),
         _ => super::constant_f32(graph, bias)
             .filter(|b| b.len() == n)
-            .map(Some)
+            .map(|b| Some(b.into_owned()))
             .ok_or_else(|| bad(&format!("bias must be None or a constant of {n} f32"))),
     }
 }

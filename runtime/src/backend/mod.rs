@@ -292,15 +292,22 @@ fn rows_fit(input: &[usize], output: &[usize], k: usize, n: usize) -> bool {
     matches!((rows(input, k), rows(output, n)), (Some(a), Some(b)) if a == b)
 }
 
-/// A float constant's values.
-fn constant_f32(graph: &BlobGraph, v: usize) -> Option<Vec<f32>> {
+/// A float constant's values: the constant's own bytes where they are aligned for `f32` on a
+/// little-endian machine (no copy: packing megabytes of weights reads them once), a converted
+/// copy otherwise.
+fn constant_f32(graph: &BlobGraph, v: usize) -> Option<std::borrow::Cow<'_, [f32]>> {
     let t = graph.tensor(v).filter(|t| t.dtype == ScalarType::Float)?;
     let bytes = graph.constants.get(t.constant?)?;
     // (Decoding verified this; checked again for graphs built in memory.)
     if Some(bytes.len()) != t.sizes.iter().try_fold(4usize, |a, &d| a.checked_mul(d)) {
         return None;
     }
-    Some(bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+    if cfg!(target_endian = "little") {
+        if let Ok(values) = bytemuck::try_cast_slice::<u8, f32>(bytes) {
+            return Some(std::borrow::Cow::Borrowed(values));
+        }
+    }
+    Some(std::borrow::Cow::Owned(bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()))
 }
 
 /// An initialised partition.
