@@ -11,6 +11,11 @@ same machine state, at 1 and 2 threads. Variants: `float` (`xnnpack.pte` against
 outside Ferrite's delegates (`left`: 0 means all delegated) and the largest difference between
 Ferrite's outputs and ExecuTorch's own outputs of the undelegated program (`max|diff|`).
 
+A roofline view: each model's arithmetic (`ferrite profile`'s count of the convolutions' and
+matrix products' floating-point operations) over Ferrite's median time gives its GFLOP/s, shown
+against the peak this machine reaches at that thread count — measured first on one large matrix
+product (a 512 × 1024 by 1024 × 1024 linear layer, exported here) — as `% peak`.
+
 `--fixtures` also takes the directory `bench/models.py` writes (resnet18, mobilenet_v3_small,
 efficientnet_b0, vit_tiny, bert_128/512, audio_cnn, unet).
 
@@ -83,6 +88,26 @@ def max_diff(ferrite, pte, inputs, expected, tmp):
     return worst
 
 
+def model_flops(ferrite, pte):
+    """Floating-point operations per run of the lowered program, as `ferrite profile` counts them."""
+    out = subprocess.run([str(ferrite), "profile", str(pte), "--json", "--iters", "1", "--threads", "1"],
+                         check=True, capture_output=True, text=True).stdout
+    return sum(r["flops"] or 0 for r in json.loads(out)["rows"])
+
+
+def gemm_peak(ferrite, tmp, threads, iters):
+    """GFLOP/s of Ferrite's packed GEMM on one large product: the machine's practical peak."""
+    from executorch.exir import to_edge_transform_and_lower
+    pte, lowered = Path(tmp) / "peak.pte", Path(tmp) / "peak.ferrite.pte"
+    if not lowered.exists():
+        x = torch.randn(512, 1024)
+        program = to_edge_transform_and_lower(torch.export.export(torch.nn.Linear(1024, 1024).eval(), (x,))).to_executorch()
+        pte.write_bytes(program.buffer)
+        subprocess.run([str(ferrite), "lower", str(pte), "-o", str(lowered)], check=True, capture_output=True)
+    ms = ferrite_median_ms(ferrite, lowered, [], threads, iters)
+    return 2 * 512 * 1024 * 1024 / (ms * 1e6)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--fixtures", default=str(ROOT.parent / "shared" / "fixtures"))
@@ -103,7 +128,7 @@ def main() -> int:
     entries = {f["name"]: f for f in manifest["fixtures"]}
     models = list(entries) if args.models == "all" else args.models.split(",")
     runtime = Runtime.get()
-    rows = []
+    rows, peaks = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, variant in [(m, v) for m in models for v in args.variants.split(",")]:
             xnn_variant, source = VARIANTS[variant]
@@ -120,6 +145,7 @@ def main() -> int:
             left = lowered_calls_left(report)
             expected = [d / o for o in entry["variants"][source].get("outputs", [])]
             diff = max_diff(ferrite, lowered, input_files, expected, tmp)
+            flops = model_flops(ferrite, lowered)
             for threads in [int(t) for t in args.threads.split(",")]:
                 # XNNPACK takes its threads from ExecuTorch's pool; reset it before loading.
                 if portable_lib._threadpool_get_thread_count() != threads:
@@ -130,10 +156,15 @@ def main() -> int:
                     et.append(et_median_ms(method, inputs, args.iters))
                     fe.append(ferrite_median_ms(ferrite, lowered, input_files, threads, args.iters))
                 e, f = statistics.median(et), statistics.median(fe)
-                rows.append((f"{name}/{variant}", threads, e, f, f / e, left, diff))
-    print(f"{'model':<26} {'threads':>7} {'XNNPACK ms':>11} {'Ferrite ms':>11} {'Ferrite/XNNPACK':>16} {'left':>5} {'max|diff|':>10}")
-    for name, threads, e, f, r, left, diff in rows:
-        print(f"{name:<26} {threads:>7} {e:>11.3f} {f:>11.3f} {r:>16.2f} {left:>5} {diff:>10.2g}")
+                if threads not in peaks:
+                    peaks[threads] = gemm_peak(ferrite, tmp, threads, args.iters)
+                gflops = flops / (f * 1e6)
+                rows.append((f"{name}/{variant}", threads, e, f, f / e, left, diff, gflops, 100 * gflops / peaks[threads]))
+    print("GEMM peak (GFLOP/s): " + ", ".join(f"{t} thread(s) {p:.1f}" for t, p in sorted(peaks.items())))
+    print(f"{'model':<26} {'threads':>7} {'XNNPACK ms':>11} {'Ferrite ms':>11} {'Ferrite/XNNPACK':>16} {'left':>5} "
+          f"{'max|diff|':>10} {'GFLOP/s':>8} {'% peak':>7}")
+    for name, threads, e, f, r, left, diff, gflops, share in rows:
+        print(f"{name:<26} {threads:>7} {e:>11.3f} {f:>11.3f} {r:>16.2f} {left:>5} {diff:>10.2g} {gflops:>8.1f} {share:>7.0f}")
     return 0
 
 
