@@ -67,7 +67,7 @@ impl Dense {
         if clamp.0.is_nan() || clamp.1.is_nan() || clamp.0 > clamp.1 {
             return Err(KernelError::Argument(format!("dense: invalid clamp [{}, {}]", clamp.0, clamp.1)));
         }
-        Ok(Dense { packed: PackedB::new(level, k, n, bias, |p, j| w[p * n + j])?, clamp })
+        Ok(Dense { packed: PackedB::from_rows(level, k, n, bias, w)?, clamp })
     }
 
     /// Input features.

@@ -178,9 +178,7 @@ impl Conv2d {
             return Err(KernelError::Argument(format!("conv2d: invalid clamp [{}, {}]", clamp.0, clamp.1)));
         }
         let strategy = if g.groups == 1 && taps == 1 && g.stride == [1, 1] && g.padding == [0, 0] {
-            Strategy::Pointwise(PackedB::new(level, g.in_channels, g.out_channels, bias, |p, j| {
-                weight[j * g.in_channels + p]
-            })?)
+            Strategy::Pointwise(PackedB::from_columns(level, g.in_channels, g.out_channels, bias, weight)?)
         } else if g.groups == g.in_channels && g.out_channels == g.in_channels {
             Strategy::Depthwise(PackedDw::new(level, g.in_channels, taps, weight, bias)?)
         } else {

@@ -10,7 +10,7 @@ use crate::{KResult, KernelError};
 
 /// A GEMM right-hand side packed for one level: panels of [`Level::nr`] columns, each the bias
 /// row followed by the `k` rows of the panel's columns (zero past the last column).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PackedB {
     level: Level,
     k: usize,
@@ -28,6 +28,22 @@ impl PackedB {
         bias: Option<&[f32]>,
         at: impl Fn(usize, usize) -> f32,
     ) -> KResult<Self> {
+        let mut packed = Self::zeroed(level, k, n, bias)?;
+        let nr = level.nr();
+        for (jp, panel) in packed.data.chunks_exact_mut((k + 1) * nr).enumerate() {
+            let cols = nr.min(n - jp * nr);
+            for p in 0..k {
+                let row = &mut panel[(p + 1) * nr..(p + 1) * nr + cols];
+                for (c, x) in row.iter_mut().enumerate() {
+                    *x = at(p, jp * nr + c);
+                }
+            }
+        }
+        Ok(packed)
+    }
+
+    /// Panels holding the bias row and zero weights.
+    fn zeroed(level: Level, k: usize, n: usize, bias: Option<&[f32]>) -> KResult<Self> {
         let nr = level.nr();
         if let Some(b) = bias {
             if b.len() != n {
@@ -41,19 +57,51 @@ impl PackedB {
             .and_then(|p| p.checked_mul(panels))
             .ok_or_else(|| arg(format!("packed weights of {k} × {n} overflow")))?;
         let mut data = vec![0.0f32; len];
-        for (jp, panel) in data.chunks_exact_mut((k + 1) * nr).enumerate() {
-            let cols = nr.min(n - jp * nr);
-            if let Some(b) = bias {
+        if let Some(b) = bias {
+            for (jp, panel) in data.chunks_exact_mut((k + 1) * nr).enumerate() {
+                let cols = nr.min(n - jp * nr);
                 panel[..cols].copy_from_slice(&b[jp * nr..jp * nr + cols]);
-            }
-            for p in 0..k {
-                let row = &mut panel[(p + 1) * nr..(p + 1) * nr + cols];
-                for (c, x) in row.iter_mut().enumerate() {
-                    *x = at(p, jp * nr + c);
-                }
             }
         }
         Ok(PackedB { level, k, n, data })
+    }
+
+    /// [`PackedB::new`] for a row-major `k × n` matrix (`rows[p * n + j]`, a linear layer's
+    /// `[K, N]` weight): each panel row is one copy of a run of the matrix, not `nr` calls.
+    pub fn from_rows(level: Level, k: usize, n: usize, bias: Option<&[f32]>, rows: &[f32]) -> KResult<Self> {
+        Self::from_runs(level, k, n, bias, rows, false)
+    }
+
+    /// [`PackedB::new`] for a column-major `k × n` matrix (`columns[j * k + p]`, a pointwise
+    /// convolution's `[out, in]` weight): each column is read as one contiguous run.
+    pub fn from_columns(level: Level, k: usize, n: usize, bias: Option<&[f32]>, columns: &[f32]) -> KResult<Self> {
+        Self::from_runs(level, k, n, bias, columns, true)
+    }
+
+    fn from_runs(level: Level, k: usize, n: usize, bias: Option<&[f32]>, m: &[f32], by_column: bool) -> KResult<Self> {
+        let need = k.checked_mul(n).ok_or_else(|| arg(format!("weights of {k} × {n} overflow")))?;
+        if m.len() != need {
+            return Err(KernelError::Length { what: "weight", expected: need, actual: m.len() });
+        }
+        let mut packed = Self::zeroed(level, k, n, bias)?;
+        let nr = level.nr();
+        for (jp, panel) in packed.data.chunks_exact_mut((k + 1) * nr).enumerate() {
+            let (j0, cols) = (jp * nr, nr.min(n - jp * nr));
+            let body = &mut panel[nr..];
+            if by_column {
+                for c in 0..cols {
+                    let column = &m[(j0 + c) * k..(j0 + c + 1) * k];
+                    for (row, &v) in body.chunks_exact_mut(nr).zip(column) {
+                        row[c] = v;
+                    }
+                }
+            } else {
+                for (row, src) in body.chunks_exact_mut(nr).zip(m.chunks_exact(n)) {
+                    row[..cols].copy_from_slice(&src[j0..j0 + cols]);
+                }
+            }
+        }
+        Ok(packed)
     }
 
     /// The level the panels were packed for.

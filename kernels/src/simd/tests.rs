@@ -16,6 +16,25 @@ fn reference_gemm(a: &[f32], lda: usize, m: usize, k: usize, b: &[f32], n: usize
     c
 }
 
+/// Packing a row-major or a column-major matrix by runs gives the panels element-wise packing
+/// gives, with and without a bias, at every level and ragged sizes.
+#[test]
+fn packing_by_rows_and_columns_matches_packing_by_element() {
+    for level in Level::available() {
+        for &(k, n) in &[(1, 1), (3, 5), (17, 33), (0, 40), (24, 0), (64, 97)] {
+            let w: Vec<f32> = (0..k * n).map(|i| i as f32 * 0.25 - 3.0).collect();
+            let bias: Vec<f32> = (0..n).map(|j| j as f32 / 3.0).collect();
+            for b in [None, Some(bias.as_slice())] {
+                let by_element = PackedB::new(level, k, n, b, |p, j| w[p * n + j]).unwrap();
+                assert_eq!(PackedB::from_rows(level, k, n, b, &w).unwrap(), by_element, "{k}x{n}");
+                let by_element = PackedB::new(level, k, n, b, |p, j| w[j * k + p]).unwrap();
+                assert_eq!(PackedB::from_columns(level, k, n, b, &w).unwrap(), by_element, "{k}x{n}");
+            }
+        }
+        assert!(PackedB::from_rows(level, 2, 3, None, &[0.0; 5]).is_err(), "wrong length");
+    }
+}
+
 #[test]
 fn gemm_matches_reference_at_every_level_and_edge() {
     for level in Level::available() {
