@@ -404,7 +404,6 @@ pub type Observer<'a> = dyn FnMut(usize, &Method) -> Result<()> + Send + 'a;
 /// Mutable buffers persist across [`Method::execute`] calls.
 #[derive(Debug)]
 pub struct Method {
-    program: Arc<Program<'static>>,
     name: String,
     values: Vec<RValue>,
     arenas: Vec<AlignedBuf>,
@@ -421,6 +420,9 @@ pub struct Method {
     small: bool,
     /// How long each phase of loading took.
     load_events: Vec<crate::LoadEvent>,
+    /// Declared last so it is dropped last: the delegates above may share packed weights keyed
+    /// by this program's address, which must not be freed (and reused) while they live.
+    program: Arc<Program<'static>>,
 }
 
 impl Method {

@@ -71,7 +71,8 @@ type PackKey = (usize, usize, usize, Level);
 /// Packed weights shared by every method that initialises the same delegate of the same loaded
 /// program (N methods, or the same method loaded on N threads, pack once). Entries are weak: the
 /// packing lives as long as a delegate using it. A live entry implies a live method holding the
-/// program, so the program's address cannot be reused by another program meanwhile.
+/// program (a method drops its delegates before its program), so the program's address cannot
+/// be reused by another program meanwhile.
 static PACKED: std::sync::Mutex<Vec<(PackKey, std::sync::Weak<Packed>)>> = std::sync::Mutex::new(Vec::new());
 
 /// The packed kernels for `graph`: from [`PACKED`] when another delegate already packed this
