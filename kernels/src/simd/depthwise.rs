@@ -81,8 +81,9 @@ pub struct Window {
 
 impl Window {
     /// The images and window of a 2-D pooling from NHWC `x` (`[N, H, W, C]`) to NHWC `out`
-    /// (`[N, OH, OW, C]`), when the sizes agree and every window starts inside the padded image
-    /// (as PyTorch's output sizes guarantee); `None` otherwise.
+    /// (`[N, OH, OW, C]`), when the sizes agree, the padding is at most half the window (as
+    /// PyTorch requires) and every window starts inside the padded image (as PyTorch's output
+    /// sizes guarantee); `None` otherwise.
     pub fn pooling(
         x: &[usize],
         out: &[usize],
@@ -94,6 +95,13 @@ impl Window {
         let (&[n, h, w, c], &[on, oh, ow, oc]) = (x, out) else { return None };
         if (on, oc) != (n, c) || stride.contains(&0) || dilation.contains(&0) || kernel.contains(&0) {
             return None;
+        }
+        // PyTorch's bound: padding at most half the (dilated) window, so no window lies wholly in
+        // the padding.
+        for i in 0..2 {
+            if padding[i].checked_mul(2)? > (kernel[i] - 1).checked_mul(dilation[i])?.checked_add(1)? {
+                return None;
+            }
         }
         for (o, i, s, p) in [(oh, h, stride[0], padding[0]), (ow, w, stride[1], padding[1])] {
             if o > 0 && (o - 1).checked_mul(s)? >= i.checked_add(p.checked_mul(2)?)? {

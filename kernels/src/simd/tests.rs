@@ -127,3 +127,16 @@ fn levels_parse_by_name() {
     assert_eq!(Level::parse("sse9"), None);
     assert_eq!(Level::available().last(), Some(&Level::Portable));
 }
+
+/// Pooling windows accept PyTorch's padding (at most half the dilated window) and refuse more:
+/// a window wholly in the padding has no input to pool.
+#[test]
+fn pooling_refuses_padding_beyond_half_the_window() {
+    let ok = Window::pooling(&[1, 4, 4, 2], &[1, 3, 3, 2], [2, 2], [2, 2], [1, 1], [1, 1]);
+    assert!(ok.is_some());
+    let wide = Window::pooling(&[1, 4, 4, 2], &[1, 4, 4, 2], [2, 2], [2, 2], [2, 2], [1, 1]);
+    assert!(wide.is_none(), "padding 2 on a 2-wide window");
+    // Dilation widens the window: kernel 2 at dilation 3 spans 4, so padding 2 is allowed.
+    let dilated = Window::pooling(&[1, 4, 4, 2], &[1, 3, 3, 2], [2, 2], [2, 2], [2, 2], [3, 3]);
+    assert!(dilated.is_some());
+}
