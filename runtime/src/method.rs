@@ -570,20 +570,33 @@ impl Method {
         }
     }
 
-    /// Whether no operator of the method does [`SMALL_WORK`] or more: kernel calls by the
-    /// elements of their largest tensor, delegates by what they report
-    /// ([`Delegate::largest_work`]; one that cannot say counts as large). Dynamic tensors count
-    /// at their upper bound.
+    /// Whether no operator of the method does [`SMALL_WORK`] or more. Delegates say
+    /// ([`Delegate::largest_work`]; one that cannot say counts as large). A kernel call counts
+    /// its largest tensor's elements times the longest dimension among its tensors — a bound on
+    /// a matrix product's multiply-adds — and a convolution its output's elements times the
+    /// weight's elements per output channel. Dynamic tensors count at their upper bound.
     fn is_small(&self) -> bool {
-        let numel = |v: &usize| match self.values.get(*v) {
-            Some(RValue::Tensor(t)) => {
-                t.bound.iter().try_fold(1u64, |n, &d| n.checked_mul(d as u64)).unwrap_or(u64::MAX)
+        let tensor = |v: usize| match self.values.get(v) {
+            Some(RValue::Tensor(t)) => Some(t.bound.as_slice()),
+            _ => None,
+        };
+        let numel = |sizes: &[usize]| sizes.iter().try_fold(1u64, |n, &d| n.checked_mul(d as u64));
+        let kernel_work = |name: &str, args: &[usize]| -> Option<u64> {
+            if args.iter().any(|&v| matches!(self.values.get(v), Some(RValue::TensorList(_)))) {
+                return None; // (cat, stack, index: counted as large)
             }
-            Some(RValue::TensorList(items)) => items.len() as u64 * SMALL_WORK,
-            _ => 0,
+            if ferrite_op_support::Op::from_name(name) == Some(ferrite_op_support::Op::Convolution) {
+                let (w, out) = (tensor(*args.get(1)?)?, tensor(*args.last()?)?);
+                let per_output = numel(w)? / (*w.first()? as u64).max(1);
+                return numel(out)?.checked_mul(per_output);
+            }
+            let tensors: Vec<&[usize]> = args.iter().filter_map(|&v| tensor(v)).collect();
+            let largest = tensors.iter().map(|t| numel(t)).try_fold(0u64, |m, n| Some(m.max(n?)))?;
+            let longest = tensors.iter().flat_map(|t| t.iter()).max().map_or(1, |&d| d as u64);
+            largest.checked_mul(longest)
         };
         self.steps.iter().all(|s| match s {
-            Step::Kernel { args, .. } => args.iter().map(numel).max().unwrap_or(0) < SMALL_WORK,
+            Step::Kernel { name, args, .. } => kernel_work(name, args).is_some_and(|w| w < SMALL_WORK),
             _ => true,
         }) && self.delegates.iter().all(|d| d.largest_work().is_some_and(|w| w < SMALL_WORK))
     }
