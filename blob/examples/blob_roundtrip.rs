@@ -10,7 +10,13 @@ use ferrite_program::ScalarType;
 fn main() -> Result<(), BlobError> {
     // ANCHOR: roundtrip
     let tensor = |sizes: &[usize], constant: Option<usize>| {
-        BlobValue::Tensor(BlobTensor { dtype: ScalarType::Float, sizes: sizes.to_vec(), constant, alias_of: None })
+        BlobValue::Tensor(BlobTensor {
+            dtype: ScalarType::Float,
+            sizes: sizes.to_vec(),
+            constant,
+            alias_of: None,
+            dynamic: false,
+        })
     };
     // out = relu(x + bias), the relu fused into the add as a clamp.
     let graph = BlobGraph {

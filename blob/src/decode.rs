@@ -144,7 +144,7 @@ impl BlobGraph {
                     }
                     let alias_of =
                         if t.alias_of() < 0 { None } else { Some(index(t.alias_of() as u64, n_values, "alias")?) };
-                    BlobValue::Tensor(BlobTensor { dtype, sizes, constant, alias_of })
+                    BlobValue::Tensor(BlobTensor { dtype, sizes, constant, alias_of, dynamic: t.dynamic() })
                 }
                 other => return Err(bad(format!("value {i}: unknown kind {other:?}"))),
             };
@@ -201,6 +201,13 @@ impl BlobGraph {
                     if target.alias_of.is_some() || !same || a == i || t.constant.is_some() {
                         return Err(bad(format!("value {i}: invalid alias of value {a}")));
                     }
+                    // An alias takes its shape from no operation: both sides must be static.
+                    if t.dynamic || target.dynamic {
+                        return Err(bad(format!("value {i}: an alias of value {a} with a dynamic shape")));
+                    }
+                }
+                if t.dynamic && t.constant.is_some() {
+                    return Err(bad(format!("value {i}: a constant with a dynamic shape")));
                 }
             }
         }

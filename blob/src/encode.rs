@@ -62,6 +62,7 @@ impl BlobGraph {
                         sizes: Some(sizes),
                         constant: t.constant.map_or(-1, |c| c as i32),
                         alias_of: t.alias_of.map_or(-1, |a| a as i32),
+                        dynamic: t.dynamic,
                     };
                     (fb::Kind::Tensor, fb::Tensor::create(&mut b, &args).as_union_value())
                 }

@@ -28,7 +28,7 @@
 //!
 //! # fn main() -> Result<(), ferrite_blob::BlobError> {
 //! let t = |sizes: &[usize]| {
-//!     BlobValue::Tensor(BlobTensor { dtype: ScalarType::Float, sizes: sizes.to_vec(), constant: None, alias_of: None })
+//!     BlobValue::Tensor(BlobTensor { dtype: ScalarType::Float, sizes: sizes.to_vec(), constant: None, alias_of: None, dynamic: false })
 //! };
 //! let graph = BlobGraph {
 //!     values: vec![t(&[4]), t(&[4])],
@@ -96,12 +96,15 @@ pub type Result<T, E = BlobError> = std::result::Result<T, E>;
 pub struct BlobTensor {
     /// Element type.
     pub dtype: ScalarType,
-    /// Sizes (static).
+    /// Sizes: the tensor's shape, or its upper bounds when it is [`BlobTensor::dynamic`].
     pub sizes: Vec<usize>,
     /// Index into [`BlobGraph::constants`] when the tensor is constant.
     pub constant: Option<usize>,
     /// Another tensor whose memory this one shares (a free reshape).
     pub alias_of: Option<usize>,
+    /// Whether the shape is bounded dynamic: each run sizes the tensor from the actual inputs,
+    /// within [`BlobTensor::sizes`] (memory is planned for the bounds).
+    pub dynamic: bool,
 }
 
 /// A value of the partition.
@@ -200,6 +203,11 @@ impl BlobGraph {
             Some(BlobValue::OptionalTensorList(items)) => items.iter().flatten().copied().collect(),
             _ => Vec::new(),
         }
+    }
+
+    /// Whether operation `op` reads or writes a tensor with a dynamic shape.
+    pub fn touches_dynamic(&self, op: &BlobOp) -> bool {
+        op.args.iter().flat_map(|&a| self.tensors_in(a)).any(|t| self.tensor(t).is_some_and(|t| t.dynamic))
     }
 
     /// Value `v` as an int.

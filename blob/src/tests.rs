@@ -13,12 +13,14 @@ fn sample() -> BlobGraph {
                 sizes: vec![2, 3],
                 constant: None,
                 alias_of: None,
+                dynamic: false,
             }),
             BlobValue::Tensor(BlobTensor {
                 dtype: ScalarType::Float,
                 sizes: vec![2, 3],
                 constant: Some(0),
                 alias_of: None,
+                dynamic: false,
             }),
             BlobValue::Int(1),
             BlobValue::Tensor(BlobTensor {
@@ -26,12 +28,14 @@ fn sample() -> BlobGraph {
                 sizes: vec![2, 3],
                 constant: None,
                 alias_of: None,
+                dynamic: false,
             }),
             BlobValue::Tensor(BlobTensor {
                 dtype: ScalarType::Float,
                 sizes: vec![6],
                 constant: None,
                 alias_of: Some(3),
+                dynamic: false,
             }),
             BlobValue::IntList(vec![6]),
             BlobValue::OptionalTensorList(vec![Some(0), None]),
@@ -81,8 +85,13 @@ fn corrupt_blobs_are_errors() {
 #[test]
 fn bad_semantics_are_errors() {
     let mut g = sample();
-    g.values[4] =
-        BlobValue::Tensor(BlobTensor { dtype: ScalarType::Float, sizes: vec![5], constant: None, alias_of: Some(3) });
+    g.values[4] = BlobValue::Tensor(BlobTensor {
+        dtype: ScalarType::Float,
+        sizes: vec![5],
+        constant: None,
+        alias_of: Some(3),
+        dynamic: false,
+    });
     assert!(BlobGraph::decode(&g.encode().expect("encodes")).is_err());
     let mut g = sample();
     g.constants[0].pop();

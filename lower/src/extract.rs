@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use ferrite_blob::{BlobGraph, BlobOp, BlobTensor, BlobValue, DebugValue};
 use ferrite_op_support::Op;
 use ferrite_program::graph::Graph;
-use ferrite_program::{ExecutionPlan, Instruction, Program, TensorStorage, Value};
+use ferrite_program::{ExecutionPlan, Instruction, Program, ShapeDynamism, TensorStorage, Value};
 
 use crate::compile::err;
 use crate::compile::Result;
@@ -71,7 +71,13 @@ pub(crate) fn extract(
                 if !t.is_contiguous() {
                     return Err(err(format!("value {v} is not in the default dim order")));
                 }
-                BlobValue::Tensor(BlobTensor { dtype: t.scalar_type, sizes: t.sizes.clone(), constant, alias_of: None })
+                BlobValue::Tensor(BlobTensor {
+                    dtype: t.scalar_type,
+                    sizes: t.sizes.clone(),
+                    constant,
+                    alias_of: None,
+                    dynamic: t.dynamism != ShapeDynamism::Static,
+                })
             }
             Value::TensorList(items) => {
                 let mut ids = Vec::with_capacity(items.len());

@@ -60,7 +60,13 @@ pub(crate) fn f32_bytes(v: &[f32]) -> Vec<u8> {
 pub(crate) fn new_constant_tensor(g: &mut BlobGraph, sizes: Vec<usize>, values: &[f32]) -> usize {
     g.constants.push(f32_bytes(values));
     let c = g.constants.len() - 1;
-    g.values.push(BlobValue::Tensor(BlobTensor { dtype: ScalarType::Float, sizes, constant: Some(c), alias_of: None }));
+    g.values.push(BlobValue::Tensor(BlobTensor {
+        dtype: ScalarType::Float,
+        sizes,
+        constant: Some(c),
+        alias_of: None,
+        dynamic: false,
+    }));
     g.values.len() - 1
 }
 

@@ -35,18 +35,18 @@ fn compile(b: ProgramBuilder) -> (BlobGraph, PassStats, Program<'static>) {
 /// Runs the blob through the backend (encode, decode, init, execute) and compares with the
 /// portable kernels on the original program.
 fn assert_same_results(g: &BlobGraph, program: &Program<'static>, inputs: &[TensorData]) {
+    assert_same_results_in_turn(g, program, &[inputs.to_vec()]);
+}
+
+/// [`assert_same_results`] for several runs of one loaded method each (shapes that shrink and
+/// grow between runs, for programs with dynamic shapes).
+fn assert_same_results_in_turn(g: &BlobGraph, program: &Program<'static>, runs: &[Vec<TensorData>]) {
     // Verify the encoded blob decodes to the same graph.
     let bytes = g.encode().expect("encodes");
     assert_eq!(&BlobGraph::decode(&bytes).expect("decodes"), g);
     // Portable result.
     let program = Arc::new(Program::from_vec(program.bytes().to_vec()).expect("copy"));
-    let want = Runtime::new()
-        .with_threads(1)
-        .expect("rt")
-        .load_method(&program, "forward")
-        .expect("loads")
-        .run(inputs)
-        .expect("runs");
+    let mut portable = Runtime::new().with_threads(1).expect("rt").load_method(&program, "forward").expect("loads");
     // Lowered through the facade-independent path: build a program with one delegate call.
     let mut def = program.def().clone();
     let plan = &mut def.plans[0];
@@ -63,19 +63,18 @@ fn assert_same_results(g: &BlobGraph, program: &Program<'static>, inputs: &[Tens
     def.segments.push(ferrite_program::DataSegment { offset: 0, size: 0 });
     let lowered = ferrite_program::ProgramWriter::new(def, segments).expect("writer").to_bytes().expect("writes");
     let lowered = Arc::new(Program::from_vec(lowered).expect("lowered verifies"));
-    let got = Runtime::new()
-        .with_threads(1)
-        .expect("rt")
-        .load_method(&lowered, "forward")
-        .expect("loads")
-        .run(inputs)
-        .expect("runs");
-    for (g, w) in got.iter().zip(&want) {
-        assert_eq!(g.sizes(), w.sizes());
-        let (g, w) = (g.to_f64_vec().expect("f64"), w.to_f64_vec().expect("f64"));
-        let tol = 1e-5 * w.iter().fold(1.0f64, |m, x| m.max(x.abs()));
-        for (a, b) in g.iter().zip(&w) {
-            assert!((a - b).abs() <= tol, "{a} vs {b}");
+    let mut backend = Runtime::new().with_threads(1).expect("rt").load_method(&lowered, "forward").expect("loads");
+    for inputs in runs {
+        let want = portable.run(inputs).expect("runs");
+        let got = backend.run(inputs).expect("runs lowered");
+        assert_eq!(got.len(), want.len());
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!(g.sizes(), w.sizes());
+            let (g, w) = (g.to_f64_vec().expect("f64"), w.to_f64_vec().expect("f64"));
+            let tol = 1e-5 * w.iter().fold(1.0f64, |m, x| m.max(x.abs()));
+            for (a, b) in g.iter().zip(&w) {
+                assert!((a - b).abs() <= tol, "{a} vs {b}");
+            }
         }
     }
 }
@@ -574,4 +573,73 @@ fn row_kernels_compute_what_the_portable_kernels_compute() {
     let (g, _, program) = compile(b);
     let input = TensorData::from_slice(vec![2, 3, 37], &det(222, 64)).expect("input");
     assert_same_results(&g, &program, &[input]);
+}
+
+#[test]
+fn bounded_dynamic_shapes_run_every_size_within_their_bounds() {
+    // Rows dynamic up to [2, 5]: broadcasting arithmetic, layer norm, GELU, softmax, a dense
+    // layer with a fused ReLU, a mean (portable inside the delegate) and a broadcast division.
+    let mut b = ProgramBuilder::new("forward");
+    let x = b.dynamic_input(ScalarType::Float, &[2, 5, 37]);
+    let t = |b: &mut ProgramBuilder, sizes: &[usize]| b.dynamic_tensor(ScalarType::Float, sizes);
+    let row = b.constant_f32(&[37], &det(37, 71));
+    let alpha = b.int(1);
+    let a = t(&mut b, &[2, 5, 37]);
+    b.call(Op::Add.name(), &[x, row, alpha, a, a]);
+    let m = t(&mut b, &[2, 5, 37]);
+    b.call(Op::Mul.name(), &[a, a, m, m]);
+    let (shape, eps, none) = (b.int_list(&[37]), b.double(1e-5), b.none());
+    let w = b.constant_f32(&[37], &det(37, 72));
+    let (ln, mean, rstd) = (t(&mut b, &[2, 5, 37]), t(&mut b, &[2, 5, 1]), t(&mut b, &[2, 5, 1]));
+    let ret = b.tensor_list(&[ln, mean, rstd]);
+    b.call(Op::NativeLayerNorm.name(), &[m, shape, w, none, eps, ln, mean, rstd, ret]);
+    let gelu = b.string("none");
+    let ge = t(&mut b, &[2, 5, 37]);
+    b.call(Op::Gelu.name(), &[ln, gelu, ge, ge]);
+    let (last, f) = (b.int(-1), b.bool(false));
+    let sm = t(&mut b, &[2, 5, 37]);
+    b.call(Op::Softmax.name(), &[ge, last, f, sm, sm]);
+    let lw = b.constant_f32(&[16, 37], &det(16 * 37, 73));
+    let lb = b.constant_f32(&[16], &det(16, 74));
+    let h = t(&mut b, &[2, 5, 16]);
+    b.call(Op::Linear.name(), &[sm, lw, lb, h, h]);
+    let r = t(&mut b, &[2, 5, 16]);
+    b.call(Op::Relu.name(), &[h, r, r]);
+    let (dims, keep) = (b.int_list(&[-1]), b.bool(true));
+    let mr = t(&mut b, &[2, 5, 1]);
+    b.call(Op::Mean.name(), &[r, dims, keep, none, mr, mr]);
+    let dv = t(&mut b, &[2, 5, 16]);
+    b.call(Op::Div.name(), &[r, mr, dv, dv]);
+    b.output(dv);
+    b.output(rstd);
+    let (g, stats, program) = compile(b);
+    assert_eq!(stats.dense_layers, 1);
+    assert!(g.values.iter().any(|v| matches!(v, ferrite_blob::BlobValue::Tensor(t) if t.dynamic)));
+    let runs: Vec<Vec<TensorData>> = [[2, 5], [1, 2], [2, 5], [2, 1], [1, 5]]
+        .iter()
+        .enumerate()
+        .map(|(i, &[n, s])| vec![TensorData::from_slice(vec![n, s, 37], &det(n * s * 37, 80 + i as u32)).expect("x")])
+        .collect();
+    assert_same_results_in_turn(&g, &program, &runs);
+
+    // A convolution with a dynamic batch keeps the default layout (the NHWC kernels are planned
+    // for one shape) and runs the portable convolution inside the delegate.
+    let mut b = ProgramBuilder::new("forward");
+    let x = b.dynamic_input(ScalarType::Float, &[3, 3, 6, 6]);
+    let w = b.constant_f32(&[4, 3, 3, 3], &det(108, 75));
+    let bias = b.constant_f32(&[4], &det(4, 76));
+    let (st, pd, dl) = (b.int_list(&[1, 1]), b.int_list(&[1, 1]), b.int_list(&[1, 1]));
+    let (tr, op, groups) = (b.bool(false), b.int_list(&[0, 0]), b.int(1));
+    let y = b.dynamic_tensor(ScalarType::Float, &[3, 4, 6, 6]);
+    b.call(Op::Convolution.name(), &[x, w, bias, st, pd, dl, tr, op, groups, y, y]);
+    let r = b.dynamic_tensor(ScalarType::Float, &[3, 4, 6, 6]);
+    b.call(Op::Relu.name(), &[y, r, r]);
+    b.output(r);
+    let (g, stats, program) = compile(b);
+    assert_eq!((stats.channels_last_convolutions, names(&g)), (0, vec![Op::Convolution]));
+    let runs: Vec<Vec<TensorData>> = [3, 1, 2]
+        .iter()
+        .map(|&n| vec![TensorData::from_slice(vec![n, 3, 6, 6], &det(n * 108, 90 + n as u32)).expect("x")])
+        .collect();
+    assert_same_results_in_turn(&g, &program, &runs);
 }

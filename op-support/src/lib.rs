@@ -157,7 +157,14 @@ pub struct OpSpec {
 
 /// Constraints every delegated node must meet, whatever its operator.
 pub const GENERAL: &[Constraint] = &[
-    Constraint { text: "every tensor has a static shape", check: node::all_static },
+    Constraint {
+        text: "every tensor has a static or bounded dynamic shape (no unbounded dynamic shapes)",
+        check: node::none_unbounded,
+    },
+    Constraint {
+        text: "every scalar argument is fixed in the program (none computed at run time, as symbolic sizes are)",
+        check: node::fixed_scalars,
+    },
     Constraint { text: "every tensor uses the default (contiguous) dim order", check: node::all_contiguous },
 ];
 

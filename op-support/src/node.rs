@@ -145,8 +145,20 @@ pub fn constant_like(graph: &Graph<'_>, v: usize, depth: usize) -> bool {
     moves && !node.inputs.is_empty() && node.inputs.iter().all(|&u| constant_like(graph, u, depth + 1))
 }
 
-pub(crate) fn all_static(v: &NodeView<'_>) -> bool {
-    v.tensors().all(|t| t.dynamism == ShapeDynamism::Static)
+pub(crate) fn none_unbounded(v: &NodeView<'_>) -> bool {
+    v.tensors().all(|t| t.dynamism != ShapeDynamism::DynamicUnbound)
+}
+
+/// Whether every scalar the node reads (int, float and bool arguments, and the items of int
+/// lists) is fixed in the program: a partition's blob copies them.
+pub(crate) fn fixed_scalars(v: &NodeView<'_>) -> bool {
+    let graph = v.graph();
+    let node = v.node();
+    let returned = ferrite_program::graph::returned_count(&node.args);
+    node.args[..node.args.len() - returned].iter().all(|&a| match graph.value(a) {
+        Some(Value::IntList(items)) => items.iter().all(|&i| !graph.is_computed_scalar(i)),
+        _ => !graph.is_computed_scalar(a),
+    })
 }
 
 pub(crate) fn all_contiguous(v: &NodeView<'_>) -> bool {

@@ -43,20 +43,36 @@ fn large_models_are_almost_entirely_delegated() {
 }
 
 #[test]
-fn dynamic_shapes_and_state_updates_are_left_out_with_reasons() {
+fn bounded_dynamic_shapes_are_delegated_and_state_updates_left_out_with_reasons() {
     let report = Partitioner::default().partition(&fixture("mlp_dynamic/portable.pte")).report;
     let m = &report.methods[0];
-    assert_eq!(m.delegated_calls, 0);
-    assert!(
-        m.rejected
-            .iter()
-            .all(|r| r.reason.to_string().contains("static shape") || r.reason == Reason::DataMovementOnly),
-        "{report}"
-    );
-    assert!(m.rejected.iter().any(|r| r.op == "aten::addmm.out" && r.reason.to_string().contains("static shape")));
+    assert_eq!((m.delegated_calls, m.kernel_calls), (6, 6), "{report}");
     let report = Partitioner::default().partition(&fixture("running_sum/portable.pte")).report;
     let copy = report.methods[0].rejected.iter().find(|r| r.op == "aten::copy_.default").expect("copy_ left out");
     assert!(copy.reason.to_string().contains("does not implement"));
+}
+
+/// A view whose sizes are computed at run time (`sym_size` of a dynamic input, as
+/// `torch.export` writes a dynamic reshape) stays out: a blob would freeze the sizes.
+#[test]
+fn operators_reading_symbolic_sizes_are_left_out() {
+    let mut b = ProgramBuilder::new("forward");
+    let x = b.dynamic_input(ScalarType::Float, &[4, 8]);
+    let (zero, rows) = (b.int(0), b.int(4));
+    b.call("aten::sym_size.int", &[x, zero, rows]);
+    let (two, four) = (b.int(2), b.int(4));
+    let sizes = b.int_list_of(&[rows, two, four]);
+    let y = b.dynamic_tensor(ScalarType::Float, &[4, 2, 4]);
+    b.call("aten::view_copy.out", &[x, sizes, y, y]);
+    let z = b.dynamic_tensor(ScalarType::Float, &[4, 2, 4]);
+    b.call("aten::relu.out", &[y, z, z]);
+    b.output(z);
+    let program = Program::from_vec(b.build().expect("builds")).expect("verifies");
+    let report = Partitioner::default().partition(&program).report;
+    let m = &report.methods[0];
+    let view = m.rejected.iter().find(|r| r.op == "aten::view_copy.out").expect("the view is left out");
+    assert!(view.reason.to_string().contains("computed at run time"), "{}", view.reason);
+    assert_eq!(m.delegated_calls, 1, "relu on the bounded dynamic tensor is delegated: {report}");
 }
 
 /// x -> relu (supported) -> cumsum (unsupported) -> add(relu, cumsum) (supported).

@@ -147,6 +147,12 @@ impl ProgramBuilder {
         self.push(Value::IntList(ids))
     }
 
+    /// An `int[]` value of existing `Int` values (such as sizes a `sym_size` call writes at run
+    /// time, as `torch.export` serializes a dynamic reshape).
+    pub fn int_list_of(&mut self, items: &[usize]) -> usize {
+        self.push(Value::IntList(items.to_vec()))
+    }
+
     /// A `float[]` value.
     pub fn double_list(&mut self, items: &[f64]) -> usize {
         self.push(Value::DoubleList(items.to_vec()))

@@ -61,6 +61,9 @@ pub struct Graph<'p> {
     alias: Vec<Option<usize>>,
     /// Control flow (jumps or moves) present: such methods are left alone by the partitioner.
     has_control_flow: bool,
+    /// For each value: whether a kernel call writes it as a scalar (the symbolic sizes
+    /// `sym_size` and ExecuTorch's `executorch_prim` arithmetic compute at run time).
+    computed_scalar: Vec<bool>,
 }
 
 /// The tensor value indices an argument refers to (itself, or a list's members).
@@ -160,7 +163,16 @@ impl<'p> Graph<'p> {
                 }
             }
         }
-        Graph { plan, nodes, producer, consumers, alias, has_control_flow }
+        // A kernel call returning a scalar writes it as its last argument.
+        let mut computed_scalar = vec![false; plan.values.len()];
+        for node in nodes.iter().filter(|n| matches!(n.kind, NodeKind::Kernel(_))) {
+            if let Some(&v) = node.args.last() {
+                if matches!(plan.values.get(v), Some(Value::Int(_) | Value::Double(_) | Value::Bool(_))) {
+                    computed_scalar[v] = true;
+                }
+            }
+        }
+        Graph { plan, nodes, producer, consumers, alias, has_control_flow, computed_scalar }
     }
 
     fn split_kernel_args(plan: &ExecutionPlan, args: &[usize]) -> (Vec<usize>, Vec<usize>) {
@@ -212,6 +224,12 @@ impl<'p> Graph<'p> {
     /// Whether the method has moves or jumps (control flow), which the view does not model.
     pub fn has_control_flow(&self) -> bool {
         self.has_control_flow
+    }
+
+    /// Whether scalar value `v` is computed at run time (written by a kernel call, as symbolic
+    /// sizes are) rather than fixed in the program.
+    pub fn is_computed_scalar(&self, v: usize) -> bool {
+        self.computed_scalar.get(v).copied().unwrap_or(false)
     }
 
     /// The node that writes value `v`.

@@ -71,14 +71,21 @@ fn groupwise_weight_quantized_programs() {
     suite::check_groupwise(&LOWERED);
 }
 
+/// Bounded dynamic shapes, portable and lowered (the whole method in one Ferrite delegate that
+/// sizes each step from the batch at hand): every batch up to the bound, in an order that
+/// shrinks and grows the tensors between runs of one method.
 #[test]
 fn mlp_dynamic_batches() {
-    suite::check_dynamic_batches(&PORTABLE, &suite::fixtures_dir().join("mlp_dynamic"), &[1, 3, 16]);
+    for runner in [&PORTABLE as &dyn suite::Runner, &LOWERED] {
+        suite::check_dynamic_batches(runner, &suite::fixtures_dir().join("mlp_dynamic"), &[1, 3, 16, 2, 16, 5]);
+    }
 }
 
 #[test]
 fn mlp_dynamic_rejects_batch_beyond_bound() {
-    suite::check_dynamic_beyond_bound(&PORTABLE, &suite::fixtures_dir().join("mlp_dynamic"), 17);
+    for runner in [&PORTABLE as &dyn suite::Runner, &LOWERED] {
+        suite::check_dynamic_beyond_bound(runner, &suite::fixtures_dir().join("mlp_dynamic"), 17);
+    }
 }
 
 #[test]

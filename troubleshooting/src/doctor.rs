@@ -117,8 +117,19 @@ fn fix_for(reason: &Reason) -> (Severity, String, &'static str) {
         {
             (
                 Severity::Warning,
-                "export with static shapes for the size you deploy (drop `dynamic_shapes=` from `torch.export.export`), \
-                 or export one program per size"
+                "give every dynamic dimension an upper bound (`Dim(\"n\", max=...)` in `torch.export.export`'s \
+                 `dynamic_shapes=`), or export with static shapes"
+                    .into(),
+                SECTION_DYNAMIC,
+            )
+        }
+        Reason::Unsupported { rejection: Rejection::Constraint { constraint, .. } }
+            if constraint.as_str() == ferrite_op_support::GENERAL[1].text =>
+        {
+            (
+                Severity::Info,
+                "these run on Ferrite's portable kernels, correctly; to delegate them, export with static sizes \
+                 for the dimensions these operators reshape or expand (only the others dynamic), or one program per size"
                     .into(),
                 SECTION_DYNAMIC,
             )
@@ -237,10 +248,7 @@ pub fn diagnose(program: &Program<'_>, runtime: &ferrite_runtime::Runtime) -> Di
                 Reason::Unsupported { rejection: Rejection::Constraint { constraint, .. } }
                     if book == SECTION_DYNAMIC =>
                 {
-                    (
-                        String::new(),
-                        format!("the backend compiles static shapes (“{constraint}”) and these are dynamic"),
-                    )
+                    (String::new(), format!("dynamic shapes the backend does not compile (“{constraint}”)"))
                 }
                 Reason::Unsupported { rejection: Rejection::Constraint { constraint, .. } } => {
                     (r.op.clone(), format!("it fails the constraint “{constraint}”"))

@@ -24,12 +24,37 @@ fn an_xnnpack_program_is_an_error_with_the_export_to_use_instead() {
 }
 
 #[test]
-fn dynamic_shapes_are_one_finding_with_the_fix() {
+fn bounded_dynamic_shapes_are_lowerable_and_symbolic_sizes_one_finding_with_the_fix() {
     let d = diagnose(&fixture("mlp_dynamic/portable.pte"), &Runtime::new());
     assert!(d.methods[0].dynamic_inputs);
+    assert!(!d.findings.iter().any(|f| f.book.ends_with("#dynamic-shapes")), "{}", d.text(""));
+    assert_eq!(d.methods[0].lowerable_calls, 6, "{}", d.text(""));
+
+    // A reshape to sizes `sym_size` computes at run time, twice.
+    use ferrite_program::{ProgramBuilder, ScalarType};
+    let mut b = ProgramBuilder::new("forward");
+    let x = b.dynamic_input(ScalarType::Float, &[4, 8]);
+    let (zero, rows) = (b.int(0), b.int(4));
+    b.call("aten::sym_size.int", &[x, zero, rows]);
+    let mut v = x;
+    for _ in 0..2 {
+        let (two, four) = (b.int(2), b.int(4));
+        let sizes = b.int_list_of(&[rows, two, four]);
+        let y = b.dynamic_tensor(ScalarType::Float, &[4, 2, 4]);
+        b.call("aten::view_copy.out", &[v, sizes, y, y]);
+        let z = b.dynamic_tensor(ScalarType::Float, &[4, 2, 4]);
+        b.call("aten::relu.out", &[y, z, z]);
+        v = z;
+    }
+    b.output(v);
+    let d = diagnose(&Program::from_vec(b.build().unwrap()).unwrap(), &Runtime::new());
     let dynamic: Vec<_> = d.findings.iter().filter(|f| f.book.ends_with("#dynamic-shapes")).collect();
     assert_eq!(dynamic.len(), 1, "{}", d.text(""));
-    assert!(dynamic[0].fix.contains("static shapes"));
+    assert!(
+        dynamic[0].what.contains("computed at run time") && dynamic[0].fix.contains("static sizes"),
+        "{}",
+        d.text("")
+    );
 }
 
 #[test]

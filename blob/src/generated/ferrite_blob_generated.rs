@@ -1387,6 +1387,7 @@ impl<'a> Tensor<'a> {
   pub const VT_SIZES: ::flatbuffers::VOffsetT = 6;
   pub const VT_CONSTANT: ::flatbuffers::VOffsetT = 8;
   pub const VT_ALIAS_OF: ::flatbuffers::VOffsetT = 10;
+  pub const VT_DYNAMIC: ::flatbuffers::VOffsetT = 12;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -1401,6 +1402,7 @@ impl<'a> Tensor<'a> {
     builder.add_alias_of(args.alias_of);
     builder.add_constant(args.constant);
     if let Some(x) = args.sizes { builder.add_sizes(x); }
+    builder.add_dynamic(args.dynamic);
     builder.add_dtype(args.dtype);
     builder.finish()
   }
@@ -1434,6 +1436,13 @@ impl<'a> Tensor<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<i32>(Tensor::VT_ALIAS_OF, Some(-1)).unwrap()}
   }
+  #[inline]
+  pub fn dynamic(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(Tensor::VT_DYNAMIC, Some(false)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for Tensor<'_> {
@@ -1446,6 +1455,7 @@ impl ::flatbuffers::Verifiable for Tensor<'_> {
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u64>>>("sizes", Self::VT_SIZES, true)?
      .visit_field::<i32>("constant", Self::VT_CONSTANT, false)?
      .visit_field::<i32>("alias_of", Self::VT_ALIAS_OF, false)?
+     .visit_field::<bool>("dynamic", Self::VT_DYNAMIC, false)?
      .finish();
     Ok(())
   }
@@ -1455,6 +1465,7 @@ pub struct TensorArgs<'a> {
     pub sizes: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u64>>>,
     pub constant: i32,
     pub alias_of: i32,
+    pub dynamic: bool,
 }
 impl<'a> Default for TensorArgs<'a> {
   #[inline]
@@ -1464,6 +1475,7 @@ impl<'a> Default for TensorArgs<'a> {
       sizes: None, // required field
       constant: -1,
       alias_of: -1,
+      dynamic: false,
     }
   }
 }
@@ -1490,6 +1502,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> TensorBuilder<'a, 'b, A> {
     self.fbb_.push_slot::<i32>(Tensor::VT_ALIAS_OF, alias_of, -1);
   }
   #[inline]
+  pub fn add_dynamic(&mut self, dynamic: bool) {
+    self.fbb_.push_slot::<bool>(Tensor::VT_DYNAMIC, dynamic, false);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> TensorBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     TensorBuilder {
@@ -1512,6 +1528,7 @@ impl ::core::fmt::Debug for Tensor<'_> {
       ds.field("sizes", &self.sizes());
       ds.field("constant", &self.constant());
       ds.field("alias_of", &self.alias_of());
+      ds.field("dynamic", &self.dynamic());
       ds.finish()
   }
 }

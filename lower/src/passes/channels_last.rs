@@ -124,13 +124,20 @@ pub(crate) fn channels_last(g: &mut BlobGraph, stats: &mut PassStats, float: boo
             sizes: vec![0; 4],
             constant: None,
             alias_of: None,
+            dynamic: false,
         });
         let sizes = match t.sizes.as_slice() {
             &[n, c, h, w] => vec![n, h, w, c],
             &[n, c, l] => vec![n, l, c],
             other => other.to_vec(),
         };
-        g.values.push(BlobValue::Tensor(BlobTensor { dtype: t.dtype, sizes, constant: None, alias_of: None }));
+        g.values.push(BlobValue::Tensor(BlobTensor {
+            dtype: t.dtype,
+            sizes,
+            constant: None,
+            alias_of: None,
+            dynamic: t.dynamic,
+        }));
         let tw = g.values.len() - 1;
         // The twin holds `v`'s data channels-last: the same origin, for numerical debugging.
         if let Some(origin) = g.debug.iter().find(|d| d.value == v && !d.channels_last).map(|d| d.origin) {
@@ -184,6 +191,15 @@ pub(crate) fn channels_last(g: &mut BlobGraph, stats: &mut PassStats, float: boo
             op.args.iter().flat_map(|&a| g.tensors_in(a)).filter(|t| !outs.contains(t)).collect();
         inputs.sort_unstable();
         inputs.dedup();
+        // Operators on dynamic shapes keep the default layout: the NHWC kernels are planned for
+        // one shape.
+        if g.touches_dynamic(&op) {
+            for &v in &inputs {
+                need_nchw(g, &mut st, v);
+            }
+            st.ops.push(op);
+            continue;
+        }
         let rewrite = |args: &[usize], from: usize, to: usize, skip_first: bool| -> Vec<usize> {
             args.iter().enumerate().map(|(i, &a)| if a == from && !(skip_first && i == 0) { to } else { a }).collect()
         };

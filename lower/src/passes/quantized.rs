@@ -263,6 +263,7 @@ fn push_f32_constant(g: &mut BlobGraph, values: &[f64]) -> usize {
             sizes: vec![values.len()],
             constant: Some(c),
             alias_of: None,
+            dynamic: false,
         }),
     )
 }
@@ -559,7 +560,16 @@ fn dynamic_dense(g: &mut BlobGraph, k: usize, f: usize, w: usize, b: usize, y: u
 pub(crate) fn quantized_operators(g: &mut BlobGraph, stats: &mut PassStats) {
     let mut k = 0;
     while k < g.ops.len() {
-        let rewritten = convolution(g, k).or_else(|| dense(g, k)).or_else(|| add(g, k));
+        // The int8 convolution and addition are planned for one shape: dense layers alone take
+        // dynamic shapes (any number of rows).
+        let fixed = !g.touches_dynamic(&g.ops[k]);
+        let rewritten = if fixed { convolution(g, k) } else { None }.or_else(|| dense(g, k)).or_else(|| {
+            if fixed {
+                add(g, k)
+            } else {
+                None
+            }
+        });
         if let Some(mut remove) = rewritten {
             stats.quantized_operators += 1;
             remove.sort_unstable();

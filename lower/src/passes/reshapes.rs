@@ -10,7 +10,8 @@ pub(crate) fn elide_reshapes(g: &mut BlobGraph, stats: &mut PassStats) {
     let mut k = 0;
     while k < g.ops.len() {
         let op = g.ops[k].clone();
-        let reshape = op.op.is_reshape();
+        // A dynamic shape is set by the operation that writes it: those reshapes stay.
+        let reshape = op.op.is_reshape() && !g.touches_dynamic(&op);
         let elided = reshape
             && (|| {
                 let x = *op.args.first()?;

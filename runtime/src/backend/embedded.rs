@@ -83,7 +83,7 @@ impl EmbeddedDelegate {
         self.outputs.len()
     }
 
-    /// Dtype and sizes of input `k` (partitions are compiled for static shapes).
+    /// Dtype and sizes of input `k` (for a partition with dynamic shapes: the upper bounds it runs at here).
     pub fn input_spec(&self, k: usize) -> Option<(ScalarType, &[usize])> {
         self.inputs.get(k).map(|(d, s)| (*d, s.as_slice()))
     }
@@ -106,7 +106,16 @@ impl EmbeddedDelegate {
                 self.outputs.len()
             )));
         }
-        for (k, input) in inputs.iter().enumerate() {
+        for (k, (input, (_, sizes))) in inputs.iter().zip(&self.inputs).enumerate() {
+            // A partition with dynamic shapes runs here at its bounds only: the caller's output
+            // buffers have the bounds' sizes.
+            if input.sizes != sizes.as_slice() {
+                return Err(err(format!(
+                    "input {k}: expected sizes {sizes:?}, got {:?} (an embedded delegate runs at the shapes, or \
+                     upper bounds, it was compiled for; run programs with dynamic shapes through Ferrite's runtime)",
+                    input.sizes
+                )));
+            }
             let need = nbytes(input.dtype, input.sizes)?;
             if input.data.len() != need {
                 return Err(err(format!(
@@ -134,6 +143,13 @@ impl EmbeddedDelegate {
             compiled.run_nodes(reference, None, None)?;
             for (k, out) in outputs.iter_mut().enumerate() {
                 compiled.with_output(k, |t| {
+                    if t.data.len() != out.len() {
+                        return Err(err(format!(
+                            "output {k}: the partition wrote {} bytes, the buffer given has {}",
+                            t.data.len(),
+                            out.len()
+                        )));
+                    }
                     out.copy_from_slice(t.data);
                     Ok(())
                 })?;

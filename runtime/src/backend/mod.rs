@@ -321,6 +321,9 @@ struct Compiled {
     outputs: Vec<usize>,
     /// The SIMD level the row kernels run at (the packed kernels carry their own).
     level: Level,
+    /// Whether some tensor has a bounded dynamic shape: each run then sizes every step's
+    /// outputs from its inputs ([`size_outputs`]).
+    dynamic: bool,
     /// The blob's debug map: value → (the un-lowered program's value, channels-last).
     origins: std::collections::HashMap<usize, (usize, bool)>,
     /// The packed kernels the steps use, kept so other delegates of the same blob share them
@@ -505,7 +508,7 @@ impl Compiled {
                         sizes: t.sizes.clone(),
                         bound: t.sizes.clone(),
                         dim_order: (0..t.sizes.len() as u8).collect(),
-                        dynamism: ShapeDynamism::Static,
+                        dynamism: if t.dynamic { ShapeDynamism::DynamicBound } else { ShapeDynamism::Static },
                         storage: Storage::Owned { index },
                     })
                 }
@@ -562,6 +565,7 @@ impl Compiled {
             inputs: graph.inputs.clone(),
             outputs: graph.outputs.clone(),
             level,
+            dynamic: graph.values.iter().any(|v| matches!(v, BlobValue::Tensor(t) if t.dynamic)),
             origins,
             _packed: packed,
         })
@@ -622,6 +626,65 @@ impl Delegate for Compiled {
     }
 }
 
+/// The error of a kernel planned for static shapes that is handed other shapes.
+fn static_only() -> RuntimeError {
+    RuntimeError::Invalid("this kernel was planned for its static shapes and runs no other".into())
+}
+
+/// Sizes the outputs of a step with its own kernel, in a partition with dynamic shapes, from
+/// the shapes its inputs have in this run (registry kernels size their own outputs, row kernels
+/// in [`RowKernel::run_resized`]). Dense layers take any number of rows of the planned length;
+/// convolutions and the int8 element-wise kernels their planned shapes only.
+fn size_outputs(kernel: &Kernel, env: &mut Env<'_>) -> Result<()> {
+    let rows = |env: &mut Env<'_>, input: usize, output: usize| -> Result<()> {
+        let (x, x_bound) = (env.sizes(input)?.to_vec(), env.slot(input)?.bound.clone());
+        let out_bound = env.slot(output)?.bound.clone();
+        if x.last() != x_bound.last() {
+            return Err(RuntimeError::Invalid(format!(
+                "a dense layer's input rows must keep their length {:?}, got {x:?}",
+                x_bound.last()
+            )));
+        }
+        let (Some((_, lead)), Some(&n)) = (x.split_last(), out_bound.last()) else { return Err(static_only()) };
+        let sizes: Vec<usize> = if out_bound.len() == x.len() {
+            lead.iter().copied().chain([n]).collect()
+        } else if out_bound.len() == 2 {
+            vec![lead.iter().product(), n]
+        } else if x == x_bound {
+            out_bound
+        } else {
+            return Err(static_only());
+        };
+        env.resize(output, &sizes)
+    };
+    let planned = |env: &mut Env<'_>, inputs: &[usize], outputs: &[usize]| -> Result<()> {
+        for &v in inputs {
+            let slot = env.slot(v)?;
+            if slot.sizes != slot.bound {
+                return Err(static_only());
+            }
+        }
+        for &v in outputs {
+            let bound = env.slot(v)?.bound.clone();
+            env.resize(v, &bound)?;
+        }
+        Ok(())
+    };
+    match kernel {
+        Kernel::Op(_) | Kernel::Row { .. } => Ok(()),
+        Kernel::Dense { input, output, .. }
+        | Kernel::Int8(
+            Int8Kernel::Dense { input, output, .. }
+            | Int8Kernel::Dynamic { input, output, .. }
+            | Int8Kernel::Grouped { input, output, .. },
+        ) => rows(env, *input, *output),
+        Kernel::Conv { input, output, .. } | Kernel::Int8(Int8Kernel::Conv { input, output, .. }) => {
+            planned(env, &[*input], &[*output])
+        }
+        Kernel::Int8(Int8Kernel::Add { a, b, output, .. }) => planned(env, &[*a, *b], &[*output]),
+    }
+}
+
 impl Compiled {
     fn run(
         &mut self,
@@ -667,12 +730,24 @@ impl Compiled {
     fn load_input(&mut self, k: usize, src: TensorRef<'_>, reference: bool) -> Result<()> {
         let inner = *self.inputs.get(k).ok_or_else(|| err(format!("input {k} out of range")))?;
         let mut inner_env = Env::owned(&mut self.values, &mut self.owned, &[], reference, self.level);
-        let (dtype, sizes) = (inner_env.dtype(inner)?, inner_env.sizes(inner)?.to_vec());
-        if src.dtype != dtype || src.sizes != sizes.as_slice() {
-            return Err(err(format!(
-                "input {k}: expected {dtype} {sizes:?}, got {} {:?} (the partition was compiled for static shapes)",
-                src.dtype, src.sizes
-            )));
+        let slot = inner_env.slot(inner)?;
+        let (dtype, bound) = (slot.dtype, slot.bound.clone());
+        if slot.dynamism == ShapeDynamism::Static {
+            if src.dtype != dtype || src.sizes != bound.as_slice() {
+                return Err(err(format!(
+                    "input {k}: expected {dtype} {bound:?}, got {} {:?} (the partition was compiled for this static shape)",
+                    src.dtype, src.sizes
+                )));
+            }
+        } else {
+            let within = src.sizes.len() == bound.len() && src.sizes.iter().zip(&bound).all(|(s, b)| s <= b);
+            if src.dtype != dtype || !within {
+                return Err(err(format!(
+                    "input {k}: expected {dtype} of at most {bound:?}, got {} {:?}",
+                    src.dtype, src.sizes
+                )));
+            }
+            inner_env.resize(inner, src.sizes)?;
         }
         inner_env.run(&[], &[inner], |_, outs| {
             outs[0].data.copy_from_slice(src.data);
@@ -703,11 +778,23 @@ impl Compiled {
                     std::time::Instant::now()
                 });
                 let bounds = step.clamp.map_or((f32::NEG_INFINITY, f32::INFINITY), |(_, lo, hi)| (lo, hi));
+                if self.dynamic {
+                    size_outputs(&step.kernel, &mut inner_env)
+                        .map_err(|e| err(format!("op {k} ({}): {e}", step.op)))?;
+                }
                 // Whether the kernel applied the step's fused activation itself.
                 let fused = match &step.kernel {
                     Kernel::Op(f) => f(&mut inner_env, &step.args).map(|()| false),
                     Kernel::Row { row, fallback: Some(f) } if reference && !row.exact() => {
                         f(&mut inner_env, &step.args).map(|()| false)
+                    }
+                    Kernel::Row { row, fallback } if self.dynamic => {
+                        match (row.run_resized(&mut inner_env, self.level, bounds, threads), fallback) {
+                            (Ok(true), _) => Ok(true),
+                            (Ok(false), Some(f)) => f(&mut inner_env, &step.args).map(|()| false),
+                            (Ok(false), None) => Err(static_only()),
+                            (Err(e), _) => Err(e),
+                        }
                     }
                     Kernel::Row { row, .. } => row.run(&mut inner_env, self.level, bounds, threads).map(|()| true),
                     Kernel::Conv { conv, input, output } => inner_env.run(&[*input], &[*output], |ins, outs| {
@@ -806,7 +893,13 @@ mod tests {
     use super::*;
 
     fn tensor(sizes: &[usize], constant: Option<usize>) -> BlobValue {
-        BlobValue::Tensor(BlobTensor { dtype: ScalarType::Float, sizes: sizes.to_vec(), constant, alias_of: None })
+        BlobValue::Tensor(BlobTensor {
+            dtype: ScalarType::Float,
+            sizes: sizes.to_vec(),
+            constant,
+            alias_of: None,
+            dynamic: false,
+        })
     }
 
     /// A 1×1 NHWC convolution, 2 → 3 channels on a 2×2 image.

@@ -4,8 +4,9 @@
 //! pass emits.
 //!
 //! At init, [`RowKernel::recognise`] matches an operation of the blob graph against the forms
-//! these kernels cover (float tensors, static shapes, the arguments each form needs) and makes
-//! its plan; anything else stays with the portable kernel, which validates its own arguments.
+//! these kernels cover (float tensors, the arguments each form needs) and makes its plan for the
+//! tensors' sizes (their bounds, for dynamic shapes: [`RowKernel::run_resized`] handles other
+//! sizes); anything else stays with the portable kernel, which validates its own arguments.
 //! Kernels that approximate (`exp`, `erf`) or sum in another order keep the portable kernel as a
 //! fallback for programs run with the reference accumulation order ([`RowKernel::exact`]).
 
@@ -24,7 +25,7 @@ use ferrite_kernels::simd::{Level, Window};
 pub(super) enum RowKernel {
     Binary { op: Binary, plan: Broadcast, a: usize, b: usize, out: usize },
     Unary { op: Unary, x: usize, out: usize },
-    Softmax { x: usize, out: usize, n: usize },
+    Softmax { x: usize, out: usize, n: usize, dim: usize },
     LayerNorm { x: usize, weight: Option<usize>, bias: Option<usize>, eps: f32, n: usize, outs: [usize; 3] },
     Sum { x: usize, out: usize, dims: (usize, usize, usize), divisor: f32 },
     Pool { x: usize, out: usize, images: usize, geometry: Window, pool: Pool },
@@ -116,7 +117,7 @@ impl RowKernel {
                 // Softmax over the last dimension (or one followed only by ones).
                 let last = sizes.get(d + 1..).is_none_or(|rest| rest.iter().all(|&s| s == 1));
                 let n = sizes.get(d).copied().unwrap_or(1);
-                (same(x, out) && last && !half_to_float && n > 0).then_some(RowKernel::Softmax { x, out, n })
+                (same(x, out) && last && !half_to_float && n > 0).then_some(RowKernel::Softmax { x, out, n, dim: d })
             }
             Op::NativeLayerNorm => {
                 let x = at(0)?;
@@ -228,6 +229,95 @@ impl RowKernel {
         }
     }
 
+    /// The values the kernel reads and writes.
+    fn operands(&self) -> (Vec<usize>, Vec<usize>) {
+        match *self {
+            RowKernel::Binary { a, b, out, .. } => (vec![a, b], vec![out]),
+            RowKernel::Unary { x, out, .. }
+            | RowKernel::Softmax { x, out, .. }
+            | RowKernel::Sum { x, out, .. }
+            | RowKernel::Pool { x, out, .. } => (vec![x], vec![out]),
+            RowKernel::LayerNorm { x, weight, bias, outs, .. } => {
+                (std::iter::once(x).chain(weight).chain(bias).collect(), outs.to_vec())
+            }
+        }
+    }
+
+    /// [`RowKernel::run`] in a partition with dynamic shapes: sizes the outputs from the shapes
+    /// the inputs have in this run first. `Ok(false)` when the kernel's plan does not cover
+    /// those shapes (nothing was written: the caller runs the portable kernel instead).
+    ///
+    /// Inputs at their planned bounds run the plan; element-wise kernels run any shape; softmax
+    /// and layer norm any number of rows of the planned length; broadcasting arithmetic is
+    /// planned again for the shapes at hand.
+    pub(super) fn run_resized(
+        &self,
+        env: &mut Env<'_>,
+        level: Level,
+        bounds: (f32, f32),
+        threads: usize,
+    ) -> Result<bool> {
+        let sizes = |env: &Env<'_>, v: usize| env.sizes(v).map(<[usize]>::to_vec);
+        let (ins, outs) = self.operands();
+        let mut at_bounds = true;
+        for &v in &ins {
+            let slot = env.slot(v)?;
+            at_bounds &= slot.sizes == slot.bound;
+        }
+        if at_bounds {
+            for &v in &outs {
+                let bound = env.slot(v)?.bound.clone();
+                env.resize(v, &bound)?;
+            }
+            self.run(env, level, bounds, threads)?;
+            return Ok(true);
+        }
+        match *self {
+            RowKernel::Unary { x, out, .. } => {
+                let s = sizes(env, x)?;
+                env.resize(out, &s)?;
+            }
+            RowKernel::Softmax { x, out, n, dim } => {
+                let s = sizes(env, x)?;
+                if s.get(dim) != Some(&n) || !s[dim + 1..].iter().all(|&d| d == 1) {
+                    return Ok(false);
+                }
+                env.resize(out, &s)?;
+            }
+            RowKernel::LayerNorm { x, n, outs: [y, mean, rstd], .. } => {
+                // Normalised over the trailing dimensions whose product is `n`: those must keep
+                // their planned sizes; the statistics have ones there.
+                let (s, bound) = (sizes(env, x)?, env.slot(x)?.bound.clone());
+                let Some(k) = (1..=bound.len()).find(|&k| numel(&bound[bound.len() - k..]) == Some(n)) else {
+                    return Ok(false);
+                };
+                let (lead, tail) = s.split_at(s.len() - k);
+                if tail != &bound[bound.len() - k..] || env.slot(mean)?.bound.len() != s.len() {
+                    return Ok(false);
+                }
+                let stats: Vec<usize> = lead.iter().copied().chain(std::iter::repeat_n(1, k)).collect();
+                env.resize(y, &s)?;
+                env.resize(mean, &stats)?;
+                env.resize(rstd, &stats)?;
+            }
+            RowKernel::Binary { op, a, b, out, .. } => {
+                let (sa, sb) = (sizes(env, a)?, sizes(env, b)?);
+                let Ok(shape) = ferrite_kernels::elementwise::broadcast_shape(&sa, &sb) else { return Ok(false) };
+                let Some(plan) = Broadcast::new(&sa, &sb, &shape) else { return Ok(false) };
+                env.resize(out, &shape)?;
+                return env
+                    .run(&[a, b], &[out], |ins, outs| {
+                        let (x, y) = (ins[0].typed::<f32>()?, ins[1].typed::<f32>()?);
+                        Ok(plan.run(level, op, x, y, outs[0].typed::<f32>()?, bounds, threads)?)
+                    })
+                    .map(|()| true);
+            }
+            RowKernel::Sum { .. } | RowKernel::Pool { .. } => return Ok(false),
+        }
+        self.run(env, level, bounds, threads)?;
+        Ok(true)
+    }
+
     /// Runs the kernel with the activation `(lo, hi)` fused.
     pub(super) fn run(&self, env: &mut Env<'_>, level: Level, bounds: (f32, f32), threads: usize) -> Result<()> {
         let clamp = |y: &mut [f32]| {
@@ -246,7 +336,7 @@ impl RowKernel {
                 clamp(y);
                 Ok(())
             }),
-            RowKernel::Softmax { x, out, n } => env.run(&[x], &[out], |ins, outs| {
+            RowKernel::Softmax { x, out, n, .. } => env.run(&[x], &[out], |ins, outs| {
                 let y = outs[0].typed::<f32>()?;
                 rowwise::softmax(level, ins[0].typed::<f32>()?, y, n, threads)?;
                 clamp(y);
@@ -309,6 +399,7 @@ mod tests {
             sizes: sizes.to_vec(),
             constant: None,
             alias_of: None,
+            dynamic: false,
         })
     }
 
@@ -327,8 +418,13 @@ mod tests {
         assert!(matches!(add(Double(1.0), &[2, 1]), Some(RowKernel::Binary { .. })));
         assert!(add(Int(2), &[3]).is_none(), "alpha ≠ 1");
         assert!(add(Int(1), &[4]).is_none(), "does not broadcast");
-        let ints =
-            BlobValue::Tensor(BlobTensor { dtype: ScalarType::Int, sizes: vec![2, 3], constant: None, alias_of: None });
+        let ints = BlobValue::Tensor(BlobTensor {
+            dtype: ScalarType::Int,
+            sizes: vec![2, 3],
+            constant: None,
+            alias_of: None,
+            dynamic: false,
+        });
         assert!(recognise(Op::Mul, vec![ints, t(&[2, 3]), t(&[2, 3])]).is_none(), "int operand");
 
         let softmax =
