@@ -20,8 +20,17 @@ fn index(i: u64, len: usize, what: &str) -> Result<usize> {
 }
 
 impl BlobGraph {
-    /// Reads and fully verifies a blob.
+    /// Reads and fully verifies a blob, copying its constants ([`BlobGraph::decode_borrowed`]
+    /// reads them in place).
     pub fn decode(blob: &[u8]) -> Result<Self> {
+        BlobGraph::decode_borrowed(blob).map(BlobGraph::into_owned)
+    }
+}
+
+impl<'a> BlobGraph<&'a [u8]> {
+    /// Reads and fully verifies a blob; the constants stay in `blob` (the runtime packs weights
+    /// straight from the program's bytes).
+    pub fn decode_borrowed(blob: &'a [u8]) -> Result<Self> {
         if blob.len() < HEADER_LEN {
             return Err(bad(format!("{} bytes is shorter than the {HEADER_LEN}-byte header", blob.len())));
         }
@@ -74,7 +83,7 @@ impl BlobGraph {
                 .ok_or_else(|| {
                     bad(format!("constant {i} ({o}+{l}) lies outside the constant section or is misaligned"))
                 })?;
-            constants.push(section[r].to_vec());
+            constants.push(&section[r]);
         }
         let mut values = Vec::with_capacity(n_values);
         for (i, v) in fb_values.iter().enumerate() {
@@ -180,7 +189,9 @@ impl BlobGraph {
         graph.check_semantics()?;
         Ok(graph)
     }
+}
 
+impl<C: AsRef<[u8]>> BlobGraph<C> {
     /// Checks what the FlatBuffer cannot: inputs and outputs are tensors, aliases point at
     /// non-alias tensors of the same dtype and element count, constants are never written.
     pub fn check_semantics(&self) -> Result<()> {

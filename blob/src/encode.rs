@@ -3,7 +3,7 @@
 use crate::generated::ferrite_blob as fb;
 use crate::{bad, BlobGraph, BlobValue, Result, CONSTANT_ALIGNMENT, HEADER_LEN, MAGIC, MAX_ITEMS, VERSION};
 
-impl BlobGraph {
+impl<C: AsRef<[u8]>> BlobGraph<C> {
     /// Serializes the blob.
     pub fn encode(&self) -> Result<Vec<u8>> {
         if [self.values.len(), self.ops.len(), self.constants.len(), self.debug.len()].iter().any(|&n| n > MAX_ITEMS) {
@@ -103,6 +103,7 @@ impl BlobGraph {
         for c in &self.constants {
             let at = section.len().div_ceil(CONSTANT_ALIGNMENT) * CONSTANT_ALIGNMENT;
             section.resize(at, 0);
+            let c = c.as_ref();
             section.extend_from_slice(c);
             refs.push(fb::ConstantRef::new(at as u64, c.len() as u64));
         }

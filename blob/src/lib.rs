@@ -147,7 +147,7 @@ pub struct BlobOp {
 
 /// A compiled partition.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct BlobGraph {
+pub struct BlobGraph<C = Vec<u8>> {
     /// The value table.
     pub values: Vec<BlobValue>,
     /// Values the delegate call passes in.
@@ -156,8 +156,9 @@ pub struct BlobGraph {
     pub outputs: Vec<usize>,
     /// Operations in execution order.
     pub ops: Vec<BlobOp>,
-    /// Constant data.
-    pub constants: Vec<Vec<u8>>,
+    /// Constant data: owned (`Vec<u8>`, as lowering builds graphs) or borrowed from the blob
+    /// (`&[u8]`, as [`BlobGraph::decode_borrowed`] reads them: no copy of the weights).
+    pub constants: Vec<C>,
     /// Where values came from in the program that was lowered (numerical debugging; empty in
     /// blobs written before it existed). Not every value has an entry.
     pub debug: Vec<DebugValue>,
@@ -186,7 +187,36 @@ pub fn returned_count(args: &[usize]) -> usize {
     ferrite_program::graph::returned_count(args)
 }
 
-impl BlobGraph {
+impl<C: AsRef<[u8]>> BlobGraph<C> {
+    /// The same graph with its constants borrowed (the values and operations copied).
+    pub fn borrowed(&self) -> BlobGraph<&[u8]> {
+        BlobGraph {
+            values: self.values.clone(),
+            inputs: self.inputs.clone(),
+            outputs: self.outputs.clone(),
+            ops: self.ops.clone(),
+            constants: self.constants.iter().map(AsRef::as_ref).collect(),
+            debug: self.debug.clone(),
+        }
+    }
+
+    /// The same graph owning its constants.
+    pub fn into_owned(self) -> BlobGraph {
+        BlobGraph {
+            values: self.values,
+            inputs: self.inputs,
+            outputs: self.outputs,
+            ops: self.ops,
+            constants: self.constants.iter().map(|c| c.as_ref().to_vec()).collect(),
+            debug: self.debug,
+        }
+    }
+
+    /// Constant `c`'s bytes.
+    pub fn constant(&self, c: usize) -> Option<&[u8]> {
+        self.constants.get(c).map(AsRef::as_ref)
+    }
+
     /// A tensor value.
     pub fn tensor(&self, v: usize) -> Option<&BlobTensor> {
         match self.values.get(v) {

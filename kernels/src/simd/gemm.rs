@@ -85,19 +85,31 @@ impl PackedB {
         }
         let mut packed = Self::zeroed(level, k, n, bias)?;
         let nr = level.nr();
-        for (jp, panel) in packed.data.chunks_exact_mut((k + 1) * nr).enumerate() {
-            let (j0, cols) = (jp * nr, nr.min(n - jp * nr));
-            let body = &mut panel[nr..];
-            if by_column {
+        let panel_len = (k + 1) * nr;
+        if by_column {
+            for (jp, panel) in packed.data.chunks_exact_mut(panel_len).enumerate() {
+                let (j0, cols) = (jp * nr, nr.min(n - jp * nr));
                 for c in 0..cols {
                     let column = &m[(j0 + c) * k..(j0 + c + 1) * k];
-                    for (row, &v) in body.chunks_exact_mut(nr).zip(column) {
+                    for (row, &v) in panel[nr..].chunks_exact_mut(nr).zip(column) {
                         row[c] = v;
                     }
                 }
-            } else {
-                for (row, src) in body.chunks_exact_mut(nr).zip(m.chunks_exact(n)) {
-                    row[..cols].copy_from_slice(&src[j0..j0 + cols]);
+            }
+        } else {
+            // Blocks of rows, every panel per block: the source is read a few pages at a time
+            // (a whole panel at a time reads one run per row: a page, and a TLB miss, per 64
+            // bytes of a large weight).
+            const BLOCK: usize = 16;
+            for p0 in (0..k).step_by(BLOCK) {
+                let rows = BLOCK.min(k - p0);
+                let src = &m[p0 * n..(p0 + rows) * n];
+                for (jp, panel) in packed.data.chunks_exact_mut(panel_len).enumerate() {
+                    let (j0, cols) = (jp * nr, nr.min(n - jp * nr));
+                    let body = &mut panel[(p0 + 1) * nr..(p0 + 1 + rows) * nr];
+                    for (row, src) in body.chunks_exact_mut(nr).zip(src.chunks_exact(n)) {
+                        row[..cols].copy_from_slice(&src[j0..j0 + cols]);
+                    }
                 }
             }
         }

@@ -47,7 +47,7 @@ impl EmbeddedDelegate {
     /// anything is allocated.
     pub fn init(runtime: &Runtime, processed: &[u8]) -> Result<Self> {
         let _span = tracing::debug_span!("ferrite_backend.init_embedded", bytes = processed.len()).entered();
-        let graph = BlobGraph::decode(processed).map_err(|e| err(e.to_string()))?;
+        let graph = BlobGraph::decode_borrowed(processed).map_err(|e| err(e.to_string()))?;
         let compiled = Compiled::own_packing(&graph, runtime.kernels(), runtime.simd(), runtime.memory_limit())?;
         let spec = |values: &[usize]| -> Result<Vec<(ScalarType, Vec<usize>)>> {
             values

@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use ferrite_blob::{returned_count, BlobGraph, BlobOp, BlobValue};
+use ferrite_blob::{returned_count, BlobOp, BlobValue};
+
+use super::Graph;
 use ferrite_kernels::int8::{AddParams, Epilogue, QConv2d, QDense, QDenseDynamic, QDenseGrouped};
 use ferrite_kernels::nhwc::Conv2dGeometry;
 use ferrite_kernels::simd::Level;
@@ -33,7 +35,7 @@ struct Quant {
     range: (i32, i32),
 }
 
-fn quant(graph: &BlobGraph, v: usize, bad: &dyn Fn(&str) -> crate::RuntimeError) -> Result<Quant> {
+fn quant(graph: &Graph<'_>, v: usize, bad: &dyn Fn(&str) -> crate::RuntimeError) -> Result<Quant> {
     let Some(BlobValue::DoubleList(q)) = graph.values.get(v) else {
         return Err(bad("quant must be a list of six numbers"));
     };
@@ -50,16 +52,16 @@ fn int8_value(x: f64) -> Option<i32> {
 }
 
 /// A constant int8 tensor's values and sizes.
-fn constant_i8(graph: &BlobGraph, v: usize) -> Option<(Vec<i8>, Vec<usize>)> {
+fn constant_i8(graph: &Graph<'_>, v: usize) -> Option<(Vec<i8>, Vec<usize>)> {
     let t = graph.tensor(v).filter(|t| t.dtype == ScalarType::Char)?;
-    let bytes = graph.constants.get(t.constant?)?;
+    let bytes = graph.constant(t.constant?)?;
     (Some(bytes.len()) == t.sizes.iter().try_fold(1usize, |a, &d| a.checked_mul(d)))
         .then(|| (bytes.iter().map(|&b| b as i8).collect(), t.sizes.clone()))
 }
 
 /// The weight scales and bias (f32 constants of `n` values; the bias may be None).
 fn scales_and_bias(
-    graph: &BlobGraph,
+    graph: &Graph<'_>,
     scales: usize,
     bias: usize,
     n: usize,
@@ -73,7 +75,7 @@ fn scales_and_bias(
 
 /// An optional f32 bias of `n` values: None, or a constant.
 fn bias_of(
-    graph: &BlobGraph,
+    graph: &Graph<'_>,
     bias: usize,
     n: usize,
     bad: &dyn Fn(&str) -> crate::RuntimeError,
@@ -90,7 +92,7 @@ fn bias_of(
 /// The operands a dense layer quantizing its f32 input at run time shares: f32 input `x` and
 /// output `out` whose rows fit the int8 constant weight `w` (`[N, K]`). Returns the weight, N and K.
 fn float_rows(
-    graph: &BlobGraph,
+    graph: &Graph<'_>,
     (x, w, out): (usize, usize, usize),
     bad: &dyn Fn(&str) -> crate::RuntimeError,
 ) -> Result<(Vec<i8>, usize, usize)> {
@@ -125,7 +127,7 @@ fn epilogue(
 }
 
 /// Builds the int8 convolution of `op`.
-pub(super) fn convolution(graph: &BlobGraph, op: &BlobOp, level: Level) -> Result<Int8Kernel> {
+pub(super) fn convolution(graph: &Graph<'_>, op: &BlobOp, level: Level) -> Result<Int8Kernel> {
     let bad = |m: &str| err(format!("{}: {m}", Op::FerriteQuantizedConvolutionNhwc));
     let a = &op.args;
     if a.len() != 13 || returned_count(a) != 1 {
@@ -178,7 +180,7 @@ pub(super) fn convolution(graph: &BlobGraph, op: &BlobOp, level: Level) -> Resul
 }
 
 /// Builds the int8 dense layer of `op`.
-pub(super) fn dense(graph: &BlobGraph, op: &BlobOp, level: Level) -> Result<Int8Kernel> {
+pub(super) fn dense(graph: &Graph<'_>, op: &BlobOp, level: Level) -> Result<Int8Kernel> {
     let bad = |m: &str| err(format!("{}: {m}", Op::FerriteQuantizedDense));
     let a = &op.args;
     if a.len() != 7 || returned_count(a) != 1 {
@@ -211,7 +213,7 @@ pub(super) fn dense(graph: &BlobGraph, op: &BlobOp, level: Level) -> Result<Int8
 }
 
 /// Builds the dynamically quantized dense layer of `op`.
-pub(super) fn dynamic_dense(graph: &BlobGraph, op: &BlobOp, level: Level) -> Result<Int8Kernel> {
+pub(super) fn dynamic_dense(graph: &Graph<'_>, op: &BlobOp, level: Level) -> Result<Int8Kernel> {
     let bad = |m: &str| err(format!("{}: {m}", Op::FerriteDynamicQuantizedDense));
     let a = &op.args;
     if a.len() != 6 || returned_count(a) != 1 {
@@ -226,7 +228,7 @@ pub(super) fn dynamic_dense(graph: &BlobGraph, op: &BlobOp, level: Level) -> Res
 }
 
 /// Builds the groupwise-weight dense layer of `op` (per-token dynamic activations).
-pub(super) fn grouped_dense(graph: &BlobGraph, op: &BlobOp, level: Level) -> Result<Int8Kernel> {
+pub(super) fn grouped_dense(graph: &Graph<'_>, op: &BlobOp, level: Level) -> Result<Int8Kernel> {
     let bad = |m: &str| err(format!("{}: {m}", Op::FerriteGroupwiseDense));
     let a = &op.args;
     if a.len() != 7 || returned_count(a) != 1 {
@@ -250,7 +252,7 @@ pub(super) fn grouped_dense(graph: &BlobGraph, op: &BlobOp, level: Level) -> Res
 }
 
 /// Checks the int8 addition of `op`.
-pub(super) fn add(graph: &BlobGraph, op: &BlobOp) -> Result<Int8Kernel> {
+pub(super) fn add(graph: &Graph<'_>, op: &BlobOp) -> Result<Int8Kernel> {
     let bad = |m: &str| err(format!("{}: {m}", Op::FerriteQuantizedAdd));
     let a = &op.args;
     if a.len() != 5 || returned_count(a) != 1 || op.activation.is_some() {

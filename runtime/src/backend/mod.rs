@@ -32,6 +32,9 @@ use crate::tensor::{nbytes, AlignedBuf, TensorRef};
 use int8::Int8Kernel;
 use rows::RowKernel;
 
+/// A decoded blob whose constants stay in the program's bytes.
+pub(super) type Graph<'a> = BlobGraph<&'a [u8]>;
+
 fn err(message: impl Into<String>) -> RuntimeError {
     RuntimeError::Backend { id: BACKEND_ID.into(), message: message.into() }
 }
@@ -55,7 +58,7 @@ impl Backend for FerriteBackend {
 
     fn init(&self, init: BackendInit<'_>) -> Result<Box<dyn Delegate>> {
         let _span = tracing::debug_span!("ferrite_backend.init", bytes = init.processed.len()).entered();
-        let graph = BlobGraph::decode(init.processed).map_err(|e| err(e.to_string()))?;
+        let graph = BlobGraph::decode_borrowed(init.processed).map_err(|e| err(e.to_string()))?;
         let packed = shared_packing(&init, &graph)?;
         Ok(Box::new(Compiled::new(&graph, init.kernels, init.level, init.memory_limit, packed)?))
     }
@@ -78,7 +81,7 @@ static PACKED: std::sync::Mutex<Vec<(PackKey, std::sync::Weak<Packed>)>> = std::
 /// The packed kernels for `graph`: from [`PACKED`] when another delegate already packed this
 /// blob of this program at this level, packed now (and shared) otherwise. A blob that does not
 /// lie inside the program's bytes is packed privately.
-fn shared_packing(init: &BackendInit<'_>, graph: &BlobGraph) -> Result<Arc<Packed>> {
+fn shared_packing(init: &BackendInit<'_>, graph: &Graph<'_>) -> Result<Arc<Packed>> {
     let bytes = init.program.bytes();
     let (base, start) = (bytes.as_ptr() as usize, init.processed.as_ptr() as usize);
     let inside = start >= base && start + init.processed.len() <= base + bytes.len();
@@ -107,7 +110,7 @@ fn shared_packing(init: &BackendInit<'_>, graph: &BlobGraph) -> Result<Arc<Packe
 }
 
 /// Packs the weights of every operation of `graph` that has its own kernel.
-fn pack(graph: &BlobGraph, level: Level) -> Result<Packed> {
+fn pack(graph: &Graph<'_>, level: Level) -> Result<Packed> {
     let mut packed = Vec::with_capacity(graph.ops.len());
     for (k, op) in graph.ops.iter().enumerate() {
         let kernel = match op.op {
@@ -193,7 +196,7 @@ struct Step {
 
 /// Builds the NHWC convolution of `op` (see [`NHWC_CONVOLUTION`]): checks the geometry against
 /// the tensors and packs the weights for `level`.
-fn nhwc_convolution(graph: &BlobGraph, op: &BlobOp, level: Level) -> Result<Kernel> {
+fn nhwc_convolution(graph: &Graph<'_>, op: &BlobOp, level: Level) -> Result<Kernel> {
     let bad = |m: &str| err(format!("{}: {m}", Op::FerriteConvolutionNhwc));
     if op.args.len() < 10 || returned_count(&op.args) != 1 {
         return Err(bad("expects aten::convolution.out's arguments"));
@@ -254,7 +257,7 @@ fn nhwc_convolution(graph: &BlobGraph, op: &BlobOp, level: Level) -> Result<Kern
 }
 
 /// Builds the dense layer of `op` (see [`DENSE`]): checks the tensors and packs the weight.
-fn dense(graph: &BlobGraph, op: &BlobOp, level: Level) -> Result<Kernel> {
+fn dense(graph: &Graph<'_>, op: &BlobOp, level: Level) -> Result<Kernel> {
     let bad = |m: &str| err(format!("{}: {m}", Op::FerriteDense));
     let &[x, w, b, out, out2] = op.args.as_slice() else { return Err(bad("expects (input, weight, bias, out, out)")) };
     if out != out2 {
@@ -296,9 +299,9 @@ fn rows_fit(input: &[usize], output: &[usize], k: usize, n: usize) -> bool {
 /// A float constant's values: the constant's own bytes where they are aligned for `f32` on a
 /// little-endian machine (no copy: packing megabytes of weights reads them once), a converted
 /// copy otherwise.
-fn constant_f32(graph: &BlobGraph, v: usize) -> Option<std::borrow::Cow<'_, [f32]>> {
+fn constant_f32<'a>(graph: &Graph<'a>, v: usize) -> Option<std::borrow::Cow<'a, [f32]>> {
     let t = graph.tensor(v).filter(|t| t.dtype == ScalarType::Float)?;
-    let bytes = graph.constants.get(t.constant?)?;
+    let bytes: &'a [u8] = graph.constants.get(t.constant?).copied()?;
     // (Decoding verified this; checked again for graphs built in memory.)
     if Some(bytes.len()) != t.sizes.iter().try_fold(4usize, |a, &d| a.checked_mul(d)) {
         return None;
@@ -334,7 +337,7 @@ struct Compiled {
 impl Compiled {
     /// [`Compiled::new`] with weights packed for this delegate alone.
     pub(super) fn own_packing(
-        graph: &BlobGraph,
+        graph: &Graph<'_>,
         kernels: &KernelRegistry,
         level: Level,
         memory_limit: u64,
@@ -343,7 +346,7 @@ impl Compiled {
     }
 
     fn new(
-        graph: &BlobGraph,
+        graph: &Graph<'_>,
         kernels: &KernelRegistry,
         level: Level,
         memory_limit: u64,
@@ -433,7 +436,7 @@ impl Compiled {
                     continue;
                 }
                 if let Some(c) = t.constant {
-                    let data = graph.constants.get(c).ok_or_else(|| err(format!("constant {c} missing")))?;
+                    let data = graph.constant(c).ok_or_else(|| err(format!("constant {c} missing")))?;
                     owned.push(Planned::Data(AlignedBuf::from_bytes(data)));
                     buffer_of[v] = Some(owned.len() - 1);
                 }
@@ -982,8 +985,9 @@ mod tests {
 
     #[test]
     fn a_well_formed_nhwc_convolution_initialises_and_drops_its_constants() {
-        let c = Compiled::own_packing(&conv_graph(), &crate::ops::portable_kernels(), Level::detect(), u64::MAX)
-            .expect("initialises");
+        let c =
+            Compiled::own_packing(&conv_graph().borrowed(), &crate::ops::portable_kernels(), Level::detect(), u64::MAX)
+                .expect("initialises");
         assert!(matches!(c.steps[0].kernel, Kernel::Conv { .. }));
         // Weight and bias were packed away: no buffers for them.
         assert!(matches!(c.values[1], RValue::None) && matches!(c.values[2], RValue::None));
@@ -1009,7 +1013,8 @@ mod tests {
             let mut g = conv_graph();
             mutate(&mut g);
             assert!(
-                Compiled::own_packing(&g, &crate::ops::portable_kernels(), Level::detect(), u64::MAX).is_err(),
+                Compiled::own_packing(&g.borrowed(), &crate::ops::portable_kernels(), Level::detect(), u64::MAX)
+                    .is_err(),
                 "{what}"
             );
         }
@@ -1017,25 +1022,26 @@ mod tests {
         let mut g = conv_graph();
         g.ops[0] = BlobOp { op: Op::FerriteDense, args: vec![0, 1, 2, 9, 9], activation: None };
         assert!(
-            Compiled::own_packing(&g, &crate::ops::portable_kernels(), Level::detect(), u64::MAX).is_err(),
+            Compiled::own_packing(&g.borrowed(), &crate::ops::portable_kernels(), Level::detect(), u64::MAX).is_err(),
             "dense with a 4-D weight"
         );
         g.values[1] = tensor(&[2, 3], Some(0));
         g.values[0] = tensor(&[4, 2], None);
         g.values[9] = tensor(&[4, 3], None);
         assert!(
-            Compiled::own_packing(&g, &crate::ops::portable_kernels(), Level::detect(), u64::MAX).is_ok(),
+            Compiled::own_packing(&g.borrowed(), &crate::ops::portable_kernels(), Level::detect(), u64::MAX).is_ok(),
             "a valid dense layer"
         );
         g.values[9] = tensor(&[4, 4], None);
         assert!(
-            Compiled::own_packing(&g, &crate::ops::portable_kernels(), Level::detect(), u64::MAX).is_err(),
+            Compiled::own_packing(&g.borrowed(), &crate::ops::portable_kernels(), Level::detect(), u64::MAX).is_err(),
             "dense output of the wrong size"
         );
         // A pooling whose output does not match its input.
         let mut g = conv_graph();
         g.ops[0] = BlobOp { op: Op::FerriteMaxPool2dNhwc, args: vec![0, 3, 3, 4, 5, 6, 8, 9, 9], activation: None };
-        let Err(e) = Compiled::own_packing(&g, &crate::ops::portable_kernels(), Level::detect(), u64::MAX) else {
+        let Err(e) = Compiled::own_packing(&g.borrowed(), &crate::ops::portable_kernels(), Level::detect(), u64::MAX)
+        else {
             panic!("a bad pooling was accepted")
         };
         assert!(e.to_string().contains("valid pooling"), "{e}");
@@ -1045,17 +1051,17 @@ mod tests {
     fn declared_sizes_beyond_the_memory_limit_are_refused_before_allocating() {
         let kernels = crate::ops::portable_kernels();
         // The plan needs the input and output buffers (32 + 48 bytes): a smaller limit refuses it.
-        let Err(e) = Compiled::own_packing(&conv_graph(), &kernels, Level::detect(), 64) else {
+        let Err(e) = Compiled::own_packing(&conv_graph().borrowed(), &kernels, Level::detect(), 64) else {
             panic!("over the limit")
         };
         assert_eq!(e.code(), "R040", "{e}");
-        assert!(Compiled::own_packing(&conv_graph(), &kernels, Level::detect(), 1 << 20).is_ok());
+        assert!(Compiled::own_packing(&conv_graph().borrowed(), &kernels, Level::detect(), 1 << 20).is_ok());
         // A flipped size (2^50 floats, as a damaged blob may declare): refused at any limit the
         // machine can give — counted against the limit, or refused by the allocator.
         for limit in [crate::tensor::physical_memory(), u64::MAX] {
             let mut g = conv_graph();
             g.values.push(tensor(&[1 << 30, 1 << 20], None));
-            let Err(e) = Compiled::own_packing(&g, &kernels, Level::detect(), limit) else {
+            let Err(e) = Compiled::own_packing(&g.borrowed(), &kernels, Level::detect(), limit) else {
                 panic!("2^52 bytes accepted")
             };
             assert_eq!(e.code(), "R040", "{e}");

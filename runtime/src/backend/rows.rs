@@ -10,7 +10,9 @@
 //! Kernels that approximate (`exp`, `erf`) or sum in another order keep the portable kernel as a
 //! fallback for programs run with the reference accumulation order ([`RowKernel::exact`]).
 
-use ferrite_blob::{BlobGraph, BlobOp, BlobValue};
+use ferrite_blob::{BlobOp, BlobValue};
+
+use super::Graph;
 use ferrite_op_support::Op;
 use ferrite_program::ScalarType;
 
@@ -32,16 +34,16 @@ pub(super) enum RowKernel {
 }
 
 /// The float tensor `v`'s sizes.
-fn float(graph: &BlobGraph, v: usize) -> Option<&[usize]> {
+fn float<'g>(graph: &'g Graph<'_>, v: usize) -> Option<&'g [usize]> {
     graph.tensor(v).filter(|t| t.dtype == ScalarType::Float).map(|t| t.sizes.as_slice())
 }
 
 /// An int or float scalar as f32 (`None` for any other value).
-fn scalar(graph: &BlobGraph, v: usize) -> Option<f32> {
+fn scalar(graph: &Graph<'_>, v: usize) -> Option<f32> {
     graph.number(v).map(|x| x as f32)
 }
 
-fn is_none(graph: &BlobGraph, v: usize) -> bool {
+fn is_none(graph: &Graph<'_>, v: usize) -> bool {
     graph.is_none(v)
 }
 
@@ -58,7 +60,7 @@ fn numel(sizes: &[usize]) -> Option<usize> {
 
 impl RowKernel {
     /// The row kernel for `op`, when it has one of the forms these kernels cover.
-    pub(super) fn recognise(graph: &BlobGraph, op: &BlobOp) -> Option<RowKernel> {
+    pub(super) fn recognise(graph: &Graph<'_>, op: &BlobOp) -> Option<RowKernel> {
         let a = &op.args;
         let at = |i: usize| a.get(i).copied();
         let same = |x: usize, out: usize| float(graph, x).is_some() && float(graph, x) == float(graph, out);
@@ -189,7 +191,7 @@ impl RowKernel {
     }
 
     /// A channels-last pooling (see [`Op::FerriteMaxPool2dNhwc`] for the arguments).
-    fn pool(graph: &BlobGraph, op: &BlobOp) -> Option<RowKernel> {
+    fn pool(graph: &Graph<'_>, op: &BlobOp) -> Option<RowKernel> {
         let a = &op.args;
         let pair = |v: usize| -> Option<[usize; 2]> {
             match graph.values.get(*a.get(v)?)? {
@@ -406,7 +408,14 @@ mod tests {
     /// One operation over `values`; its arguments are the values' indices in order.
     fn recognise(op: Op, values: Vec<BlobValue>) -> Option<RowKernel> {
         let args = (0..values.len()).collect();
-        let g = BlobGraph { values, inputs: vec![], outputs: vec![], ops: vec![], constants: vec![], debug: vec![] };
+        let g: Graph<'_> = ferrite_blob::BlobGraph {
+            values,
+            inputs: vec![],
+            outputs: vec![],
+            ops: vec![],
+            constants: vec![],
+            debug: vec![],
+        };
         RowKernel::recognise(&g, &BlobOp { op, args, activation: None })
     }
 
