@@ -261,22 +261,67 @@ unsafe fn activation<V: Vector>(op: Unary, x: V) -> V {
     }
 }
 
+impl UnaryJob {
+    /// `out[i] = op(x[i])` over the job's elements, two vectors per iteration, for the
+    /// operation numbered `OP` (see [`Job::run`]; `lo` and `hi` are a clamp's bounds). A const
+    /// parameter rather than a closure: closures do not inherit the caller's target features,
+    /// so the SIMD helpers would not inline into one.
+    #[inline(always)]
+    unsafe fn each<V: Vector, const OP: u8>(&self, lo: f32, hi: f32) {
+        let op = match OP {
+            0 => Unary::Clamp(lo, hi),
+            1 => Unary::Sigmoid,
+            2 => Unary::Silu,
+            3 => Unary::Tanh,
+            4 => Unary::Exp,
+            5 => Unary::Gelu,
+            6 => Unary::GeluTanh,
+            7 => Unary::Hardswish,
+            _ => Unary::Hardsigmoid,
+        };
+        let l = V::LANES;
+        let mut i = 0;
+        // SAFETY (all three blocks): the level is supported (caller); every access is below
+        // `n` elements (`i + 2l ≤ n`, `i + l ≤ n`, then the `n − i` left), which `x` and `out`
+        // hold (checked by `unary`).
+        while i + 2 * l <= self.n {
+            unsafe {
+                let (a, b) = (V::load(self.x.add(i)), V::load(self.x.add(i + l)));
+                activation(op, a).store(self.out.add(i));
+                activation(op, b).store(self.out.add(i + l));
+            }
+            i += 2 * l;
+        }
+        if i + l <= self.n {
+            unsafe { activation(op, V::load(self.x.add(i))).store(self.out.add(i)) };
+            i += l;
+        }
+        if i < self.n {
+            let m = self.n - i;
+            unsafe { activation(op, V::load_partial(self.x.add(i), m)).store_partial(self.out.add(i), m) };
+        }
+    }
+}
+
 impl Job for UnaryJob {
     #[inline(always)]
     unsafe fn run<V: Vector>(&mut self) {
-        let l = V::LANES;
-        let mut i = 0;
-        while i < self.n {
-            let m = l.min(self.n - i);
-            // SAFETY: the level is supported (caller); i + m ≤ n (checked by `unary`).
-            unsafe {
-                if m == l {
-                    activation(self.op, V::load(self.x.add(i))).store(self.out.add(i));
-                } else {
-                    activation(self.op, V::load_partial(self.x.add(i), m)).store_partial(self.out.add(i), m);
-                }
+        // One loop per operation: its constants stay in registers and nothing is dispatched per
+        // vector (a `match` inside the loop cost a jump table and reloaded constants per
+        // vector: a clamp ran at 0.39 ns per element, three times a copy's time).
+        // SAFETY: the level is supported (caller); `each` stays within the job's elements.
+        unsafe {
+            match self.op {
+                Unary::Clamp(lo, hi) => self.each::<V, 0>(lo, hi),
+                Unary::Sigmoid => self.each::<V, 1>(0.0, 0.0),
+                Unary::Silu => self.each::<V, 2>(0.0, 0.0),
+                Unary::Tanh => self.each::<V, 3>(0.0, 0.0),
+                Unary::Exp => self.each::<V, 4>(0.0, 0.0),
+                Unary::Gelu => self.each::<V, 5>(0.0, 0.0),
+                Unary::GeluTanh => self.each::<V, 6>(0.0, 0.0),
+                Unary::Hardswish => self.each::<V, 7>(0.0, 0.0),
+                Unary::Hardsigmoid => self.each::<V, 8>(0.0, 0.0),
             }
-            i += l;
         }
     }
 }
