@@ -281,10 +281,9 @@ impl UnaryJob {
         };
         let l = V::LANES;
         let mut i = 0;
-        // SAFETY (all three blocks): the level is supported (caller); every access is below
-        // `n` elements (`i + 2l ≤ n`, `i + l ≤ n`, then the `n − i` left), which `x` and `out`
-        // hold (checked by `unary`).
         while i + 2 * l <= self.n {
+            // SAFETY: the level is supported (caller); `i + 2l ≤ n`, and `x` and `out` hold `n`
+            // elements (checked by `unary`).
             unsafe {
                 let (a, b) = (V::load(self.x.add(i)), V::load(self.x.add(i + l)));
                 activation(op, a).store(self.out.add(i));
@@ -293,11 +292,13 @@ impl UnaryJob {
             i += 2 * l;
         }
         if i + l <= self.n {
+            // SAFETY: as above, `i + l ≤ n`.
             unsafe { activation(op, V::load(self.x.add(i))).store(self.out.add(i)) };
             i += l;
         }
         if i < self.n {
             let m = self.n - i;
+            // SAFETY: as above, the last `m = n − i` elements.
             unsafe { activation(op, V::load_partial(self.x.add(i), m)).store_partial(self.out.add(i), m) };
         }
     }
