@@ -67,6 +67,11 @@ pub fn conv_in_order<T: Real>(
                         let xrow = &xc[(id as usize * ih_ + ih as usize) * iw_..][..iw_];
                         let wk = &wo[((c * kd_ + kd) * kh_ + kh) * kw_..][..kw_];
                         for (kw, &(lo, hi)) in ranges.iter().enumerate() {
+                            if lo >= hi {
+                                // No output reads this tap inside the input (its range can sit
+                                // past the row: `lo + off` may be negative).
+                                continue;
+                            }
                             let wv = wk[kw];
                             let off = (kw * s.dilation[2]) as isize - s.padding[2] as isize;
                             let sw = s.stride[2];
