@@ -32,6 +32,10 @@ pub struct Broadcast {
     inner: usize,
     lens: [usize; 2],
     total: usize,
+    /// The side that is one run of `inner` repeated for every run while the other side is
+    /// contiguous (a squeeze-excitation scale `[N, 1, 1, C]` over `[N, H, W, C]` with `N` 1, a
+    /// bias over rows): all runs go to [`rows::binary_repeated`] at once.
+    repeat: Option<usize>,
 }
 
 impl Broadcast {
@@ -74,6 +78,27 @@ impl Broadcast {
         }
         let inner: usize = out[split..].iter().product();
         let [(_, sa), (_, sb)] = sides;
+        // Whether side `k` repeats one run (zero strides outside the suffix, not a scalar) or
+        // is contiguous (the strides of a dense `out[..split]` times `inner`).
+        let repeats = |k: usize, st: &[usize]| full[k] && !ones[k] && st[..split].iter().all(|&x| x == 0);
+        let contiguous = |k: usize, st: &[usize]| {
+            let mut step = inner;
+            full[k]
+                && (0..split).rev().all(|d| {
+                    let ok = out[d] == 1 || st[d] == step;
+                    step *= out[d];
+                    ok
+                })
+        };
+        let repeat = if split == 0 || inner >= 4096 {
+            None
+        } else if repeats(0, &sa) && contiguous(1, &sb) {
+            Some(0)
+        } else if repeats(1, &sb) && contiguous(0, &sa) {
+            Some(1)
+        } else {
+            None
+        };
         Some(Broadcast {
             outer_sizes: out[..split].to_vec(),
             strides: [sa[..split].to_vec(), sb[..split].to_vec()],
@@ -82,6 +107,7 @@ impl Broadcast {
             inner,
             lens: [a.iter().product(), b.iter().product()],
             total,
+            repeat,
         })
     }
 
@@ -131,6 +157,21 @@ impl Broadcast {
             return Ok(());
         }
         let inner = self.inner;
+        if let Some(k) = self.repeat {
+            let (full, row) = if k == 0 { (b, a.get(..inner)) } else { (a, b.get(..inner)) };
+            let row = row.ok_or_else(|| shape("binary: a repeated run past its side".into()))?;
+            let rows = |start: usize, o: &mut [f32]| {
+                let x = full.get(start..start + o.len()).ok_or_else(|| shape("binary: run past a side".into()))?;
+                rows::binary_repeated(level, op, x, row, k == 0, o, lo, hi)
+            };
+            return match split(self.total, threads) {
+                Some(chunk) => {
+                    let per = chunk.div_ceil(inner) * inner;
+                    par::try_chunks(out, per, true, |c, o| rows(c * per, o))
+                }
+                None => rows(0, out),
+            };
+        }
         fn side(x: &[f32], scalar: bool, off: usize, start: usize, len: usize) -> KResult<Side<'_>> {
             if scalar {
                 return x.get(off).map(|&v| Side::Scalar(v)).ok_or_else(|| shape("binary: offset past a side".into()));
@@ -310,6 +351,10 @@ mod tests {
             (&[1, 1], &[1], &[1, 1]),
             (&[5, 1, 7], &[1, 1, 7], &[5, 1, 7]),
             (&[0, 3], &[3], &[0, 3]),
+            // One side a repeated run, the other contiguous (squeeze-excitation, bias rows).
+            (&[1, 6, 6, 8], &[1, 1, 1, 8], &[1, 6, 6, 8]),
+            (&[4, 5], &[3, 4, 5], &[3, 4, 5]),
+            (&[64, 64, 16], &[16], &[64, 64, 16]),
         ];
         for &(sa, sb, out) in cases {
             let plan = Broadcast::new(sa, sb, out).unwrap_or_else(|| panic!("{sa:?} {sb:?} {out:?}"));
@@ -326,6 +371,9 @@ mod tests {
                 }
             }
         }
+        assert_eq!(Broadcast::new(&[1, 6, 6, 8], &[1, 1, 1, 8], &[1, 6, 6, 8]).unwrap().repeat, Some(1));
+        assert_eq!(Broadcast::new(&[4, 5], &[3, 4, 5], &[3, 4, 5]).unwrap().repeat, Some(0));
+        assert_eq!(Broadcast::new(&[2, 1, 4], &[1, 3, 1], &[2, 3, 4]).unwrap().repeat, None);
         assert!(Broadcast::new(&[2, 3], &[4], &[2, 3]).is_none());
         assert!(Broadcast::new(&[2, 3], &[3], &[2, 4]).is_none());
         let plan = Broadcast::new(&[2, 3], &[3], &[2, 3]).unwrap();

@@ -93,8 +93,35 @@ pub fn binary(level: Level, op: Binary, a: Side<'_>, b: Side<'_>, out: &mut [f32
     };
     let (pa, sa) = ptr(a, "binary lhs")?;
     let (pb, sb) = ptr(b, "binary rhs")?;
-    let mut job = BinaryJob { op, a: pa, sa, b: pb, sb, out: out.as_mut_ptr(), n, lo, hi };
+    let mut job = BinaryJob { op, a: pa, sa, b: pb, sb, out: out.as_mut_ptr(), n, rows: 1, repeat: 0, lo, hi };
     // SAFETY: every non-null side holds `n` elements, as does `out` (checked above).
+    unsafe { run_job(level, &mut job) }
+}
+
+/// `out = clamp(x op row, lo, hi)` (or `row op x` with `row_first`) with `row` repeated along
+/// every row of `x` and `out` (rows of `row.len()`): a squeeze-excitation scale or a bias
+/// broadcast over pixels, in one call however short the rows.
+#[allow(clippy::too_many_arguments)]
+pub fn binary_repeated(
+    level: Level,
+    op: Binary,
+    x: &[f32],
+    row: &[f32],
+    row_first: bool,
+    out: &mut [f32],
+    lo: f32,
+    hi: f32,
+) -> KResult {
+    let n = row.len();
+    length("binary operand", out.len(), x.len())?;
+    if n == 0 || !out.len().is_multiple_of(n) {
+        return Err(arg(format!("binary: {} elements are not rows of {n}", out.len())));
+    }
+    let (a, b) = if row_first { (row.as_ptr(), x.as_ptr()) } else { (x.as_ptr(), row.as_ptr()) };
+    let repeat = if row_first { 1 } else { 2 };
+    let rows = out.len() / n;
+    let mut job = BinaryJob { op, a, sa: 0.0, b, sb: 0.0, out: out.as_mut_ptr(), n, rows, repeat, lo, hi };
+    // SAFETY: `x` and `out` hold `rows · n` elements and `row` holds `n` (checked above).
     unsafe { run_job(level, &mut job) }
 }
 
@@ -106,7 +133,12 @@ struct BinaryJob {
     b: *const f32,
     sb: f32,
     out: *mut f32,
+    /// Elements per row.
     n: usize,
+    /// Rows: `out` and every side that is neither scalar nor repeated advance `n` per row.
+    rows: usize,
+    /// The side that is one row repeated for every row: 0 none, 1 `a`, 2 `b`.
+    repeat: u8,
     lo: f32,
     hi: f32,
 }
@@ -126,34 +158,98 @@ unsafe fn apply<V: Vector>(op: Binary, a: V, b: V) -> V {
     }
 }
 
+/// `out[i] = clamp(a[i] op b[i], lo, hi)` for `i < n`, the operation numbered `OP` and a side
+/// scalar (`sa`, `sb`) where `SA` / `SB` say so. Const parameters, not a closure or a `match`
+/// per vector, so that each combination compiles to a loop of its own.
+///
+/// # Safety
+/// The level of `V` is supported; non-scalar sides and `out` hold `n` elements.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn binary_run<V: Vector, const OP: u8, const SA: bool, const SB: bool>(
+    a: *const f32,
+    sa: f32,
+    b: *const f32,
+    sb: f32,
+    out: *mut f32,
+    n: usize,
+    lo: f32,
+    hi: f32,
+) {
+    let op = match OP {
+        0 => Binary::Add,
+        1 => Binary::Sub,
+        2 => Binary::Mul,
+        3 => Binary::Div,
+        4 => Binary::Max,
+        _ => Binary::Min,
+    };
+    let l = V::LANES;
+    // SAFETY: the level is supported (caller).
+    let (vlo, vhi, va, vb) = unsafe { (V::splat(lo), V::splat(hi), V::splat(sa), V::splat(sb)) };
+    let mut i = 0;
+    while i + l <= n {
+        // SAFETY: `i + l ≤ n`; the sides read are not scalar (caller).
+        unsafe {
+            let x = if SA { va } else { V::load(a.add(i)) };
+            let y = if SB { vb } else { V::load(b.add(i)) };
+            apply(op, x, y).clamp(vlo, vhi).store(out.add(i));
+        }
+        i += l;
+    }
+    if i < n {
+        let m = n - i;
+        // SAFETY: the last `m = n − i` elements.
+        unsafe {
+            let x = if SA { va } else { V::load_partial(a.add(i), m) };
+            let y = if SB { vb } else { V::load_partial(b.add(i), m) };
+            apply(op, x, y).clamp(vlo, vhi).store_partial(out.add(i), m);
+        }
+    }
+}
+
+impl BinaryJob {
+    /// Every row, for the operation numbered `OP` and the scalar sides `SA`, `SB`.
+    #[inline(always)]
+    unsafe fn rows_of<V: Vector, const OP: u8, const SA: bool, const SB: bool>(&self) {
+        for r in 0..self.rows {
+            let at = r * self.n;
+            // SAFETY: the level is supported (caller); a side neither scalar nor repeated, and
+            // `out`, hold `rows · n` elements, a repeated side `n` (checked by the callers).
+            unsafe {
+                let a = if SA || self.repeat == 1 { self.a } else { self.a.add(at) };
+                let b = if SB || self.repeat == 2 { self.b } else { self.b.add(at) };
+                binary_run::<V, OP, SA, SB>(a, self.sa, b, self.sb, self.out.add(at), self.n, self.lo, self.hi);
+            }
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn with_op<V: Vector, const OP: u8>(&self) {
+        // SAFETY: as for `rows_of` (the scalar flags follow the null sides).
+        unsafe {
+            match (self.a.is_null(), self.b.is_null()) {
+                (false, false) => self.rows_of::<V, OP, false, false>(),
+                (true, false) => self.rows_of::<V, OP, true, false>(),
+                (false, true) => self.rows_of::<V, OP, false, true>(),
+                (true, true) => self.rows_of::<V, OP, true, true>(),
+            }
+        }
+    }
+}
+
 impl Job for BinaryJob {
     #[inline(always)]
     unsafe fn run<V: Vector>(&mut self) {
-        let l = V::LANES;
-        // SAFETY: the level is supported (caller); `self` was checked by `binary`: every read
-        // and write below is at an index < n.
+        // SAFETY: the level is supported (caller); the sides were checked by the callers.
         unsafe {
-            let (lo, hi) = (V::splat(self.lo), V::splat(self.hi));
-            let (sa, sb) = (V::splat(self.sa), V::splat(self.sb));
-            let side = |p: *const f32, s: V, i: usize, m: usize| {
-                if p.is_null() {
-                    s
-                } else if m == l {
-                    V::load(p.add(i))
-                } else {
-                    V::load_partial(p.add(i), m)
-                }
-            };
-            let mut i = 0;
-            while i < self.n {
-                let m = l.min(self.n - i);
-                let y = apply(self.op, side(self.a, sa, i, m), side(self.b, sb, i, m)).clamp(lo, hi);
-                if m == l {
-                    y.store(self.out.add(i));
-                } else {
-                    y.store_partial(self.out.add(i), m);
-                }
-                i += l;
+            match self.op {
+                Binary::Add => self.with_op::<V, 0>(),
+                Binary::Sub => self.with_op::<V, 1>(),
+                Binary::Mul => self.with_op::<V, 2>(),
+                Binary::Div => self.with_op::<V, 3>(),
+                Binary::Max => self.with_op::<V, 4>(),
+                Binary::Min => self.with_op::<V, 5>(),
             }
         }
     }
