@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use ferrite_runtime::{read_npy, TensorData};
+use ferrite_runtime::{read_npy, read_npy_bytes, TensorData};
 
 use crate::error::{QuantizeError, Result};
 
@@ -70,8 +70,24 @@ impl Calibration {
             return Ok(Calibration { source: Source::Files(samples) });
         }
         let t = read_npy(path).map_err(|e| bad(e.to_string()))?;
+        Self::stacked(&path.display().to_string(), t)
+    }
+
+    /// A stacked `.npy` held in memory (as [`Calibration::open`] reads a file); `name` labels
+    /// the errors.
+    pub fn from_npy_bytes(name: &str, bytes: &[u8]) -> Result<Self> {
+        let t = read_npy_bytes(name, bytes)
+            .map_err(|e| QuantizeError::CalibrationData { path: name.to_string(), message: e.to_string() })?;
+        Self::stacked(name, t)
+    }
+
+    /// Samples stacked along the leading axis of `t`, read from `name`.
+    fn stacked(name: &str, t: TensorData) -> Result<Self> {
         if t.sizes().is_empty() {
-            return Err(bad("a 0-d array has no sample axis".into()));
+            return Err(QuantizeError::CalibrationData {
+                path: name.to_string(),
+                message: "a 0-d array has no sample axis".into(),
+            });
         }
         Ok(Calibration { source: Source::Stacked(t) })
     }
@@ -161,5 +177,24 @@ mod tests {
         let c = Calibration::from_stacked(stack);
         assert_eq!(c.sample(1).unwrap()[0].sizes(), &[3]);
         assert!(c.sample(2).is_err());
+    }
+
+    /// Bytes in memory read as the same file does, with the same errors.
+    #[test]
+    fn npy_bytes_calibrate_as_the_file_does() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/mlp/calibration.npy");
+        let from_file = Calibration::open(&path).unwrap();
+        let from_bytes = Calibration::from_npy_bytes("calibration.npy", &std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(from_bytes.len(), from_file.len());
+        assert!(from_file.len() > 1);
+        let last = from_file.len() - 1;
+        assert_eq!(from_bytes.sample(last).unwrap()[0].bytes(), from_file.sample(last).unwrap()[0].bytes());
+        // A 0-d array has no sample axis.
+        let scalar = std::env::temp_dir().join(format!("ferrite-calibration-0d-{}.npy", std::process::id()));
+        ferrite_runtime::write_npy(&scalar, &TensorData::from_slice(vec![], &[1f32]).unwrap()).unwrap();
+        let bytes = std::fs::read(&scalar).unwrap();
+        std::fs::remove_file(&scalar).ok();
+        let err = Calibration::from_npy_bytes("scalar.npy", &bytes).unwrap_err();
+        assert!(err.to_string().contains("no sample axis") && err.to_string().contains("scalar.npy"), "{err}");
     }
 }

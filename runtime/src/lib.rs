@@ -42,4 +42,4 @@ pub use registry::{Backend, BackendInit, BackendRegistry, Delegate, KernelRegist
 pub use tensor::{element_type, nbytes, numel, scalar_type, AlignedBuf, TensorData, TensorMut, TensorRef};
 
 #[cfg(feature = "npy")]
-pub use npy::{read_npy, write_npy};
+pub use npy::{read_npy, read_npy_bytes, write_npy};

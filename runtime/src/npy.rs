@@ -1,6 +1,7 @@
 //! Reading and writing `.npy` files as tensors (feature `npy`). Files are untrusted: the
 //! header's dtype, order and shape are checked against the file before any allocation.
 
+use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
 use ferrite_program::ScalarType;
@@ -9,8 +10,8 @@ use npyz::{DType, NpyFile, TypeChar, WriterBuilder};
 use crate::error::{Result, RuntimeError};
 use crate::TensorData;
 
-fn bad(path: &Path, reason: impl std::fmt::Display) -> RuntimeError {
-    RuntimeError::Npy { path: path.display().to_string(), reason: reason.to_string() }
+fn bad(name: &str, reason: impl std::fmt::Display) -> RuntimeError {
+    RuntimeError::Npy { path: name.to_string(), reason: reason.to_string() }
 }
 
 /// The longest header accepted, as numpy's own reader (`max_header_size`, numpy ≥ 1.24).
@@ -24,11 +25,10 @@ const MAX_DEPTH: usize = 4;
 /// nested brackets (a fuzzed 150-byte header with 17 `{` ran for minutes): refuse a header
 /// longer than the file or than numpy's limit, or nested deeper than a real one. Leaves `file`
 /// at its start.
-fn check_header(path: &Path, mut file: &std::fs::File, file_len: u64) -> Result<()> {
-    use std::io::{Read, Seek, SeekFrom};
+fn check_header<R: Read + Seek>(name: &str, file: &mut R, file_len: u64) -> Result<()> {
     let mut head = Vec::with_capacity(12);
-    file.take(12).read_to_end(&mut head).map_err(|e| bad(path, e))?;
-    file.seek(SeekFrom::Start(0)).map_err(|e| bad(path, e))?;
+    file.by_ref().take(12).read_to_end(&mut head).map_err(|e| bad(name, e))?;
+    file.seek(SeekFrom::Start(0)).map_err(|e| bad(name, e))?;
     if head.len() < 10 || !head.starts_with(b"\x93NUMPY") {
         return Ok(()); // npyz reports what is wrong
     }
@@ -38,14 +38,14 @@ fn check_header(path: &Path, mut file: &std::fs::File, file_len: u64) -> Result<
         _ => return Ok(()),
     };
     if declared > file_len {
-        return Err(bad(path, format!("the header claims {declared} bytes, the file has {file_len}")));
+        return Err(bad(name, format!("the header claims {declared} bytes, the file has {file_len}")));
     }
     if declared > MAX_HEADER {
-        return Err(bad(path, format!("the header claims {declared} bytes, more than numpy's limit of {MAX_HEADER}")));
+        return Err(bad(name, format!("the header claims {declared} bytes, more than numpy's limit of {MAX_HEADER}")));
     }
     let mut text = Vec::new();
-    file.take(declared).read_to_end(&mut text).map_err(|e| bad(path, e))?;
-    file.seek(SeekFrom::Start(0)).map_err(|e| bad(path, e))?;
+    file.by_ref().take(declared).read_to_end(&mut text).map_err(|e| bad(name, e))?;
+    file.seek(SeekFrom::Start(0)).map_err(|e| bad(name, e))?;
     let mut depth = 0usize;
     // The dict's text only: the length bytes before it may happen to be `{`, `(` or `[`.
     for &c in text.get(prefix..).unwrap_or_default() {
@@ -53,7 +53,7 @@ fn check_header(path: &Path, mut file: &std::fs::File, file_len: u64) -> Result<
             b'{' | b'(' | b'[' => {
                 depth += 1;
                 if depth > MAX_DEPTH {
-                    return Err(bad(path, format!("the header's brackets nest deeper than {MAX_DEPTH}")));
+                    return Err(bad(name, format!("the header's brackets nest deeper than {MAX_DEPTH}")));
                 }
             }
             b'}' | b')' | b']' => depth = depth.saturating_sub(1),
@@ -65,21 +65,32 @@ fn check_header(path: &Path, mut file: &std::fs::File, file_len: u64) -> Result<
 
 /// Reads a C-order `.npy` file holding f32, f64, f16, i64, i32, i16, i8, u8 or bool values.
 pub fn read_npy(path: &Path) -> Result<TensorData> {
-    let file = std::fs::File::open(path).map_err(|e| bad(path, e))?;
-    let file_len = file.metadata().map_err(|e| bad(path, e))?.len();
-    check_header(path, &file, file_len)?;
-    let npy =
-        NpyFile::new(std::io::BufReader::new(file)).map_err(|e| bad(path, format!("not a valid .npy file: {e}")))?;
+    let name = path.display().to_string();
+    let file = std::fs::File::open(path).map_err(|e| bad(&name, e))?;
+    let file_len = file.metadata().map_err(|e| bad(&name, e))?.len();
+    read_npy_from(&name, std::io::BufReader::new(file), file_len)
+}
+
+/// [`read_npy`] for a `.npy` file held in memory (downloaded, embedded, or from an archive);
+/// `name` labels the errors.
+pub fn read_npy_bytes(name: &str, bytes: &[u8]) -> Result<TensorData> {
+    read_npy_from(name, std::io::Cursor::new(bytes), bytes.len() as u64)
+}
+
+/// The reader behind [`read_npy`] and [`read_npy_bytes`]: `file` holds `file_len` bytes.
+fn read_npy_from<R: Read + Seek>(name: &str, mut file: R, file_len: u64) -> Result<TensorData> {
+    check_header(name, &mut file, file_len)?;
+    let npy = NpyFile::new(file).map_err(|e| bad(name, format!("not a valid .npy file: {e}")))?;
     if npy.order() == npyz::Order::Fortran {
-        return Err(bad(path, "Fortran-order arrays are not supported; save with np.ascontiguousarray"));
+        return Err(bad(name, "Fortran-order arrays are not supported; save with np.ascontiguousarray"));
     }
     let shape: Vec<usize> = npy
         .shape()
         .iter()
-        .map(|&d| usize::try_from(d).map_err(|_| bad(path, format!("dimension {d} is too large"))))
+        .map(|&d| usize::try_from(d).map_err(|_| bad(name, format!("dimension {d} is too large"))))
         .collect::<Result<_, _>>()?;
     let DType::Plain(ts) = npy.dtype() else {
-        return Err(bad(path, "structured or array dtypes are not supported"));
+        return Err(bad(name, "structured or array dtypes are not supported"));
     };
     let dtype = match (ts.type_char(), ts.size_field()) {
         (TypeChar::Float, 4) => ScalarType::Float,
@@ -91,14 +102,14 @@ pub fn read_npy(path: &Path) -> Result<TensorData> {
         (TypeChar::Int, 1) => ScalarType::Char,
         (TypeChar::Uint, 1) => ScalarType::Byte,
         (TypeChar::Bool, 1) => ScalarType::Bool,
-        (c, s) => return Err(bad(path, format!("dtype {c:?}{s} is not supported"))),
+        (c, s) => return Err(bad(name, format!("dtype {c:?}{s} is not supported"))),
     };
-    let numel = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(|| bad(path, "shape overflows"))?;
-    let need = numel.checked_mul(dtype.element_size()).ok_or_else(|| bad(path, "shape overflows"))?;
+    let numel = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(|| bad(name, "shape overflows"))?;
+    let need = numel.checked_mul(dtype.element_size()).ok_or_else(|| bad(name, "shape overflows"))?;
     if need as u64 > file_len {
-        return Err(bad(path, format!("the header promises {need} bytes of data but the file has {file_len}")));
+        return Err(bad(name, format!("the header promises {need} bytes of data but the file has {file_len}")));
     }
-    let io = |e: std::io::Error| bad(path, format!("truncated or corrupt data: {e}"));
+    let io = |e: std::io::Error| bad(name, format!("truncated or corrupt data: {e}"));
     let t = match dtype {
         ScalarType::Float => TensorData::from_slice(shape, &npy.into_vec::<f32>().map_err(io)?),
         ScalarType::Double => TensorData::from_slice(shape, &npy.into_vec::<f64>().map_err(io)?),
@@ -110,7 +121,7 @@ pub fn read_npy(path: &Path) -> Result<TensorData> {
         ScalarType::Byte => TensorData::from_slice(shape, &npy.into_vec::<u8>().map_err(io)?),
         _ => TensorData::from_bools(shape, &npy.into_vec::<bool>().map_err(io)?),
     };
-    t.map_err(|e| bad(path, e))
+    t.map_err(|e| bad(name, e))
 }
 
 fn write_typed<T: npyz::Serialize + npyz::AutoSerialize + Copy>(
@@ -198,5 +209,22 @@ mod tests {
         let t = read_npy(&path);
         std::fs::remove_file(&path).ok();
         assert_eq!(t.expect("reads").sizes(), &[2, 3]);
+    }
+
+    /// The in-memory reader gives what the file reader gives, and the same coded errors.
+    #[test]
+    fn bytes_read_as_the_file_does() {
+        let t = TensorData::from_slice(vec![2, 3], &[1.5f32, -2.0, 0.0, 3.25, f32::NAN, 7.0]).expect("tensor");
+        let path = std::env::temp_dir().join(format!("ferrite-npy-bytes-{}.npy", std::process::id()));
+        write_npy(&path, &t).expect("write");
+        let bytes = std::fs::read(&path).expect("read back");
+        let from_file = read_npy(&path);
+        std::fs::remove_file(&path).ok();
+        let (from_file, from_bytes) = (from_file.expect("file"), read_npy_bytes("mem.npy", &bytes).expect("bytes"));
+        assert_eq!(from_bytes.sizes(), &[2, 3]);
+        assert_eq!(from_file.bytes(), from_bytes.bytes());
+        let err = read_npy_bytes("mem.npy", &bytes[..bytes.len() - 4]).expect_err("truncated");
+        assert_eq!(err.code(), "C003");
+        assert!(err.to_string().contains("mem.npy"), "{err}");
     }
 }
