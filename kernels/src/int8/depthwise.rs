@@ -305,7 +305,7 @@ pub(super) fn run<O: QOut>(
                 return unsafe { row_avx2(dw, g, ow, x, zp as i16, (r / oh, r % oh), ep, acc, chunk) };
             }
         }
-        let _ = level;
+        let _ = (level, &zeros, paired); // the x86 kernels' inputs
         row_out(dw, g, ow, x, zp as i16, (r / oh, r % oh), ep, acc, chunk)
     })
 }

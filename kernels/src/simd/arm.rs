@@ -80,6 +80,24 @@ impl Vector for N {
         // SAFETY: NEON, guaranteed by the caller.
         N(unsafe { vbslq_f32(vcltzq_f32(x.0), if_neg.0, otherwise.0) })
     }
+    #[inline(always)]
+    unsafe fn select_sign(x: Self, if_neg: Self, otherwise: Self) -> Self {
+        // SAFETY: NEON, guaranteed by the caller; the sign bit spread over the lane as a mask.
+        N(unsafe {
+            let neg = vreinterpretq_u32_s32(vshrq_n_s32::<31>(vreinterpretq_s32_f32(x.0)));
+            vbslq_f32(neg, if_neg.0, otherwise.0)
+        })
+    }
+    #[inline(always)]
+    unsafe fn neg_abs(self) -> Self {
+        // SAFETY: NEON, guaranteed by the caller.
+        N(unsafe { vreinterpretq_f32_u32(vorrq_u32(vreinterpretq_u32_f32(self.0), vdupq_n_u32(0x8000_0000))) })
+    }
+    #[inline(always)]
+    unsafe fn shl23(self) -> Self {
+        // SAFETY: NEON, guaranteed by the caller.
+        N(unsafe { vreinterpretq_f32_u32(vshlq_n_u32::<23>(vreinterpretq_u32_f32(self.0))) })
+    }
 }
 
 /// # Safety

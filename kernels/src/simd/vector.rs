@@ -26,6 +26,14 @@ pub(crate) trait Vector: Copy {
     unsafe fn pow2i(self) -> Self;
     /// Lane-wise `if x < 0 { if_neg } else { otherwise }` (NaN is not negative).
     unsafe fn select_neg(x: Self, if_neg: Self, otherwise: Self) -> Self;
+    /// Lane-wise `if` the sign bit of `x` is set `{ if_neg } else { otherwise }` (−0 and a NaN
+    /// with its sign bit set count as negative): one instruction where `select_neg` takes two.
+    unsafe fn select_sign(x: Self, if_neg: Self, otherwise: Self) -> Self;
+    /// `−|x|`: the sign bit set (NaN stays NaN).
+    unsafe fn neg_abs(self) -> Self;
+    /// Each lane's bits shifted left by 23 as an integer: with `n + 127` in the low bits of
+    /// the mantissa (a float near 1.5·2²³ holds an integer there), the float `2ⁿ`.
+    unsafe fn shl23(self) -> Self;
 
     /// Loads `n < LANES` elements, zero past them.
     #[inline(always)]
@@ -171,5 +179,17 @@ impl Vector for Portable {
     #[inline(always)]
     unsafe fn select_neg(x: Self, if_neg: Self, otherwise: Self) -> Self {
         Portable(std::array::from_fn(|i| if x.0[i] < 0.0 { if_neg.0[i] } else { otherwise.0[i] }))
+    }
+    #[inline(always)]
+    unsafe fn select_sign(x: Self, if_neg: Self, otherwise: Self) -> Self {
+        Portable(std::array::from_fn(|i| if x.0[i].is_sign_negative() { if_neg.0[i] } else { otherwise.0[i] }))
+    }
+    #[inline(always)]
+    unsafe fn neg_abs(self) -> Self {
+        Portable(self.0.map(|x| f32::from_bits(x.to_bits() | 0x8000_0000)))
+    }
+    #[inline(always)]
+    unsafe fn shl23(self) -> Self {
+        Portable(self.0.map(|x| f32::from_bits(x.to_bits() << 23)))
     }
 }

@@ -89,6 +89,24 @@ impl Vector for Z {
             _mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_LT_OQ>(x.0, _mm512_setzero_ps()), otherwise.0, if_neg.0)
         })
     }
+    #[inline(always)]
+    unsafe fn select_sign(x: Self, if_neg: Self, otherwise: Self) -> Self {
+        // SAFETY: AVX-512F, guaranteed by the caller; the sign bit read as an integer's.
+        Z(unsafe {
+            let neg = _mm512_cmplt_epi32_mask(_mm512_castps_si512(x.0), _mm512_setzero_si512());
+            _mm512_mask_blend_ps(neg, otherwise.0, if_neg.0)
+        })
+    }
+    #[inline(always)]
+    unsafe fn neg_abs(self) -> Self {
+        // SAFETY: AVX-512F, guaranteed by the caller.
+        Z(unsafe { _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(self.0), _mm512_set1_epi32(i32::MIN))) })
+    }
+    #[inline(always)]
+    unsafe fn shl23(self) -> Self {
+        // SAFETY: AVX-512F, guaranteed by the caller.
+        Z(unsafe { _mm512_castsi512_ps(_mm512_slli_epi32::<23>(_mm512_castps_si512(self.0))) })
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -170,6 +188,21 @@ impl Vector for Y {
     unsafe fn select_neg(x: Self, if_neg: Self, otherwise: Self) -> Self {
         // SAFETY: AVX, guaranteed by the caller.
         Y(unsafe { _mm256_blendv_ps(otherwise.0, if_neg.0, _mm256_cmp_ps::<_CMP_LT_OQ>(x.0, _mm256_setzero_ps())) })
+    }
+    #[inline(always)]
+    unsafe fn select_sign(x: Self, if_neg: Self, otherwise: Self) -> Self {
+        // SAFETY: AVX, guaranteed by the caller; `blendv` selects on each mask lane's sign bit.
+        Y(unsafe { _mm256_blendv_ps(otherwise.0, if_neg.0, x.0) })
+    }
+    #[inline(always)]
+    unsafe fn neg_abs(self) -> Self {
+        // SAFETY: AVX, guaranteed by the caller.
+        Y(unsafe { _mm256_or_ps(self.0, _mm256_set1_ps(-0.0)) })
+    }
+    #[inline(always)]
+    unsafe fn shl23(self) -> Self {
+        // SAFETY: AVX2, guaranteed by the caller.
+        Y(unsafe { _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_castps_si256(self.0))) })
     }
 }
 

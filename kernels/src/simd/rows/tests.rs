@@ -111,6 +111,29 @@ fn activations_match_libm_within_a_few_ulp() {
     }
 }
 
+/// Sigmoid and SiLU keep their relative accuracy where the values are tiny (large negative
+/// `x`, down to f32's normal range), not only the absolute accuracy the test above checks.
+#[test]
+fn sigmoid_is_accurate_relative_to_its_value_down_to_the_normal_range() {
+    let x: Vec<f32> = (0..=17_400).map(|i| -87.0 + i as f32 * 0.006).collect();
+    for level in Level::available() {
+        for op in [Unary::Sigmoid, Unary::Silu] {
+            let mut out = vec![0.0; x.len()];
+            unary(level, op, &x, &mut out).unwrap();
+            for (&v, &got) in x.iter().zip(&out) {
+                let v = f64::from(v);
+                let want = if op == Unary::Silu { v } else { 1.0 } / (1.0 + (-v).exp());
+                let rel = (f64::from(got) - want).abs() / want.abs().max(f64::MIN_POSITIVE);
+                assert!(rel <= 4e-7 || want == 0.0, "{level:?} {op:?}({v}) = {got}, want {want} (relative {rel:e})");
+            }
+        }
+        // Below the normal range the value is 0, never garbage.
+        let mut out = [1.0f32; 3];
+        unary(level, Unary::Sigmoid, &[-87.5, -100.0, -1e30], &mut out).unwrap();
+        assert!(out.iter().all(|&o| (0.0..1.2e-38).contains(&o)), "{level:?} {out:?}");
+    }
+}
+
 #[test]
 fn softmax_and_layer_norm_match_a_double_reference() {
     for level in Level::available() {
