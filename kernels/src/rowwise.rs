@@ -221,8 +221,9 @@ fn row_chunk(len: usize, n: usize, threads: usize) -> Option<usize> {
     split(len, threads).map(|c| c.div_ceil(n).max(1) * n)
 }
 
-/// Softmax over each contiguous row of `n`.
-pub fn softmax(level: Level, x: &[f32], y: &mut [f32], n: usize, threads: usize) -> KResult {
+/// Softmax over each contiguous row of `n`; with `safe`, rows of all `−inf` give zeros
+/// ([`rows::softmax`]).
+pub fn softmax(level: Level, x: &[f32], y: &mut [f32], n: usize, safe: bool, threads: usize) -> KResult {
     if n == 0 || x.len() != y.len() || !x.len().is_multiple_of(n) {
         return Err(shape(format!("softmax: {} and {} elements are not rows of {n}", x.len(), y.len())));
     }
@@ -231,10 +232,10 @@ pub fn softmax(level: Level, x: &[f32], y: &mut [f32], n: usize, threads: usize)
     }
     // (Off the pool entirely when not splitting: a parallel iterator would hand off to it.)
     match row_chunk(x.len(), n, threads) {
-        Some(chunk) => {
-            par::try_chunks(y, chunk, true, |c, ys| rows::softmax(level, &x[c * chunk..c * chunk + ys.len()], ys, n))
-        }
-        None => rows::softmax(level, x, y, n),
+        Some(chunk) => par::try_chunks(y, chunk, true, |c, ys| {
+            rows::softmax(level, &x[c * chunk..c * chunk + ys.len()], ys, n, safe)
+        }),
+        None => rows::softmax(level, x, y, n, safe),
     }
 }
 
@@ -449,7 +450,7 @@ mod tests {
                 norm::layer_norm(&x, Some(&w), Some(&b), &mut wl, &mut wm, &mut wr, rows, n, 1e-5).unwrap();
                 for level in Level::available() {
                     let mut got = vec![0.0f32; rows * n];
-                    softmax(level, &x, &mut got, n, 1).unwrap();
+                    softmax(level, &x, &mut got, n, false, 1).unwrap();
                     close(&got, &want, 2e-6)?;
                     let (mut gm, mut gr) = (vec![0.0f32; rows], vec![0.0f32; rows]);
                     layer_norm(level, &x, &mut got, n, Some(&w), Some(&b), 1e-5, &mut gm, &mut gr, 1).unwrap();
@@ -511,8 +512,8 @@ mod tests {
         assert_eq!(one, many);
         let rows = n / 31;
         let (xs, (a, b)) = (&x[..rows * 31], (&mut one[..rows * 31], &mut many[..rows * 31]));
-        softmax(level, xs, a, 31, 1).unwrap();
-        pool.install(|| softmax(level, xs, b, 31, 3)).unwrap();
+        softmax(level, xs, a, 31, false, 1).unwrap();
+        pool.install(|| softmax(level, xs, b, 31, false, 3)).unwrap();
         assert_eq!(a, b);
         let (mut m1, mut r1, mut m2, mut r2) = (vec![0.0; rows], vec![0.0; rows], vec![0.0; rows], vec![0.0; rows]);
         layer_norm(level, xs, a, 31, None, None, 1e-5, &mut m1, &mut r1, 1).unwrap();

@@ -31,8 +31,8 @@ pub(crate) fn err(message: impl Into<String>) -> CompileError {
 ///
 /// 1. constant folding ([`passes::fold_constants`]),
 /// 2. batch-norm folding ([`passes::batch_norm`]),
-/// 3. activation fusion ([`passes::fuse`]; SiLU, hard-swish and hard-sigmoid after the int8
-///    rewrite, outside methods that requantize),
+/// 3. activation fusion ([`passes::fuse`]; SiLU, hard-swish, hard-sigmoid and the safe
+///    softmax of attention after the int8 rewrite, outside methods that requantize),
 /// 4. int8 operators from `dequantize → op → quantize` chains ([`passes::quantized`]),
 /// 5. channels-last and dense layers ([`passes::channels_last`], [`passes::dense`]); in methods
 ///    that requantize only the int8 convolutions go channels-last, and float operators keep
@@ -55,6 +55,7 @@ pub fn compile_partition(
     let float_in_reference_order = ferrite_op_support::requantizes(plan);
     if !float_in_reference_order {
         passes::fuse::fuse_silu(&mut g, &mut stats);
+        passes::fuse::fuse_safe_softmax(&mut g, &mut stats);
         passes::fuse::fuse_hard_activations(&mut g, &mut stats);
     }
     passes::channels_last::channels_last(&mut g, &mut stats, !float_in_reference_order);

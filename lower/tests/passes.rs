@@ -203,6 +203,66 @@ fn sigmoid_times_its_input_becomes_silu() {
     }
 }
 
+/// `_safe_softmax` as ExecuTorch exports it (scaled dot-product attention's softmax):
+/// `_softmax`, `eq(x, −inf) → logical_not → any(dim, keepdim) → logical_not`, and
+/// `where(mask, full_like(s, 0), s)`. Seven operators become one `ferrite::safe_softmax`; a
+/// chain whose mask someone else reads, or over another dimension, stays. Fully masked rows
+/// give zeros, as the chain does.
+#[test]
+fn the_safe_softmax_chain_becomes_one_operator() {
+    let sizes = [2usize, 3, 6];
+    let safe_softmax = |dim: i64, mask_is_output: bool| {
+        let mut b = ProgramBuilder::new("forward");
+        let x = b.input(ScalarType::Float, &sizes);
+        let t = |b: &mut ProgramBuilder, dtype: ScalarType, s: &[usize]| b.tensor(dtype, s);
+        let (d, no) = (b.int(dim), b.bool(false));
+        let s = t(&mut b, ScalarType::Float, &sizes);
+        b.call(Op::Softmax.name(), &[x, d, no, s, s]);
+        let neg_inf = b.double(f64::NEG_INFINITY);
+        let eq = t(&mut b, ScalarType::Bool, &sizes);
+        b.call(Op::EqScalar.name(), &[x, neg_inf, eq, eq]);
+        let kept = t(&mut b, ScalarType::Bool, &sizes);
+        b.call(Op::LogicalNot.name(), &[eq, kept, kept]);
+        let mut reduced = sizes.to_vec();
+        reduced[usize::try_from(dim.rem_euclid(3)).expect("dim")] = 1;
+        let (d2, keep) = (b.int(dim), b.bool(true));
+        let any = t(&mut b, ScalarType::Bool, &reduced);
+        b.call(Op::Any.name(), &[kept, d2, keep, any, any]);
+        let mask = t(&mut b, ScalarType::Bool, &reduced);
+        b.call(Op::LogicalNot.name(), &[any, mask, mask]);
+        let (zero, format) = (b.int(0), b.none());
+        let zeros = t(&mut b, ScalarType::Float, &sizes);
+        b.call(Op::FullLike.name(), &[s, zero, format, zeros, zeros]);
+        let y = t(&mut b, ScalarType::Float, &sizes);
+        b.call(Op::WhereSelf.name(), &[mask, zeros, s, y, y]);
+        b.output(y);
+        if mask_is_output {
+            b.output(mask);
+        }
+        compile(b)
+    };
+    // Rows (of the last dimension) 0 and 4 fully masked, row 2 partly.
+    let mut values = det(36, 7);
+    values[..6].fill(f32::NEG_INFINITY);
+    values[24..30].fill(f32::NEG_INFINITY);
+    values[13] = f32::NEG_INFINITY;
+    let input = TensorData::from_slice(sizes.to_vec(), &values).expect("input");
+
+    let (g, stats, program) = safe_softmax(-1, false);
+    assert_eq!(names(&g), [Op::FerriteSafeSoftmax]);
+    assert_eq!(stats.activations_fused, 1);
+    assert_same_results(&g, &program, std::slice::from_ref(&input));
+    let (g, _, program) = safe_softmax(2, false);
+    assert_eq!(names(&g), [Op::FerriteSafeSoftmax], "dim 2 is the last");
+    assert_same_results(&g, &program, std::slice::from_ref(&input));
+
+    let (g, stats, _) = safe_softmax(-1, true);
+    assert_eq!(g.ops.len(), 7, "the mask is returned: {:?}", names(&g));
+    assert_eq!(stats.activations_fused, 0);
+    let (g, _, _) = safe_softmax(1, false);
+    assert_eq!(g.ops.len(), 7, "not the last dimension: {:?}", names(&g));
+}
+
 #[test]
 fn views_of_constants_fold_and_reshapes_become_aliases() {
     // linear as ExecuTorch exports it: permute_copy(weight) then addmm; then a reshape.

@@ -361,6 +361,13 @@ operators! {
     /// out_scale, out_zero_point, out_min, out_max]`; computes ExecuTorch's `dequantize → add →
     /// quantize` exactly. Written by lowering for that chain.
     FerriteQuantizedAdd = "ferrite::quantized_add.out",
+    /// The backend's softmax that gives zeros for a row whose inputs are all `−inf` (PyTorch's
+    /// `_safe_softmax`, which scaled dot-product attention uses, where `_softmax` gives NaN):
+    /// `aten::_softmax.out`'s arguments `(x, dim, half_to_float, out, out)`, f32, over the last
+    /// dimension. Written by lowering for the chain ExecuTorch exports `_safe_softmax` as —
+    /// `_softmax`, then `eq(x, −inf) → logical_not → any(dim, keepdim) → logical_not` and
+    /// `where(mask, full_like(0), softmax)` — one pass instead of seven.
+    FerriteSafeSoftmax = "ferrite::safe_softmax.out",
 }
 
 impl Op {
@@ -378,6 +385,7 @@ impl Op {
                 | Op::FerriteDynamicQuantizedDense
                 | Op::FerriteGroupwiseDense
                 | Op::FerriteQuantizedAdd
+                | Op::FerriteSafeSoftmax
         )
     }
 
@@ -457,6 +465,7 @@ impl Op {
                 | Op::DequantizePerTensor
                 | Op::QuantizedAdd
                 | Op::FerriteQuantizedAdd
+                | Op::FerriteSafeSoftmax
         )
     }
 

@@ -459,13 +459,15 @@ impl Job for UnaryJob {
 // ---------------------------------------------------------------------------------------------
 // Rows
 
-/// Softmax over each contiguous row of `n` elements of `x` (`x.len()` a multiple of `n`).
-pub fn softmax(level: Level, x: &[f32], y: &mut [f32], n: usize) -> KResult {
+/// Softmax over each contiguous row of `n` elements of `x` (`x.len()` a multiple of `n`). With
+/// `safe`, a row whose elements are all `−inf` gives zeros (PyTorch's `_safe_softmax`) rather
+/// than NaN.
+pub fn softmax(level: Level, x: &[f32], y: &mut [f32], n: usize, safe: bool) -> KResult {
     length("softmax output", x.len(), y.len())?;
     if n == 0 || !x.len().is_multiple_of(n) {
         return Err(arg(format!("softmax: {} elements are not rows of {n}", x.len())));
     }
-    let mut job = SoftmaxJob { x: x.as_ptr(), y: y.as_mut_ptr(), rows: x.len() / n, n };
+    let mut job = SoftmaxJob { x: x.as_ptr(), y: y.as_mut_ptr(), rows: x.len() / n, n, safe };
     // SAFETY: `x` and `y` hold rows · n elements (checked above).
     unsafe { run_job(level, &mut job) }
 }
@@ -475,6 +477,7 @@ struct SoftmaxJob {
     y: *mut f32,
     rows: usize,
     n: usize,
+    safe: bool,
 }
 
 impl Job for SoftmaxJob {
@@ -494,7 +497,13 @@ impl Job for SoftmaxJob {
                     mv = V::max(mv, v);
                     i += l;
                 }
-                let max = V::splat(mv.max_lane());
+                let row_max = mv.max_lane();
+                if self.safe && row_max == f32::NEG_INFINITY {
+                    // Every element is −inf (a NaN would have made the maximum NaN).
+                    std::ptr::write_bytes(y, 0, n);
+                    continue;
+                }
+                let max = V::splat(row_max);
                 let mut sum = V::splat(0.0);
                 let mut i = 0;
                 while i < n {

@@ -10,8 +10,15 @@
 //! without its decomposition kept) becomes one `silu(x)`: a single pass over memory instead of
 //! two, in EfficientNet-style nets the largest tensors of the model. Not in methods that
 //! requantize, whose float operators keep ExecuTorch's arithmetic.
+//!
+//! **Safe softmax**: PyTorch's `_safe_softmax` (scaled dot-product attention's softmax, which
+//! gives zeros for a fully masked row) reaches ExecuTorch programs as seven operators —
+//! `s = _softmax(x)`, `eq(x, −inf) → logical_not → any(dim, keepdim) → logical_not` for the
+//! mask, `where(mask, full_like(s, 0), s)` — seven passes over an attention-sized tensor. They
+//! become one [`Op::FerriteSafeSoftmax`] (f32, last dimension, every intermediate read by the
+//! next step only; not in methods that requantize).
 
-use ferrite_blob::{returned_count, BlobGraph, BlobValue};
+use ferrite_blob::{returned_count, BlobGraph, BlobOp, BlobValue};
 use ferrite_op_support::Op;
 use ferrite_program::ScalarType;
 
@@ -128,6 +135,88 @@ pub(crate) fn fuse_silu(g: &mut BlobGraph, stats: &mut PassStats) {
             None => k += 1,
         }
     }
+}
+
+/// Rewrites the seven operators ExecuTorch exports `_safe_softmax` as into one
+/// [`Op::FerriteSafeSoftmax`] (see the module documentation).
+pub(crate) fn fuse_safe_softmax(g: &mut BlobGraph, stats: &mut PassStats) {
+    let mut k = 0;
+    while k < g.ops.len() {
+        match safe_softmax_at(g, k) {
+            Some((softmax, mut removed)) => {
+                let out = g.ops[k].args[3];
+                let (x, dim, half) = (softmax.args[0], softmax.args[1], softmax.args[2]);
+                g.ops[k] = BlobOp { op: Op::FerriteSafeSoftmax, args: vec![x, dim, half, out, out], activation: None };
+                removed.sort_unstable();
+                for &p in removed.iter().rev() {
+                    g.ops.remove(p);
+                }
+                k -= removed.len() - 1; // every removed op came before `k`; `k` moves past the new one
+                stats.activations_fused += 1;
+            }
+            None => k += 1,
+        }
+    }
+}
+
+/// The `_softmax` and the positions of the six operators to remove when `g.ops[k]` is the
+/// `where` that ends a safe softmax.
+fn safe_softmax_at(g: &BlobGraph, k: usize) -> Option<(BlobOp, Vec<usize>)> {
+    let plain = |op: &BlobOp, which: Op, arity: usize| {
+        op.op == which && op.activation.is_none() && op.args.len() == arity && returned_count(&op.args) == 1
+    };
+    // The op before `k` writing only `v`, when it is `which` with `arity` arguments.
+    let producer = |v: usize, which: Op, arity: usize| {
+        let p = g.ops[..k].iter().rposition(|op| op_outputs(g, op) == [v])?;
+        plain(&g.ops[p], which, arity).then_some(p)
+    };
+    // An intermediate: read by `count` operators, none of them outside the pattern, not returned.
+    let internal = |v: usize, count: usize| readers(g, v, None) == count && !is_output(g, v);
+    let w = &g.ops[k];
+    if !plain(w, Op::WhereSelf, 5) {
+        return None;
+    }
+    let (mask, zeros, s, out) = (w.args[0], w.args[1], w.args[2], w.args[3]);
+    let ps = producer(s, Op::Softmax, 5)?;
+    let softmax = &g.ops[ps];
+    let x = softmax.args[0];
+    let sizes = g.tensor(x).filter(|t| t.dtype == ScalarType::Float)?.sizes.clone();
+    let float_like = |v: usize| g.tensor(v).is_some_and(|t| t.dtype == ScalarType::Float && t.sizes == sizes);
+    if !float_like(s) || !float_like(zeros) || !float_like(out) || g.tensor(out)?.alias_of.is_some() {
+        return None;
+    }
+    let last = |v: usize| {
+        let d = g.int(v)?;
+        let d = usize::try_from(if d < 0 { d + sizes.len() as i64 } else { d }).ok().filter(|&d| d < sizes.len())?;
+        sizes[d + 1..].iter().all(|&n| n == 1).then_some(d)
+    };
+    let d = last(softmax.args[1])?;
+    if !matches!(g.values.get(softmax.args[2]), Some(BlobValue::Bool(false))) || !internal(s, 2) {
+        return None;
+    }
+    // `where(mask, full_like(s, 0), s)`.
+    let pf = producer(zeros, Op::FullLike, 5)?;
+    if g.ops[pf].args[0] != s || g.number(g.ops[pf].args[1]) != Some(0.0) || !internal(zeros, 1) {
+        return None;
+    }
+    // mask = logical_not(any(logical_not(eq(x, −inf)), d, keepdim)).
+    let pn2 = producer(mask, Op::LogicalNot, 3)?;
+    let any = g.ops[pn2].args[0];
+    let pa = producer(any, Op::Any, 5)?;
+    let keepdim = matches!(g.values.get(g.ops[pa].args[2]), Some(BlobValue::Bool(true)));
+    if last(g.ops[pa].args[1]) != Some(d) || !keepdim || !internal(mask, 1) || !internal(any, 1) {
+        return None;
+    }
+    let kept = g.ops[pa].args[0];
+    let pn1 = producer(kept, Op::LogicalNot, 3)?;
+    let masked = g.ops[pn1].args[0];
+    let pe = producer(masked, Op::EqScalar, 4)?;
+    let eq = &g.ops[pe];
+    if eq.args[0] != x || g.number(eq.args[1]) != Some(f64::NEG_INFINITY) || !internal(kept, 1) || !internal(masked, 1)
+    {
+        return None;
+    }
+    Some((softmax.clone(), vec![ps, pf, pn2, pa, pn1, pe]))
 }
 
 /// The value of a one-element float constant.

@@ -365,6 +365,9 @@ impl Compiled {
                 (None, _) if matches!(op.op, Op::FerriteMaxPool2dNhwc | Op::FerriteAvgPool2dNhwc) => {
                     return Err(err(format!("op {k}: {}: the arguments do not form a valid pooling", op.op)));
                 }
+                (None, _) if op.op == Op::FerriteSafeSoftmax => {
+                    return Err(err(format!("op {k}: {}: not a float softmax over the last dimension", op.op)));
+                }
                 (None, Some(f)) => resolved.push(Kernel::Op(f)),
                 (None, None) => missing.push(op.op.name()),
             }

@@ -27,7 +27,7 @@ use ferrite_kernels::simd::{Level, Window};
 pub(super) enum RowKernel {
     Binary { op: Binary, plan: Broadcast, a: usize, b: usize, out: usize },
     Unary { op: Unary, x: usize, out: usize },
-    Softmax { x: usize, out: usize, n: usize, dim: usize },
+    Softmax { x: usize, out: usize, n: usize, dim: usize, safe: bool },
     LayerNorm { x: usize, weight: Option<usize>, bias: Option<usize>, eps: f32, n: usize, outs: [usize; 3] },
     Sum { x: usize, out: usize, dims: (usize, usize, usize), divisor: f32 },
     Pool { x: usize, out: usize, images: usize, geometry: Window, pool: Pool },
@@ -111,7 +111,7 @@ impl RowKernel {
                 };
                 unary(form, 2)
             }
-            Op::Softmax => {
+            Op::Softmax | Op::FerriteSafeSoftmax => {
                 let (x, out) = (at(0)?, at(3)?);
                 let sizes = float(graph, x)?;
                 let d = dim(graph.int(at(1)?)?, sizes.len())?;
@@ -119,7 +119,14 @@ impl RowKernel {
                 // Softmax over the last dimension (or one followed only by ones).
                 let last = sizes.get(d + 1..).is_none_or(|rest| rest.iter().all(|&s| s == 1));
                 let n = sizes.get(d).copied().unwrap_or(1);
-                (same(x, out) && last && !half_to_float && n > 0).then_some(RowKernel::Softmax { x, out, n, dim: d })
+                let safe = op.op == Op::FerriteSafeSoftmax;
+                (same(x, out) && last && !half_to_float && n > 0).then_some(RowKernel::Softmax {
+                    x,
+                    out,
+                    n,
+                    dim: d,
+                    safe,
+                })
             }
             Op::NativeLayerNorm => {
                 let x = at(0)?;
@@ -279,7 +286,7 @@ impl RowKernel {
                 let s = sizes(env, x)?;
                 env.resize(out, &s)?;
             }
-            RowKernel::Softmax { x, out, n, dim } => {
+            RowKernel::Softmax { x, out, n, dim, .. } => {
                 let s = sizes(env, x)?;
                 if s.get(dim) != Some(&n) || !s[dim + 1..].iter().all(|&d| d == 1) {
                     return Ok(false);
@@ -338,9 +345,9 @@ impl RowKernel {
                 clamp(y);
                 Ok(())
             }),
-            RowKernel::Softmax { x, out, n, .. } => env.run(&[x], &[out], |ins, outs| {
+            RowKernel::Softmax { x, out, n, safe, .. } => env.run(&[x], &[out], |ins, outs| {
                 let y = outs[0].typed::<f32>()?;
-                rowwise::softmax(level, ins[0].typed::<f32>()?, y, n, threads)?;
+                rowwise::softmax(level, ins[0].typed::<f32>()?, y, n, safe, threads)?;
                 clamp(y);
                 Ok(())
             }),
@@ -442,6 +449,9 @@ mod tests {
         assert!(matches!(softmax(1, &[2, 5, 1]), Some(RowKernel::Softmax { n: 5, .. })), "trailing ones");
         assert!(softmax(0, &[2, 5]).is_none(), "not the last dimension");
         assert!(softmax(2, &[2, 5]).is_none(), "out of range");
+        let safe = recognise(Op::FerriteSafeSoftmax, vec![t(&[3, 7]), Int(-1), Bool(false), t(&[3, 7])]);
+        assert!(matches!(safe, Some(RowKernel::Softmax { n: 7, safe: true, .. })));
+        assert!(matches!(softmax(-1, &[2, 5]), Some(RowKernel::Softmax { safe: false, .. })));
 
         let gelu = |form: BlobValue| recognise(Op::Gelu, vec![t(&[4]), form, t(&[4])]);
         assert!(matches!(gelu(Str("tanh".into())), Some(RowKernel::Unary { op: Unary::GeluTanh, .. })));

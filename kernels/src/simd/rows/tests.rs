@@ -134,6 +134,35 @@ fn sigmoid_is_accurate_relative_to_its_value_down_to_the_normal_range() {
     }
 }
 
+/// Safe softmax: a row of all −inf gives zeros; partly masked rows, NaN rows and plain rows
+/// are the ordinary softmax (NaN stays NaN).
+#[test]
+fn safe_softmax_zeroes_fully_masked_rows_only() {
+    let inf = f32::NEG_INFINITY;
+    for level in Level::available() {
+        for n in [1, 3, 8, 19] {
+            let mut x = data(4 * n, n);
+            x[..n].fill(inf); // row 0: every element masked
+            x[n] = inf; // row 1: one masked
+            x[2 * n + n / 2] = f32::NAN; // row 2: a NaN
+            let (mut safe, mut plain) = (vec![1.0; 4 * n], vec![1.0; 4 * n]);
+            softmax(level, &x, &mut safe, n, true).unwrap();
+            softmax(level, &x, &mut plain, n, false).unwrap();
+            assert!(safe[..n].iter().all(|&v| v == 0.0), "{level:?} {n}: {:?}", &safe[..n]);
+            assert!(plain[..n].iter().all(|v| v.is_nan()), "{level:?} {n}: plain softmax of −inf is NaN");
+            assert!(safe[2 * n..3 * n].iter().all(|v| v.is_nan()), "{level:?} {n}: NaN stays");
+            for r in 1..4 {
+                let masked = x[r * n..(r + 1) * n].iter().all(|&v| v == inf); // row 1 when n = 1
+                for i in r * n..(r + 1) * n {
+                    let (a, b) = (safe[i], plain[i]);
+                    let ok = if masked { a == 0.0 } else { a == b || (a.is_nan() && b.is_nan()) };
+                    assert!(ok, "{level:?} {n} [{i}]: {a} vs {b}");
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn softmax_and_layer_norm_match_a_double_reference() {
     for level in Level::available() {
@@ -141,7 +170,7 @@ fn softmax_and_layer_norm_match_a_double_reference() {
             let rows = 3;
             let x = data(rows * n, n);
             let mut y = vec![0.0; rows * n];
-            softmax(level, &x, &mut y, n).unwrap();
+            softmax(level, &x, &mut y, n, false).unwrap();
             let mut want = Vec::new();
             for r in x.chunks(n) {
                 let m = r.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(f64::from(v)));
@@ -166,7 +195,7 @@ fn softmax_and_layer_norm_match_a_double_reference() {
             }
             close(&y, &want, 1e-5, &format!("{level:?} layer_norm {n}"));
         }
-        assert!(softmax(level, &[0.0; 5], &mut [0.0; 5], 2).is_err());
+        assert!(softmax(level, &[0.0; 5], &mut [0.0; 5], 2, false).is_err());
         assert!(layer_norm(level, &[0.0; 4], &mut [0.0; 4], 2, Some(&[1.0]), None, 1e-5, &mut [0.0; 2], &mut [0.0; 2])
             .is_err());
     }
