@@ -294,6 +294,49 @@ fn views_of_constants_fold_and_reshapes_become_aliases() {
     assert_same_results(&g, &program, &[input]);
 }
 
+/// Copies that change nothing — `expand_copy` to the input's own shape (as attention is
+/// exported), then viewed, and `clone` — become aliases too; an expand that broadcasts stays.
+#[test]
+fn copies_that_change_nothing_become_aliases() {
+    let mut b = ProgramBuilder::new("forward");
+    let x = b.input(ScalarType::Float, &[2, 3, 4]);
+    let a = b.tensor(ScalarType::Float, &[2, 3, 4]);
+    b.call(Op::Tanh.name(), &[x, a, a]);
+    let (same, no) = (b.int_list(&[2, 3, 4]), b.bool(false));
+    let e = b.tensor(ScalarType::Float, &[2, 3, 4]);
+    b.call(Op::ExpandCopy.name(), &[a, same, no, e, e]);
+    let shape = b.int_list(&[6, 4]);
+    let v = b.tensor(ScalarType::Float, &[6, 4]);
+    b.call(Op::ViewCopy.name(), &[e, shape, v, v]);
+    let format = b.none();
+    let c = b.tensor(ScalarType::Float, &[6, 4]);
+    b.call(Op::Clone.name(), &[v, format, c, c]);
+    let r = b.tensor(ScalarType::Float, &[6, 4]);
+    b.call(Op::Relu.name(), &[c, r, r]);
+    b.output(r);
+    let y = b.input(ScalarType::Float, &[1, 4]);
+    let (wide, no2) = (b.int_list(&[3, 4]), b.bool(false));
+    let big = b.tensor(ScalarType::Float, &[3, 4]);
+    b.call(Op::ExpandCopy.name(), &[y, wide, no2, big, big]);
+    let s = b.tensor(ScalarType::Float, &[3, 4]);
+    b.call(Op::Sigmoid.name(), &[big, s, s]);
+    b.output(s);
+    let (g, stats, program) = compile(b);
+    assert_eq!(stats.reshapes_elided, 3);
+    assert_eq!(names(&g), [Op::Tanh, Op::Relu, Op::ExpandCopy, Op::Sigmoid]);
+    // Every alias names the root, never another alias.
+    for t in g.values.iter().filter_map(|v| if let ferrite_blob::BlobValue::Tensor(t) = v { Some(t) } else { None }) {
+        if let Some(root) = t.alias_of {
+            assert!(g.tensor(root).is_some_and(|r| r.alias_of.is_none()));
+        }
+    }
+    let inputs = [
+        TensorData::from_slice(vec![2, 3, 4], &det(24, 9)).expect("input"),
+        TensorData::from_slice(vec![1, 4], &det(4, 10)).expect("input"),
+    ];
+    assert_same_results(&g, &program, &inputs);
+}
+
 #[test]
 fn dead_operations_are_removed() {
     let mut b = ProgramBuilder::new("forward");
