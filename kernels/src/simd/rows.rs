@@ -299,23 +299,21 @@ pub(super) unsafe fn exp<V: Vector>(x: V) -> V {
     }
 }
 
-/// `1 / (1 + e⁻ˣ)` with no overflow and no clamping: `f = e / (1 + e)` with `e = e^{−|x|}` in
-/// `(0, 1]` is the sigmoid of `−|x|`, and `sigmoid(x) = 1 − f` for `x ≥ 0`. `e = 2ⁿ · eᵗ` with
-/// `n = round(−|x| · log₂e)` made by one fused add of `1.5·2²³ + 127` (the sum's low mantissa
-/// bits then hold `n + 127`, shifted into an exponent by [`Vector::shl23`]), `t = −|x| − n·ln2`
-/// in `[−ln2/2, ln2/2]` (ln2 split in two, exact products), and `eᵗ ≈ 1 + t·p(t)` with a
-/// degree-4 `p` fitted here for relative error 9.2e-8 on that interval (1.6e-7 evaluated in
-/// f32). Below `−|x| = −87.34` the shift would be meaningless: `f` is 0 there (the true value
-/// is below f32's normal range). About 16 vector operations where `1 / (1 + exp(−x))` with the
-/// general [`exp`] took 27.
+/// `eᶻ` for `z ≤ 0` (or NaN), cheaper than the general [`exp`] because nothing can overflow:
+/// `eᶻ = 2ⁿ · eᵗ` with `n = round(z · log₂e)` made by one fused add of `1.5·2²³ + 127` (the
+/// sum's low mantissa bits then hold `n + 127`, shifted into an exponent by [`Vector::shl23`]),
+/// `t = z − n·ln2` in `[−ln2/2, ln2/2]` (ln2 split in two, exact products), and
+/// `eᵗ ≈ 1 + t·p(t)` with a degree-4 `p` fitted here for relative error 9.2e-8 on that interval
+/// (1.6e-7 evaluated in f32). Below `z = −87.34` the shift would be meaningless: the result is 0
+/// there (the true value is below f32's normal range). About 12 vector operations where the
+/// general [`exp`] takes 24.
 #[inline(always)]
-unsafe fn sigmoid<V: Vector>(x: V) -> V {
+unsafe fn exp_nonpositive<V: Vector>(z: V) -> V {
     // 1.5·2²³ + 127: adding it rounds to an integer and leaves n + 127 in the low bits.
     const MAGIC: f32 = 12_583_039.0;
     const CUTOFF: f32 = -87.336_54;
     // SAFETY: the level is supported (caller).
     unsafe {
-        let z = x.neg_abs();
         let v = V::fma(z, V::splat(std::f32::consts::LOG2_E), V::splat(MAGIC));
         let s = v.shl23();
         let n = V::sub(v, V::splat(MAGIC));
@@ -326,20 +324,36 @@ unsafe fn sigmoid<V: Vector>(x: V) -> V {
         p = V::fma(p, t, V::splat(0.499_991_5));
         p = V::fma(p, t, V::splat(0.999_999_7));
         let e = V::fma(V::mul(t, s), p, s);
+        V::select_neg(V::sub(z, V::splat(CUTOFF)), V::splat(0.0), e)
+    }
+}
+
+/// `1 / (1 + e⁻ˣ)` with no overflow and no clamping: `f = e / (1 + e)` with
+/// `e = e^{−|x|}` ([`exp_nonpositive`]) in `(0, 1]` is the sigmoid of `−|x|`, and
+/// `sigmoid(x) = 1 − f` for `x ≥ 0`. About 16 vector operations where `1 / (1 + exp(−x))` with
+/// the general [`exp`] took 27.
+#[inline(always)]
+unsafe fn sigmoid<V: Vector>(x: V) -> V {
+    // SAFETY: the level is supported (caller).
+    unsafe {
+        let e = exp_nonpositive(x.neg_abs());
         let f = V::div(e, V::add(e, V::splat(1.0)));
-        let f = V::select_neg(V::sub(z, V::splat(CUTOFF)), V::splat(0.0), f);
         V::select_sign(x, f, V::sub(V::splat(1.0), f))
     }
 }
 
-/// `1 − 2 / (e²ˣ + 1)`.
+/// `tanh(x) = ±(1 − e) / (1 + e)` with `e = e^{−2|x|}` ([`exp_nonpositive`]) in `(0, 1]`: no
+/// overflow, the sign of `x` restored last (−0 stays −0). About 19 vector operations where
+/// `1 − 2 / (e²ˣ + 1)` with the general [`exp`] took 28.
 #[inline(always)]
 unsafe fn tanh<V: Vector>(x: V) -> V {
     // SAFETY: the level is supported (caller).
     unsafe {
         let one = V::splat(1.0);
-        let e = exp(V::add(x, x));
-        V::sub(one, V::div(V::splat(2.0), V::add(e, one)))
+        let z = x.neg_abs();
+        let e = exp_nonpositive(V::add(z, z));
+        let r = V::div(V::sub(one, e), V::add(one, e));
+        V::select_sign(x, r.neg_abs(), r)
     }
 }
 
@@ -359,7 +373,7 @@ unsafe fn gelu<V: Vector>(x: V) -> V {
         p = V::fma(p, t, V::splat(-0.284_496_74));
         p = V::fma(p, t, V::splat(0.254_829_6));
         // Half of erfc(|z|).
-        let q = V::mul(V::mul(p, t), V::mul(half, exp(V::sub(V::splat(0.0), V::mul(z, z)))));
+        let q = V::mul(V::mul(p, t), V::mul(half, exp_nonpositive(V::mul(z, z).neg_abs())));
         let phi = V::select_neg(x, q, V::sub(one, q));
         V::mul(V::max(x, V::splat(f32::MIN)), phi)
     }

@@ -107,6 +107,9 @@ fn activations_match_libm_within_a_few_ulp() {
         assert!(out3[0].is_nan() && out3[1] == f32::INFINITY, "{level:?} {out3:?}");
         unary(level, Unary::Tanh, &inf, &mut out3).unwrap();
         assert_eq!((out3[0], out3[1]), (-1.0, 1.0), "{level:?}");
+        unary(level, Unary::Tanh, &[-0.0, 0.0, f32::NAN], &mut out3).unwrap();
+        assert!(out3[0] == 0.0 && out3[0].is_sign_negative() && out3[1].is_sign_positive(), "{level:?} {out3:?}");
+        assert!(out3[2].is_nan());
         assert!(unary(level, Unary::Clamp(1.0, 0.0), &x, &mut out).is_err());
     }
 }
