@@ -522,12 +522,13 @@ impl Job for SoftmaxJob {
                 let mut i = 0;
                 while i < n {
                     let m = l.min(n - i);
+                    // x − max ≤ 0 (or NaN): the exponential that cannot overflow.
                     if m == l {
-                        let e = exp(V::sub(V::load(x.add(i)), max));
+                        let e = exp_nonpositive(V::sub(V::load(x.add(i)), max));
                         e.store(y.add(i));
                         sum = V::add(sum, e);
                     } else {
-                        exp(V::sub(V::load_partial(x.add(i), m), max)).store_partial(y.add(i), m);
+                        exp_nonpositive(V::sub(V::load_partial(x.add(i), m), max)).store_partial(y.add(i), m);
                         sum = V::add(sum, V::load_partial(y.add(i), m));
                     }
                     i += l;
