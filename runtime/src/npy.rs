@@ -60,6 +60,34 @@ fn check_header<R: Read + Seek>(name: &str, file: &mut R, file_len: u64) -> Resu
             _ => {}
         }
     }
+    check_shape(name, text.get(prefix..).unwrap_or_default())
+}
+
+/// npyz multiplies the header's dimensions (element count, strides) without checking: a shape
+/// such as `(3, 8868681381313932163)` panicked in a debug build (found by the `npy_read` fuzz
+/// target) and wraps in a release one. Parses the dict as npyz does (one trailing newline
+/// dropped, UTF-8, a Python literal) and refuses a shape whose non-zero dimensions multiply past
+/// `u64`; anything else npyz reports itself.
+fn check_shape(name: &str, dict: &[u8]) -> Result<()> {
+    use py_literal::Value;
+    let dict = dict.strip_suffix(b"\n").unwrap_or(dict);
+    let Some(Value::Dict(entries)) = std::str::from_utf8(dict).ok().and_then(|t| t.parse::<Value>().ok()) else {
+        return Ok(());
+    };
+    for (key, value) in &entries {
+        let (Some("shape"), Value::Tuple(dims) | Value::List(dims)) = (key.as_string().map(String::as_str), value)
+        else {
+            continue;
+        };
+        let mut count = 1u64;
+        for dim in dims {
+            let Value::Integer(d) = dim else { continue };
+            let Ok(d) = u64::try_from(d) else { continue };
+            count = count
+                .checked_mul(d.max(1))
+                .ok_or_else(|| bad(name, "the header's shape has more elements than fit in 64 bits"))?;
+        }
+    }
     Ok(())
 }
 
@@ -226,5 +254,25 @@ mod tests {
         let err = read_npy_bytes("mem.npy", &bytes[..bytes.len() - 4]).expect_err("truncated");
         assert_eq!(err.code(), "C003");
         assert!(err.to_string().contains("mem.npy"), "{err}");
+    }
+
+    /// Found by the `npy_read` fuzz target: dimensions whose product overflows `u64` panicked
+    /// inside npyz (`fuzz/regressions/npy_read/shape-product-overflow.npy`); with a zero
+    /// dimension the element count is 0 but npyz's strides still overflow.
+    #[test]
+    fn a_shape_whose_product_overflows_is_refused() {
+        for shape in
+            ["(3, 000000000000008868681381313932163)", "(0, 4294967296, 4294967296)", "[8589934592, 2147483648]"]
+        {
+            let header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}\n");
+            let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+            bytes.extend_from_slice(&u16::try_from(header.len()).expect("short").to_le_bytes());
+            bytes.extend_from_slice(header.as_bytes());
+            let err = read_npy_bytes("overflow.npy", &bytes).expect_err("refused");
+            assert!(err.to_string().contains("64 bits"), "{shape}: {err}");
+            assert_eq!(err.code(), "C003");
+        }
+        let crash = include_bytes!("../../fuzz/regressions/npy_read/shape-product-overflow.npy");
+        assert!(read_npy_bytes("crash.npy", crash).is_err());
     }
 }
