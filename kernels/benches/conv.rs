@@ -4,6 +4,8 @@
 //! 52 convolutions; `pointwise`, `depthwise` and `stem` split it by kind. `mobilenet_v2/…` is the
 //! portable NCHW kernel; `nhwc_<level>/…` is the Ferrite backend's channels-last kernel with
 //! weights packed for each SIMD level this CPU runs (AVX-512, AVX2+FMA, portable).
+//! `expand_dw_<level>/…` times a pointwise expansion and the depthwise convolution after it,
+//! apart and fused band by band.
 
 use std::hint::black_box;
 
@@ -129,9 +131,36 @@ fn bench(c: &mut Criterion) {
     c.bench_function("mobilenet_v2/pointwise", |b| b.iter(|| run(&mut layers, Some(2))));
 }
 
+/// MobileNet V2's expansions whose output is too large for L2 (112×112×96, 56×56×144), run
+/// apart (pointwise into an intermediate image, then depthwise) and fused (band by band, the
+/// intermediate never written), one thread, best level.
+fn expand_depthwise(c: &mut Criterion) {
+    let level = Level::detect();
+    for (hw, cin, hidden, stride) in [(112, 16, 96, 2), (56, 24, 144, 1), (56, 24, 144, 2)] {
+        let (pw, dw) = (layer(cin, hidden, 1, hw, 1, 1), layer(hidden, hidden, hidden, hw, 3, stride));
+        let nhwc = packed(&[(2, pw), (1, dw)], level);
+        let ((_, a, x, mid), (_, b, _, y)) = (&nhwc[0], &nhwc[1]);
+        let (mut mid, mut y) = (mid.clone(), y.clone());
+        let name = format!("expand_dw_{}/{hw}x{hw}_{cin}to{hidden}_s{stride}", level.name());
+        c.bench_function(&format!("{name}/apart"), |bch| {
+            bch.iter(|| {
+                a.run(x, &mut mid, 1).expect("pointwise");
+                b.run(&mid, &mut y, 1).expect("depthwise");
+                black_box(&y);
+            })
+        });
+        c.bench_function(&format!("{name}/fused"), |bch| {
+            bch.iter(|| {
+                a.run_into_depthwise(b, x, &mut y, 1).expect("fused");
+                black_box(&y);
+            })
+        });
+    }
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(20);
-    targets = bench
+    targets = bench, expand_depthwise
 }
 criterion_main!(benches);

@@ -46,6 +46,9 @@ fn extended_mobilenet_v2() {
         Some(dir) => {
             suite::check_fixture(&PORTABLE, &dir, "mobilenet_v2");
             suite::check_fixture(&LOWERED, &dir, "mobilenet_v2");
+            // Its 112×112×96 and 56×56×144 expansions run fused into the depthwise
+            // convolutions after them.
+            suite::check_fusion_is_exact(&dir.join("mobilenet_v2/portable.pte"), 3);
         }
         None => eprintln!("skipping mobilenet_v2: ../shared/fixtures not found"),
     }

@@ -404,6 +404,28 @@ pub fn check_delegated_fail(root: &Path) {
     assert!(seen > 0);
 }
 
+/// Profiling runs every backend step apart, plain execution fuses some (a pointwise convolution
+/// into the depthwise one after it): both must give bit-identical outputs, at one and at
+/// `threads` threads.
+pub fn check_fusion_is_exact(path: &Path, threads: usize) {
+    let program = LOWERED.prepare(load(path));
+    let inputs = ferrite::runtime::default_inputs(&program, "forward").expect("inputs");
+    for t in [1, threads] {
+        let runtime = Runtime::new().with_threads(t).expect("runtime");
+        let mut method = runtime.load_method(&program, "forward").expect("method");
+        let fused = method.run(&inputs).expect("run");
+        method.execute_profiled().expect("profiled run");
+        for (k, f) in fused.iter().enumerate() {
+            let apart = method.output(k).expect("output");
+            assert!(
+                f.bytes() == apart.bytes(),
+                "{}: output {k} differs between fused and profiled runs at {t} threads",
+                path.display()
+            );
+        }
+    }
+}
+
 /// One program, `threads` threads each with its own method, `iters` executions each: outputs
 /// bit-identical to a single-threaded run.
 pub fn check_concurrency(runner: &dyn Runner, path: &Path, threads: usize, iters: usize) {

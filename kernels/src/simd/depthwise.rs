@@ -115,6 +115,55 @@ impl Window {
     /// 1, window positions that fit in `usize`, row `oy` inside the output, and an input of
     /// `x_len` and an output row of `y_len` elements at least as large as the geometry says.
     pub(crate) fn check_row(&self, what: &str, oy: usize, x_len: usize, y_len: usize) -> KResult {
+        self.check_output_row(what, oy, y_len)?;
+        match self.h.checked_mul(self.w).and_then(|s| s.checked_mul(self.c)) {
+            Some(i) if x_len >= i => Ok(()),
+            _ => Err(arg(format!("{what}: buffers are smaller than the geometry"))),
+        }
+    }
+
+    /// The input rows output row `oy` reads (`lo..hi`, inside `0..h`; empty when its whole
+    /// window lies in the padding). Call after [`Window::check_output_row`].
+    fn rows_read(&self, oy: usize) -> std::ops::Range<usize> {
+        let top = oy * self.stride[0];
+        let span = (self.kernel[0] - 1) * self.dilation[0];
+        let first = (0..self.kernel[0]).map(|k| top + k * self.dilation[0]).find(|&r| r >= self.padding[0]);
+        match first {
+            Some(r) if r - self.padding[0] < self.h => {
+                let lo = r - self.padding[0];
+                // The last tap row inside the image.
+                let last = (top + span - self.padding[0]).min(self.h - 1);
+                let last = lo + (last - lo) / self.dilation[0] * self.dilation[0];
+                lo..last + 1
+            }
+            _ => 0..0,
+        }
+    }
+
+    /// [`Window::check_row`] for an input band: `x_len` elements holding input rows `row0..`
+    /// (each `w × c`) that must cover every row output row `oy` reads.
+    pub(crate) fn check_band(&self, what: &str, oy: usize, row0: usize, x_len: usize, y_len: usize) -> KResult {
+        self.check_output_row(what, oy, y_len)?;
+        let rows = self.rows_read(oy);
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let row_len = self.w.checked_mul(self.c).ok_or_else(|| arg(format!("{what}: geometry overflows")))?;
+        let need = (rows.end.checked_sub(row0)).and_then(|r| r.checked_mul(row_len));
+        match need {
+            Some(n) if rows.start >= row0 && x_len >= n => Ok(()),
+            _ => Err(arg(format!(
+                "{what}: output row {oy} reads input rows {}..{}, the band holds {row0}..{}",
+                rows.start,
+                rows.end,
+                row0 + x_len / row_len.max(1)
+            ))),
+        }
+    }
+
+    /// The checks on the geometry and the output row shared by [`Window::check_row`] and
+    /// [`Window::check_band`].
+    fn check_output_row(&self, what: &str, oy: usize, y_len: usize) -> KResult {
         if self.stride.contains(&0) || self.dilation.contains(&0) || self.kernel.contains(&0) {
             return Err(arg(format!("{what}: kernel, stride and dilation must be at least 1")));
         }
@@ -131,10 +180,8 @@ impl Window {
         if oy >= self.oh {
             return Err(arg(format!("{what}: row {oy} is past the output's {}", self.oh)));
         }
-        let input = self.h.checked_mul(self.w).and_then(|s| s.checked_mul(self.c));
-        let output = self.ow.checked_mul(self.c);
-        match (input, output) {
-            (Some(i), Some(o)) if x_len >= i && y_len >= o => Ok(()),
+        match self.ow.checked_mul(self.c) {
+            Some(o) if y_len >= o => Ok(()),
             _ => Err(arg(format!("{what}: buffers are smaller than the geometry"))),
         }
     }
@@ -147,6 +194,8 @@ pub(crate) struct DwArgs {
     w: *const f32,
     g: Window,
     oy: usize,
+    /// The input row `x` starts at (`x` holds a band of the image).
+    row0: usize,
     lo: f32,
     hi: f32,
 }
@@ -155,6 +204,23 @@ pub(crate) struct DwArgs {
 /// bias and clamp fused.
 pub fn dw_row(x: &[f32], g: &Window, oy: usize, packed: &PackedDw, y: &mut [f32], lo: f32, hi: f32) -> KResult {
     g.check_row("depthwise", oy, x.len(), y.len())?;
+    dw_row_band(x, 0, g, oy, packed, y, lo, hi)
+}
+
+/// [`dw_row`] over a band of the image: `x` holds input rows `row0..` (each `w × c`), which must
+/// include every row that output row `oy` reads.
+#[allow(clippy::too_many_arguments)] // dw_row's arguments and the band's first row
+pub fn dw_row_band(
+    x: &[f32],
+    row0: usize,
+    g: &Window,
+    oy: usize,
+    packed: &PackedDw,
+    y: &mut [f32],
+    lo: f32,
+    hi: f32,
+) -> KResult {
+    g.check_band("depthwise", oy, row0, x.len(), y.len())?;
     if packed.channels != g.c || packed.taps != g.kernel[0] * g.kernel[1] {
         return Err(arg("depthwise: packed weights do not match the geometry".into()));
     }
@@ -163,7 +229,7 @@ pub fn dw_row(x: &[f32], g: &Window, oy: usize, packed: &PackedDw, y: &mut [f32]
     if g.c == 0 || g.ow == 0 {
         return Ok(());
     }
-    let d = DwArgs { x: x.as_ptr(), y: y.as_mut_ptr(), w: packed.data.as_ptr(), g: *g, oy, lo, hi };
+    let d = DwArgs { x: x.as_ptr(), y: y.as_mut_ptr(), w: packed.data.as_ptr(), g: *g, oy, row0, lo, hi };
     match packed.level {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the CPU runs AVX-512F (checked); the bounds were checked above.
@@ -216,11 +282,12 @@ pub(crate) unsafe fn dw_row_kw<V: Vector, const KW: usize>(d: &DwArgs) {
     let (sx, dx, px) = (g.stride[1], g.dilation[1], g.padding[1]);
     // SAFETY: the level is supported (caller).
     let (lo, hi) = unsafe { (V::splat(d.lo), V::splat(d.hi)) };
-    // Input rows this output row reads: (tap row, input row).
+    // Input rows this output row reads: (tap row, row of the band `x` holds).
     // (On the stack for kernels up to 8 rows: this runs once per output row.)
     let valid = (0..kh).filter_map(|ki| {
         let iy = (d.oy * g.stride[0] + ki * g.dilation[0]).checked_sub(g.padding[0])?;
-        (iy < g.h).then_some((ki, iy))
+        // The band holds every row read (checked), so `iy - row0` does not underflow.
+        (iy < g.h).then_some((ki, iy - d.row0))
     });
     let (mut fixed, mut spilled, mut count) = ([(0usize, 0usize); 8], Vec::new(), 0);
     for r in valid {

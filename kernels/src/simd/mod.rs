@@ -32,7 +32,7 @@ mod vector;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
-pub use depthwise::{dw_row, PackedDw, Window};
+pub use depthwise::{dw_row, dw_row_band, PackedDw, Window};
 pub(crate) use depthwise::{dw_row_generic, DwArgs};
 pub use gemm::{gemm, gemm_split_columns, PackedB};
 pub(crate) use gemm::{gemm_generic, GemmArgs};

@@ -114,6 +114,16 @@ fn bad_bounds_are_errors() {
     assert!(dw_row(&[0.0; 11], &g, 0, &dw, &mut y, 0.0, 1.0).is_err());
     assert!(dw_row(&[0.0; 12], &g, 2, &dw, &mut y, 0.0, 1.0).is_err());
     assert!(dw_row(&[0.0; 12], &g, 1, &dw, &mut y, 0.0, 1.0).is_ok());
+    // A band must hold every row the output row reads: row 1 of a 3-row window over 4 rows with
+    // padding 1 reads rows 0..3.
+    let dw = PackedDw::new(level, 3, 3, &[1.0; 9], None).unwrap();
+    let g = Window { h: 4, kernel: [3, 1], padding: [1, 0], oh: 4, ..g };
+    assert!(dw_row_band(&[0.0; 18], 0, &g, 1, &dw, &mut y, 0.0, 1.0).is_ok());
+    assert!(dw_row_band(&[0.0; 17], 0, &g, 1, &dw, &mut y, 0.0, 1.0).is_err());
+    assert!(dw_row_band(&[0.0; 18], 1, &g, 1, &dw, &mut y, 0.0, 1.0).is_err());
+    // Row 3 reads rows 2..4: a band starting at row 2 holds them.
+    assert!(dw_row_band(&[0.0; 12], 2, &g, 3, &dw, &mut y, 0.0, 1.0).is_ok());
+    assert!(dw_row_band(&[0.0; 12], 3, &g, 3, &dw, &mut y, 0.0, 1.0).is_err());
 }
 
 #[test]

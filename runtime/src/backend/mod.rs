@@ -192,6 +192,9 @@ struct Step {
     args: Vec<usize>,
     /// (output value, min, max) of a fused activation.
     clamp: Option<(usize, f32, f32)>,
+    /// A pointwise convolution that runs into the next step's depthwise one, band by band
+    /// ([`Conv2d::run_into_depthwise`]), when nothing inspects the image between them.
+    into_next: bool,
 }
 
 /// Builds the NHWC convolution of `op` (see [`NHWC_CONVOLUTION`]): checks the geometry against
@@ -544,7 +547,25 @@ impl Compiled {
                     Some((out, lo, hi))
                 }
             };
-            steps.push(Step { kernel, op: op.op, args: op.args.clone(), clamp });
+            steps.push(Step { kernel, op: op.op, args: op.args.clone(), clamp, into_next: false });
+        }
+        // A pointwise convolution whose output only the next step, a depthwise convolution,
+        // reads runs into it band by band (the intermediate image is never written).
+        let dynamic = graph.values.iter().any(|v| matches!(v, BlobValue::Tensor(t) if t.dynamic));
+        for k in 1..steps.len() {
+            let (Kernel::Conv { conv: a, output: mid, .. }, Kernel::Conv { conv: b, input, .. }) =
+                (&steps[k - 1].kernel, &steps[k].kernel)
+            else {
+                continue;
+            };
+            let private = root(*mid) == *mid
+                && (0..n).all(|v| v == *mid || root(v) != *mid)
+                && steps.iter().filter(|s| s.args.contains(mid)).count() == 2
+                && !graph.outputs.contains(mid)
+                && !graph.inputs.contains(mid);
+            if !dynamic && input == mid && private && a.fuses_into_depthwise(b) {
+                steps[k - 1].into_next = true;
+            }
         }
         let total = owned.iter().try_fold(0u64, |sum, b| sum.checked_add(b.len() as u64));
         let over = |needed: u64| RuntimeError::MemoryLimit {
@@ -571,7 +592,7 @@ impl Compiled {
             inputs: graph.inputs.clone(),
             outputs: graph.outputs.clone(),
             level,
-            dynamic: graph.values.iter().any(|v| matches!(v, BlobValue::Tensor(t) if t.dynamic)),
+            dynamic,
             origins,
             _packed: packed,
         })
@@ -778,7 +799,31 @@ impl Compiled {
         {
             let mut inner_env = Env::owned(&mut self.values, &mut self.owned, &[], reference, self.level);
             let threads = ferrite_kernels::threads();
+            // Profiling and inspection see every step's own output: fusion is off for them.
+            let fuse = profile.is_none() && inspect.is_none();
+            let mut fused_into = None;
             for (k, step) in self.steps.iter().enumerate() {
+                if fused_into == Some(k) {
+                    continue;
+                }
+                if let (true, Some(next), Kernel::Conv { conv, input, .. }) =
+                    (fuse && step.into_next, self.steps.get(k + 1), &step.kernel)
+                {
+                    if let Kernel::Conv { conv: dw, output, .. } = &next.kernel {
+                        inner_env
+                            .run(&[*input], &[*output], |ins, outs| {
+                                Ok(conv.run_into_depthwise(
+                                    dw,
+                                    ins[0].typed::<f32>()?,
+                                    outs[0].typed::<f32>()?,
+                                    threads,
+                                )?)
+                            })
+                            .map_err(|e| err(format!("ops {k} and {} ({}, fused): {e}", k + 1, step.op)))?;
+                        fused_into = Some(k + 1);
+                        continue;
+                    }
+                }
                 let started = profile.as_ref().map(|_| {
                     ferrite_kernels::par::trace::take(); // spans of earlier work
                     std::time::Instant::now()
