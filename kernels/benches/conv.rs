@@ -151,7 +151,7 @@ fn expand_depthwise(c: &mut Criterion) {
         });
         c.bench_function(&format!("{name}/fused"), |bch| {
             bch.iter(|| {
-                a.run_into_depthwise(b, x, &mut y, 1).expect("fused");
+                a.run_into_depthwise(b, None, x, &mut y, 1).expect("fused");
                 black_box(&y);
             })
         });

@@ -13,6 +13,7 @@
 //! Bias and the fused activation clamp are applied as each register tile is stored. The vector
 //! code is in [`super::simd`]; everything here is safe.
 
+use super::simd::rows::Unary;
 use super::simd::{self, Level, PackedB, PackedDw, Window};
 use super::{KResult, KernelError};
 
@@ -329,12 +330,31 @@ impl Conv2d {
     /// completes while it is in cache. Bit-identical to the two run apart (same products, same
     /// order). Tasks split each image's output rows; the band rows two tasks share are computed
     /// by both.
-    pub fn run_into_depthwise(&self, next: &Conv2d, x: &[f32], y: &mut [f32], threads: usize) -> KResult {
-        self.run_banded(next, x, y, threads, FUSED_BAND_BYTES)
+    ///
+    /// `between` is an element-wise activation applied to the pointwise output before the
+    /// depthwise convolution reads it (hard-swish in MobileNet V3, SiLU in EfficientNet), as
+    /// [`simd::rows::unary`] computes it.
+    pub fn run_into_depthwise(
+        &self,
+        next: &Conv2d,
+        between: Option<Unary>,
+        x: &[f32],
+        y: &mut [f32],
+        threads: usize,
+    ) -> KResult {
+        self.run_banded(next, between, x, y, threads, FUSED_BAND_BYTES)
     }
 
     /// [`Conv2d::run_into_depthwise`] with bands of about `band_bytes`.
-    fn run_banded(&self, next: &Conv2d, x: &[f32], y: &mut [f32], threads: usize, band_bytes: usize) -> KResult {
+    fn run_banded(
+        &self,
+        next: &Conv2d,
+        between: Option<Unary>,
+        x: &[f32],
+        y: &mut [f32],
+        threads: usize,
+        band_bytes: usize,
+    ) -> KResult {
         let (Strategy::Pointwise(b), Strategy::Depthwise(p)) = (&self.strategy, &next.strategy) else {
             return Err(KernelError::Argument("fused convolution: needs a pointwise then a depthwise one".into()));
         };
@@ -396,6 +416,9 @@ impl Conv2d {
                                 self.clamp,
                                 1,
                             )?;
+                            if let Some(op) = between {
+                                simd::rows::unary_in_place(b.level(), op, &mut band[keep * row..])?;
+                            }
                         }
                         (s0, s1) = (r0, r1);
                         for oy in ob..oe {
@@ -642,6 +665,7 @@ mod tests {
             dh in 1usize..3,
             band_rows in 1usize..5,
             threads in 1usize..4,
+            between in prop_oneof![Just(None), Just(Some(Unary::Silu)), Just(Some(Unary::Hardswish))],
             seed in any::<u64>(),
         ) {
             let mut s = seed;
@@ -668,6 +692,10 @@ mod tests {
                 let mut mid = vec![f32::NAN; batch * input[0] * input[1] * c];
                 let mut want = vec![f32::NAN; batch * oh * ow * c];
                 a.run(&x, &mut mid, 1).unwrap();
+                if let Some(op) = between {
+                    let apart = mid.clone();
+                    simd::rows::unary(level, op, &apart, &mut mid).unwrap();
+                }
                 b.run(&mid, &mut want, 1).unwrap();
                 let mut got = vec![f32::NAN; want.len()];
                 let band_bytes = band_rows * input[1] * c * 4;
@@ -675,7 +703,7 @@ mod tests {
                     .num_threads(threads)
                     .build()
                     .unwrap()
-                    .install(|| a.run_banded(&b, &x, &mut got, threads, band_bytes))
+                    .install(|| a.run_banded(&b, between, &x, &mut got, threads, band_bytes))
                     .unwrap();
                 prop_assert_eq!(
                     want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
@@ -706,11 +734,11 @@ mod tests {
         // Too small to be worth it, but chained; the reverse order is no pair at all.
         assert!(!a.fuses_into_depthwise(&b));
         assert!(!b.fuses_into_depthwise(&a));
-        assert!(b.run_into_depthwise(&a, &[0.0; 384], &mut [0.0; 256], 1).is_err());
-        assert!(a.run_into_depthwise(&b, &[0.0; 255], &mut [0.0; 384], 1).is_err());
-        assert!(a.run_into_depthwise(&b, &[0.0; 256], &mut [0.0; 383], 1).is_err());
+        assert!(b.run_into_depthwise(&a, None, &[0.0; 384], &mut [0.0; 256], 1).is_err());
+        assert!(a.run_into_depthwise(&b, None, &[0.0; 255], &mut [0.0; 384], 1).is_err());
+        assert!(a.run_into_depthwise(&b, None, &[0.0; 256], &mut [0.0; 383], 1).is_err());
         let mut y = vec![0.0; 384];
-        a.run_into_depthwise(&b, &[1.0; 256], &mut y, 1).unwrap();
+        a.run_into_depthwise(&b, None, &[1.0; 256], &mut y, 1).unwrap();
         // Centre pixel: nine taps of 0.5 × (4 × 0.5 × 1.0).
         assert_eq!(y[(3 * 8 + 3) * 6], 9.0);
         let wide = Conv2dGeometry { input: [64, 64], out_channels: 64, ..pw };

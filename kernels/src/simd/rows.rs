@@ -268,6 +268,20 @@ pub fn unary(level: Level, op: Unary, x: &[f32], out: &mut [f32]) -> KResult {
     unsafe { run_job(level, &mut job) }
 }
 
+/// [`unary`] in place: `x[i] = op(x[i])`.
+pub fn unary_in_place(level: Level, op: Unary, x: &mut [f32]) -> KResult {
+    if let Unary::Clamp(lo, hi) = op {
+        if lo.is_nan() || hi.is_nan() || lo > hi {
+            return Err(arg(format!("clamp: invalid bounds [{lo}, {hi}]")));
+        }
+    }
+    let mut job = UnaryJob { op, x: x.as_ptr(), out: x.as_mut_ptr(), n: x.len() };
+    // SAFETY: `x` holds `n` elements; each vector is loaded before it is stored to the same
+    // place, and no element is read after an earlier one is written, so input and output may be
+    // the same memory.
+    unsafe { run_job(level, &mut job) }
+}
+
 struct UnaryJob {
     op: Unary,
     x: *const f32,

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use ferrite_blob::{returned_count, BlobGraph, BlobOp, BlobValue};
 use ferrite_kernels::dense::Dense;
 use ferrite_kernels::nhwc::{Conv2d, Conv2dGeometry};
+use ferrite_kernels::simd::rows::Unary;
 use ferrite_kernels::simd::Level;
 use ferrite_op_support::Op;
 use ferrite_program::{ScalarType, ShapeDynamism};
@@ -192,9 +193,17 @@ struct Step {
     args: Vec<usize>,
     /// (output value, min, max) of a fused activation.
     clamp: Option<(usize, f32, f32)>,
-    /// A pointwise convolution that runs into the next step's depthwise one, band by band
-    /// ([`Conv2d::run_into_depthwise`]), when nothing inspects the image between them.
-    into_next: bool,
+    /// A pointwise convolution that runs into a later step's depthwise one, band by band
+    /// ([`Conv2d::run_into_depthwise`]), when nothing inspects the images between them.
+    fusion: Option<Fusion>,
+}
+
+/// What a pointwise convolution step runs into: the depthwise convolution `steps - 1` steps on,
+/// through the element-wise activation of the step between when `steps` is 3.
+#[derive(Debug, Clone, Copy)]
+struct Fusion {
+    steps: usize,
+    between: Option<Unary>,
 }
 
 /// Builds the NHWC convolution of `op` (see [`NHWC_CONVOLUTION`]): checks the geometry against
@@ -547,25 +556,39 @@ impl Compiled {
                     Some((out, lo, hi))
                 }
             };
-            steps.push(Step { kernel, op: op.op, args: op.args.clone(), clamp, into_next: false });
+            steps.push(Step { kernel, op: op.op, args: op.args.clone(), clamp, fusion: None });
         }
-        // A pointwise convolution whose output only the next step, a depthwise convolution,
-        // reads runs into it band by band (the intermediate image is never written).
+        // A pointwise convolution whose output only a depthwise convolution reads (directly, or
+        // through one element-wise activation) runs into it band by band: the images between
+        // are never written.
         let dynamic = graph.values.iter().any(|v| matches!(v, BlobValue::Tensor(t) if t.dynamic));
-        for k in 1..steps.len() {
-            let (Kernel::Conv { conv: a, output: mid, .. }, Kernel::Conv { conv: b, input, .. }) =
-                (&steps[k - 1].kernel, &steps[k].kernel)
-            else {
-                continue;
+        // Written by one step, read by one other, aliased by nothing, not a partition input or
+        // output.
+        let private = |v: usize| {
+            root(v) == v
+                && (0..n).all(|w| w == v || root(w) != v)
+                && steps.iter().filter(|s| s.args.contains(&v)).count() == 2
+                && !graph.outputs.contains(&v)
+                && !graph.inputs.contains(&v)
+        };
+        let mut fusions = Vec::new();
+        for k in 0..steps.len() {
+            let Kernel::Conv { conv: a, output: mid, .. } = &steps[k].kernel else { continue };
+            let (between, last, x) = match steps.get(k + 1).map(|s| (&s.kernel, s.clamp)) {
+                Some((Kernel::Row { row, .. }, None)) => match **row {
+                    RowKernel::Unary { op, x, out } => (Some(op), k + 2, (x, out)),
+                    _ => continue,
+                },
+                _ => (None, k + 1, (*mid, *mid)),
             };
-            let private = root(*mid) == *mid
-                && (0..n).all(|v| v == *mid || root(v) != *mid)
-                && steps.iter().filter(|s| s.args.contains(mid)).count() == 2
-                && !graph.outputs.contains(mid)
-                && !graph.inputs.contains(mid);
-            if !dynamic && input == mid && private && a.fuses_into_depthwise(b) {
-                steps[k - 1].into_next = true;
+            let Some(Kernel::Conv { conv: b, input, .. }) = steps.get(last).map(|s| &s.kernel) else { continue };
+            let chained = x.0 == *mid && x.1 == *input && private(*mid) && (x.1 == *mid || private(x.1));
+            if !dynamic && chained && a.fuses_into_depthwise(b) {
+                fusions.push((k, Fusion { steps: last - k + 1, between }));
             }
+        }
+        for (k, f) in fusions {
+            steps[k].fusion = Some(f);
         }
         let total = owned.iter().try_fold(0u64, |sum, b| sum.checked_add(b.len() as u64));
         let over = |needed: u64| RuntimeError::MemoryLimit {
@@ -801,26 +824,30 @@ impl Compiled {
             let threads = ferrite_kernels::threads();
             // Profiling and inspection see every step's own output: fusion is off for them.
             let fuse = profile.is_none() && inspect.is_none();
-            let mut fused_into = None;
+            // Steps before this one were run by a fused step.
+            let mut skip_to = 0;
             for (k, step) in self.steps.iter().enumerate() {
-                if fused_into == Some(k) {
+                if k < skip_to {
                     continue;
                 }
-                if let (true, Some(next), Kernel::Conv { conv, input, .. }) =
-                    (fuse && step.into_next, self.steps.get(k + 1), &step.kernel)
-                {
-                    if let Kernel::Conv { conv: dw, output, .. } = &next.kernel {
+                // Under the reference order an approximate activation runs its portable kernel.
+                let fusion = step.fusion.filter(|f| fuse && !(reference && f.between.is_some_and(|op| !op.exact())));
+                if let (Some(f), Kernel::Conv { conv, input, .. }) = (fusion, &step.kernel) {
+                    if let Some(Kernel::Conv { conv: dw, output, .. }) =
+                        self.steps.get(k + f.steps - 1).map(|s| &s.kernel)
+                    {
                         inner_env
                             .run(&[*input], &[*output], |ins, outs| {
                                 Ok(conv.run_into_depthwise(
                                     dw,
+                                    f.between,
                                     ins[0].typed::<f32>()?,
                                     outs[0].typed::<f32>()?,
                                     threads,
                                 )?)
                             })
-                            .map_err(|e| err(format!("ops {k} and {} ({}, fused): {e}", k + 1, step.op)))?;
-                        fused_into = Some(k + 1);
+                            .map_err(|e| err(format!("ops {k} to {} ({}, fused): {e}", k + f.steps - 1, step.op)))?;
+                        skip_to = k + f.steps;
                         continue;
                     }
                 }
