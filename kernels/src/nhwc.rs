@@ -326,7 +326,7 @@ impl Conv2d {
 
     /// Runs `self` (pointwise) then `next` (depthwise) on `x` into `y`, without writing the
     /// intermediate image: each task computes the pointwise output a band of rows at a time
-    /// into a scratch of about [`FUSED_BAND_BYTES`] and runs the depthwise rows that band
+    /// into a scratch of about 64 KiB and runs the depthwise rows that band
     /// completes while it is in cache. Bit-identical to the two run apart (same products, same
     /// order). Tasks split each image's output rows; the band rows two tasks share are computed
     /// by both.
