@@ -5,7 +5,7 @@
 //! portable NCHW kernel; `nhwc_<level>/…` is the Ferrite backend's channels-last kernel with
 //! weights packed for each SIMD level this CPU runs (AVX-512, AVX2+FMA, portable).
 //! `expand_dw_<level>/…` times a pointwise expansion and the depthwise convolution after it,
-//! apart and fused band by band.
+//! apart and fused band by band; `dw_<level>/…` each depthwise layer alone.
 
 use std::hint::black_box;
 
@@ -158,9 +158,25 @@ fn expand_depthwise(c: &mut Criterion) {
     }
 }
 
+/// MobileNet V2's depthwise convolutions one by one (input warm in cache after the first
+/// iteration), one thread, best level: `dw_<level>/<h>x<w>x<c>_s<stride>`.
+fn depthwise_layers(c: &mut Criterion) {
+    let level = Level::detect();
+    for (hw, ch, stride) in [(112, 32, 1), (112, 96, 2), (56, 144, 1), (28, 192, 1), (14, 576, 1), (7, 960, 1)] {
+        let mut l = packed(&[(1, layer(ch, ch, ch, hw, 3, stride))], level);
+        let (_, conv, x, y) = &mut l[0];
+        c.bench_function(&format!("dw_{}/{hw}x{hw}x{ch}_s{stride}", level.name()), |b| {
+            b.iter(|| {
+                conv.run(x, y, 1).expect("depthwise");
+                black_box(&y);
+            })
+        });
+    }
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(20);
-    targets = bench, expand_depthwise
+    targets = bench, expand_depthwise, depthwise_layers
 }
 criterion_main!(benches);

@@ -316,12 +316,18 @@ impl Conv2d {
     /// chain, and the intermediate image is too large to stay in cache between the two (smaller
     /// ones gain nothing from the banding).
     pub fn fuses_into_depthwise(&self, next: &Conv2d) -> bool {
-        let (Strategy::Pointwise(b), Strategy::Depthwise(p)) = (&self.strategy, &next.strategy) else { return false };
+        let image_bytes = self.output[0] * self.output[1] * self.geometry.out_channels * 4;
+        self.chain(next).is_some() && image_bytes >= FUSE_MIN_BYTES
+    }
+
+    /// The packed weights of `self` (pointwise) and `next` (depthwise) when `next` reads
+    /// exactly what `self` writes, at the same SIMD level.
+    fn chain<'a>(&'a self, next: &'a Conv2d) -> Option<(&'a PackedB, &'a PackedDw)> {
+        let (Strategy::Pointwise(b), Strategy::Depthwise(p)) = (&self.strategy, &next.strategy) else { return None };
         let (g, n) = (&self.geometry, &next.geometry);
         let chained =
             b.level() == p.level() && g.batch == n.batch && self.output == n.input && g.out_channels == n.in_channels;
-        let image_bytes = self.output[0] * self.output[1] * g.out_channels * 4;
-        chained && image_bytes >= FUSE_MIN_BYTES
+        chained.then_some((b, p))
     }
 
     /// Runs `self` (pointwise) then `next` (depthwise) on `x` into `y`, without writing the
@@ -355,16 +361,14 @@ impl Conv2d {
         threads: usize,
         band_bytes: usize,
     ) -> KResult {
-        let (Strategy::Pointwise(b), Strategy::Depthwise(p)) = (&self.strategy, &next.strategy) else {
-            return Err(KernelError::Argument("fused convolution: needs a pointwise then a depthwise one".into()));
-        };
         let (g, n) = (&self.geometry, &next.geometry);
-        if b.level() != p.level() || g.batch != n.batch || self.output != n.input || g.out_channels != n.in_channels {
+        let Some((b, p)) = self.chain(next) else {
             return Err(KernelError::Argument(format!(
-                "fused convolution: the pointwise output {:?}×{} is not the depthwise input {:?}×{}",
+                "fused convolution: needs a pointwise convolution whose output {:?}×{} is the input {:?}×{} \
+                 of a depthwise one at the same SIMD level",
                 self.output, g.out_channels, n.input, n.in_channels
             )));
-        }
+        };
         let [h, w] = g.input;
         let (cin, c) = (g.in_channels, g.out_channels);
         let [oh, ow] = next.output;
