@@ -191,6 +191,52 @@ impl<'a> Program<'a> {
     pub fn inline_delegate_data(&self, index: usize) -> Option<&[u8]> {
         self.layout.inline_delegates.get(index).map(|r| self.slice(r))
     }
+
+    /// Lets the operating system take back the memory of `bytes`, a slice of
+    /// [`Program::bytes`] not needed again soon — a delegate blob whose backend has copied what
+    /// it needs at init, as ExecuTorch frees a delegate's processed data after init. For a
+    /// memory-mapped program the file pages wholly inside `bytes` leave the process's resident
+    /// memory (their contents do not change: a later read brings the same bytes back from the
+    /// page cache). Returns the bytes released: 0 for programs read into memory, on systems
+    /// without `madvise`, and for slices that are not the program's.
+    pub fn release(&self, bytes: &[u8]) -> usize {
+        let Bytes::Mapped(map) = &self.bytes else { return 0 };
+        let (base, start) = (map.as_ptr() as usize, bytes.as_ptr() as usize);
+        let Some(offset) = start.checked_sub(base).filter(|&o| o.saturating_add(bytes.len()) <= map.len()) else {
+            return 0;
+        };
+        // Whole pages only (4 KiB, the smallest page size Ferrite runs on), so neighbouring data
+        // stays resident.
+        const PAGE: usize = 4096;
+        let first = (start.div_ceil(PAGE) * PAGE - base).min(offset + bytes.len());
+        let end = ((start + bytes.len()) / PAGE * PAGE - base).max(first);
+        if end == first {
+            return 0;
+        }
+        match drop_pages(map, first, end - first) {
+            Ok(()) => end - first,
+            Err(e) => {
+                tracing::debug!(error = %e, "madvise(DONTNEED) refused; the pages stay resident");
+                0
+            }
+        }
+    }
+}
+
+#[cfg(unix)]
+#[allow(unsafe_code)]
+fn drop_pages(map: &memmap2::Mmap, offset: usize, len: usize) -> std::io::Result<()> {
+    // SAFETY: `Mmap::map` maps the file read-only and shared (PROT_READ, MAP_SHARED): no byte of
+    // it was written through the map, so MADV_DONTNEED only drops the process's page-table
+    // entries and the next read faults the same file contents back in (the file must not change
+    // while mapped, `Program::mmap`'s contract). References into the range stay valid and see
+    // the same bytes. `offset..offset + len` lies inside the map (checked by the caller).
+    unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, offset, len) }
+}
+
+#[cfg(not(unix))]
+fn drop_pages(_map: &memmap2::Mmap, _offset: usize, _len: usize) -> std::io::Result<()> {
+    Err(std::io::Error::new(std::io::ErrorKind::Unsupported, "no madvise"))
 }
 
 impl Program<'static> {

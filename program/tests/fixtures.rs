@@ -216,3 +216,25 @@ fn graph_view_is_consistent_on_every_fixture() {
         }
     }
 }
+
+#[test]
+fn released_pages_read_back_unchanged() {
+    let path = fixture_roots()[0].join("tiny_gpt/portable.pte");
+    let mapped = Program::mmap(&path).expect("mmap");
+    let read = Program::read(&path).expect("read");
+    // The constant segment spans many pages: whole pages inside it are released, no byte outside.
+    let blob =
+        (0..mapped.def().segments.len()).filter_map(|i| mapped.segment(i)).max_by_key(|s| s.len()).expect("a segment");
+    let before = blob.to_vec();
+    let released = mapped.release(blob);
+    if cfg!(unix) {
+        assert!(released > 0 && released <= blob.len(), "released {released} of {}", blob.len());
+        assert_eq!(released % 4096, 0);
+    }
+    assert_eq!(blob, before.as_slice(), "released bytes read back unchanged");
+    assert_eq!(mapped.def(), read.def());
+    // Programs read into memory, and bytes that are not the program's, release nothing.
+    assert_eq!(read.release(read.bytes()), 0);
+    assert_eq!(mapped.release(&before), 0);
+    assert_eq!(mapped.release(&blob[..10]), 0, "less than a page");
+}

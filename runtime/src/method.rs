@@ -318,7 +318,10 @@ fn init_delegates(
                 level,
                 memory_limit,
             })?;
-            timed(format!("init delegate {i} ({}, {} bytes)", d.id, processed.len()), t);
+            // Like ExecuTorch freeing a delegate's processed data after init: what the backend
+            // needs it has packed or will read again (a memory-mapped program's pages come back).
+            let released = program.release(processed);
+            timed(format!("init delegate {i} ({}, {} bytes; {released} released)", d.id, processed.len()), t);
             Ok(delegate)
         })
         .collect()
@@ -621,6 +624,13 @@ impl Method {
     /// init (weight packing), the memory plan, values (`ferrite profile` shows them).
     pub fn load_events(&self) -> &[crate::LoadEvent] {
         &self.load_events
+    }
+
+    /// How many operators inside this method's delegates a plain run executes fused into the
+    /// operator after them ([`Delegate::fused_operators`]); profiled and inspected runs execute
+    /// each apart.
+    pub fn fused_operators(&self) -> usize {
+        self.delegates.iter().map(|d| d.fused_operators()).sum()
     }
 
     /// A copy of output `index` after [`Method::execute`].

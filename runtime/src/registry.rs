@@ -114,6 +114,13 @@ pub trait Delegate: Send + fmt::Debug {
         None
     }
 
+    /// How many of the delegate's operators a plain run executes fused into the operator after
+    /// them (their output never written out whole). Profiled and inspected runs execute every
+    /// operator apart. The default is none.
+    fn fused_operators(&self) -> usize {
+        0
+    }
+
     /// [`Delegate::execute`], showing `inspect` every tensor a node inside the delegate wrote
     /// ([`crate::Intermediate`] with `instruction` and the node). The default shows none.
     fn execute_inspected(

@@ -413,6 +413,7 @@ pub fn check_fusion_is_exact(path: &Path, threads: usize) {
     for t in [1, threads] {
         let runtime = Runtime::new().with_threads(t).expect("runtime");
         let mut method = runtime.load_method(&program, "forward").expect("method");
+        assert!(method.fused_operators() > 0, "{}: nothing runs fused", path.display());
         let fused = method.run(&inputs).expect("run");
         method.execute_profiled().expect("profiled run");
         for (k, f) in fused.iter().enumerate() {

@@ -48,6 +48,10 @@ pub struct Profile {
     pub method: String,
     /// Loading the method, phase by phase: (what, ms).
     pub load: Vec<(String, f64)>,
+    /// Operators a plain run executes fused into the one after them
+    /// ([`ferrite_runtime::Method::fused_operators`]); the profile times each apart, so its
+    /// total can exceed `ferrite bench`'s.
+    pub fused_operators: usize,
     #[serde(skip)]
     load_events: Vec<ferrite_runtime::LoadEvent>,
     /// Each timed iteration: when it started, how long it took, and its events (the trace
@@ -141,7 +145,17 @@ pub fn profile(method: &mut Method, inputs: &[TensorData], warmup: usize, iterat
     rows.sort_by(|a, b| b.median_ms.total_cmp(&a.median_ms));
     let load_events = method.load_events().to_vec();
     let load = load_events.iter().map(|e| (e.name.clone(), e.duration.as_secs_f64() * 1e3)).collect();
-    Ok(Profile { iterations, total_ms, rows, delegates, method: method.name().to_string(), load, load_events, runs })
+    Ok(Profile {
+        iterations,
+        total_ms,
+        rows,
+        delegates,
+        method: method.name().to_string(),
+        load,
+        fused_operators: method.fused_operators(),
+        load_events,
+        runs,
+    })
 }
 
 impl Profile {
@@ -188,6 +202,12 @@ impl Profile {
         for (instruction, backend, all, own) in &self.delegates {
             s += &format!(
                 "delegate call at instruction {instruction} ({backend}): {all:.4} ms, of which {own:.4} ms outside its nodes (inputs and outputs copied)\n"
+            );
+        }
+        if self.fused_operators > 0 {
+            s += &format!(
+                "fused: {} operators run fused into the next in plain runs; profiling times each apart\n",
+                self.fused_operators
             );
         }
         s += &format!(

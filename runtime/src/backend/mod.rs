@@ -87,7 +87,7 @@ fn shared_packing(init: &BackendInit<'_>, graph: &Graph<'_>) -> Result<Arc<Packe
     let (base, start) = (bytes.as_ptr() as usize, init.processed.as_ptr() as usize);
     let inside = start >= base && start + init.processed.len() <= base + bytes.len();
     if !inside {
-        return Ok(Arc::new(pack(graph, init.level)?));
+        return Ok(Arc::new(pack(graph, init.level, &|_| {})?));
     }
     let key: PackKey = (init.program as *const _ as usize, start, init.processed.len(), init.level);
     let cached = || {
@@ -98,7 +98,11 @@ fn shared_packing(init: &BackendInit<'_>, graph: &Graph<'_>) -> Result<Arc<Packe
         tracing::debug!("packed weights shared with an earlier delegate");
         return Ok(hit);
     }
-    let packed = Arc::new(pack(graph, init.level)?);
+    // Each weight's pages leave resident memory once packed, so a memory-mapped program's
+    // weights are not held twice while the rest pack (peak RSS).
+    let packed = Arc::new(pack(graph, init.level, &|b| {
+        init.program.release(b);
+    })?);
     if let Ok(mut cache) = PACKED.lock() {
         cache.retain(|(_, w)| w.strong_count() > 0);
         // Another thread may have packed the same blob meanwhile: keep the first.
@@ -110,8 +114,9 @@ fn shared_packing(init: &BackendInit<'_>, graph: &Graph<'_>) -> Result<Arc<Packe
     Ok(packed)
 }
 
-/// Packs the weights of every operation of `graph` that has its own kernel.
-fn pack(graph: &Graph<'_>, level: Level) -> Result<Packed> {
+/// Packs the weights of every operation of `graph` that has its own kernel, handing each
+/// packed operation's constants to `release` (their bytes are not read again).
+fn pack(graph: &Graph<'_>, level: Level, release: &dyn Fn(&[u8])) -> Result<Packed> {
     let mut packed = Vec::with_capacity(graph.ops.len());
     for (k, op) in graph.ops.iter().enumerate() {
         let kernel = match op.op {
@@ -128,6 +133,11 @@ fn pack(graph: &Graph<'_>, level: Level) -> Result<Packed> {
             }
         };
         packed.push(Some(kernel.map_err(|e| err(format!("op {k}: {e}")))?));
+        for &v in &op.args {
+            if let Some(bytes) = graph.tensor(v).and_then(|t| graph.constants.get(t.constant?)) {
+                release(bytes);
+            }
+        }
     }
     Ok(packed)
 }
@@ -354,7 +364,7 @@ impl Compiled {
         level: Level,
         memory_limit: u64,
     ) -> Result<Self> {
-        Self::new(graph, kernels, level, memory_limit, Arc::new(pack(graph, level)?))
+        Self::new(graph, kernels, level, memory_limit, Arc::new(pack(graph, level, &|_| {})?))
     }
 
     fn new(
@@ -653,6 +663,10 @@ impl Delegate for Compiled {
             most = most.max(work);
         }
         Some(most)
+    }
+
+    fn fused_operators(&self) -> usize {
+        self.steps.iter().filter_map(|s| s.fusion.map(|f| f.steps - 1)).sum()
     }
 
     fn execute_profiled(
