@@ -19,6 +19,11 @@ product (a 512 × 1024 by 1024 × 1024 linear layer, exported here) — as `% pe
 `--fixtures` also takes the directory `bench/models.py` writes (resnet18, mobilenet_v3_small,
 efficientnet_b0, vit_tiny, bert_128/512, audio_cnn, unet).
 
+Load time and memory: with `--et-runner target/et_runner` (built by `bench/et_runner.sh build`,
+a C++ program over the wheel's `libexecutorch.so` and XNNPACK delegate, no Python or PyTorch in
+the process) it also prints, per model and thread count, each side's load + init time and peak
+resident memory (`VmHWM`) of a process that loads the model and runs it.
+
 Not part of CI. Needs a venv with `pip install executorch==1.5.1 torch==2.14.1 numpy`:
 
     cargo build --release
@@ -57,12 +62,22 @@ def et_median_ms(method, inputs, iters):
     return statistics.median(times)
 
 
-def ferrite_median_ms(ferrite, pte, inputs, threads, iters):
+def ferrite_bench(ferrite, pte, inputs, threads, iters):
+    """`ferrite bench --json`: load_ms, median_ms, peak_rss_kib, ..."""
     cmd = [str(ferrite), "bench", str(pte), "--json", "--threads", str(threads), "--warmup", "3", "--iters", str(iters)]
     for i in inputs:
         cmd += ["-i", str(i)]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    return json.loads(out)["median_ms"]
+    return json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+
+
+def ferrite_median_ms(ferrite, pte, inputs, threads, iters):
+    return ferrite_bench(ferrite, pte, inputs, threads, iters)["median_ms"]
+
+
+def et_runner(runner, pte, threads, iters):
+    """The C++ runner's load_ms, median_ms, peak_rss_kib (zeros as inputs)."""
+    out = subprocess.run([str(runner), str(pte), str(threads), str(iters)], check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def lowered_calls_left(report):
@@ -118,6 +133,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--iters", type=int, default=20)
     ap.add_argument("--ferrite", default=str(ROOT / "target" / "release" / "ferrite"))
+    ap.add_argument("--et-runner", help="bench/et_runner.sh's binary: adds load time and peak RSS")
     args = ap.parse_args()
     fixtures = Path(args.fixtures)
     ferrite = Path(args.ferrite)
@@ -128,7 +144,7 @@ def main() -> int:
     entries = {f["name"]: f for f in manifest["fixtures"]}
     models = list(entries) if args.models == "all" else args.models.split(",")
     runtime = Runtime.get()
-    rows, peaks = [], {}
+    rows, peaks, memory = [], {}, []
     with tempfile.TemporaryDirectory() as tmp:
         for name, variant in [(m, v) for m in models for v in args.variants.split(",")]:
             xnn_variant, source = VARIANTS[variant]
@@ -160,11 +176,22 @@ def main() -> int:
                     peaks[threads] = gemm_peak(ferrite, tmp, threads, args.iters)
                 gflops = flops / (f * 1e6)
                 rows.append((f"{name}/{variant}", threads, e, f, f / e, left, diff, gflops, 100 * gflops / peaks[threads]))
+                if args.et_runner:
+                    # Each in a fresh process, loading then running: what a deployed app holds.
+                    x = et_runner(args.et_runner, d / f"{xnn_variant}.pte", threads, args.iters)
+                    fb = ferrite_bench(ferrite, lowered, input_files, threads, args.iters)
+                    memory.append((f"{name}/{variant}", threads, x["load_ms"], fb["load_ms"],
+                                   x["peak_rss_kib"] / 1024, (fb.get("peak_rss_kib") or 0) / 1024))
     print("GEMM peak (GFLOP/s): " + ", ".join(f"{t} thread(s) {p:.1f}" for t, p in sorted(peaks.items())))
     print(f"{'model':<26} {'threads':>7} {'XNNPACK ms':>11} {'Ferrite ms':>11} {'Ferrite/XNNPACK':>16} {'left':>5} "
           f"{'max|diff|':>10} {'GFLOP/s':>8} {'% peak':>7}")
     for name, threads, e, f, r, left, diff, gflops, share in rows:
         print(f"{name:<26} {threads:>7} {e:>11.3f} {f:>11.3f} {r:>16.2f} {left:>5} {diff:>10.2g} {gflops:>8.1f} {share:>7.0f}")
+    if memory:
+        print(f"\n{'model':<26} {'threads':>7} {'XNNPACK load ms':>16} {'Ferrite load ms':>16} "
+              f"{'XNNPACK peak MiB':>17} {'Ferrite peak MiB':>17}")
+        for name, threads, el, fl, er, fr in memory:
+            print(f"{name:<26} {threads:>7} {el:>16.1f} {fl:>16.1f} {er:>17.1f} {fr:>17.1f}")
     return 0
 
 

@@ -376,6 +376,14 @@ fn partitioner_config(
     })
 }
 
+/// The process's peak resident memory (KiB) so far, where the system reports it (Linux's
+/// `VmHWM`); `None` elsewhere.
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.trim_start_matches("VmHWM:").trim().trim_end_matches("kB").trim().parse().ok()
+}
+
 fn inputs_for(program: &Program<'_>, method: &str, files: &[PathBuf]) -> Result<Vec<TensorData>, Error> {
     if files.is_empty() {
         ferrite::runtime::default_inputs(program, method).map_err(|e| match e {
@@ -456,14 +464,16 @@ fn run(cli: Cli) -> Result<(), Error> {
             let min = times[0];
             let p90 = times[((times.len() * 9) / 10).min(times.len() - 1)];
             let threads = rt.threads();
+            let peak = peak_rss_kib();
             if json {
                 emit(&format!(
                     "{}\n",
-                    serde_json::json!({"load_ms": load_ms, "median_ms": median, "min_ms": min, "p90_ms": p90, "threads": threads, "iters": iters})
+                    serde_json::json!({"load_ms": load_ms, "median_ms": median, "min_ms": min, "p90_ms": p90, "threads": threads, "iters": iters, "peak_rss_kib": peak})
                 ))
             } else {
+                let rss = peak.map_or(String::new(), |k| format!("  peak RSS {:9.1} MiB\n", k as f64 / 1024.0));
                 emit(&format!(
-                    "{} ({method}), {threads} thread(s)\n  load     {load_ms:9.3} ms\n  median   {median:9.3} ms\n  min      {min:9.3} ms\n  p90      {p90:9.3} ms   ({iters} iterations after {warmup} warm-up)\n",
+                    "{} ({method}), {threads} thread(s)\n  load     {load_ms:9.3} ms\n  median   {median:9.3} ms\n  min      {min:9.3} ms\n  p90      {p90:9.3} ms   ({iters} iterations after {warmup} warm-up)\n{rss}",
                     model.display()
                 ))
             }

@@ -177,6 +177,9 @@ fn bench_json_has_the_documented_fields() {
     }
     assert_eq!(v["threads"], 1);
     assert_eq!(v["iters"], 3);
+    if cfg!(target_os = "linux") {
+        assert!(v["peak_rss_kib"].as_u64().is_some_and(|k| k > 0), "peak_rss_kib: {v}");
+    }
     assert!(v["min_ms"].as_f64() <= v["median_ms"].as_f64());
     assert_fails_with(
         &ferrite().args(["bench", "--iters", "0"]).arg(fixture("mlp/portable.pte")).output().expect("bench"),
