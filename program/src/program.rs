@@ -197,7 +197,8 @@ impl<'a> Program<'a> {
     /// it needs at init, as ExecuTorch frees a delegate's processed data after init. For a
     /// memory-mapped program the file pages wholly inside `bytes` leave the process's resident
     /// memory (their contents do not change: a later read brings the same bytes back from the
-    /// page cache). Returns the bytes released: 0 for programs read into memory, on systems
+    /// page cache), and are marked for random access, so such a read maps only the pages it
+    /// touches (an embedding's rows), not its neighbours too. Returns the bytes released: 0 for programs read into memory, on systems
     /// without `madvise`, and for slices that are not the program's.
     pub fn release(&self, bytes: &[u8]) -> usize {
         let Bytes::Mapped(map) = &self.bytes else { return 0 };
@@ -231,7 +232,9 @@ fn drop_pages(map: &memmap2::Mmap, offset: usize, len: usize) -> std::io::Result
     // entries and the next read faults the same file contents back in (the file must not change
     // while mapped, `Program::mmap`'s contract). References into the range stay valid and see
     // the same bytes. `offset..offset + len` lies inside the map (checked by the caller).
-    unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, offset, len) }
+    unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, offset, len) }?;
+    // MADV_RANDOM (safe advice) keeps later reads from mapping neighbouring pages too.
+    map.advise_range(memmap2::Advice::Random, offset, len)
 }
 
 #[cfg(not(unix))]

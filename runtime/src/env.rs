@@ -107,8 +107,8 @@ pub struct Env<'m> {
     pub(crate) values: &'m mut [RValue],
     pub(crate) arenas: &'m mut [AlignedBuf],
     pub(crate) owned: &'m mut Vec<AlignedBuf>,
-    /// The program's bytes, which `Storage::Constant` tensors point into (empty inside a
-    /// delegate, whose constants it copied into its own buffers).
+    /// The program's bytes, which `Storage::Constant` tensors point into (inside Ferrite's
+    /// backend too: constants it does not pack are read there in place).
     pub(crate) program: &'m [u8],
     /// Sum convolutions and matrix products in ExecuTorch's portable order (see
     /// [`crate::Accumulation`]).

@@ -140,7 +140,7 @@ impl EmbeddedDelegate {
             for (k, input) in inputs.iter().enumerate() {
                 compiled.load_input(k, *input, reference)?;
             }
-            compiled.run_nodes(reference, None, None)?;
+            compiled.run_nodes(&[], reference, None, None)?;
             for (k, out) in outputs.iter_mut().enumerate() {
                 compiled.with_output(k, |t| {
                     if t.data.len() != out.len() {

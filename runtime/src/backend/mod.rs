@@ -61,7 +61,8 @@ impl Backend for FerriteBackend {
         let _span = tracing::debug_span!("ferrite_backend.init", bytes = init.processed.len()).entered();
         let graph = BlobGraph::decode_borrowed(init.processed).map_err(|e| err(e.to_string()))?;
         let packed = shared_packing(&init, &graph)?;
-        Ok(Box::new(Compiled::new(&graph, init.kernels, init.level, init.memory_limit, packed)?))
+        let program = Some(init.program.bytes());
+        Ok(Box::new(Compiled::new(&graph, init.kernels, init.level, init.memory_limit, packed, program)?))
     }
 }
 
@@ -354,6 +355,9 @@ struct Compiled {
     /// The packed kernels the steps use, kept so other delegates of the same blob share them
     /// while this one lives ([`PACKED`]).
     _packed: Arc<Packed>,
+    /// The address and length of the program's bytes when some constant is read there in place
+    /// (`Storage::Constant`): every execution must pass those bytes.
+    program_span: Option<(usize, usize)>,
 }
 
 impl Compiled {
@@ -364,15 +368,20 @@ impl Compiled {
         level: Level,
         memory_limit: u64,
     ) -> Result<Self> {
-        Self::new(graph, kernels, level, memory_limit, Arc::new(pack(graph, level, &|_| {})?))
+        Self::new(graph, kernels, level, memory_limit, Arc::new(pack(graph, level, &|_| {})?), None)
     }
 
+    /// `program`: the loaded program's bytes, when `graph`'s constants are slices of them —
+    /// constants the backend's own kernels do not pack are then read there in place (as the
+    /// method reads its own), not copied, when nothing writes or aliases them; every execution
+    /// must pass the same bytes ([`Env::program`]).
     fn new(
         graph: &Graph<'_>,
         kernels: &KernelRegistry,
         level: Level,
         memory_limit: u64,
         packed: Arc<Packed>,
+        program: Option<&[u8]>,
     ) -> Result<Self> {
         // Resolve kernels first: a blob naming an operator this runtime lacks fails at init.
         let mut missing = Vec::new();
@@ -451,10 +460,42 @@ impl Compiled {
         for &v in graph.inputs.iter().chain(&graph.outputs) {
             packed_away[v] = false;
         }
-        // Buffers are planned first (constants copied, the rest by size) and allocated only once
-        // their total is known to fit the memory limit: sizes come from the blob, which may lie.
+        // Constants read in place must be read only: no operation writes them (as an output),
+        // no value aliases them, and they are not partition inputs or outputs.
+        let mut writable = vec![false; n];
+        for op in &graph.ops {
+            let written = match returned_count(&op.args) {
+                0 => &op.args[..], // (no out-variant convention: any argument may be written)
+                k => &op.args[op.args.len().saturating_sub(2 * k)..],
+            };
+            for &a in written {
+                for t in graph.tensors_in(a) {
+                    writable[t] = true;
+                }
+            }
+        }
+        for v in 0..n {
+            if root(v) != v {
+                writable[root(v)] = true;
+                writable[v] = true;
+            }
+        }
+        for &v in graph.inputs.iter().chain(&graph.outputs) {
+            writable[v] = true;
+        }
+        // Where a constant lies in the program's bytes: its offset, when aligned for its type.
+        let in_program = |data: &[u8], dtype: ScalarType| -> Option<usize> {
+            let p = program?;
+            let (base, start) = (p.as_ptr() as usize, data.as_ptr() as usize);
+            let inside = start >= base && start.checked_add(data.len())? <= base + p.len();
+            (inside && start.is_multiple_of(dtype.element_size().max(1))).then(|| start - base)
+        };
+        // Buffers are planned first (constants copied unless read in place, the rest by size)
+        // and allocated only once their total is known to fit the memory limit: sizes come from
+        // the blob, which may lie.
         let mut owned: Vec<Planned> = Vec::new();
         let mut buffer_of: Vec<Option<usize>> = vec![None; n];
+        let mut in_place: Vec<Option<(usize, usize)>> = vec![None; n];
         for (v, val) in graph.values.iter().enumerate() {
             if let BlobValue::Tensor(t) = val {
                 if packed_away[v] {
@@ -462,14 +503,27 @@ impl Compiled {
                 }
                 if let Some(c) = t.constant {
                     let data = graph.constant(c).ok_or_else(|| err(format!("constant {c} missing")))?;
-                    owned.push(Planned::Data(AlignedBuf::from_bytes(data)));
-                    buffer_of[v] = Some(owned.len() - 1);
+                    match in_program(data, t.dtype).filter(|_| !writable[v]) {
+                        Some(start) => in_place[v] = Some((start, data.len())),
+                        None => {
+                            owned.push(Planned::Data(AlignedBuf::from_bytes(data)));
+                            buffer_of[v] = Some(owned.len() - 1);
+                        }
+                    }
                 }
             }
         }
+        let program_span =
+            program.filter(|_| in_place.iter().any(Option::is_some)).map(|p| (p.as_ptr() as usize, p.len()));
         let mut pool: Vec<usize> = Vec::new(); // free buffer indices
         let mut order: Vec<usize> = (0..n)
-            .filter(|&v| root(v) == v && buffer_of[v].is_none() && graph.tensor(v).is_some() && !packed_away[v])
+            .filter(|&v| {
+                root(v) == v
+                    && buffer_of[v].is_none()
+                    && in_place[v].is_none()
+                    && graph.tensor(v).is_some()
+                    && !packed_away[v]
+            })
             .collect();
         order.sort_by_key(|&v| (first[v], v));
         let mut active: Vec<usize> = Vec::new();
@@ -530,14 +584,19 @@ impl Compiled {
                 BlobValue::OptionalTensorList(items) => RValue::OptionalTensorList(items.clone()),
                 BlobValue::Tensor(_) if packed_away[v] => RValue::None,
                 BlobValue::Tensor(t) => {
-                    let index = buffer_of[root(v)].ok_or_else(|| err(format!("value {v} has no memory")))?;
+                    let storage = match in_place[v] {
+                        Some((start, capacity)) => Storage::Constant { start, capacity },
+                        None => Storage::Owned {
+                            index: buffer_of[root(v)].ok_or_else(|| err(format!("value {v} has no memory")))?,
+                        },
+                    };
                     RValue::Tensor(TensorSlot {
                         dtype: t.dtype,
                         sizes: t.sizes.clone(),
                         bound: t.sizes.clone(),
                         dim_order: (0..t.sizes.len() as u8).collect(),
                         dynamism: if t.dynamic { ShapeDynamism::DynamicBound } else { ShapeDynamism::Static },
-                        storage: Storage::Owned { index },
+                        storage,
                     })
                 }
             });
@@ -628,6 +687,7 @@ impl Compiled {
             dynamic,
             origins,
             _packed: packed,
+            program_span,
         })
     }
 }
@@ -767,10 +827,17 @@ impl Compiled {
             )));
         }
         let reference = env.reference_order;
+        // Constants read in place are offsets into the bytes of the program this was
+        // initialised from: refuse any other.
+        if let Some((at, len)) = self.program_span {
+            if env.program.as_ptr() as usize != at || env.program.len() != len {
+                return Err(err("the delegate runs inside the method of another program than it was initialised from"));
+            }
+        }
         for (k, &outer) in args[..n_in].iter().enumerate() {
             self.load_input(k, env.read(outer)?, reference)?;
         }
-        self.run_nodes(reference, profile, inspect)?;
+        self.run_nodes(env.program, reference, profile, inspect)?;
         for (k, &outer) in args[n_in..].iter().enumerate() {
             self.with_output(k, |t| {
                 if env.dtype(outer)? != t.dtype {
@@ -826,15 +893,16 @@ impl Compiled {
         f(inner_env.read(inner)?)
     }
 
-    /// Runs every node on the inputs loaded.
+    /// Runs every node on the inputs loaded; `program`: the bytes constants read in place lie in.
     fn run_nodes(
         &mut self,
+        program: &[u8],
         reference: bool,
         mut profile: Option<(usize, &mut Vec<crate::ProfileEvent>)>,
         mut inspect: Option<(usize, &mut crate::Inspector<'_>)>,
     ) -> Result<()> {
         {
-            let mut inner_env = Env::owned(&mut self.values, &mut self.owned, &[], reference, self.level);
+            let mut inner_env = Env::owned(&mut self.values, &mut self.owned, program, reference, self.level);
             let threads = ferrite_kernels::threads();
             // Profiling and inspection see every step's own output: fusion is off for them.
             let fuse = profile.is_none() && inspect.is_none();
