@@ -74,9 +74,10 @@ def ferrite_median_ms(ferrite, pte, inputs, threads, iters):
     return ferrite_bench(ferrite, pte, inputs, threads, iters)["median_ms"]
 
 
-def et_runner(runner, pte, threads, iters):
-    """The C++ runner's load_ms, median_ms, peak_rss_kib (zeros as inputs)."""
-    out = subprocess.run([str(runner), str(pte), str(threads), str(iters)], check=True, capture_output=True, text=True)
+def et_runner(runner, pte, threads, iters, inputs):
+    """The C++ runner's load_ms, median_ms, peak_rss_kib on the same inputs as Ferrite."""
+    cmd = [str(runner), str(pte), str(threads), str(iters)] + [str(i) for i in inputs]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -178,7 +179,7 @@ def main() -> int:
                 rows.append((f"{name}/{variant}", threads, e, f, f / e, left, diff, gflops, 100 * gflops / peaks[threads]))
                 if args.et_runner:
                     # Each in a fresh process, loading then running: what a deployed app holds.
-                    x = et_runner(args.et_runner, d / f"{xnn_variant}.pte", threads, args.iters)
+                    x = et_runner(args.et_runner, d / f"{xnn_variant}.pte", threads, args.iters, input_files)
                     fb = ferrite_bench(ferrite, lowered, input_files, threads, args.iters)
                     memory.append((f"{name}/{variant}", threads, x["load_ms"], fb["load_ms"],
                                    x["peak_rss_kib"] / 1024, (fb.get("peak_rss_kib") or 0) / 1024))
