@@ -1,12 +1,14 @@
 //! int8 products (`ferrite_kernels::int8`) at every SIMD level this CPU runs, one thread:
 //! `cargo bench -p ferrite-kernels --bench int8`. Throughput is reported in multiply-adds
-//! ("elements"), so criterion prints MAC/s: compare with the machine's int8 peak (on AVX2,
-//! `vpmaddwd` retires 16 multiply-adds per instruction).
+//! ("elements"), so criterion prints MAC/s: compare with the machine's int8 peak for the same way
+//! of multiplying (`peak_<level>_<dot>`: on AVX2 `vpmaddwd` retires 16 multiply-adds per
+//! instruction, AVX-VNNI's `vpdpbusd` 32, AVX-512 VNNI's 64). Products run with every
+//! [`Dot`] the level has.
 
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use ferrite_kernels::int8::{Epilogue, QConv2d, QDense, QDenseGrouped};
+use ferrite_kernels::int8::{Dot, Epilogue, QConv2d, QDense, QDenseGrouped};
 use ferrite_kernels::nhwc::Conv2dGeometry;
 use ferrite_kernels::simd::Level;
 
@@ -17,23 +19,26 @@ fn values(n: usize, seed: usize) -> Vec<i8> {
 fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("int8");
     for level in Level::available() {
-        // What the hardware gives: independent multiply-add chains, 12 × 16 per step.
-        let steps = 100_000;
-        group.throughput(Throughput::Elements((steps * 12 * 16) as u64));
-        group.bench_function(format!("peak_{}", level.name()), |b| {
-            b.iter(|| ferrite_kernels::int8::madd_peak(level, black_box(steps)))
-        });
-        for &size in &[256usize, 512, 1024] {
-            let (m, k, n) = (size, size, size);
-            let (x, w) = (values(m * k, 1), values(n * k, 2));
-            let scales = vec![0.01; n];
-            let ep = Epilogue::int8(0.02, &scales, None, 0.05, 3, (-128, 127)).expect("epilogue");
-            let dense = QDense::new(level, k, n, &w, -5, ep).expect("packs");
-            let mut y = vec![0i8; m * n];
-            group.throughput(Throughput::Elements((m * k * n) as u64));
-            group.bench_function(format!("gemm_{size}_{}", level.name()), |b| {
-                b.iter(|| dense.run(black_box(&x), &mut y, 1).expect("runs"))
+        for dot in Dot::available(level) {
+            // What the hardware gives: twelve independent multiply-add chains per step.
+            let steps = 100_000;
+            let per_step = ferrite_kernels::int8::int8_peak_macs_per_step(level, dot);
+            group.throughput(Throughput::Elements((steps * per_step) as u64));
+            group.bench_function(format!("peak_{}_{}", level.name(), dot.name()), |b| {
+                b.iter(|| ferrite_kernels::int8::int8_peak(level, dot, black_box(steps)))
             });
+            for &size in &[256usize, 512, 1024] {
+                let (m, k, n) = (size, size, size);
+                let (x, w) = (values(m * k, 1), values(n * k, 2));
+                let scales = vec![0.01; n];
+                let ep = Epilogue::int8(0.02, &scales, None, 0.05, 3, (-128, 127)).expect("epilogue");
+                let dense = QDense::with_dot(level, dot, k, n, &w, -5, ep).expect("packs");
+                let mut y = vec![0i8; m * n];
+                group.throughput(Throughput::Elements((m * k * n) as u64));
+                group.bench_function(format!("gemm_{size}_{}_{}", level.name(), dot.name()), |b| {
+                    b.iter(|| dense.run(black_box(&x), &mut y, 1).expect("runs"))
+                });
+            }
         }
         // An int4 groupwise layer (groups of 32, per-token int8 activations) of an LLM's shape,
         // for one token (reading the weights dominates) and a prompt of 64.

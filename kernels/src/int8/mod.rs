@@ -18,9 +18,12 @@
 //! an int8 output `rint(·) + zero_point` clamped to the output range (a fused ReLU or hardtanh
 //! narrows that range), for an `f32` output a clamp.
 //!
-//! SIMD: [`Level::Avx2`] and [`Level::Avx512`] run the AVX2 micro-kernel (`micro.rs`), every
-//! other level the portable one; results are identical at every level (integer sums, then the
-//! same `f32` operations).
+//! SIMD: products multiply as [`Dot::best`] chooses for the level — with VNNI's `vpdpbusd`
+//! (AVX-512 VNNI at [`Level::Avx512`], AVX-VNNI at either x86 level; `vnni.rs`: bytes plus 128,
+//! corrected with the weights' column sums) where the CPU has it, otherwise the `vpmaddwd` tile of
+//! `micro.rs` on AVX2 levels and the portable tile elsewhere. Depthwise convolutions run
+//! `vpmaddwd` on AVX2 levels. Results are identical at every level and with every [`Dot`]
+//! (integer sums, then the same `f32` operations).
 
 mod add;
 mod depthwise;
@@ -28,6 +31,7 @@ mod group;
 mod micro;
 #[cfg(test)]
 mod tests;
+mod vnni;
 
 use crate::nhwc::Conv2dGeometry;
 use crate::simd::Level;
@@ -248,22 +252,209 @@ impl PackedQ {
     }
 }
 
-/// The rows of a product's left operand: `fill(row, dst)` writes row `row`'s `K` values minus the
-/// zero point into `dst` (`dst.len() == K`).
-type FillRow<'a> = &'a (dyn Fn(usize, &mut [i16]) + Sync);
+/// How an int8 product multiplies, as this CPU runs it at a [`Level`]: [`Dot::best`] is what
+/// the kernels choose; the others are there to compare and test (results are identical).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Dot {
+    /// AVX-512 VNNI `vpdpbusd`: 64 multiply-adds per instruction (bytes, weights packed as
+    /// groups of four).
+    Vnni512,
+    /// AVX-VNNI `vpdpbusd` on 256-bit vectors: 32 multiply-adds per instruction.
+    Vnni256,
+    /// Pairs of `i16` with `vpmaddwd` (16 multiply-adds per instruction) on AVX2 levels, the
+    /// portable tile elsewhere.
+    Pairs,
+}
 
-/// `out[i][j] = epilogue(Σ_p a[i][p] · w[j][p])` for the `m` rows `fill` gives (`out` is `m × n`),
-/// split over rayon's current pool when `threads > 1` (see [`split_run`]).
+impl Dot {
+    /// The fastest this CPU runs at `level`: VNNI where present (AVX-512 VNNI at
+    /// [`Level::Avx512`], AVX-VNNI at either x86 level), otherwise [`Dot::Pairs`].
+    pub fn best(level: Level) -> Dot {
+        Dot::available(level)[0]
+    }
+
+    /// Every one this CPU runs at `level`, best first (always ends with [`Dot::Pairs`]).
+    pub fn available(level: Level) -> Vec<Dot> {
+        let mut dots = Vec::with_capacity(3);
+        if level == Level::Avx512 && vnni::Width::W512.runs() {
+            dots.push(Dot::Vnni512);
+        }
+        if matches!(level, Level::Avx512 | Level::Avx2) && vnni::Width::W256.runs() {
+            dots.push(Dot::Vnni256);
+        }
+        dots.push(Dot::Pairs);
+        dots
+    }
+
+    /// A short name (`vnni512`, `vnni256`, `pairs`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Dot::Vnni512 => "vnni512",
+            Dot::Vnni256 => "vnni256",
+            Dot::Pairs => "pairs",
+        }
+    }
+
+    fn width(self) -> Option<vnni::Width> {
+        match self {
+            Dot::Vnni512 => Some(vnni::Width::W512),
+            Dot::Vnni256 => Some(vnni::Width::W256),
+            Dot::Pairs => None,
+        }
+    }
+}
+
+/// The multiply-adds one step of [`int8_peak`] performs at `level` with `dot`.
+pub fn int8_peak_macs_per_step(level: Level, dot: Dot) -> usize {
+    match dot {
+        Dot::Vnni512 => 12 * 64,
+        Dot::Vnni256 => 12 * 32,
+        Dot::Pairs => {
+            let _ = level;
+            12 * 16
+        }
+    }
+}
+
+/// The machine's int8 multiply-add peak as the products' tiles reach it at `level` with `dot`:
+/// `steps` rounds of twelve independent multiply-add chains ([`int8_peak_macs_per_step`]
+/// multiply-adds each round). Returns a checksum so the work is not optimised away. For
+/// benchmarks, which report the products' throughput against it.
+#[doc(hidden)]
+pub fn int8_peak(level: Level, dot: Dot, steps: usize) -> i32 {
+    match dot.width() {
+        Some(width) if width.runs() => vnni::peak(width, steps),
+        _ => madd_peak(level, steps),
+    }
+}
+
+/// Weights packed for one [`Dot`].
+#[derive(Debug, Clone, PartialEq)]
+enum Packed {
+    Pairs(PackedQ),
+    Quads(vnni::PackedQuads, vnni::Width),
+}
+
+impl Packed {
+    /// Packs `w(j, p)` (`n` columns of `k` terms) for `dot`, which must be one the CPU runs.
+    fn new(dot: Dot, k: usize, n: usize, w: impl Fn(usize, usize) -> i8) -> KResult<Self> {
+        match dot.width() {
+            Some(width) if width.runs() => Ok(Packed::Quads(vnni::PackedQuads::new(k, n, w)?, width)),
+            Some(_) => Err(KernelError::Argument(format!("int8 product: this CPU does not run {}", dot.name()))),
+            None => Ok(Packed::Pairs(PackedQ::new(k, n, w)?)),
+        }
+    }
+
+    fn k(&self) -> usize {
+        match self {
+            Packed::Pairs(w) => w.k,
+            Packed::Quads(w, _) => w.k(),
+        }
+    }
+
+    fn n(&self) -> usize {
+        match self {
+            Packed::Pairs(w) => w.n,
+            Packed::Quads(w, _) => w.n(),
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        match self {
+            Packed::Pairs(w) => w.bytes(),
+            Packed::Quads(w, _) => w.bytes(),
+        }
+    }
+}
+
+/// A value of a product's row scratch, made from an int8 input value.
+trait RowValue: Copy {
+    /// `v` as the tile reads it, for an input with zero point `zp`.
+    fn from_input(v: i8, zp: i32) -> Self;
+    /// A position outside the input (a convolution's padding, worth the zero point).
+    fn padding(zp: i32) -> Self;
+}
+
+/// The pairs tile reads `x - zx`.
+impl RowValue for i16 {
+    #[inline(always)]
+    fn from_input(v: i8, zp: i32) -> i16 {
+        (i32::from(v) - zp) as i16
+    }
+    #[inline(always)]
+    fn padding(_: i32) -> i16 {
+        0
+    }
+}
+
+/// The VNNI tiles read `x + 128` (see `vnni.rs`).
+impl RowValue for u8 {
+    #[inline(always)]
+    fn from_input(v: i8, _: i32) -> u8 {
+        (v as u8) ^ 0x80
+    }
+    #[inline(always)]
+    fn padding(zp: i32) -> u8 {
+        (zp + 128) as u8
+    }
+}
+
+/// The rows of a product's left operand.
+#[derive(Clone, Copy)]
+enum Rows<'a> {
+    /// Row `r` is `x[r·k .. (r+1)·k]`.
+    Contiguous { x: &'a [i8], k: usize },
+    /// Row `r` is output pixel `r`'s patch of an NHWC input, in (tap, channel) order.
+    Patches { g: &'a Conv2dGeometry, output: [usize; 2], x: &'a [i8] },
+}
+
+impl Rows<'_> {
+    /// Writes row `r` into `dst` (its `K` values) as the tile reads them.
+    #[inline(always)]
+    fn fill<T: RowValue>(&self, r: usize, zp: i32, dst: &mut [T]) {
+        let convert = |src: &[i8], dst: &mut [T]| {
+            for (d, &v) in dst.iter_mut().zip(src) {
+                *d = T::from_input(v, zp);
+            }
+        };
+        match *self {
+            Rows::Contiguous { x, k } => convert(&x[r * k..(r + 1) * k], dst),
+            Rows::Patches { g, output: [oh, ow], x } => {
+                let [ih, iw] = g.input;
+                let c = g.in_channels;
+                let (b, y, xo) = (r / (oh * ow), (r / ow) % oh, r % ow);
+                for ky in 0..g.kernel[0] {
+                    for kx in 0..g.kernel[1] {
+                        let d = &mut dst[(ky * g.kernel[1] + kx) * c..][..c];
+                        let yy = (y * g.stride[0] + ky * g.dilation[0]).checked_sub(g.padding[0]);
+                        let xx = (xo * g.stride[1] + kx * g.dilation[1]).checked_sub(g.padding[1]);
+                        match (yy, xx) {
+                            (Some(yy), Some(xx)) if yy < ih && xx < iw => {
+                                convert(&x[((b * ih + yy) * iw + xx) * c..][..c], d);
+                            }
+                            _ => d.fill(T::padding(zp)),
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `out[i][j] = epilogue(Σ_p (a[i][p] - zp) · w[j][p])` for the `m` rows `rows` gives (`out` is
+/// `m × n`), split over rayon's current pool when `threads > 1` (see [`split_run`]).
+#[allow(clippy::too_many_arguments)]
 fn qgemm<O: QOut>(
     level: Level,
     m: usize,
-    fill: FillRow<'_>,
-    w: &PackedQ,
+    rows: Rows<'_>,
+    zp: i32,
+    w: &Packed,
     ep: &Epilogue,
     out: &mut [O],
     threads: usize,
 ) -> KResult {
-    let (k, n) = (w.k, w.n);
+    let (k, n) = (w.k(), w.n());
     if out.len() != m * n {
         return Err(KernelError::Length { what: "int8 product output", expected: m * n, actual: out.len() });
     }
@@ -274,22 +465,45 @@ fn qgemm<O: QOut>(
         return Ok(());
     }
     let macs = m.saturating_mul(k).saturating_mul(n);
-    let parallel = threads > 1 && macs >= PAR_MIN_MACS;
-    let kp = k.div_ceil(2) * 2;
-    let need = micro::block_rows(kp) * kp;
-    let task = |first: usize, chunk: &mut [O], panels: std::ops::Range<usize>| {
-        // Each worker's row scratch is kept between calls: no allocation (or zeroing) per task.
-        SCRATCH.with(|cell| {
-            let mut a = cell.take();
-            if a.len() < need {
-                a = vec![0i16; need];
-            }
-            let result = micro::gemm_task(level, &mut a[..need], first, &micro::Job { fill, w, ep, kp }, chunk, panels);
-            cell.set(a);
-            result
-        })
-    };
-    split_run(out, m, n, parallel.then_some(threads), task)
+    let threads = (threads > 1 && macs >= PAR_MIN_MACS).then_some(threads);
+    match w {
+        Packed::Pairs(w) => {
+            let kp = k.div_ceil(2) * 2;
+            let need = micro::block_rows(kp) * kp;
+            let fill = |r: usize, dst: &mut [i16]| rows.fill(r, zp, dst);
+            let job = micro::Job { fill: &fill, w, ep, kp };
+            split_run(out, m, n, threads, |first, chunk, panels| {
+                // Each worker's row scratch is kept between calls: no allocation (or zeroing)
+                // per task.
+                SCRATCH.with(|cell| {
+                    let mut a = cell.take();
+                    if a.len() < need {
+                        a = vec![0i16; need];
+                    }
+                    let result = micro::gemm_task(level, &mut a[..need], first, &job, chunk, panels);
+                    cell.set(a);
+                    result
+                })
+            })
+        }
+        Packed::Quads(w, width) => {
+            let kq = w.kq();
+            let need = vnni::scratch_len(*width, kq);
+            let fill = |r: usize, dst: &mut [u8]| rows.fill(r, zp, dst);
+            let job = vnni::QuadJob { fill: &fill, w, ep, zero_point: zp };
+            split_run(out, m, n, threads, |first, chunk, panels| {
+                SCRATCH_BYTES.with(|cell| {
+                    let mut a = cell.take();
+                    if a.len() < need {
+                        a = vec![0u8; need];
+                    }
+                    let result = vnni::quad_task(*width, &mut a[..need], first, &job, chunk, panels);
+                    cell.set(a);
+                    result
+                })
+            })
+        }
+    }
 }
 
 /// Runs `task(first_row, chunk, panels)` over an `m × n` output, on one thread (`threads` None) or
@@ -331,6 +545,8 @@ fn split_run<O: Copy + Default + Send>(
 thread_local! {
     /// The product's row scratch (see [`qgemm`]).
     static SCRATCH: std::cell::Cell<Vec<i16>> = const { std::cell::Cell::new(Vec::new()) };
+    /// The VNNI product's row scratch.
+    static SCRATCH_BYTES: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
     /// [`QDenseDynamic`]'s quantized input.
     static QUANTIZED_INPUT: std::cell::Cell<Vec<i8>> = const { std::cell::Cell::new(Vec::new()) };
 }
@@ -355,16 +571,29 @@ fn check_zero_point(zero_point: i32) -> KResult {
 #[derive(Debug, Clone)]
 pub struct QDense {
     level: Level,
-    w: PackedQ,
+    w: Packed,
     x_zero_point: i32,
     epilogue: Epilogue,
 }
 
 impl QDense {
     /// Packs `weight` (`[n, k]`, row-major: a linear layer's) for an input with zero point
-    /// `x_zero_point`; `epilogue` has `n` channels.
+    /// `x_zero_point`; `epilogue` has `n` channels. Multiplies with [`Dot::best`] for `level`.
     pub fn new(
         level: Level,
+        k: usize,
+        n: usize,
+        weight: &[i8],
+        x_zero_point: i32,
+        epilogue: Epilogue,
+    ) -> KResult<Self> {
+        Self::with_dot(level, Dot::best(level), k, n, weight, x_zero_point, epilogue)
+    }
+
+    /// As [`QDense::new`], multiplying with `dot` (one of [`Dot::available`]`(level)`).
+    pub fn with_dot(
+        level: Level,
+        dot: Dot,
         k: usize,
         n: usize,
         weight: &[i8],
@@ -379,7 +608,7 @@ impl QDense {
         if epilogue.channels() != n {
             return Err(KernelError::Length { what: "int8 linear epilogue", expected: n, actual: epilogue.channels() });
         }
-        let w = PackedQ::new(k, n, |j, p| weight[j * k + p])?;
+        let w = Packed::new(dot, k, n, |j, p| weight[j * k + p])?;
         Ok(QDense { level, w, x_zero_point, epilogue })
     }
 
@@ -390,13 +619,12 @@ impl QDense {
 
     /// Runs over the rows of `x` (`m × k`) into `out` (`m × n`).
     pub fn run<O: QOut>(&self, x: &[i8], out: &mut [O], threads: usize) -> KResult {
-        let k = self.w.k;
+        let k = self.w.k();
         if !x.len().is_multiple_of(k) {
             return Err(KernelError::Shape(format!("int8 linear: {} input values are not rows of {k}", x.len())));
         }
-        let zp = self.x_zero_point;
-        let fill = |r: usize, dst: &mut [i16]| centred(&x[r * k..(r + 1) * k], zp, dst);
-        qgemm(self.level, x.len() / k, &fill, &self.w, &self.epilogue, out, threads)
+        let rows = Rows::Contiguous { x, k };
+        qgemm(self.level, x.len() / k, rows, self.x_zero_point, &self.w, &self.epilogue, out, threads)
     }
 }
 
@@ -407,7 +635,7 @@ impl QDense {
 #[derive(Debug, Clone)]
 pub struct QDenseDynamic {
     level: Level,
-    w: PackedQ,
+    w: Packed,
     w_scales: Vec<f64>,
     bias: Option<Vec<f32>>,
     clamp: (f32, f32),
@@ -415,9 +643,24 @@ pub struct QDenseDynamic {
 
 impl QDenseDynamic {
     /// Packs `weight` (`[n, k]`, int8, symmetric with per-output-channel `w_scales`), with an
-    /// optional f32 `bias` and an output clamp.
+    /// optional f32 `bias` and an output clamp. Multiplies with [`Dot::best`] for `level`.
     pub fn new(
         level: Level,
+        k: usize,
+        n: usize,
+        weight: &[i8],
+        w_scales: &[f64],
+        bias: Option<&[f32]>,
+        clamp: (f32, f32),
+    ) -> KResult<Self> {
+        Self::with_dot(level, Dot::best(level), k, n, weight, w_scales, bias, clamp)
+    }
+
+    /// As [`QDenseDynamic::new`], multiplying with `dot` (one of [`Dot::available`]`(level)`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn with_dot(
+        level: Level,
+        dot: Dot,
         k: usize,
         n: usize,
         weight: &[i8],
@@ -434,7 +677,7 @@ impl QDenseDynamic {
         if w_scales.len() != n {
             return Err(KernelError::Length { what: "int8 linear weight scales", expected: n, actual: w_scales.len() });
         }
-        let w = PackedQ::new(k, n, |j, p| weight[j * k + p])?;
+        let w = Packed::new(dot, k, n, |j, p| weight[j * k + p])?;
         Ok(QDenseDynamic { level, w, w_scales: w_scales.to_vec(), bias: bias.map(<[f32]>::to_vec), clamp })
     }
 
@@ -455,7 +698,7 @@ impl QDenseDynamic {
     }
 
     fn run_with(&self, x: &[f32], xq: &mut Vec<i8>, out: &mut [f32], threads: usize) -> KResult {
-        let k = self.w.k;
+        let k = self.w.k();
         if !x.len().is_multiple_of(k) {
             return Err(KernelError::Shape(format!("int8 linear: {} input values are not rows of {k}", x.len())));
         }
@@ -463,7 +706,8 @@ impl QDenseDynamic {
             return qgemm(
                 self.level,
                 0,
-                &|_, _| {},
+                Rows::Contiguous { x: &[], k },
+                0,
                 &self.w,
                 &Epilogue::float(1.0, &self.w_scales, None, self.clamp)?,
                 out,
@@ -483,16 +727,15 @@ impl QDenseDynamic {
         )?;
         // The product of the dequantized values: x's scale as f32, as dequantize_per_tensor uses it.
         let ep = Epilogue::float(f64::from(scale as f32), &self.w_scales, self.bias.as_deref(), self.clamp)?;
-        let xq = &xq[..];
-        let fill = |r: usize, dst: &mut [i16]| centred(&xq[r * k..(r + 1) * k], zp, dst);
-        qgemm(self.level, x.len() / k, &fill, &self.w, &ep, out, threads)
+        let rows = Rows::Contiguous { x: &xq[..], k };
+        qgemm(self.level, x.len() / k, rows, zp, &self.w, &ep, out, threads)
     }
 }
 
 #[derive(Debug, Clone)]
 enum Strategy {
     /// Groups of one: a product over output pixels (patches gathered unless pointwise).
-    Gemm { w: PackedQ, pointwise: bool },
+    Gemm { w: Packed, pointwise: bool },
     /// One input channel per group, one output channel each.
     Depthwise(depthwise::PackedDw),
 }
@@ -516,9 +759,23 @@ impl QConv2d {
     }
 
     /// Packs `weight` (`[out, in/groups, kh, kw]`, row-major, int8) for an input with zero point
-    /// `x_zero_point`; `epilogue` has one channel per output channel.
+    /// `x_zero_point`; `epilogue` has one channel per output channel. Products multiply with
+    /// [`Dot::best`] for `level`.
     pub fn new(
         level: Level,
+        geometry: Conv2dGeometry,
+        weight: &[i8],
+        x_zero_point: i32,
+        epilogue: Epilogue,
+    ) -> KResult<Self> {
+        Self::with_dot(level, Dot::best(level), geometry, weight, x_zero_point, epilogue)
+    }
+
+    /// As [`QConv2d::new`], products multiplying with `dot` (one of [`Dot::available`]`(level)`;
+    /// depthwise convolutions run their own kernel at `level`).
+    pub fn with_dot(
+        level: Level,
+        dot: Dot,
         geometry: Conv2dGeometry,
         weight: &[i8],
         x_zero_point: i32,
@@ -557,7 +814,7 @@ impl QConv2d {
             let k = taps
                 .checked_mul(cin_g)
                 .ok_or_else(|| KernelError::Argument("int8 convolution: patch too large".into()))?;
-            let w = PackedQ::new(k, g.out_channels, |j, p| {
+            let w = Packed::new(dot, k, g.out_channels, |j, p| {
                 let (tap, ci) = (p / cin_g, p % cin_g);
                 weight[(j * cin_g + ci) * taps + tap]
             })?;
@@ -604,29 +861,14 @@ impl QConv2d {
             return Err(KernelError::Length { what: "int8 convolution output", expected: need_out, actual: out.len() });
         }
         let zp = self.x_zero_point;
+        let m = g.batch * oh * ow;
         match &self.strategy {
             Strategy::Gemm { w, pointwise: true } => {
-                let fill = |r: usize, dst: &mut [i16]| centred(&x[r * c..(r + 1) * c], zp, dst);
-                qgemm(self.level, g.batch * oh * ow, &fill, w, &self.epilogue, out, threads)
+                qgemm(self.level, m, Rows::Contiguous { x, k: c }, zp, w, &self.epilogue, out, threads)
             }
             Strategy::Gemm { w, pointwise: false } => {
-                let fill = |r: usize, dst: &mut [i16]| {
-                    let (b, y, xo) = (r / (oh * ow), (r / ow) % oh, r % ow);
-                    for ky in 0..g.kernel[0] {
-                        for kx in 0..g.kernel[1] {
-                            let d = &mut dst[(ky * g.kernel[1] + kx) * c..][..c];
-                            let yy = (y * g.stride[0] + ky * g.dilation[0]).checked_sub(g.padding[0]);
-                            let xx = (xo * g.stride[1] + kx * g.dilation[1]).checked_sub(g.padding[1]);
-                            match (yy, xx) {
-                                (Some(yy), Some(xx)) if yy < ih && xx < iw => {
-                                    centred(&x[((b * ih + yy) * iw + xx) * c..][..c], zp, d);
-                                }
-                                _ => d.fill(0),
-                            }
-                        }
-                    }
-                };
-                qgemm(self.level, g.batch * oh * ow, &fill, w, &self.epilogue, out, threads)
+                let rows = Rows::Patches { g, output: self.output, x };
+                qgemm(self.level, m, rows, zp, w, &self.epilogue, out, threads)
             }
             Strategy::Depthwise(dw) => {
                 depthwise::run(self.level, dw, g, self.output, x, zp, &self.epilogue, out, threads)

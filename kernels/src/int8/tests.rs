@@ -28,6 +28,11 @@ fn values(n: usize, seed: u64) -> Vec<i8> {
         .collect()
 }
 
+/// Every level this CPU runs with every way of multiplying it runs there.
+fn configs() -> Vec<(Level, Dot)> {
+    Level::available().into_iter().flat_map(|l| Dot::available(l).into_iter().map(move |d| (l, d))).collect()
+}
+
 fn epilogue(n: usize, int8: bool, seed: u64) -> Epilogue {
     let w_scales: Vec<f64> = (0..n).map(|c| 0.002 + (c as f64 * 0.37 + seed as f64).sin().abs() * 0.01).collect();
     let bias: Vec<f32> = (0..n).map(|c| ((c as f32) * 0.71).cos() * 0.5).collect();
@@ -40,14 +45,14 @@ fn epilogue(n: usize, int8: bool, seed: u64) -> Epilogue {
 
 #[test]
 fn dense_matches_reference_at_every_level() {
-    for level in Level::available() {
+    for (level, dot) in configs() {
         for &(m, k, n) in &[(1, 1, 1), (3, 7, 5), (5, 33, 17), (9, 64, 40), (2, 255, 3), (301, 300, 19), (5, 256, 200)]
         {
             for (zx, int8) in [(0, true), (-7, true), (12, false)] {
                 let x = values(m * k, (m * k) as u64);
                 let w = values(n * k, 99);
                 let ep = epilogue(n, int8, 3);
-                let dense = QDense::new(level, k, n, &w, zx, ep.clone()).unwrap();
+                let dense = QDense::with_dot(level, dot, k, n, &w, zx, ep.clone()).unwrap();
                 for threads in [1, 3] {
                     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
                     let got: Vec<f32> = if int8 {
@@ -64,7 +69,7 @@ fn dense_matches_reference_at_every_level() {
                             let acc: i64 =
                                 (0..k).map(|p| (i64::from(x[i * k + p]) - zx as i64) * i64::from(w[j * k + p])).sum();
                             let want = requant_reference(acc, &ep, j);
-                            assert_eq!(got[i * n + j], want, "{level:?} {m}x{k}x{n} zx {zx} ({i}, {j})");
+                            assert_eq!(got[i * n + j], want, "{level:?} {dot:?} {m}x{k}x{n} zx {zx} ({i}, {j})");
                         }
                     }
                 }
@@ -108,20 +113,20 @@ fn conv_reference(g: &Conv2dGeometry, x: &[i8], zx: i32, w: &[i8], ep: &Epilogue
     out
 }
 
-fn check_conv(level: Level, g: Conv2dGeometry, zx: i32, threads: usize) {
+fn check_conv((level, dot): (Level, Dot), g: Conv2dGeometry, zx: i32, threads: usize) {
     let [ih, iw] = g.input;
     let x = values(g.batch * ih * iw * g.in_channels, 5);
     let taps = g.kernel[0] * g.kernel[1];
     let w = values(g.out_channels * (g.in_channels / g.groups) * taps, 11);
     let ep = epilogue(g.out_channels, true, 1);
-    let conv = QConv2d::new(level, g, &w, zx, ep.clone()).unwrap();
+    let conv = QConv2d::with_dot(level, dot, g, &w, zx, ep.clone()).unwrap();
     let [oh, ow] = conv.output;
     let mut out = vec![0i8; g.batch * oh * ow * g.out_channels];
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
     pool.install(|| conv.run(&x, &mut out, threads)).unwrap();
     let want = conv_reference(&g, &x, zx, &w, &ep);
     for (i, (&a, &b)) in out.iter().zip(&want).enumerate() {
-        assert_eq!(f32::from(a), b, "{level:?} {} {g:?} at {i}", conv.strategy());
+        assert_eq!(f32::from(a), b, "{level:?} {dot:?} {} {g:?} at {i}", conv.strategy());
     }
 }
 
@@ -160,10 +165,10 @@ fn convolutions_match_reference_at_every_level() {
         geometry(1, [1, 11], (40, 40, 40), [1, 3], [1, 2], [0, 1], [1, 1]), // depthwise 1-D
         geometry(1, [1, 12], (4, 6, 1), [1, 3], [1, 1], [0, 1], [1, 1]), // 1-D
     ];
-    for level in Level::available() {
+    for config in configs() {
         for g in cases {
-            for (zx, threads) in [(0, 1), (-17, 3), (100, 2)] {
-                check_conv(level, g, zx, threads);
+            for (zx, threads) in [(0, 1), (-17, 3), (100, 2), (-128, 1), (127, 1)] {
+                check_conv(config, g, zx, threads);
             }
         }
     }
@@ -198,15 +203,15 @@ fn dynamic_dense_quantizes_per_tensor_as_executorch_does() {
     let (scale, zp) = crate::quantized::choose_qparams(&x, -128, 127).unwrap();
     let p = crate::quantized::QuantParams::new(scale, i64::from(zp));
     let xq: Vec<i64> = x.iter().map(|&v| crate::quantized::quantize_value(v, p, -128, 127)).collect();
-    for level in Level::available() {
-        let dense = QDenseDynamic::new(level, k, n, &w, &w_scales, Some(&bias), (-1.0, 1.0)).unwrap();
+    for (level, dot) in configs() {
+        let dense = QDenseDynamic::with_dot(level, dot, k, n, &w, &w_scales, Some(&bias), (-1.0, 1.0)).unwrap();
         let mut out = vec![0f32; m * n];
         dense.run(&x, &mut out, 1).unwrap();
         for i in 0..m {
             for j in 0..n {
                 let acc: i64 = (0..k).map(|q| (xq[i * k + q] - i64::from(zp)) * i64::from(w[j * k + q])).sum();
                 let want = (acc as f32 * ((scale as f32) as f64 * w_scales[j]) as f32 + bias[j]).clamp(-1.0, 1.0);
-                assert_eq!(out[i * n + j], want, "{level:?} ({i}, {j})");
+                assert_eq!(out[i * n + j], want, "{level:?} {dot:?} ({i}, {j})");
             }
         }
     }
@@ -242,10 +247,10 @@ proptest! {
         let ep = epilogue(n, true, 2);
         let mut want = vec![0i8; m * n];
         QDense::new(Level::Portable, k, n, &w, zx, ep.clone()).unwrap().run(&x, &mut want, 1).unwrap();
-        for level in Level::available() {
+        for (level, dot) in configs() {
             let mut got = vec![0i8; m * n];
-            QDense::new(level, k, n, &w, zx, ep.clone()).unwrap().run(&x, &mut got, 1).unwrap();
-            prop_assert_eq!(&got, &want, "{:?}", level);
+            QDense::with_dot(level, dot, k, n, &w, zx, ep.clone()).unwrap().run(&x, &mut got, 1).unwrap();
+            prop_assert_eq!(&got, &want, "{:?} {:?}", level, dot);
         }
     }
 }
@@ -301,4 +306,22 @@ fn grouped_dense_matches_reference_at_every_level() {
     }
     assert!(QDenseGrouped::new(Level::Portable, 48, 2, &[0; 96], 32, &[1.0; 4], None, (0.0, 1.0)).is_err());
     assert!(QDenseGrouped::new(Level::Portable, 30, 2, &[0; 60], 3, &[1.0; 20], None, (0.0, 1.0)).is_err());
+}
+
+/// The longest sums of the largest terms stay exact with every way of multiplying: `±255 · 128`
+/// over [`MAX_K`] terms (VNNI's `x + 128` form and its column-sum correction included).
+#[test]
+fn longest_extreme_sums_are_exact() {
+    let k = MAX_K;
+    for (xv, zx, wv) in [(127i8, -128, -128i8), (-128, 127, -128), (127, -128, 127), (-128, 127, 127)] {
+        let (x, w) = (vec![xv; 2 * k], vec![wv; 3 * k]);
+        let want = (i64::from(xv) - i64::from(zx)) * i64::from(wv) * k as i64;
+        let ep = Epilogue::float(1.0, &[1.0; 3], None, (f32::NEG_INFINITY, f32::INFINITY)).unwrap();
+        for (level, dot) in configs() {
+            let dense = QDense::with_dot(level, dot, k, 3, &w, zx, ep.clone()).unwrap();
+            let mut out = vec![0f32; 6];
+            dense.run(&x, &mut out, 1).unwrap();
+            assert!(out.iter().all(|&v| v == want as f32), "{level:?} {dot:?}: {out:?}, want {want}");
+        }
+    }
 }

@@ -1,0 +1,472 @@
+//! The int8 product on VNNI (`vpdpbusd`: four unsigned-by-signed byte products added into each
+//! `i32` lane, without saturation): AVX-512 VNNI on 512-bit vectors, AVX-VNNI on 256-bit ones.
+//!
+//! `vpdpbusd` multiplies *unsigned* bytes by signed ones, so a row's int8 values `x` are stored
+//! as `x + 128` (a flip of the top bit) and the difference is taken out at the end with the
+//! weights' column sums, as XNNPACK's VNNI kernels do:
+//! `Σ (x - zx) · w = Σ (x + 128) · w - (zx + 128) · Σ w`. A position outside the input (a
+//! convolution's padding) is stored as `zx + 128`, so it contributes nothing. Each sum has at
+//! most [`MAX_K`](super::MAX_K) terms of magnitude ≤ 255 · 128, so every value fits `i32`
+//! (the correction is applied with wrapping arithmetic; the result is exact).
+
+#![allow(unsafe_code)]
+
+use std::ops::Range;
+
+use super::micro::{panel_columns, NR};
+use super::{Epilogue, QOut, MAX_K};
+use crate::{KResult, KernelError};
+
+/// Rows of the AVX-512 tile: eight rows × two panels of 16 columns, sixteen independent
+/// accumulator chains (two `vpdpbusd` per cycle at a latency of five need ten).
+pub(super) const MR512: usize = 8;
+/// Rows of the AVX-VNNI tile: six rows × two halves of 16 columns, twelve 256-bit accumulators
+/// (of sixteen registers).
+pub(super) const MR256: usize = 6;
+/// The widest tile's rows and columns.
+const TILE_ROWS: usize = 8;
+const TILE_COLS: usize = 2 * NR;
+
+type Tile = [[i32; TILE_COLS]; TILE_ROWS];
+
+/// Which VNNI width a product runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Width {
+    /// AVX-512 VNNI (with AVX-512BW).
+    W512,
+    /// AVX-VNNI (with AVX2).
+    W256,
+}
+
+impl Width {
+    /// Whether this CPU runs it.
+    pub(super) fn runs(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            match self {
+                Width::W512 => {
+                    std::is_x86_feature_detected!("avx512f")
+                        && std::is_x86_feature_detected!("avx512bw")
+                        && std::is_x86_feature_detected!("avx512vnni")
+                }
+                Width::W256 => std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("avxvnni"),
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = self;
+            false
+        }
+    }
+
+    fn rows(self) -> usize {
+        match self {
+            Width::W512 => MR512,
+            Width::W256 => MR256,
+        }
+    }
+
+    /// Weight panels one tile covers.
+    fn panels(self) -> usize {
+        match self {
+            Width::W512 => 2,
+            Width::W256 => 1,
+        }
+    }
+}
+
+/// Weights `[N, K]` packed for the VNNI tiles: panels of [`NR`] columns, each `K/4` (rounded up)
+/// steps of `NR` groups of four bytes (`w[4s..4s+4][j]` for column `j`), zero past `K` and `N`;
+/// with each column's sum over `K`.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct PackedQuads {
+    k: usize,
+    n: usize,
+    data: Vec<i8>,
+    column_sums: Vec<i32>,
+}
+
+impl PackedQuads {
+    /// Packs `w(j, p)` for output column `j < n` and reduction index `p < k`.
+    pub(super) fn new(k: usize, n: usize, w: impl Fn(usize, usize) -> i8) -> KResult<Self> {
+        if k == 0 || n == 0 {
+            return Err(KernelError::Argument(format!("int8 product: empty weights ({n} × {k})")));
+        }
+        if k > MAX_K {
+            return Err(KernelError::Argument(format!("int8 product: {k} terms per sum (at most {MAX_K})")));
+        }
+        let steps = k.div_ceil(4);
+        let panels = n.div_ceil(NR);
+        let len = panels
+            .checked_mul(steps)
+            .and_then(|v| v.checked_mul(4 * NR))
+            .ok_or_else(|| KernelError::Argument("int8 product: weights too large".into()))?;
+        let mut data = vec![0i8; len];
+        let mut column_sums = vec![0i32; panels * NR];
+        for p in 0..panels {
+            for jj in 0..NR.min(n - p * NR) {
+                let j = p * NR + jj;
+                let mut sum = 0i32;
+                for kk in 0..k {
+                    let v = w(j, kk);
+                    data[(p * steps + kk / 4) * 4 * NR + 4 * jj + kk % 4] = v;
+                    sum += i32::from(v);
+                }
+                column_sums[j] = sum;
+            }
+        }
+        Ok(PackedQuads { k, n, data, column_sums })
+    }
+
+    pub(super) fn k(&self) -> usize {
+        self.k
+    }
+
+    pub(super) fn n(&self) -> usize {
+        self.n
+    }
+
+    pub(super) fn bytes(&self) -> usize {
+        self.data.len() + 4 * self.column_sums.len()
+    }
+
+    /// `K` rounded up to a multiple of four: the length of a row in the scratch.
+    pub(super) fn kq(&self) -> usize {
+        self.k.div_ceil(4) * 4
+    }
+
+    fn panel(&self, p: usize) -> &[i8] {
+        let len = self.kq() * NR;
+        &self.data[p * len..(p + 1) * len]
+    }
+}
+
+/// What a task of the VNNI product reads.
+pub(super) struct QuadJob<'a> {
+    /// Writes row `r`'s `K` values, each plus 128 (padding: the zero point plus 128).
+    pub fill: &'a (dyn Fn(usize, &mut [u8]) + Sync),
+    pub w: &'a PackedQuads,
+    pub ep: &'a Epilogue,
+    /// The input's zero point.
+    pub zero_point: i32,
+}
+
+/// Rows of the scratch filled at once: about 128 KiB of bytes, a whole number of `width`'s tiles.
+pub(super) fn block_rows(width: Width, kq: usize) -> usize {
+    let mr = width.rows();
+    ((128 * 1024 / kq.max(1)).clamp(mr, 512) / mr) * mr
+}
+
+/// The scratch a task of `width` needs for rows of `kq` bytes: [`block_rows`] rows, interleaved
+/// per tile, and one row to fill before interleaving.
+pub(super) fn scratch_len(width: Width, kq: usize) -> usize {
+    (block_rows(width, kq) + 1) * kq
+}
+
+/// One task of the VNNI product (as [`super::micro::gemm_task`]): the output rows from `first`
+/// that `chunk` holds, columns of weight panels `panels` only, `a` the task's scratch of
+/// [`scratch_len`] bytes. Compiled for `width`'s features, epilogue included.
+pub(super) fn quad_task<O: QOut>(
+    width: Width,
+    a: &mut [u8],
+    first: usize,
+    job: &QuadJob<'_>,
+    chunk: &mut [O],
+    panels: Range<usize>,
+) -> KResult {
+    let (n, kq) = (job.w.n, job.w.kq());
+    if a.len() != scratch_len(width, kq) || !width.runs() {
+        return Err(KernelError::Argument("int8 task: scratch of the wrong size, or VNNI absent".into()));
+    }
+    let (_, stride) = panel_columns(&panels, n);
+    if stride == 0 || !chunk.len().is_multiple_of(stride) {
+        return Err(KernelError::Argument("int8 task: output of the wrong size".into()));
+    }
+    #[cfg(target_arch = "x86_64")]
+    match width {
+        // SAFETY: the CPU runs the width (checked above); the operands' sizes were checked.
+        Width::W512 => unsafe { quad_task_512(a, first, job, chunk, panels) },
+        // SAFETY: as above.
+        Width::W256 => unsafe { quad_task_256(a, first, job, chunk, panels) },
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (a, first, job, chunk, panels);
+        Err(KernelError::Argument("int8 task: VNNI runs only on x86_64".into()))
+    }
+}
+
+/// # Safety
+/// The CPU runs AVX-512F, AVX-512BW and AVX-512 VNNI; `quad_task`'s checks passed.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn quad_task_512<O: QOut>(
+    a: &mut [u8],
+    first: usize,
+    job: &QuadJob<'_>,
+    chunk: &mut [O],
+    panels: Range<usize>,
+) -> KResult {
+    quad_task_generic(Width::W512, a, first, job, chunk, panels)
+}
+
+/// # Safety
+/// The CPU runs AVX2 and AVX-VNNI; `quad_task`'s checks passed.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,avxvnni")]
+unsafe fn quad_task_256<O: QOut>(
+    a: &mut [u8],
+    first: usize,
+    job: &QuadJob<'_>,
+    chunk: &mut [O],
+    panels: Range<usize>,
+) -> KResult {
+    quad_task_generic(Width::W256, a, first, job, chunk, panels)
+}
+
+/// Per block of rows: each row filled, then written into its tile's interleaved order (step `s`
+/// of a tile holds its rows' four bytes `4s..4s+4` side by side, one stream for the tile to
+/// read); per weight panel (or pair), every tile's sums, corrected, through the epilogue.
+#[inline(always)]
+fn quad_task_generic<O: QOut>(
+    width: Width,
+    a: &mut [u8],
+    first: usize,
+    job: &QuadJob<'_>,
+    chunk: &mut [O],
+    panels: Range<usize>,
+) -> KResult {
+    let (k, n, kq) = (job.w.k, job.w.n, job.w.kq());
+    let mb = block_rows(width, kq);
+    let (a, row) = a.split_at_mut(mb * kq);
+    let (col0, stride) = panel_columns(&panels, n);
+    let count = chunk.len() / stride;
+    let correction = job.zero_point + 128;
+    let mr = width.rows();
+    let mut tile: Tile = [[0; TILE_COLS]; TILE_ROWS];
+    for b0 in (0..count).step_by(mb) {
+        let rows = mb.min(count - b0);
+        let padded = rows.div_ceil(mr) * mr;
+        for r in 0..padded {
+            if r < rows {
+                (job.fill)(first + b0 + r, &mut row[..k]);
+            } else {
+                row[..k].fill(0);
+            }
+            row[k..].fill(0);
+            let t = &mut a[(r / mr) * mr * kq..(r / mr + 1) * mr * kq];
+            for (s, quad) in row.chunks_exact(4).enumerate() {
+                t[(s * mr + r % mr) * 4..][..4].copy_from_slice(quad);
+            }
+        }
+        for p in panels.clone().step_by(width.panels()) {
+            // One panel, or two side by side (the second absent at the end of the range).
+            let second = (width.panels() == 2 && p + 1 < panels.end).then(|| job.w.panel(p + 1));
+            let c0 = p * NR;
+            let cols = (NR * (1 + usize::from(second.is_some()))).min(n - c0);
+            let sums = &job.w.column_sums[c0..c0 + cols];
+            for r0 in (0..rows).step_by(mr) {
+                let block = &a[r0 * kq..(r0 + mr) * kq];
+                tile_dispatch(width, block, kq, job.w.panel(p), second, &mut tile);
+                for (r, acc) in tile.iter_mut().enumerate().take(mr.min(rows - r0)) {
+                    for (a, &s) in acc.iter_mut().zip(sums) {
+                        *a = a.wrapping_sub(correction.wrapping_mul(s));
+                    }
+                    let row = &mut chunk[(b0 + r0 + r) * stride..(b0 + r0 + r + 1) * stride];
+                    O::apply(job.ep, &acc[..cols], c0, &mut row[c0 - col0..c0 - col0 + cols])?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs the tile of `width` over `rows` (`width.rows()` rows of `kq` bytes) and a panel, or two
+/// (AVX-512 only: the second's sums in columns 16..32 of the tile).
+#[inline(always)]
+fn tile_dispatch(width: Width, rows: &[u8], kq: usize, panel: &[i8], second: Option<&[i8]>, tile: &mut Tile) {
+    assert!(
+        kq.is_multiple_of(4)
+            && rows.len() >= width.rows() * kq
+            && panel.len() >= kq * NR
+            && second.is_none_or(|b| b.len() >= kq * NR && width == Width::W512),
+        "int8 tile: operands shorter than {kq} terms"
+    );
+    #[cfg(target_arch = "x86_64")]
+    match (width, second) {
+        // SAFETY: `quad_task` checked that the CPU runs this width; the operands hold `kq` terms
+        // per row and per column (asserted above).
+        (Width::W512, Some(second)) => unsafe { tile_512x2(rows, kq, panel, second, tile) },
+        // SAFETY: as above.
+        (Width::W512, None) => unsafe { tile_512(rows, kq, panel, tile) },
+        // SAFETY: as above.
+        (Width::W256, _) => unsafe { tile_256(rows, kq, panel, tile) },
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (width, rows, kq, panel, second, tile);
+        unreachable!("VNNI widths run only on x86_64 (Width::runs is false elsewhere)");
+    }
+}
+
+/// The wide AVX-512 tile: [`MR512`] rows × two panels of 16 columns, two 512-bit accumulators
+/// per row.
+///
+/// # Safety
+/// The CPU runs AVX-512F, AVX-512BW and AVX-512 VNNI; `rows` holds `MR512 · kq` bytes, `b0` and
+/// `b1` `kq · NR` each, `kq` a multiple of four.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn tile_512x2(rows: &[u8], kq: usize, b0: &[i8], b1: &[i8], tile: &mut Tile) {
+    use std::arch::x86_64::*;
+    let (ap, bp0, bp1) = (rows.as_ptr(), b0.as_ptr(), b1.as_ptr());
+    let z = _mm512_setzero_si512();
+    let mut lo = [z; MR512];
+    let mut hi = [z; MR512];
+    for s in 0..kq / 4 {
+        // SAFETY: step `s` reads bytes `64s..64s + 64` of `b0` and `b1` (each holds `kq · 16`)
+        // and the four bytes at `(s · MR512 + r) · 4` for each row `r < MR512` (`rows` holds
+        // `MR512 · kq`: the tile's rows interleaved).
+        unsafe {
+            let v0 = _mm512_loadu_si512(bp0.add(s * 4 * NR).cast());
+            let v1 = _mm512_loadu_si512(bp1.add(s * 4 * NR).cast());
+            for r in 0..MR512 {
+                let av = _mm512_set1_epi32(std::ptr::read_unaligned(ap.add((s * MR512 + r) * 4).cast::<i32>()));
+                lo[r] = _mm512_dpbusd_epi32(lo[r], av, v0);
+                hi[r] = _mm512_dpbusd_epi32(hi[r], av, v1);
+            }
+        }
+    }
+    for (row, (lo, hi)) in tile.iter_mut().zip(lo.into_iter().zip(hi)) {
+        // SAFETY: each row holds 32 `i32`: two 512-bit stores.
+        unsafe {
+            _mm512_storeu_si512(row.as_mut_ptr().cast(), lo);
+            _mm512_storeu_si512(row.as_mut_ptr().add(NR).cast(), hi);
+        }
+    }
+}
+
+/// The AVX-512 tile: [`MR512`] rows × 16 columns, one 512-bit accumulator per row.
+///
+/// # Safety
+/// The CPU runs AVX-512F, AVX-512BW and AVX-512 VNNI; `rows` holds `MR512 · kq` bytes and `b`
+/// `kq · NR`, `kq` a multiple of four.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn tile_512(rows: &[u8], kq: usize, b: &[i8], tile: &mut Tile) {
+    use std::arch::x86_64::*;
+    let (ap, bp) = (rows.as_ptr(), b.as_ptr());
+    let z = _mm512_setzero_si512();
+    let mut c = [z; MR512];
+    for s in 0..kq / 4 {
+        // SAFETY: step `s` reads bytes `64s..64s + 64` of `b` (which holds `kq · 16`) and the
+        // four bytes at `(s · MR512 + r) · 4` for each row `r < MR512` (`rows` holds `MR512 · kq`:
+        // the tile's rows interleaved).
+        unsafe {
+            let bv = _mm512_loadu_si512(bp.add(s * 4 * NR).cast());
+            for (r, c) in c.iter_mut().enumerate() {
+                let av = _mm512_set1_epi32(std::ptr::read_unaligned(ap.add((s * MR512 + r) * 4).cast::<i32>()));
+                *c = _mm512_dpbusd_epi32(*c, av, bv);
+            }
+        }
+    }
+    for (row, c) in tile.iter_mut().zip(c) {
+        // SAFETY: each row holds NR = 16 `i32`: one 512-bit store.
+        unsafe { _mm512_storeu_si512(row.as_mut_ptr().cast(), c) };
+    }
+}
+
+/// The AVX-VNNI tile: [`MR256`] rows × 16 columns, two 256-bit accumulators per row.
+///
+/// # Safety
+/// The CPU runs AVX2 and AVX-VNNI; `rows` holds `MR256 · kq` bytes and `b` `kq · NR`, `kq` a
+/// multiple of four.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,avxvnni")]
+unsafe fn tile_256(rows: &[u8], kq: usize, b: &[i8], tile: &mut Tile) {
+    use std::arch::x86_64::*;
+    let (ap, bp) = (rows.as_ptr(), b.as_ptr());
+    let z = _mm256_setzero_si256();
+    let mut lo = [z; MR256];
+    let mut hi = [z; MR256];
+    for s in 0..kq / 4 {
+        // SAFETY: as in `tile_512`, with 32-byte halves of the step's 64 bytes and rows
+        // `r < MR256`.
+        unsafe {
+            let b0 = _mm256_loadu_si256(bp.add(s * 4 * NR).cast());
+            let b1 = _mm256_loadu_si256(bp.add(s * 4 * NR + 32).cast());
+            for r in 0..MR256 {
+                let av = _mm256_set1_epi32(std::ptr::read_unaligned(ap.add((s * MR256 + r) * 4).cast::<i32>()));
+                lo[r] = _mm256_dpbusd_avx_epi32(lo[r], av, b0);
+                hi[r] = _mm256_dpbusd_avx_epi32(hi[r], av, b1);
+            }
+        }
+    }
+    for (row, (lo, hi)) in tile.iter_mut().zip(lo.into_iter().zip(hi)) {
+        // SAFETY: each row holds 32 `i32`: two 256-bit stores in its first 16.
+        unsafe {
+            _mm256_storeu_si256(row.as_mut_ptr().cast(), lo);
+            _mm256_storeu_si256(row.as_mut_ptr().add(8).cast(), hi);
+        }
+    }
+}
+
+/// The VNNI multiply-add peak: `steps` rounds of twelve independent `vpdpbusd` chains. Returns a
+/// checksum; the caller checked that the CPU runs `width`.
+pub(super) fn peak(width: Width, steps: usize) -> i32 {
+    #[cfg(target_arch = "x86_64")]
+    if width.runs() {
+        return match width {
+            // SAFETY: the CPU runs the width (checked); the functions only touch registers.
+            Width::W512 => unsafe { peak_512(steps) },
+            // SAFETY: as above.
+            Width::W256 => unsafe { peak_256(steps) },
+        };
+    }
+    let _ = (width, steps);
+    0
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn peak_512(steps: usize) -> i32 {
+    use std::arch::x86_64::*;
+    let b = std::hint::black_box(_mm512_set1_epi8(-2));
+    let a = std::hint::black_box(_mm512_set1_epi8(3));
+    let mut c = [_mm512_setzero_si512(); 12];
+    for (i, c) in c.iter_mut().enumerate() {
+        *c = _mm512_set1_epi32(i as i32 + 1);
+    }
+    for _ in 0..steps {
+        for c in c.iter_mut() {
+            *c = _mm512_dpbusd_epi32(*c, a, b);
+        }
+    }
+    let mut sum = _mm512_setzero_si512();
+    for c in c {
+        sum = _mm512_add_epi32(sum, c);
+    }
+    _mm512_reduce_add_epi32(sum)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,avxvnni")]
+unsafe fn peak_256(steps: usize) -> i32 {
+    use std::arch::x86_64::*;
+    let b = std::hint::black_box(_mm256_set1_epi8(-2));
+    let a = std::hint::black_box(_mm256_set1_epi8(3));
+    let mut c = [_mm256_setzero_si256(); 12];
+    for (i, c) in c.iter_mut().enumerate() {
+        *c = _mm256_set1_epi32(i as i32 + 1);
+    }
+    for _ in 0..steps {
+        for c in c.iter_mut() {
+            *c = _mm256_dpbusd_avx_epi32(*c, a, b);
+        }
+    }
+    let mut sum = _mm256_setzero_si256();
+    for c in c {
+        sum = _mm256_add_epi32(sum, c);
+    }
+    _mm256_extract_epi32::<0>(sum)
+}
