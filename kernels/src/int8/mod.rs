@@ -147,9 +147,21 @@ impl Epilogue {
 pub trait QOut: Copy + Default + Send + Sync + 'static {
     /// Writes `out[j] = epilogue(acc[j])` for output channels `c0 + j`.
     fn apply(ep: &Epilogue, acc: &[i32], c0: usize, out: &mut [Self]) -> KResult;
+
+    /// `out` as int8 values, when this is `i8` (kernels that requantize in registers use it).
+    #[doc(hidden)]
+    fn as_int8(out: &mut [Self]) -> Option<&mut [i8]> {
+        let _ = out;
+        None
+    }
 }
 
 impl QOut for i8 {
+    #[inline(always)]
+    fn as_int8(out: &mut [i8]) -> Option<&mut [i8]> {
+        Some(out)
+    }
+
     #[inline(always)]
     fn apply(ep: &Epilogue, acc: &[i32], c0: usize, out: &mut [i8]) -> KResult {
         let EpilogueKind::Int8 { zero_point, min, max } = ep.kind else {
@@ -490,7 +502,11 @@ fn qgemm<O: QOut>(
             let kq = w.kq();
             let need = vnni::scratch_len(*width, kq);
             let fill = |r: usize, dst: &mut [u8]| rows.fill(r, zp, dst);
-            let job = vnni::QuadJob { fill: &fill, w, ep, zero_point: zp };
+            let contiguous = match rows {
+                Rows::Contiguous { x, .. } => Some(x),
+                Rows::Patches { .. } => None,
+            };
+            let job = vnni::QuadJob { fill: &fill, w, ep, zero_point: zp, contiguous };
             split_run(out, m, n, threads, |first, chunk, panels| {
                 SCRATCH_BYTES.with(|cell| {
                     let mut a = cell.take();
@@ -737,7 +753,8 @@ enum Strategy {
     /// Groups of one: a product over output pixels (patches gathered unless pointwise).
     Gemm { w: Packed, pointwise: bool },
     /// One input channel per group, one output channel each.
-    Depthwise(depthwise::PackedDw),
+    /// The epilogue is repeated over a few pixels ([`depthwise::pixels_epilogue`]).
+    Depthwise(depthwise::PackedDw, Epilogue),
 }
 
 /// A quantized NHWC convolution ready to run (see the module documentation).
@@ -824,7 +841,10 @@ impl QConv2d {
             if taps > MAX_K {
                 return Err(KernelError::Argument(format!("int8 convolution: {taps} taps per sum (at most {MAX_K})")));
             }
-            Strategy::Depthwise(depthwise::PackedDw::new(g.in_channels, taps, weight))
+            Strategy::Depthwise(
+                depthwise::PackedDw::new(level, g.in_channels, taps, weight),
+                depthwise::pixels_epilogue(&epilogue),
+            )
         };
         Ok(QConv2d { level, geometry, output, x_zero_point, strategy, epilogue })
     }
@@ -834,7 +854,7 @@ impl QConv2d {
         match &self.strategy {
             Strategy::Gemm { pointwise: true, .. } => "pointwise",
             Strategy::Gemm { .. } => "gemm",
-            Strategy::Depthwise(_) => "depthwise",
+            Strategy::Depthwise(..) => "depthwise",
         }
     }
 
@@ -842,7 +862,7 @@ impl QConv2d {
     pub fn packed_bytes(&self) -> usize {
         match &self.strategy {
             Strategy::Gemm { w, .. } => w.bytes(),
-            Strategy::Depthwise(d) => d.bytes(),
+            Strategy::Depthwise(d, _) => d.bytes(),
         }
     }
 
@@ -870,8 +890,8 @@ impl QConv2d {
                 let rows = Rows::Patches { g, output: self.output, x };
                 qgemm(self.level, m, rows, zp, w, &self.epilogue, out, threads)
             }
-            Strategy::Depthwise(dw) => {
-                depthwise::run(self.level, dw, g, self.output, x, zp, &self.epilogue, out, threads)
+            Strategy::Depthwise(dw, pixels) => {
+                depthwise::run(self.level, dw, g, self.output, x, zp, pixels, out, threads)
             }
         }
     }

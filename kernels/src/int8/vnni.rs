@@ -14,7 +14,7 @@
 use std::ops::Range;
 
 use super::micro::{panel_columns, NR};
-use super::{Epilogue, QOut, MAX_K};
+use super::{Epilogue, EpilogueKind, QOut, MAX_K};
 use crate::{KResult, KernelError};
 
 /// Rows of the AVX-512 tile: eight rows × two panels of 16 columns, sixteen independent
@@ -145,6 +145,9 @@ impl PackedQuads {
 pub(super) struct QuadJob<'a> {
     /// Writes row `r`'s `K` values, each plus 128 (padding: the zero point plus 128).
     pub fill: &'a (dyn Fn(usize, &mut [u8]) + Sync),
+    /// The rows themselves when they lie one after another (`K` int8 values each): then they are
+    /// converted straight into the tile order, four bytes at a time.
+    pub contiguous: Option<&'a [i8]>,
     pub w: &'a PackedQuads,
     pub ep: &'a Epilogue,
     /// The input's zero point.
@@ -248,13 +251,20 @@ fn quad_task_generic<O: QOut>(
         let rows = mb.min(count - b0);
         let padded = rows.div_ceil(mr) * mr;
         for r in 0..padded {
-            if r < rows {
-                (job.fill)(first + b0 + r, &mut row[..k]);
-            } else {
-                row[..k].fill(0);
+            let t = &mut a[(r / mr) * mr * kq..(r / mr + 1) * mr * kq];
+            match job.contiguous {
+                Some(x) if r < rows && k % 4 == 0 => {
+                    let src = &x[(first + b0 + r) * k..(first + b0 + r + 1) * k];
+                    for (s, quad) in src.chunks_exact(4).enumerate() {
+                        let v = u32::from_ne_bytes([quad[0] as u8, quad[1] as u8, quad[2] as u8, quad[3] as u8]);
+                        t[(s * mr + r % mr) * 4..][..4].copy_from_slice(&(v ^ 0x8080_8080).to_ne_bytes());
+                    }
+                    continue;
+                }
+                _ if r < rows => (job.fill)(first + b0 + r, &mut row[..k]),
+                _ => row[..k].fill(0),
             }
             row[k..].fill(0);
-            let t = &mut a[(r / mr) * mr * kq..(r / mr + 1) * mr * kq];
             for (s, quad) in row.chunks_exact(4).enumerate() {
                 t[(s * mr + r % mr) * 4..][..4].copy_from_slice(quad);
             }
@@ -265,6 +275,32 @@ fn quad_task_generic<O: QOut>(
             let c0 = p * NR;
             let cols = (NR * (1 + usize::from(second.is_some()))).min(n - c0);
             let sums = &job.w.column_sums[c0..c0 + cols];
+            if let (Some(second), EpilogueKind::Int8 { zero_point, min, max }, true) =
+                (second, job.ep.kind, cols == TILE_COLS)
+            {
+                if let Some(out) = O::as_int8(chunk) {
+                    // Two whole panels into int8: requantized in registers.
+                    let mut rq = Requant32 {
+                        correction: [0; TILE_COLS],
+                        mult: [0.0; TILE_COLS],
+                        offset: [0.0; TILE_COLS],
+                        lo: (min - zero_point) as f32,
+                        hi: (max - zero_point) as f32,
+                        zero_point,
+                    };
+                    for j in 0..TILE_COLS {
+                        rq.correction[j] = correction.wrapping_mul(sums[j]);
+                        rq.mult[j] = job.ep.mult[c0 + j];
+                        rq.offset[j] = job.ep.offset[c0 + j];
+                    }
+                    for r0 in (0..rows).step_by(mr) {
+                        let block = &a[r0 * kq..(r0 + mr) * kq];
+                        let at = (b0 + r0) * stride + c0 - col0;
+                        tile_512x2_int8(block, kq, job.w.panel(p), second, &rq, out, at, stride, mr.min(rows - r0));
+                    }
+                    continue;
+                }
+            }
             for r0 in (0..rows).step_by(mr) {
                 let block = &a[r0 * kq..(r0 + mr) * kq];
                 tile_dispatch(width, block, kq, job.w.panel(p), second, &mut tile);
@@ -306,6 +342,118 @@ fn tile_dispatch(width: Width, rows: &[u8], kq: usize, panel: &[i8], second: Opt
     {
         let _ = (width, rows, kq, panel, second, tile);
         unreachable!("VNNI widths run only on x86_64 (Width::runs is false elsewhere)");
+    }
+}
+
+/// The int8 epilogue of a wide tile's 32 columns (the same arithmetic as [`QOut::apply`] for
+/// `i8`, with the VNNI correction first).
+struct Requant32 {
+    /// `(zx + 128) · Σ w` per column.
+    correction: [i32; TILE_COLS],
+    mult: [f32; TILE_COLS],
+    offset: [f32; TILE_COLS],
+    lo: f32,
+    hi: f32,
+    zero_point: i32,
+}
+
+/// The wide AVX-512 tile requantizing into int8 rows: row `r < live` of the tile goes to
+/// `out[at + r · stride ..][..32]`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn tile_512x2_int8(
+    rows: &[u8],
+    kq: usize,
+    b0: &[i8],
+    b1: &[i8],
+    rq: &Requant32,
+    out: &mut [i8],
+    at: usize,
+    stride: usize,
+    live: usize,
+) {
+    assert!(
+        kq.is_multiple_of(4)
+            && rows.len() >= MR512 * kq
+            && b0.len() >= kq * NR
+            && b1.len() >= kq * NR
+            && (1..=MR512).contains(&live)
+            && stride >= TILE_COLS
+            && at + (live - 1) * stride + TILE_COLS <= out.len()
+            && Width::W512.runs(),
+        "int8 tile: operands shorter than the tile, or AVX-512 VNNI absent"
+    );
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: the CPU runs AVX-512 VNNI, and the operands and the output rows hold what the tile
+    // reads and writes (both asserted above).
+    unsafe {
+        tile_512x2_int8_body(rows, kq, b0, b1, rq, out, at, stride, live)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (rows, kq, b0, b1, rq, out, at, stride, live);
+        unreachable!("VNNI widths run only on x86_64");
+    }
+}
+
+/// # Safety
+/// The CPU runs AVX-512F, AVX-512BW and AVX-512 VNNI; `tile_512x2_int8`'s assertions hold.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile_512x2_int8_body(
+    rows: &[u8],
+    kq: usize,
+    b0: &[i8],
+    b1: &[i8],
+    rq: &Requant32,
+    out: &mut [i8],
+    at: usize,
+    stride: usize,
+    live: usize,
+) {
+    use std::arch::x86_64::*;
+    let (ap, bp0, bp1) = (rows.as_ptr(), b0.as_ptr(), b1.as_ptr());
+    let z = _mm512_setzero_si512();
+    let mut lo = [z; MR512];
+    let mut hi = [z; MR512];
+    for s in 0..kq / 4 {
+        // SAFETY: as in `tile_512x2`.
+        unsafe {
+            let v0 = _mm512_loadu_si512(bp0.add(s * 4 * NR).cast());
+            let v1 = _mm512_loadu_si512(bp1.add(s * 4 * NR).cast());
+            for r in 0..MR512 {
+                let av = _mm512_set1_epi32(std::ptr::read_unaligned(ap.add((s * MR512 + r) * 4).cast::<i32>()));
+                lo[r] = _mm512_dpbusd_epi32(lo[r], av, v0);
+                hi[r] = _mm512_dpbusd_epi32(hi[r], av, v1);
+            }
+        }
+    }
+    // SAFETY: the parameter arrays hold 32 values: two 16-lane loads each.
+    let (corr, mult, offset) = unsafe {
+        (
+            [
+                _mm512_loadu_si512(rq.correction.as_ptr().cast()),
+                _mm512_loadu_si512(rq.correction.as_ptr().add(NR).cast()),
+            ],
+            [_mm512_loadu_ps(rq.mult.as_ptr()), _mm512_loadu_ps(rq.mult.as_ptr().add(NR))],
+            [_mm512_loadu_ps(rq.offset.as_ptr()), _mm512_loadu_ps(rq.offset.as_ptr().add(NR))],
+        )
+    };
+    const MAGIC: f32 = 12_582_912.0;
+    let (lo_v, hi_v, magic) = (_mm512_set1_ps(rq.lo), _mm512_set1_ps(rq.hi), _mm512_set1_ps(MAGIC));
+    let bias = _mm512_set1_epi32(rq.zero_point.wrapping_sub(MAGIC.to_bits() as i32));
+    for r in 0..live {
+        for (h, acc) in [lo[r], hi[r]].into_iter().enumerate() {
+            // `acc · m + o` (a multiply, then an add), clamped, rounded by the magic number.
+            let y = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc, corr[h]));
+            let y = _mm512_add_ps(_mm512_mul_ps(y, mult[h]), offset[h]);
+            let y = _mm512_min_ps(_mm512_max_ps(y, lo_v), hi_v);
+            let q = _mm512_add_epi32(_mm512_castps_si512(_mm512_add_ps(y, magic)), bias);
+            // SAFETY: `at + r · stride + 32 ≤ out.len()` (asserted by the caller): a 16-byte
+            // store at `16h` of the row.
+            unsafe { _mm_storeu_si128(out.as_mut_ptr().add(at + r * stride + h * NR).cast(), _mm512_cvtepi32_epi8(q)) };
+        }
     }
 }
 
