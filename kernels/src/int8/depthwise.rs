@@ -420,7 +420,7 @@ pub(super) fn run<O: QOut>(
     if row_len == 0 || out.is_empty() {
         return Ok(());
     }
-    if ep.channels() % c != 0 {
+    if !ep.channels().is_multiple_of(c) {
         return Err(crate::KernelError::Argument("int8 depthwise: epilogue not whole pixels".into()));
     }
     let taps = g.kernel[0] * g.kernel[1];

@@ -288,11 +288,11 @@ fn quad_task_generic<O: QOut>(
                         hi: (max - zero_point) as f32,
                         zero_point,
                     };
-                    for j in 0..TILE_COLS {
-                        rq.correction[j] = correction.wrapping_mul(sums[j]);
-                        rq.mult[j] = job.ep.mult[c0 + j];
-                        rq.offset[j] = job.ep.offset[c0 + j];
+                    for (j, &sum) in sums.iter().enumerate() {
+                        rq.correction[j] = correction.wrapping_mul(sum);
                     }
+                    rq.mult.copy_from_slice(&job.ep.mult[c0..c0 + TILE_COLS]);
+                    rq.offset.copy_from_slice(&job.ep.offset[c0..c0 + TILE_COLS]);
                     for r0 in (0..rows).step_by(mr) {
                         let block = &a[r0 * kq..(r0 + mr) * kq];
                         let at = (b0 + r0) * stride + c0 - col0;
