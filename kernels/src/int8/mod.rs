@@ -435,9 +435,24 @@ impl Rows<'_> {
                 let [ih, iw] = g.input;
                 let c = g.in_channels;
                 let (b, y, xo) = (r / (oh * ow), (r / ow) % oh, r % ow);
+                let kw = g.kernel[1];
+                // The first input column of the patch, when the whole kernel row lies inside the
+                // image and its taps are adjacent pixels: then each kernel row is one span.
+                let span = (g.dilation[1] == 1)
+                    .then(|| (xo * g.stride[1]).checked_sub(g.padding[1]))
+                    .flatten()
+                    .filter(|&x0| x0 + kw <= iw);
                 for ky in 0..g.kernel[0] {
-                    for kx in 0..g.kernel[1] {
-                        let d = &mut dst[(ky * g.kernel[1] + kx) * c..][..c];
+                    if let Some(x0) = span {
+                        let d = &mut dst[ky * kw * c..(ky + 1) * kw * c];
+                        match (y * g.stride[0] + ky * g.dilation[0]).checked_sub(g.padding[0]) {
+                            Some(yy) if yy < ih => convert(&x[((b * ih + yy) * iw + x0) * c..][..kw * c], d),
+                            _ => d.fill(T::padding(zp)),
+                        }
+                        continue;
+                    }
+                    for kx in 0..kw {
+                        let d = &mut dst[(ky * kw + kx) * c..][..c];
                         let yy = (y * g.stride[0] + ky * g.dilation[0]).checked_sub(g.padding[0]);
                         let xx = (xo * g.stride[1] + kx * g.dilation[1]).checked_sub(g.padding[1]);
                         match (yy, xx) {
