@@ -32,7 +32,7 @@ type Tile = [[i32; TILE_COLS]; TILE_ROWS];
 /// Which VNNI width a product runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Width {
-    /// AVX-512 VNNI (with AVX-512BW).
+    /// AVX-512 VNNI (with AVX-512BW and VL).
     W512,
     /// AVX-VNNI (with AVX2).
     W256,
@@ -47,6 +47,7 @@ impl Width {
                 Width::W512 => {
                     std::is_x86_feature_detected!("avx512f")
                         && std::is_x86_feature_detected!("avx512bw")
+                        && std::is_x86_feature_detected!("avx512vl")
                         && std::is_x86_feature_detected!("avx512vnni")
                 }
                 Width::W256 => std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("avxvnni"),
@@ -275,11 +276,9 @@ fn quad_task_generic<O: QOut>(
             let c0 = p * NR;
             let cols = (NR * (1 + usize::from(second.is_some()))).min(n - c0);
             let sums = &job.w.column_sums[c0..c0 + cols];
-            if let (Some(second), EpilogueKind::Int8 { zero_point, min, max }, true) =
-                (second, job.ep.kind, cols == TILE_COLS)
-            {
+            if let (Width::W512, EpilogueKind::Int8 { zero_point, min, max }) = (width, job.ep.kind) {
                 if let Some(out) = O::as_int8(chunk) {
-                    // Two whole panels into int8: requantized in registers.
+                    // Into int8: requantized in registers, partial panels by masked stores.
                     let mut rq = Requant32 {
                         correction: [0; TILE_COLS],
                         mult: [0.0; TILE_COLS],
@@ -287,16 +286,17 @@ fn quad_task_generic<O: QOut>(
                         lo: (min - zero_point) as f32,
                         hi: (max - zero_point) as f32,
                         zero_point,
+                        cols,
                     };
                     for (j, &sum) in sums.iter().enumerate() {
                         rq.correction[j] = correction.wrapping_mul(sum);
                     }
-                    rq.mult.copy_from_slice(&job.ep.mult[c0..c0 + TILE_COLS]);
-                    rq.offset.copy_from_slice(&job.ep.offset[c0..c0 + TILE_COLS]);
+                    rq.mult[..cols].copy_from_slice(&job.ep.mult[c0..c0 + cols]);
+                    rq.offset[..cols].copy_from_slice(&job.ep.offset[c0..c0 + cols]);
                     for r0 in (0..rows).step_by(mr) {
                         let block = &a[r0 * kq..(r0 + mr) * kq];
                         let at = (b0 + r0) * stride + c0 - col0;
-                        tile_512x2_int8(block, kq, job.w.panel(p), second, &rq, out, at, stride, mr.min(rows - r0));
+                        tile_512_int8(block, kq, job.w.panel(p), second, &rq, out, at, stride, mr.min(rows - r0));
                     }
                     continue;
                 }
@@ -355,17 +355,19 @@ struct Requant32 {
     lo: f32,
     hi: f32,
     zero_point: i32,
+    /// Columns written (1 to 32; the parameters past them are zero).
+    cols: usize,
 }
 
-/// The wide AVX-512 tile requantizing into int8 rows: row `r < live` of the tile goes to
-/// `out[at + r · stride ..][..32]`.
+/// The AVX-512 tile over one panel or two (`b1`), requantizing into int8 rows: row `r < live`
+/// of the tile goes to `out[at + r · stride ..][..rq.cols]`.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn tile_512x2_int8(
+fn tile_512_int8(
     rows: &[u8],
     kq: usize,
     b0: &[i8],
-    b1: &[i8],
+    b1: Option<&[i8]>,
     rq: &Requant32,
     out: &mut [i8],
     at: usize,
@@ -376,19 +378,22 @@ fn tile_512x2_int8(
         kq.is_multiple_of(4)
             && rows.len() >= MR512 * kq
             && b0.len() >= kq * NR
-            && b1.len() >= kq * NR
+            && b1.is_none_or(|b| b.len() >= kq * NR)
+            && (1..=NR * (1 + usize::from(b1.is_some()))).contains(&rq.cols)
             && (1..=MR512).contains(&live)
-            && stride >= TILE_COLS
-            && at + (live - 1) * stride + TILE_COLS <= out.len()
+            && stride >= rq.cols
+            && at + (live - 1) * stride + rq.cols <= out.len()
             && Width::W512.runs(),
         "int8 tile: operands shorter than the tile, or AVX-512 VNNI absent"
     );
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: the CPU runs AVX-512 VNNI, and the operands and the output rows hold what the tile
-    // reads and writes (both asserted above).
-    unsafe {
-        tile_512x2_int8_body(rows, kq, b0, b1, rq, out, at, stride, live)
-    };
+    match b1 {
+        // SAFETY: the CPU runs AVX-512 VNNI, and the operands and the output rows hold what the
+        // tile reads and writes (both asserted above).
+        Some(b1) => unsafe { tile_512_int8_body::<true>(rows, kq, b0, b1, rq, out, at, stride, live) },
+        // SAFETY: as above (the second panel is not read).
+        None => unsafe { tile_512_int8_body::<false>(rows, kq, b0, b0, rq, out, at, stride, live) },
+    }
     #[cfg(not(target_arch = "x86_64"))]
     {
         let _ = (rows, kq, b0, b1, rq, out, at, stride, live);
@@ -397,11 +402,12 @@ fn tile_512x2_int8(
 }
 
 /// # Safety
-/// The CPU runs AVX-512F, AVX-512BW and AVX-512 VNNI; `tile_512x2_int8`'s assertions hold.
+/// The CPU runs AVX-512F, BW, VL and VNNI; `tile_512_int8`'s assertions hold (`b1` is read only
+/// when `TWO`).
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn tile_512x2_int8_body(
+unsafe fn tile_512_int8_body<const TWO: bool>(
     rows: &[u8],
     kq: usize,
     b0: &[i8],
@@ -418,14 +424,16 @@ unsafe fn tile_512x2_int8_body(
     let mut lo = [z; MR512];
     let mut hi = [z; MR512];
     for s in 0..kq / 4 {
-        // SAFETY: as in `tile_512x2`.
+        // SAFETY: as in `tile_512x2` (`b1` only when `TWO`).
         unsafe {
             let v0 = _mm512_loadu_si512(bp0.add(s * 4 * NR).cast());
-            let v1 = _mm512_loadu_si512(bp1.add(s * 4 * NR).cast());
+            let v1 = if TWO { _mm512_loadu_si512(bp1.add(s * 4 * NR).cast()) } else { z };
             for r in 0..MR512 {
                 let av = _mm512_set1_epi32(std::ptr::read_unaligned(ap.add((s * MR512 + r) * 4).cast::<i32>()));
                 lo[r] = _mm512_dpbusd_epi32(lo[r], av, v0);
-                hi[r] = _mm512_dpbusd_epi32(hi[r], av, v1);
+                if TWO {
+                    hi[r] = _mm512_dpbusd_epi32(hi[r], av, v1);
+                }
             }
         }
     }
@@ -440,19 +448,32 @@ unsafe fn tile_512x2_int8_body(
             [_mm512_loadu_ps(rq.offset.as_ptr()), _mm512_loadu_ps(rq.offset.as_ptr().add(NR))],
         )
     };
+    // The columns each half writes.
+    let masks: [__mmask16; 2] =
+        [(((1u32 << rq.cols.min(NR)) - 1) & 0xffff) as u16, ((1u32 << rq.cols.saturating_sub(NR).min(NR)) - 1) as u16];
     const MAGIC: f32 = 12_582_912.0;
     let (lo_v, hi_v, magic) = (_mm512_set1_ps(rq.lo), _mm512_set1_ps(rq.hi), _mm512_set1_ps(MAGIC));
     let bias = _mm512_set1_epi32(rq.zero_point.wrapping_sub(MAGIC.to_bits() as i32));
     for r in 0..live {
         for (h, acc) in [lo[r], hi[r]].into_iter().enumerate() {
+            if masks[h] == 0 {
+                continue;
+            }
             // `acc · m + o` (a multiply, then an add), clamped, rounded by the magic number.
             let y = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc, corr[h]));
             let y = _mm512_add_ps(_mm512_mul_ps(y, mult[h]), offset[h]);
             let y = _mm512_min_ps(_mm512_max_ps(y, lo_v), hi_v);
             let q = _mm512_add_epi32(_mm512_castps_si512(_mm512_add_ps(y, magic)), bias);
-            // SAFETY: `at + r · stride + 32 ≤ out.len()` (asserted by the caller): a 16-byte
-            // store at `16h` of the row.
-            unsafe { _mm_storeu_si128(out.as_mut_ptr().add(at + r * stride + h * NR).cast(), _mm512_cvtepi32_epi8(q)) };
+            // SAFETY: `at + r · stride + cols ≤ out.len()` (asserted by the caller): half `h`
+            // writes the columns of `masks[h]`, all below `cols`, from `16h` of the row (a
+            // pointer inside the row: only reached when the half has columns).
+            unsafe {
+                _mm_mask_storeu_epi8(
+                    out.as_mut_ptr().add(at + r * stride + h * NR).cast(),
+                    masks[h],
+                    _mm512_cvtepi32_epi8(q),
+                )
+            };
         }
     }
 }
