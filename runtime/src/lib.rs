@@ -33,6 +33,7 @@ mod tensor;
 pub use backend::{EmbeddedDelegate, FerriteBackend, BACKEND_ID};
 pub use env::{Env, Scalar};
 pub use error::{Result, RuntimeError};
+pub use ferrite_kernels::int8::Dot;
 pub use ferrite_kernels::simd::Level;
 pub use inputs::default_inputs;
 pub use method::{Accumulation, Method, Observer, Runtime};

@@ -75,6 +75,8 @@ pub struct Diagnosis {
     pub backend_weight_bytes: u64,
     /// The SIMD level this machine's kernels use.
     pub simd: String,
+    /// How the backend's int8 products multiply here (`vnni512`, `vnni256` or `pairs`).
+    pub int8: String,
     /// Threads a runtime uses by default here.
     pub threads: usize,
     /// Largest memory plan the runtime accepts by default here (the machine's memory).
@@ -339,6 +341,7 @@ pub fn diagnose(program: &Program<'_>, runtime: &ferrite_runtime::Runtime) -> Di
         constant_bytes: program.constant_bytes(),
         backend_weight_bytes,
         simd: runtime.simd().name().to_string(),
+        int8: ferrite_runtime::Dot::best(runtime.simd()).name().to_string(),
         threads,
         memory_limit: runtime.memory_limit(),
         findings,
@@ -361,8 +364,9 @@ impl Diagnosis {
         let _ = writeln!(s, "program: {} bytes, schema version {}, verified", self.file_bytes, self.schema_version);
         let _ = writeln!(
             s,
-            "machine: SIMD {}, {} thread(s), memory limit {}",
+            "machine: SIMD {} (int8 products: {}), {} thread(s), memory limit {}",
             self.simd,
+            self.int8,
             self.threads,
             bytes(self.memory_limit)
         );
