@@ -332,9 +332,9 @@ fn tile_dispatch(width: Width, rows: &[u8], kq: usize, panel: &[i8], second: Opt
     match (width, second) {
         // SAFETY: `quad_task` checked that the CPU runs this width; the operands hold `kq` terms
         // per row and per column (asserted above).
-        (Width::W512, Some(second)) => unsafe { tile_512x2(rows, kq, panel, second, tile) },
-        // SAFETY: as above.
-        (Width::W512, None) => unsafe { tile_512(rows, kq, panel, tile) },
+        (Width::W512, Some(second)) => unsafe { tile_512::<true>(rows, kq, panel, second, tile) },
+        // SAFETY: as above (the second panel is not read).
+        (Width::W512, None) => unsafe { tile_512::<false>(rows, kq, panel, panel, tile) },
         // SAFETY: as above.
         (Width::W256, _) => unsafe { tile_256(rows, kq, panel, tile) },
     }
@@ -419,24 +419,8 @@ unsafe fn tile_512_int8_body<const TWO: bool>(
     live: usize,
 ) {
     use std::arch::x86_64::*;
-    let (ap, bp0, bp1) = (rows.as_ptr(), b0.as_ptr(), b1.as_ptr());
-    let z = _mm512_setzero_si512();
-    let mut lo = [z; MR512];
-    let mut hi = [z; MR512];
-    for s in 0..kq / 4 {
-        // SAFETY: as in `tile_512x2` (`b1` only when `TWO`).
-        unsafe {
-            let v0 = _mm512_loadu_si512(bp0.add(s * 4 * NR).cast());
-            let v1 = if TWO { _mm512_loadu_si512(bp1.add(s * 4 * NR).cast()) } else { z };
-            for r in 0..MR512 {
-                let av = _mm512_set1_epi32(std::ptr::read_unaligned(ap.add((s * MR512 + r) * 4).cast::<i32>()));
-                lo[r] = _mm512_dpbusd_epi32(lo[r], av, v0);
-                if TWO {
-                    hi[r] = _mm512_dpbusd_epi32(hi[r], av, v1);
-                }
-            }
-        }
-    }
+    // SAFETY: forwarded from the caller.
+    let (lo, hi) = unsafe { sums_512::<TWO>(rows, kq, b0, b1) };
     // SAFETY: the parameter arrays hold 32 values: two 16-lane loads each.
     let (corr, mult, offset) = unsafe {
         (
@@ -478,70 +462,64 @@ unsafe fn tile_512_int8_body<const TWO: bool>(
     }
 }
 
-/// The wide AVX-512 tile: [`MR512`] rows × two panels of 16 columns, two 512-bit accumulators
-/// per row.
+/// The AVX-512 tile's sums: [`MR512`] rows × one panel of 16 columns (`lo`), or two (`hi` the
+/// second's, when `TWO`; zero otherwise).
 ///
 /// # Safety
-/// The CPU runs AVX-512F, AVX-512BW and AVX-512 VNNI; `rows` holds `MR512 · kq` bytes, `b0` and
-/// `b1` `kq · NR` each, `kq` a multiple of four.
+/// The CPU runs AVX-512F, AVX-512BW and AVX-512 VNNI; `rows` holds `MR512 · kq` bytes (the tile's
+/// rows interleaved by steps of four), `b0` `kq · NR` and, when `TWO`, `b1` as many; `kq` a
+/// multiple of four.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-unsafe fn tile_512x2(rows: &[u8], kq: usize, b0: &[i8], b1: &[i8], tile: &mut Tile) {
+#[inline]
+unsafe fn sums_512<const TWO: bool>(
+    rows: &[u8],
+    kq: usize,
+    b0: &[i8],
+    b1: &[i8],
+) -> ([std::arch::x86_64::__m512i; MR512], [std::arch::x86_64::__m512i; MR512]) {
     use std::arch::x86_64::*;
     let (ap, bp0, bp1) = (rows.as_ptr(), b0.as_ptr(), b1.as_ptr());
     let z = _mm512_setzero_si512();
     let mut lo = [z; MR512];
     let mut hi = [z; MR512];
     for s in 0..kq / 4 {
-        // SAFETY: step `s` reads bytes `64s..64s + 64` of `b0` and `b1` (each holds `kq · 16`)
-        // and the four bytes at `(s · MR512 + r) · 4` for each row `r < MR512` (`rows` holds
-        // `MR512 · kq`: the tile's rows interleaved).
+        // SAFETY: step `s` reads bytes `64s..64s + 64` of `b0` (and of `b1` when `TWO`; each holds
+        // `kq · 16`) and the four bytes at `(s · MR512 + r) · 4` for each row `r < MR512` (`rows`
+        // holds `MR512 · kq`).
         unsafe {
             let v0 = _mm512_loadu_si512(bp0.add(s * 4 * NR).cast());
-            let v1 = _mm512_loadu_si512(bp1.add(s * 4 * NR).cast());
+            let v1 = if TWO { _mm512_loadu_si512(bp1.add(s * 4 * NR).cast()) } else { z };
             for r in 0..MR512 {
                 let av = _mm512_set1_epi32(std::ptr::read_unaligned(ap.add((s * MR512 + r) * 4).cast::<i32>()));
                 lo[r] = _mm512_dpbusd_epi32(lo[r], av, v0);
-                hi[r] = _mm512_dpbusd_epi32(hi[r], av, v1);
+                if TWO {
+                    hi[r] = _mm512_dpbusd_epi32(hi[r], av, v1);
+                }
             }
         }
     }
-    for (row, (lo, hi)) in tile.iter_mut().zip(lo.into_iter().zip(hi)) {
-        // SAFETY: each row holds 32 `i32`: two 512-bit stores.
-        unsafe {
-            _mm512_storeu_si512(row.as_mut_ptr().cast(), lo);
-            _mm512_storeu_si512(row.as_mut_ptr().add(NR).cast(), hi);
-        }
-    }
+    (lo, hi)
 }
 
-/// The AVX-512 tile: [`MR512`] rows × 16 columns, one 512-bit accumulator per row.
+/// The AVX-512 tile into `tile`: [`sums_512`], each row's 16 (or 32) sums stored.
 ///
 /// # Safety
-/// The CPU runs AVX-512F, AVX-512BW and AVX-512 VNNI; `rows` holds `MR512 · kq` bytes and `b`
-/// `kq · NR`, `kq` a multiple of four.
+/// As [`sums_512`].
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-unsafe fn tile_512(rows: &[u8], kq: usize, b: &[i8], tile: &mut Tile) {
+unsafe fn tile_512<const TWO: bool>(rows: &[u8], kq: usize, b0: &[i8], b1: &[i8], tile: &mut Tile) {
     use std::arch::x86_64::*;
-    let (ap, bp) = (rows.as_ptr(), b.as_ptr());
-    let z = _mm512_setzero_si512();
-    let mut c = [z; MR512];
-    for s in 0..kq / 4 {
-        // SAFETY: step `s` reads bytes `64s..64s + 64` of `b` (which holds `kq · 16`) and the
-        // four bytes at `(s · MR512 + r) · 4` for each row `r < MR512` (`rows` holds `MR512 · kq`:
-        // the tile's rows interleaved).
+    // SAFETY: forwarded from the caller.
+    let (lo, hi) = unsafe { sums_512::<TWO>(rows, kq, b0, b1) };
+    for (row, (lo, hi)) in tile.iter_mut().zip(lo.into_iter().zip(hi)) {
+        // SAFETY: each row holds 32 `i32`: one or two 512-bit stores.
         unsafe {
-            let bv = _mm512_loadu_si512(bp.add(s * 4 * NR).cast());
-            for (r, c) in c.iter_mut().enumerate() {
-                let av = _mm512_set1_epi32(std::ptr::read_unaligned(ap.add((s * MR512 + r) * 4).cast::<i32>()));
-                *c = _mm512_dpbusd_epi32(*c, av, bv);
+            _mm512_storeu_si512(row.as_mut_ptr().cast(), lo);
+            if TWO {
+                _mm512_storeu_si512(row.as_mut_ptr().add(NR).cast(), hi);
             }
         }
-    }
-    for (row, c) in tile.iter_mut().zip(c) {
-        // SAFETY: each row holds NR = 16 `i32`: one 512-bit store.
-        unsafe { _mm512_storeu_si512(row.as_mut_ptr().cast(), c) };
     }
 }
 
