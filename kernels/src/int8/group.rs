@@ -206,15 +206,7 @@ impl QDenseGrouped {
         let level = self.level;
         super::split_run(out, m, n, parallel.then_some(threads), |first, chunk, panels| {
             // The row scratch the other products keep per thread.
-            super::SCRATCH.with(|cell| {
-                let mut a = cell.take();
-                if a.len() < need {
-                    a = vec![0i16; need];
-                }
-                let result = micro::group_task(level, &mut a[..need], first, &job, chunk, panels);
-                cell.set(a);
-                result
-            })
+            super::with_scratch(&super::SCRATCH, need, |a| micro::group_task(level, a, first, &job, chunk, panels))
         })
     }
 }

@@ -22,8 +22,8 @@
 //! (AVX-512 VNNI at [`Level::Avx512`], AVX-VNNI at either x86 level; `vnni.rs`: bytes plus 128,
 //! corrected with the weights' column sums) where the CPU has it, otherwise the `vpmaddwd` tile of
 //! `micro.rs` on AVX2 levels and the portable tile elsewhere. Depthwise convolutions run
-//! `vpmaddwd` on AVX2 levels. Results are identical at every level and with every [`Dot`]
-//! (integer sums, then the same `f32` operations).
+//! `vpmaddwd` over blocks of 16 channels on AVX2 and 32 on AVX-512. Results are identical at
+//! every level and with every [`Dot`] (integer sums, then the same `f32` operations).
 
 mod add;
 mod depthwise;
@@ -503,17 +503,7 @@ fn qgemm<O: QOut>(
             let fill = |r: usize, dst: &mut [i16]| rows.fill(r, zp, dst);
             let job = micro::Job { fill: &fill, w, ep, kp };
             split_run(out, m, n, threads, |first, chunk, panels| {
-                // Each worker's row scratch is kept between calls: no allocation (or zeroing)
-                // per task.
-                SCRATCH.with(|cell| {
-                    let mut a = cell.take();
-                    if a.len() < need {
-                        a = vec![0i16; need];
-                    }
-                    let result = micro::gemm_task(level, &mut a[..need], first, &job, chunk, panels);
-                    cell.set(a);
-                    result
-                })
+                with_scratch(&SCRATCH, need, |a| micro::gemm_task(level, a, first, &job, chunk, panels))
             })
         }
         Packed::Quads(w, width) => {
@@ -526,15 +516,7 @@ fn qgemm<O: QOut>(
             };
             let job = vnni::QuadJob { fill: &fill, w, ep, zero_point: zp, contiguous };
             split_run(out, m, n, threads, |first, chunk, panels| {
-                SCRATCH_BYTES.with(|cell| {
-                    let mut a = cell.take();
-                    if a.len() < need {
-                        a = vec![0u8; need];
-                    }
-                    let result = vnni::quad_task(*width, &mut a[..need], first, &job, chunk, panels);
-                    cell.set(a);
-                    result
-                })
+                with_scratch(&SCRATCH_BYTES, need, |a| vnni::quad_task(*width, a, first, &job, chunk, panels))
             })
         }
     }
@@ -577,6 +559,24 @@ fn split_run<O: Copy + Default + Send>(
         }
     }
     Ok(())
+}
+
+/// Runs `f` on `need` values of this thread's scratch in `key`, kept between calls (no
+/// allocation or zeroing per task; it grows when a product needs more).
+fn with_scratch<T: Copy + Default, R>(
+    key: &'static std::thread::LocalKey<std::cell::Cell<Vec<T>>>,
+    need: usize,
+    f: impl FnOnce(&mut [T]) -> R,
+) -> R {
+    key.with(|cell| {
+        let mut a = cell.take();
+        if a.len() < need {
+            a = vec![T::default(); need];
+        }
+        let result = f(&mut a[..need]);
+        cell.set(a);
+        result
+    })
 }
 
 thread_local! {
