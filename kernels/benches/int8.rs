@@ -55,17 +55,22 @@ fn bench(c: &mut Criterion) {
                 b.iter(|| dense.run(black_box(&x), &mut y, 1).expect("runs"))
             });
         }
-        // mobilenet_v2's widest pointwise layer at 14 × 14 (576 → 160) and a 3 × 3 depthwise one.
-        for (name, cin, cout, groups, hw, k) in
-            [("pointwise_576_160_14", 576, 160, 1, 14, 1), ("depthwise_144_56", 144, 144, 144, 56, 3)]
-        {
+        // mobilenet_v2's widest pointwise layer at 14 × 14 (576 → 160) and 3 × 3 depthwise ones:
+        // 144 channels at 56 × 56, and its first, 32 channels at 112 × 112 (fewest channels per
+        // pixel), stride 1 and 2.
+        for (name, cin, cout, groups, hw, k, stride) in [
+            ("pointwise_576_160_14", 576, 160, 1, 14, 1, 1),
+            ("depthwise_144_56", 144, 144, 144, 56, 3, 1),
+            ("depthwise_32_112", 32, 32, 32, 112, 3, 1),
+            ("depthwise_96_112_s2", 96, 96, 96, 112, 3, 2),
+        ] {
             let g = Conv2dGeometry {
                 batch: 1,
                 input: [hw, hw],
                 in_channels: cin,
                 out_channels: cout,
                 kernel: [k, k],
-                stride: [1, 1],
+                stride: [stride, stride],
                 padding: [k / 2, k / 2],
                 dilation: [1, 1],
                 groups,
@@ -74,8 +79,9 @@ fn bench(c: &mut Criterion) {
             let ep = Epilogue::int8(0.02, &vec![0.01; cout], None, 0.05, 3, (-128, 127)).expect("epilogue");
             let conv = QConv2d::new(level, g, &w, 7, ep).expect("packs");
             let x = values(hw * hw * cin, 4);
-            let mut y = vec![0i8; hw * hw * cout];
-            group.throughput(Throughput::Elements((hw * hw * cout * (cin / groups) * k * k) as u64));
+            let [oh, ow] = g.output().expect("geometry");
+            let mut y = vec![0i8; oh * ow * cout];
+            group.throughput(Throughput::Elements((oh * ow * cout * (cin / groups) * k * k) as u64));
             group.bench_function(format!("{name}_{}", level.name()), |b| {
                 b.iter(|| conv.run(black_box(&x), &mut y, 1).expect("runs"))
             });

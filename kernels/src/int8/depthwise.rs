@@ -6,9 +6,15 @@
 //! them with the taps' interleaved weights, summing both products into one `i32` lane. Every pixel
 //! runs all `kh · kw` taps: a tap outside the image reads a vector of zero points (so it adds
 //! nothing), and an odd tap count pairs its last tap with a zero weight. Channel blocks of 16 run
-//! this way; the remaining channels (and the portable level) sum one tap at a time. The AVX-512
-//! level (with AVX-512BW) runs the same scheme on blocks of 32 channels, the last block masked.
-//! Integer sums are exact, so all give the same results.
+//! this way; the remaining channels (and the portable level) sum one tap at a time.
+//!
+//! The AVX-512 level (with AVX-512BW/VL) takes blocks of 32 channels, the last one masked, and
+//! spends fewer shuffles per pair of taps: the two taps' bytes are interleaved in 128-bit lanes
+//! (`vpunpck{l,h}bw`) and sign-extended as they are, without the zero point; the zero point's
+//! share, `zx · Σ_t w[t][c]`, is one correction per channel (a tap outside the image reads the
+//! zero point, so it still adds nothing once corrected). An int8 output is requantized in
+//! registers and stored as 32 bytes; the rows of interior pixels find their taps by arithmetic
+//! alone. Integer sums are exact, so all levels give the same results.
 
 #![allow(unsafe_code)]
 
@@ -37,11 +43,36 @@ pub(super) struct PackedDw {
     pairs: Vec<i16>,
     /// Channels per block of `pairs`: [`CB`] or [`CB512`].
     block: usize,
+    /// For blocks of [`CB512`]: the per-channel constants in the AVX-512 kernel's lane order.
+    lanes: Option<Lanes512>,
+}
+
+/// The AVX-512 kernel's per-channel constants, per block of [`CB512`] channels in its lane order
+/// ([`lane_channel`]), zero past the last channel: the input zero point's correction
+/// `zx · Σ_t w[t][c]`, and the epilogue's multiplier and offset.
+#[derive(Debug, Clone, PartialEq)]
+struct Lanes512 {
+    zero_point: i32,
+    corr: Vec<i32>,
+    mult: Vec<f32>,
+    offset: Vec<f32>,
+}
+
+/// The channel (within its block of 32) that lane `lane` of the AVX-512 kernel's sums holds: the
+/// first vector (lanes 0-15) has channels 0-7 and 16-23, the second 8-15 and 24-31, the order
+/// `vpunpck{l,h}bw` leaves them in.
+fn lane_channel(lane: usize) -> usize {
+    match lane {
+        8..16 => lane + 8,
+        16..24 => lane - 8,
+        _ => lane,
+    }
 }
 
 impl PackedDw {
-    /// From `[channels, 1, kh, kw]` int8 weights, for the paired kernel `level` runs.
-    pub(super) fn new(level: Level, channels: usize, taps: usize, weight: &[i8]) -> Self {
+    /// From `[channels, 1, kh, kw]` int8 weights, for the paired kernel `level` runs, an input
+    /// zero point `zp` and the epilogue `ep` (one entry per channel).
+    pub(super) fn new(level: Level, channels: usize, taps: usize, weight: &[i8], zp: i32, ep: &Epilogue) -> Self {
         let mut w = vec![0i16; taps * channels];
         for c in 0..channels {
             for t in 0..taps {
@@ -59,8 +90,12 @@ impl PackedDw {
                 let base = (b * tap_pairs + p) * 2 * block;
                 for lane in 0..block {
                     // Lane `lane` of the two vectors (the first `block / 2` lanes, then the second).
-                    let (half, i) = (lane / (block / 2), lane % (block / 2));
-                    let c = b * block + 8 * (i / 4) + 4 * half + i % 4;
+                    let c = if block == CB512 {
+                        b * block + lane_channel(lane)
+                    } else {
+                        let (half, i) = (lane / (block / 2), lane % (block / 2));
+                        b * block + 8 * (i / 4) + 4 * half + i % 4
+                    };
                     for h in 0..2 {
                         let t = 2 * p + h;
                         if t < taps && c < channels {
@@ -70,11 +105,26 @@ impl PackedDw {
                 }
             }
         }
-        PackedDw { channels, taps, w, pairs, block }
+        let lanes = (block == CB512).then(|| {
+            let len = blocks * CB512;
+            let mut l = Lanes512 { zero_point: zp, corr: vec![0; len], mult: vec![0.0; len], offset: vec![0.0; len] };
+            for i in 0..len {
+                let c = (i / CB512) * CB512 + lane_channel(i % CB512);
+                if c < channels && c < ep.channels() {
+                    let sum: i32 = (0..taps).map(|t| i32::from(weight[c * taps + t])).sum();
+                    l.corr[i] = zp.wrapping_mul(sum);
+                    l.mult[i] = ep.mult[c];
+                    l.offset[i] = ep.offset[c];
+                }
+            }
+            l
+        });
+        PackedDw { channels, taps, w, pairs, block, lanes }
     }
 
     pub(super) fn bytes(&self) -> usize {
-        (self.w.len() + self.pairs.len()) * 2
+        let lanes = self.lanes.as_ref().map_or(0, |l| l.corr.len() * 12);
+        (self.w.len() + self.pairs.len()) * 2 + lanes
     }
 }
 
@@ -288,11 +338,28 @@ fn avx512_runs() -> bool {
     false
 }
 
+/// The AVX-512 kernel's constants for one call: the int8 requantization's bounds, magic number
+/// and bias, and the permutations that put the f32 path's sums in channel order.
+#[cfg(target_arch = "x86_64")]
+struct Consts512 {
+    lo: std::arch::x86_64::__m512,
+    hi: std::arch::x86_64::__m512,
+    magic: std::arch::x86_64::__m512,
+    bias: std::arch::x86_64::__m512i,
+    first_idx: std::arch::x86_64::__m512i,
+    second_idx: std::arch::x86_64::__m512i,
+}
+
+/// The XNNPACK "fp32 magic" number: adding it to a float of magnitude below 2²² rounds it to an
+/// integer (half to even) held in the low mantissa bits.
+const MAGIC: f32 = 12_582_912.0;
+
 /// The paired AVX-512 kernel for one output row: blocks of [`CB512`] channels (the last one
-/// masked), then the epilogue.
+/// masked), requantized in registers into an int8 output, or summed into `acc` and then through
+/// the epilogue.
 ///
 /// # Safety
-/// The CPU runs AVX-512F, AVX-512BW and AVX-512VL; `dw` was packed in blocks of [`CB512`].
+/// The CPU runs AVX-512F, AVX-512BW and AVX-512VL.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
 #[allow(clippy::too_many_arguments)]
@@ -302,7 +369,6 @@ unsafe fn row_paired_avx512<O: QOut>(
     ow: usize,
     x: &[i8],
     zeros: &[i8],
-    zp: i16,
     (b, y): (usize, usize),
     ep: &Epilogue,
     acc: &mut [i32],
@@ -312,75 +378,190 @@ unsafe fn row_paired_avx512<O: QOut>(
     const MAX_TAPS: usize = PAIRED_MAX_TAPS + 1;
     let c = dw.channels;
     let (taps, tap_pairs, blocks) = (dw.taps, dw.taps.div_ceil(2), c.div_ceil(CB512));
+    let lanes = dw
+        .lanes
+        .as_ref()
+        .ok_or_else(|| crate::KernelError::Argument("int8 depthwise: not packed for AVX-512".into()))?;
+    let [ih, iw] = g.input;
+    let [kh, kw] = g.kernel;
+    let ([sh, sw], [dh, dwx], [ph, pw]) = (g.stride, g.dilation, g.padding);
     assert!(
         dw.block == CB512
             && taps < MAX_TAPS
+            && kh * kw == taps
             && zeros.len() >= c
             && acc.len() >= ow * c
+            && out.len() >= ow * c
             && dw.pairs.len() >= blocks * tap_pairs * 2 * CB512
+            && lanes.corr.len() >= blocks * CB512
+            && lanes.mult.len() >= blocks * CB512
+            && lanes.offset.len() >= blocks * CB512
+            && (b + 1) * ih * iw * c <= x.len(),
+        "int8 depthwise: operands too short"
     );
-    let [ih, iw] = g.input;
-    let [kh, kw] = g.kernel;
-    let inside = |o: usize, k: usize, stride: usize, dil: usize, pad: usize, len: usize| {
-        (o * stride + k * dil).checked_sub(pad).filter(|&v| v < len)
+    // The input row each kernel row reads (its offset in `x`), or none outside the image.
+    let mut rows = [None; MAX_TAPS];
+    for (ky, r) in rows.iter_mut().enumerate().take(kh) {
+        *r = (y * sh + ky * dh).checked_sub(ph).filter(|&v| v < ih).map(|yy| (b * ih + yy) * iw * c);
+    }
+    // Pixels whose taps all fall inside the image: every kernel row inside, and
+    // `xo · sw ≥ pw`, `xo · sw + (kw - 1) · dwx - pw < iw`. Their taps sit at fixed offsets from
+    // the first tap's pixel (the padding tap of an odd count, whose weights are zero, reads the
+    // first tap again).
+    let inside = if rows[..kh].iter().all(Option::is_some) {
+        pw.div_ceil(sw)..(iw + pw).checked_sub((kw - 1) * dwx + 1).map_or(0, |v| v / sw + 1).min(ow)
+    } else {
+        0..0
     };
-    let zpv = _mm512_set1_epi16(zp);
-    // Channels 0-3 | 8-11 | 16-19 | 24-27 (first vector) and 4-7 | 12-15 | ... (second) back
-    // into order.
-    let first_idx = _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23);
-    let second_idx = _mm512_setr_epi32(8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31);
+    let mut offsets = [0usize; MAX_TAPS];
+    for (t, o) in offsets.iter_mut().enumerate().take(taps) {
+        *o = ((t / kw) * dh * iw + (t % kw) * dwx) * c;
+    }
+    // Where each tap of the other pixels reads: an input pixel, or the zero-point vector outside
+    // the image (and for the padding tap of an odd count). Every pointer has `c` readable bytes.
+    let mut src = [zeros.as_ptr(); MAX_TAPS];
+    let k = match ep.kind {
+        super::EpilogueKind::Int8 { zero_point, min, max } => Consts512 {
+            lo: _mm512_set1_ps((min - zero_point) as f32),
+            hi: _mm512_set1_ps((max - zero_point) as f32),
+            magic: _mm512_set1_ps(MAGIC),
+            bias: _mm512_set1_epi32(zero_point.wrapping_sub(MAGIC.to_bits() as i32)),
+            first_idx: _mm512_setzero_si512(),
+            second_idx: _mm512_setzero_si512(),
+        },
+        super::EpilogueKind::Float { .. } => Consts512 {
+            lo: _mm512_setzero_ps(),
+            hi: _mm512_setzero_ps(),
+            magic: _mm512_setzero_ps(),
+            bias: _mm512_setzero_si512(),
+            // Channels 0-15 and 16-31 of the two sums, in order.
+            first_idx: _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23),
+            second_idx: _mm512_setr_epi32(8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31),
+        },
+    };
+    let int8 = matches!(ep.kind, super::EpilogueKind::Int8 { .. });
+    let out8 = if int8 { O::as_int8(out) } else { None };
+    let fused = out8.is_some();
+    let dst = if let Some(o) = out8 { Dst512::Int8(o.as_mut_ptr()) } else { Dst512::Acc(acc.as_mut_ptr()) };
     for xo in 0..ow {
-        let mut src = [zeros.as_ptr(); MAX_TAPS];
-        for ky in 0..kh {
-            let Some(yy) = inside(y, ky, g.stride[0], g.dilation[0], g.padding[0], ih) else { continue };
+        if inside.contains(&xo) {
+            let first = rows[0].unwrap_or(0) + (xo * sw - pw) * c;
+            // SAFETY: the pixel's taps lie inside the image (the range above): at most
+            // `(b + 1) · ih · iw · c ≤ x.len()` (asserted), and `offsets` reach no further.
+            let base = unsafe { x.as_ptr().add(first) };
+            // SAFETY: every tap's pointer has `c` readable bytes; the sizes were asserted.
+            unsafe { pixel_512(dw, lanes, |t| base.add(offsets[t]), &k, dst, xo * c) };
+            continue;
+        }
+        for (ky, row) in rows.iter().enumerate().take(kh) {
+            let Some(row) = *row else { continue };
             for kx in 0..kw {
-                let Some(xx) = inside(xo, kx, g.stride[1], g.dilation[1], g.padding[1], iw) else { continue };
-                let at = ((b * ih + yy) * iw + xx) * c;
-                assert!(at + c <= x.len(), "depthwise: input pixel outside the input");
-                // SAFETY: `at + c ≤ x.len()` (asserted just above).
-                src[ky * kw + kx] = unsafe { x.as_ptr().add(at) };
+                src[ky * kw + kx] = match (xo * sw + kx * dwx).checked_sub(pw).filter(|&v| v < iw) {
+                    // SAFETY: `row + (xx + 1) · c ≤ (b + 1) · ih · iw · c ≤ x.len()` (asserted).
+                    Some(xx) => unsafe { x.as_ptr().add(row + xx * c) },
+                    None => zeros.as_ptr(),
+                };
             }
         }
-        let a = &mut acc[xo * c..(xo + 1) * c];
-        for blk in 0..blocks {
-            let cb = blk * CB512;
-            let live = (c - cb).min(CB512);
-            let mask: __mmask32 = if live == CB512 { u32::MAX } else { (1u32 << live) - 1 };
-            let wp = &dw.pairs[blk * tap_pairs * 2 * CB512..(blk + 1) * tap_pairs * 2 * CB512];
-            let (mut lo, mut hi) = (_mm512_setzero_si512(), _mm512_setzero_si512());
-            for p in 0..tap_pairs {
-                // SAFETY: every `src` pointer has `c` readable bytes and `cb < c`: the masked
-                // loads read only the `live` bytes from `cb`; `wp` holds `tap_pairs · 2 · CB512`
-                // values, pair `p` reads 64 of them from `p · 64`.
-                unsafe {
-                    let xa = _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(mask, src[2 * p].add(cb).cast()));
-                    let xb = _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(mask, src[2 * p + 1].add(cb).cast()));
-                    let (xa, xb) = (_mm512_sub_epi16(xa, zpv), _mm512_sub_epi16(xb, zpv));
-                    let w0 = _mm512_loadu_si512(wp.as_ptr().add(p * 2 * CB512).cast());
-                    let w1 = _mm512_loadu_si512(wp.as_ptr().add(p * 2 * CB512 + CB512).cast());
-                    lo = _mm512_add_epi32(lo, _mm512_madd_epi16(_mm512_unpacklo_epi16(xa, xb), w0));
-                    hi = _mm512_add_epi32(hi, _mm512_madd_epi16(_mm512_unpackhi_epi16(xa, xb), w1));
-                }
-            }
-            let first = _mm512_permutex2var_epi32(lo, first_idx, hi);
-            let second = _mm512_permutex2var_epi32(lo, second_idx, hi);
-            let dst = &mut a[cb..cb + live];
-            // SAFETY: `dst` holds `live` `i32`: the first store writes `min(live, 16)` of them,
-            // the second (only when `live > 16`, so its start is inside) the rest.
-            unsafe {
-                let m0 = if live >= 16 { 0xffff } else { (1u16 << live) - 1 };
-                _mm512_mask_storeu_epi32(dst.as_mut_ptr(), m0, first);
-                if live > 16 {
-                    let m1 = if live == CB512 { 0xffff } else { (1u16 << (live - 16)) - 1 };
-                    _mm512_mask_storeu_epi32(dst.as_mut_ptr().add(16), m1, second);
-                }
-            }
-        }
+        // SAFETY: as above.
+        unsafe { pixel_512(dw, lanes, |t| src[t], &k, dst, xo * c) };
+    }
+    if fused {
+        return Ok(());
     }
     for (o, a) in out.chunks_mut(ep.channels()).zip(acc.chunks(ep.channels())) {
         O::apply(ep, a, 0, o)?;
     }
     Ok(())
+}
+
+/// Where [`pixel_512`] writes: int8 outputs (requantized), or `i32` sums.
+#[derive(Clone, Copy)]
+enum Dst512 {
+    Int8(*mut i8),
+    Acc(*mut i32),
+}
+
+/// One output pixel of the AVX-512 kernel, its taps read from `tap(t)`, written from `at`.
+///
+/// # Safety
+/// The CPU runs AVX-512F, AVX-512BW and AVX-512VL; `tap(t)` has `dw.channels` readable bytes for
+/// every `t < 2 · ⌈taps / 2⌉`; `dw`, `lanes` as [`row_paired_avx512`] asserts; `dst` has
+/// `at + dw.channels` values.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+#[inline]
+unsafe fn pixel_512(
+    dw: &PackedDw,
+    lanes: &Lanes512,
+    tap: impl Fn(usize) -> *const i8,
+    k: &Consts512,
+    dst: Dst512,
+    at: usize,
+) {
+    use std::arch::x86_64::*;
+    let c = dw.channels;
+    let tap_pairs = dw.taps.div_ceil(2);
+    for cb in (0..c).step_by(CB512) {
+        let live = (c - cb).min(CB512);
+        let mask: __mmask32 = if live == CB512 { u32::MAX } else { (1u32 << live) - 1 };
+        // SAFETY: forwarded from the caller; the masked loads read `live` bytes from `cb`;
+        // `pairs` holds `tap_pairs · 64` values per block, the lane arrays 32.
+        unsafe {
+            let wp = dw.pairs.as_ptr().add(cb * tap_pairs * 2);
+            let (mut s0, mut s1) = (_mm512_setzero_si512(), _mm512_setzero_si512());
+            for p in 0..tap_pairs {
+                let xa = _mm256_maskz_loadu_epi8(mask, tap(2 * p).add(cb).cast());
+                let xb = _mm256_maskz_loadu_epi8(mask, tap(2 * p + 1).add(cb).cast());
+                let u0 = _mm512_cvtepi8_epi16(_mm256_unpacklo_epi8(xa, xb));
+                let u1 = _mm512_cvtepi8_epi16(_mm256_unpackhi_epi8(xa, xb));
+                s0 = _mm512_add_epi32(s0, _mm512_madd_epi16(u0, _mm512_loadu_si512(wp.add(p * 2 * CB512).cast())));
+                s1 = _mm512_add_epi32(
+                    s1,
+                    _mm512_madd_epi16(u1, _mm512_loadu_si512(wp.add(p * 2 * CB512 + CB512).cast())),
+                );
+            }
+            let s0 = _mm512_sub_epi32(s0, _mm512_loadu_si512(lanes.corr.as_ptr().add(cb).cast()));
+            let s1 = _mm512_sub_epi32(s1, _mm512_loadu_si512(lanes.corr.as_ptr().add(cb + 16).cast()));
+            match dst {
+                Dst512::Int8(out) => {
+                    let mut q = [_mm512_setzero_si512(); 2];
+                    for (h, s) in [s0, s1].into_iter().enumerate() {
+                        // `acc · m + o` (a multiply, then an add), clamped, rounded by the magic
+                        // number: the scalar epilogue's arithmetic.
+                        let m = _mm512_loadu_ps(lanes.mult.as_ptr().add(cb + 16 * h));
+                        let o = _mm512_loadu_ps(lanes.offset.as_ptr().add(cb + 16 * h));
+                        let v = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(s), m), o);
+                        let v = _mm512_min_ps(_mm512_max_ps(v, k.lo), k.hi);
+                        q[h] = _mm512_add_epi32(_mm512_castps_si512(_mm512_add_ps(v, k.magic)), k.bias);
+                    }
+                    // Bytes of channels 0-7, 16-23 and 8-15, 24-31, then in order.
+                    let (b0, b1) = (_mm512_cvtepi32_epi8(q[0]), _mm512_cvtepi32_epi8(q[1]));
+                    let v = _mm256_inserti128_si256::<1>(
+                        _mm256_castsi128_si256(_mm_unpacklo_epi64(b0, b1)),
+                        _mm_unpackhi_epi64(b0, b1),
+                    );
+                    let to = out.add(at + cb);
+                    if live == CB512 {
+                        _mm256_storeu_si256(to.cast(), v);
+                    } else {
+                        _mm256_mask_storeu_epi8(to, mask, v);
+                    }
+                }
+                Dst512::Acc(acc) => {
+                    let first = _mm512_permutex2var_epi32(s0, k.first_idx, s1);
+                    let second = _mm512_permutex2var_epi32(s0, k.second_idx, s1);
+                    let to = acc.add(at + cb);
+                    let m0 = if live >= 16 { 0xffff } else { (1u16 << live) - 1 };
+                    _mm512_mask_storeu_epi32(to, m0, first);
+                    if live > 16 {
+                        let m1 = if live == CB512 { 0xffff } else { (1u16 << (live - 16)) - 1 };
+                        _mm512_mask_storeu_epi32(to.add(16), m1, second);
+                    }
+                }
+            }
+        }
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -433,9 +614,9 @@ pub(super) fn run<O: QOut>(
         #[cfg(target_arch = "x86_64")]
         {
             if paired512 {
-                // SAFETY: AVX-512F/BW/VL are present and `dw` is packed in blocks of 32 (checked
-                // just above); the kernel checks its operands.
-                return unsafe { row_paired_avx512(dw, g, ow, x, &zeros, zp as i16, (r / oh, r % oh), ep, acc, chunk) };
+                // SAFETY: AVX-512F/BW/VL are present (checked just above); the kernel checks its
+                // operands.
+                return unsafe { row_paired_avx512(dw, g, ow, x, &zeros, (r / oh, r % oh), ep, acc, chunk) };
             }
             if paired
                 && dw.block == CB

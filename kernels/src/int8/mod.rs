@@ -863,7 +863,7 @@ impl QConv2d {
                 return Err(KernelError::Argument(format!("int8 convolution: {taps} taps per sum (at most {MAX_K})")));
             }
             Strategy::Depthwise(
-                depthwise::PackedDw::new(level, g.in_channels, taps, weight),
+                depthwise::PackedDw::new(level, g.in_channels, taps, weight, x_zero_point, &epilogue),
                 depthwise::pixels_epilogue(&epilogue),
             )
         };

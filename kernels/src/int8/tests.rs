@@ -118,15 +118,26 @@ fn check_conv((level, dot): (Level, Dot), g: Conv2dGeometry, zx: i32, threads: u
     let x = values(g.batch * ih * iw * g.in_channels, 5);
     let taps = g.kernel[0] * g.kernel[1];
     let w = values(g.out_channels * (g.in_channels / g.groups) * taps, 11);
-    let ep = epilogue(g.out_channels, true, 1);
-    let conv = QConv2d::with_dot(level, dot, g, &w, zx, ep.clone()).unwrap();
-    let [oh, ow] = conv.output;
-    let mut out = vec![0i8; g.batch * oh * ow * g.out_channels];
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-    pool.install(|| conv.run(&x, &mut out, threads)).unwrap();
-    let want = conv_reference(&g, &x, zx, &w, &ep);
-    for (i, (&a, &b)) in out.iter().zip(&want).enumerate() {
-        assert_eq!(f32::from(a), b, "{level:?} {dot:?} {} {g:?} at {i}", conv.strategy());
+    // Requantized into int8, and dequantized into f32.
+    for int8 in [true, false] {
+        let ep = epilogue(g.out_channels, int8, 1);
+        let conv = QConv2d::with_dot(level, dot, g, &w, zx, ep.clone()).unwrap();
+        let [oh, ow] = conv.output;
+        let len = g.batch * oh * ow * g.out_channels;
+        let got: Vec<f32> = if int8 {
+            let mut out = vec![0i8; len];
+            pool.install(|| conv.run(&x, &mut out, threads)).unwrap();
+            out.iter().map(|&v| f32::from(v)).collect()
+        } else {
+            let mut out = vec![0f32; len];
+            pool.install(|| conv.run(&x, &mut out, threads)).unwrap();
+            out
+        };
+        let want = conv_reference(&g, &x, zx, &w, &ep);
+        for (i, (&a, &b)) in got.iter().zip(&want).enumerate() {
+            assert_eq!(a, b, "{level:?} {dot:?} {} {g:?} int8 {int8} at {i}", conv.strategy());
+        }
     }
 }
 
