@@ -18,6 +18,8 @@
 
 #![allow(unsafe_code)]
 
+use std::ops::Range;
+
 use super::{Epilogue, QOut};
 use crate::nhwc::Conv2dGeometry;
 use crate::simd::Level;
@@ -217,7 +219,8 @@ fn row_out<O: QOut>(
 }
 
 /// The paired AVX2 kernel for one output row: sums of the channel blocks into `acc`, the other
-/// channels through [`row`]'s loop; then the epilogue.
+/// channels through [`row`]'s loop; then the epilogue. Pixels whose taps all lie inside the
+/// image read them at fixed offsets from the first (see [`interior`]).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 #[allow(clippy::too_many_arguments)]
@@ -233,84 +236,144 @@ unsafe fn row_paired_avx2<O: QOut>(
     acc: &mut [i32],
     out: &mut [O],
 ) -> KResult {
-    use std::arch::x86_64::*;
     /// Taps listed on the stack (a 5 × 5 kernel and its padding tap; the caller falls back to
     /// [`row`] beyond).
     const MAX_TAPS: usize = PAIRED_MAX_TAPS + 1;
     let c = dw.channels;
     let (taps, tap_pairs, blocks) = (dw.taps, dw.taps.div_ceil(2), c / CB);
-    assert!(
-        taps < MAX_TAPS && zeros.len() >= c && acc.len() >= ow * c && dw.pairs.len() >= blocks * tap_pairs * 2 * CB
-    );
     let [ih, iw] = g.input;
     let [kh, kw] = g.kernel;
-    let inside = |o: usize, k: usize, stride: usize, dil: usize, pad: usize, len: usize| {
-        (o * stride + k * dil).checked_sub(pad).filter(|&v| v < len)
-    };
-    let zpv = _mm256_set1_epi16(zp);
+    assert!(
+        taps < MAX_TAPS
+            && kh * kw == taps
+            && zeros.len() >= c
+            && acc.len() >= ow * c
+            && dw.pairs.len() >= blocks * tap_pairs * 2 * CB
+            && dw.w.len() >= taps * c
+            && (b + 1) * ih * iw * c <= x.len(),
+        "int8 depthwise: operands too short"
+    );
+    let (rows, inside, offsets) = interior::<MAX_TAPS>(g, c, ow, b, y);
+    // Where each tap of the other pixels reads (`None`: the zero-point vector).
+    let mut at: [Option<usize>; MAX_TAPS] = [None; MAX_TAPS];
     for xo in 0..ow {
-        // Where each tap reads: the input pixel, or the zero-point vector outside the image (and
-        // for the padding tap of an odd count). Every pointer has `c` readable bytes.
-        let mut src = [zeros.as_ptr(); MAX_TAPS];
-        let mut offset = [usize::MAX; MAX_TAPS];
-        for ky in 0..kh {
-            let Some(yy) = inside(y, ky, g.stride[0], g.dilation[0], g.padding[0], ih) else { continue };
-            for kx in 0..kw {
-                let Some(xx) = inside(xo, kx, g.stride[1], g.dilation[1], g.padding[1], iw) else { continue };
-                let at = ((b * ih + yy) * iw + xx) * c;
-                assert!(at + c <= x.len(), "depthwise: input pixel outside the input");
-                // SAFETY: `at + c ≤ x.len()` (asserted just above).
-                src[ky * kw + kx] = unsafe { x.as_ptr().add(at) };
-                offset[ky * kw + kx] = at;
-            }
-        }
         let a = &mut acc[xo * c..(xo + 1) * c];
-        for blk in 0..blocks {
-            let cb = blk * CB;
-            let wp = &dw.pairs[blk * tap_pairs * 2 * CB..(blk + 1) * tap_pairs * 2 * CB];
-            let (mut lo, mut hi) = (_mm256_setzero_si256(), _mm256_setzero_si256());
-            for p in 0..tap_pairs {
-                // SAFETY: every `src` pointer has `c` readable bytes and `cb + CB ≤ c`: the two
-                // 16-byte loads stay inside; `wp` holds `tap_pairs · 2 · CB` values (asserted),
-                // pair `p` reads 32 of them from `p · 32`.
-                unsafe {
-                    let xa = _mm256_cvtepi8_epi16(_mm_loadu_si128(src[2 * p].add(cb).cast()));
-                    let xb = _mm256_cvtepi8_epi16(_mm_loadu_si128(src[2 * p + 1].add(cb).cast()));
-                    let (xa, xb) = (_mm256_sub_epi16(xa, zpv), _mm256_sub_epi16(xb, zpv));
-                    let w0 = _mm256_loadu_si256(wp.as_ptr().add(p * 2 * CB).cast());
-                    let w1 = _mm256_loadu_si256(wp.as_ptr().add(p * 2 * CB + CB).cast());
-                    lo = _mm256_add_epi32(lo, _mm256_madd_epi16(_mm256_unpacklo_epi16(xa, xb), w0));
-                    hi = _mm256_add_epi32(hi, _mm256_madd_epi16(_mm256_unpackhi_epi16(xa, xb), w1));
-                }
-            }
-            // Channels 0-3 | 8-11 and 4-7 | 12-15 back into order.
-            let first = _mm256_permute2x128_si256::<0x20>(lo, hi);
-            let second = _mm256_permute2x128_si256::<0x31>(lo, hi);
-            let dst = &mut a[cb..cb + CB];
-            // SAFETY: `dst` holds CB = 16 `i32`: two 8-lane stores.
-            unsafe {
-                _mm256_storeu_si256(dst.as_mut_ptr().cast(), first);
-                _mm256_storeu_si256(dst.as_mut_ptr().add(8).cast(), second);
+        if inside.contains(&xo) {
+            let first = rows[0].unwrap_or(0) + (xo * g.stride[1] - g.padding[1]) * c;
+            // SAFETY: the pixel's taps lie inside the image (`interior`): at most
+            // `(b + 1) · ih · iw · c ≤ x.len()` (asserted); the sizes were asserted.
+            unsafe { pixel_avx2(dw, x, zeros, zp, |t| Some(first + offsets[t]), a) };
+            continue;
+        }
+        for (ky, row) in rows.iter().enumerate().take(kh) {
+            let Some(row) = *row else { continue };
+            for kx in 0..kw {
+                at[ky * kw + kx] = (xo * g.stride[1] + kx * g.dilation[1])
+                    .checked_sub(g.padding[1])
+                    .filter(|&v| v < iw)
+                    .map(|xx| row + xx * c);
             }
         }
-        if blocks * CB < c {
-            let cb = blocks * CB;
-            let rest = &mut a[cb..];
-            rest.fill(0);
-            for (t, &xi) in offset[..taps].iter().enumerate() {
-                if xi == usize::MAX {
-                    continue;
-                }
-                for ((a, &v), &w) in rest.iter_mut().zip(&x[xi + cb..xi + c]).zip(&dw.w[t * c + cb..(t + 1) * c]) {
-                    *a += i32::from((i16::from(v) - zp).wrapping_mul(w));
-                }
-            }
-        }
+        // SAFETY: as above (every `at` is a pixel of image `b`).
+        unsafe { pixel_avx2(dw, x, zeros, zp, |t| at[t], a) };
     }
     for (o, a) in out.chunks_mut(ep.channels()).zip(acc.chunks(ep.channels())) {
         O::apply(ep, a, 0, o)?;
     }
     Ok(())
+}
+
+/// For output row `y` of image `b`: the offset in the input of the row each kernel row reads
+/// (none outside the image); the output pixels whose taps all lie inside the image (every kernel
+/// row inside, `xo · sw ≥ pw` and `xo · sw + (kw - 1) · dw - pw < iw`); and the taps' offsets
+/// from the first tap's pixel (zero for the padding tap of an odd count, whose weights are zero).
+fn interior<const MAX: usize>(
+    g: &Conv2dGeometry,
+    c: usize,
+    ow: usize,
+    b: usize,
+    y: usize,
+) -> ([Option<usize>; MAX], Range<usize>, [usize; MAX]) {
+    let [ih, iw] = g.input;
+    let [kh, kw] = g.kernel;
+    let ([sh, sw], [dh, dw], [ph, pw]) = (g.stride, g.dilation, g.padding);
+    let mut rows = [None; MAX];
+    for (ky, r) in rows.iter_mut().enumerate().take(kh) {
+        *r = (y * sh + ky * dh).checked_sub(ph).filter(|&v| v < ih).map(|yy| (b * ih + yy) * iw * c);
+    }
+    let inside = if rows[..kh].iter().all(Option::is_some) {
+        pw.div_ceil(sw)..(iw + pw).checked_sub((kw - 1) * dw + 1).map_or(0, |v| v / sw + 1).min(ow)
+    } else {
+        0..0
+    };
+    let mut offsets = [0usize; MAX];
+    for (t, o) in offsets.iter_mut().enumerate().take(kh * kw) {
+        *o = ((t / kw) * dh * iw + (t % kw) * dw) * c;
+    }
+    (rows, inside, offsets)
+}
+
+/// One output pixel of the paired AVX2 kernel into `a` (`c` sums), tap `t` reading the input from
+/// `at(t)` (`None`: the zero-point vector).
+///
+/// # Safety
+/// The CPU runs AVX2; `at(t) + c ≤ x.len()` for every `t < 2 · ⌈taps / 2⌉`; `zeros` holds `c`
+/// values; `dw` as [`row_paired_avx2`] asserts.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn pixel_avx2(
+    dw: &PackedDw,
+    x: &[i8],
+    zeros: &[i8],
+    zp: i16,
+    at: impl Fn(usize) -> Option<usize>,
+    a: &mut [i32],
+) {
+    use std::arch::x86_64::*;
+    let c = dw.channels;
+    let (taps, tap_pairs, blocks) = (dw.taps, dw.taps.div_ceil(2), c / CB);
+    let src = |t: usize| at(t).map_or(zeros.as_ptr(), |o| x.as_ptr().wrapping_add(o));
+    let zpv = _mm256_set1_epi16(zp);
+    for blk in 0..blocks {
+        let cb = blk * CB;
+        let wp = dw.pairs.as_ptr().wrapping_add(blk * tap_pairs * 2 * CB);
+        let (mut lo, mut hi) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+        for p in 0..tap_pairs {
+            // SAFETY: every tap has `c` readable bytes and `cb + CB ≤ c`: the two 16-byte loads
+            // stay inside; the block's pairs hold `tap_pairs · 2 · CB` values, pair `p` reads 32
+            // of them from `p · 32`.
+            unsafe {
+                let xa = _mm256_cvtepi8_epi16(_mm_loadu_si128(src(2 * p).add(cb).cast()));
+                let xb = _mm256_cvtepi8_epi16(_mm_loadu_si128(src(2 * p + 1).add(cb).cast()));
+                let (xa, xb) = (_mm256_sub_epi16(xa, zpv), _mm256_sub_epi16(xb, zpv));
+                let w0 = _mm256_loadu_si256(wp.add(p * 2 * CB).cast());
+                let w1 = _mm256_loadu_si256(wp.add(p * 2 * CB + CB).cast());
+                lo = _mm256_add_epi32(lo, _mm256_madd_epi16(_mm256_unpacklo_epi16(xa, xb), w0));
+                hi = _mm256_add_epi32(hi, _mm256_madd_epi16(_mm256_unpackhi_epi16(xa, xb), w1));
+            }
+        }
+        // Channels 0-3 | 8-11 and 4-7 | 12-15 back into order.
+        let first = _mm256_permute2x128_si256::<0x20>(lo, hi);
+        let second = _mm256_permute2x128_si256::<0x31>(lo, hi);
+        let dst = &mut a[cb..cb + CB];
+        // SAFETY: `dst` holds CB = 16 `i32`: two 8-lane stores.
+        unsafe {
+            _mm256_storeu_si256(dst.as_mut_ptr().cast(), first);
+            _mm256_storeu_si256(dst.as_mut_ptr().add(8).cast(), second);
+        }
+    }
+    if blocks * CB < c {
+        let cb = blocks * CB;
+        let rest = &mut a[cb..c];
+        rest.fill(0);
+        for t in 0..taps {
+            let Some(xi) = at(t) else { continue };
+            for ((a, &v), &w) in rest.iter_mut().zip(&x[xi + cb..xi + c]).zip(&dw.w[t * c + cb..(t + 1) * c]) {
+                *a += i32::from((i16::from(v) - zp).wrapping_mul(w));
+            }
+        }
+    }
 }
 
 /// `ep` (one entry per channel) repeated over enough pixels that a row's epilogue runs on long
@@ -384,7 +447,7 @@ unsafe fn row_paired_avx512<O: QOut>(
         .ok_or_else(|| crate::KernelError::Argument("int8 depthwise: not packed for AVX-512".into()))?;
     let [ih, iw] = g.input;
     let [kh, kw] = g.kernel;
-    let ([sh, sw], [dh, dwx], [ph, pw]) = (g.stride, g.dilation, g.padding);
+    let [sw, dwx, pw] = [g.stride[1], g.dilation[1], g.padding[1]];
     assert!(
         dw.block == CB512
             && taps < MAX_TAPS
@@ -399,24 +462,7 @@ unsafe fn row_paired_avx512<O: QOut>(
             && (b + 1) * ih * iw * c <= x.len(),
         "int8 depthwise: operands too short"
     );
-    // The input row each kernel row reads (its offset in `x`), or none outside the image.
-    let mut rows = [None; MAX_TAPS];
-    for (ky, r) in rows.iter_mut().enumerate().take(kh) {
-        *r = (y * sh + ky * dh).checked_sub(ph).filter(|&v| v < ih).map(|yy| (b * ih + yy) * iw * c);
-    }
-    // Pixels whose taps all fall inside the image: every kernel row inside, and
-    // `xo · sw ≥ pw`, `xo · sw + (kw - 1) · dwx - pw < iw`. Their taps sit at fixed offsets from
-    // the first tap's pixel (the padding tap of an odd count, whose weights are zero, reads the
-    // first tap again).
-    let inside = if rows[..kh].iter().all(Option::is_some) {
-        pw.div_ceil(sw)..(iw + pw).checked_sub((kw - 1) * dwx + 1).map_or(0, |v| v / sw + 1).min(ow)
-    } else {
-        0..0
-    };
-    let mut offsets = [0usize; MAX_TAPS];
-    for (t, o) in offsets.iter_mut().enumerate().take(taps) {
-        *o = ((t / kw) * dh * iw + (t % kw) * dwx) * c;
-    }
+    let (rows, inside, offsets) = interior::<MAX_TAPS>(g, c, ow, b, y);
     // Where each tap of the other pixels reads: an input pixel, or the zero-point vector outside
     // the image (and for the padding tap of an odd count). Every pointer has `c` readable bytes.
     let mut src = [zeros.as_ptr(); MAX_TAPS];
