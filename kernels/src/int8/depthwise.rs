@@ -655,7 +655,11 @@ pub(super) fn run<O: QOut>(
     // The vector a tap outside the image reads: zero points, so it adds nothing.
     let zeros = vec![zp as i8; c];
     let paired = taps <= PAIRED_MAX_TAPS && c >= CB;
-    let paired512 = taps <= PAIRED_MAX_TAPS && dw.block == CB512 && avx512_runs();
+    // (The AVX-512 kernel's corrections were computed for the convolution's zero point.)
+    let paired512 = taps <= PAIRED_MAX_TAPS
+        && dw.block == CB512
+        && dw.lanes.as_ref().is_some_and(|l| l.zero_point == zp)
+        && avx512_runs();
     crate::par::try_chunks_with(out, row_len, parallel, &|| vec![0i32; row_len], |acc, r, chunk| {
         #[cfg(target_arch = "x86_64")]
         {
