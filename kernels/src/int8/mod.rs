@@ -402,15 +402,15 @@ impl RowValue for i16 {
     }
 }
 
-/// The VNNI tiles read `x + 128` (see `vnni.rs`).
-impl RowValue for u8 {
+/// The VNNI tiles read `x` itself (see `vnni.rs`).
+impl RowValue for i8 {
     #[inline(always)]
-    fn from_input(v: i8, _: i32) -> u8 {
-        (v as u8) ^ 0x80
+    fn from_input(v: i8, _: i32) -> i8 {
+        v
     }
     #[inline(always)]
-    fn padding(zp: i32) -> u8 {
-        (zp + 128) as u8
+    fn padding(zp: i32) -> i8 {
+        zp as i8
     }
 }
 
@@ -509,7 +509,7 @@ fn qgemm<O: QOut>(
         Packed::Quads(w, width) => {
             let kq = w.kq();
             let need = vnni::scratch_len(*width, kq);
-            let fill = |r: usize, dst: &mut [u8]| rows.fill(r, zp, dst);
+            let fill = |r: usize, dst: &mut [i8]| rows.fill(r, zp, dst);
             let contiguous = match rows {
                 Rows::Contiguous { x, .. } => Some(x),
                 Rows::Patches { .. } => None,
@@ -583,7 +583,7 @@ thread_local! {
     /// The product's row scratch (see [`qgemm`]).
     static SCRATCH: std::cell::Cell<Vec<i16>> = const { std::cell::Cell::new(Vec::new()) };
     /// The VNNI product's row scratch.
-    static SCRATCH_BYTES: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+    static SCRATCH_BYTES: std::cell::Cell<Vec<i8>> = const { std::cell::Cell::new(Vec::new()) };
     /// [`QDenseDynamic`]'s quantized input.
     static QUANTIZED_INPUT: std::cell::Cell<Vec<i8>> = const { std::cell::Cell::new(Vec::new()) };
 }

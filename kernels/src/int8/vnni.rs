@@ -1,13 +1,15 @@
 //! The int8 product on VNNI (`vpdpbusd`: four unsigned-by-signed byte products added into each
 //! `i32` lane, without saturation): AVX-512 VNNI on 512-bit vectors, AVX-VNNI on 256-bit ones.
 //!
-//! `vpdpbusd` multiplies *unsigned* bytes by signed ones, so a row's int8 values `x` are stored
-//! as `x + 128` (a flip of the top bit) and the difference is taken out at the end with the
-//! weights' column sums, as XNNPACK's VNNI kernels do:
-//! `Σ (x - zx) · w = Σ (x + 128) · w - (zx + 128) · Σ w`. A position outside the input (a
-//! convolution's padding) is stored as `zx + 128`, so it contributes nothing. Each sum has at
-//! most [`MAX_K`](super::MAX_K) terms of magnitude ≤ 255 · 128, so every value fits `i32`
-//! (the correction is applied with wrapping arithmetic; the result is exact).
+//! `vpdpbusd` multiplies *unsigned* bytes by signed ones. The weights are the unsigned side,
+//! packed once as `w + 128` (a flip of the top bit), so the rows' int8 values are read where they
+//! lie — a linear layer's or pointwise convolution's rows straight from the input, four bytes
+//! broadcast at a time, with no copy into a tile order. The difference is taken out at the end
+//! with each row's sum and each column's:
+//! `Σ (x - zx) · w = Σ x · (w + 128) - 128 · Σ x - zx · Σ w`. A position outside the input (a
+//! convolution's padding) holds `zx`, so it contributes nothing. Each sum has at most
+//! [`MAX_K`](super::MAX_K) terms of magnitude ≤ 128 · 255, so every value fits `i32` (the
+//! corrections are applied with wrapping arithmetic; the result is exact).
 
 #![allow(unsafe_code)]
 
@@ -77,13 +79,13 @@ impl Width {
 }
 
 /// Weights `[N, K]` packed for the VNNI tiles: panels of [`NR`] columns, each `K/4` (rounded up)
-/// steps of `NR` groups of four bytes (`w[4s..4s+4][j]` for column `j`), zero past `K` and `N`;
-/// with each column's sum over `K`.
+/// steps of `NR` groups of four bytes (`w[4s..4s+4][j] + 128` for column `j`; 128, a zero
+/// weight, past `K` and `N`); with each column's sum over `K`.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct PackedQuads {
     k: usize,
     n: usize,
-    data: Vec<i8>,
+    data: Vec<u8>,
     column_sums: Vec<i32>,
 }
 
@@ -102,7 +104,7 @@ impl PackedQuads {
             .checked_mul(steps)
             .and_then(|v| v.checked_mul(4 * NR))
             .ok_or_else(|| KernelError::Argument("int8 product: weights too large".into()))?;
-        let mut data = vec![0i8; len];
+        let mut data = vec![0x80u8; len];
         let mut column_sums = vec![0i32; panels * NR];
         for p in 0..panels {
             for jj in 0..NR.min(n - p * NR) {
@@ -110,7 +112,7 @@ impl PackedQuads {
                 let mut sum = 0i32;
                 for kk in 0..k {
                     let v = w(j, kk);
-                    data[(p * steps + kk / 4) * 4 * NR + 4 * jj + kk % 4] = v;
+                    data[(p * steps + kk / 4) * 4 * NR + 4 * jj + kk % 4] = (v as u8) ^ 0x80;
                     sum += i32::from(v);
                 }
                 column_sums[j] = sum;
@@ -136,7 +138,7 @@ impl PackedQuads {
         self.k.div_ceil(4) * 4
     }
 
-    fn panel(&self, p: usize) -> &[i8] {
+    fn panel(&self, p: usize) -> &[u8] {
         let len = self.kq() * NR;
         &self.data[p * len..(p + 1) * len]
     }
@@ -144,10 +146,10 @@ impl PackedQuads {
 
 /// What a task of the VNNI product reads.
 pub(super) struct QuadJob<'a> {
-    /// Writes row `r`'s `K` values, each plus 128 (padding: the zero point plus 128).
-    pub fill: &'a (dyn Fn(usize, &mut [u8]) + Sync),
-    /// The rows themselves when they lie one after another (`K` int8 values each): then they are
-    /// converted straight into the tile order, four bytes at a time.
+    /// Writes row `r`'s `K` values (padding: the zero point).
+    pub fill: &'a (dyn Fn(usize, &mut [i8]) + Sync),
+    /// The rows themselves when they lie one after another (`K` int8 values each): when `K` is a
+    /// multiple of four the tiles read them in place.
     pub contiguous: Option<&'a [i8]>,
     pub w: &'a PackedQuads,
     pub ep: &'a Epilogue,
@@ -155,16 +157,18 @@ pub(super) struct QuadJob<'a> {
     pub zero_point: i32,
 }
 
+/// The most rows [`block_rows`] gives.
+const MAX_BLOCK_ROWS: usize = 512;
+
 /// Rows of the scratch filled at once: about 128 KiB of bytes, a whole number of `width`'s tiles.
 pub(super) fn block_rows(width: Width, kq: usize) -> usize {
     let mr = width.rows();
-    ((128 * 1024 / kq.max(1)).clamp(mr, 512) / mr) * mr
+    ((128 * 1024 / kq.max(1)).clamp(mr, MAX_BLOCK_ROWS) / mr) * mr
 }
 
-/// The scratch a task of `width` needs for rows of `kq` bytes: [`block_rows`] rows, interleaved
-/// per tile, and one row to fill before interleaving.
+/// The scratch a task of `width` needs for rows of `kq` bytes: [`block_rows`] rows.
 pub(super) fn scratch_len(width: Width, kq: usize) -> usize {
-    (block_rows(width, kq) + 1) * kq
+    block_rows(width, kq) * kq
 }
 
 /// One task of the VNNI product (as [`super::micro::gemm_task`]): the output rows from `first`
@@ -172,7 +176,7 @@ pub(super) fn scratch_len(width: Width, kq: usize) -> usize {
 /// [`scratch_len`] bytes. Compiled for `width`'s features, epilogue included.
 pub(super) fn quad_task<O: QOut>(
     width: Width,
-    a: &mut [u8],
+    a: &mut [i8],
     first: usize,
     job: &QuadJob<'_>,
     chunk: &mut [O],
@@ -205,7 +209,7 @@ pub(super) fn quad_task<O: QOut>(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 unsafe fn quad_task_512<O: QOut>(
-    a: &mut [u8],
+    a: &mut [i8],
     first: usize,
     job: &QuadJob<'_>,
     chunk: &mut [O],
@@ -219,7 +223,7 @@ unsafe fn quad_task_512<O: QOut>(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,avxvnni")]
 unsafe fn quad_task_256<O: QOut>(
-    a: &mut [u8],
+    a: &mut [i8],
     first: usize,
     job: &QuadJob<'_>,
     chunk: &mut [O],
@@ -228,13 +232,13 @@ unsafe fn quad_task_256<O: QOut>(
     quad_task_generic(Width::W256, a, first, job, chunk, panels)
 }
 
-/// Per block of rows: each row filled, then written into its tile's interleaved order (step `s`
-/// of a tile holds its rows' four bytes `4s..4s+4` side by side, one stream for the tile to
-/// read); per weight panel (or pair), every tile's sums, corrected, through the epilogue.
+/// Per block of rows: the rows in place (contiguous rows of a multiple of four bytes) or filled
+/// into the scratch, and each row's sum; per weight panel (or pair), every tile's sums,
+/// corrected, through the epilogue.
 #[inline(always)]
 fn quad_task_generic<O: QOut>(
     width: Width,
-    a: &mut [u8],
+    a: &mut [i8],
     first: usize,
     job: &QuadJob<'_>,
     chunk: &mut [O],
@@ -242,33 +246,27 @@ fn quad_task_generic<O: QOut>(
 ) -> KResult {
     let (k, n, kq) = (job.w.k, job.w.n, job.w.kq());
     let mb = block_rows(width, kq);
-    let (a, row) = a.split_at_mut(mb * kq);
     let (col0, stride) = panel_columns(&panels, n);
     let count = chunk.len() / stride;
-    let correction = job.zero_point + 128;
+    let zx = job.zero_point;
     let mr = width.rows();
     let mut tile: Tile = [[0; TILE_COLS]; TILE_ROWS];
+    // `128 · Σ x` of each row of the block.
+    let mut row_corr = [0i32; MAX_BLOCK_ROWS];
     for b0 in (0..count).step_by(mb) {
         let rows = mb.min(count - b0);
-        let padded = rows.div_ceil(mr) * mr;
-        for r in 0..padded {
-            let t = &mut a[(r / mr) * mr * kq..(r / mr + 1) * mr * kq];
-            match job.contiguous {
-                Some(x) if r < rows && k % 4 == 0 => {
-                    let src = &x[(first + b0 + r) * k..(first + b0 + r + 1) * k];
-                    for (s, quad) in src.chunks_exact(4).enumerate() {
-                        let v = u32::from_ne_bytes([quad[0] as u8, quad[1] as u8, quad[2] as u8, quad[3] as u8]);
-                        t[(s * mr + r % mr) * 4..][..4].copy_from_slice(&(v ^ 0x8080_8080).to_ne_bytes());
-                    }
-                    continue;
+        let block: &[i8] = match job.contiguous {
+            Some(x) if k == kq => &x[(first + b0) * k..(first + b0 + rows) * k],
+            _ => {
+                for (r, row) in a.chunks_exact_mut(kq).take(rows).enumerate() {
+                    (job.fill)(first + b0 + r, &mut row[..k]);
+                    row[k..].fill(0);
                 }
-                _ if r < rows => (job.fill)(first + b0 + r, &mut row[..k]),
-                _ => row[..k].fill(0),
+                &a[..rows * kq]
             }
-            row[k..].fill(0);
-            for (s, quad) in row.chunks_exact(4).enumerate() {
-                t[(s * mr + r % mr) * 4..][..4].copy_from_slice(quad);
-            }
+        };
+        for (c, row) in row_corr.iter_mut().zip(block.chunks_exact(kq)) {
+            *c = 128i32.wrapping_mul(row.iter().map(|&v| i32::from(v)).sum::<i32>());
         }
         for p in panels.clone().step_by(width.panels()) {
             // One panel, or two side by side (the second absent at the end of the range).
@@ -289,24 +287,29 @@ fn quad_task_generic<O: QOut>(
                         cols,
                     };
                     for (j, &sum) in sums.iter().enumerate() {
-                        rq.correction[j] = correction.wrapping_mul(sum);
+                        rq.correction[j] = zx.wrapping_mul(sum);
                     }
                     rq.mult[..cols].copy_from_slice(&job.ep.mult[c0..c0 + cols]);
                     rq.offset[..cols].copy_from_slice(&job.ep.offset[c0..c0 + cols]);
                     for r0 in (0..rows).step_by(mr) {
-                        let block = &a[r0 * kq..(r0 + mr) * kq];
+                        let live = mr.min(rows - r0);
+                        let tile_rows = tile_rows(block, kq, r0, live);
+                        let mut rc = [0i32; TILE_ROWS];
+                        rc[..live].copy_from_slice(&row_corr[r0..r0 + live]);
                         let at = (b0 + r0) * stride + c0 - col0;
-                        tile_512_int8(block, kq, job.w.panel(p), second, &rq, out, at, stride, mr.min(rows - r0));
+                        tile_512_int8(&tile_rows, kq, job.w.panel(p), second, &rq, &rc, out, at, stride, live);
                     }
                     continue;
                 }
             }
             for r0 in (0..rows).step_by(mr) {
-                let block = &a[r0 * kq..(r0 + mr) * kq];
-                tile_dispatch(width, block, kq, job.w.panel(p), second, &mut tile);
-                for (r, acc) in tile.iter_mut().enumerate().take(mr.min(rows - r0)) {
+                let live = mr.min(rows - r0);
+                let tile_rows = tile_rows(block, kq, r0, live);
+                tile_dispatch(width, &tile_rows, kq, job.w.panel(p), second, &mut tile);
+                for (r, acc) in tile.iter_mut().enumerate().take(live) {
+                    let rc = row_corr[r0 + r];
                     for (a, &s) in acc.iter_mut().zip(sums) {
-                        *a = a.wrapping_sub(correction.wrapping_mul(s));
+                        *a = a.wrapping_sub(rc).wrapping_sub(zx.wrapping_mul(s));
                     }
                     let row = &mut chunk[(b0 + r0 + r) * stride..(b0 + r0 + r + 1) * stride];
                     O::apply(job.ep, &acc[..cols], c0, &mut row[c0 - col0..c0 - col0 + cols])?;
@@ -317,13 +320,28 @@ fn quad_task_generic<O: QOut>(
     Ok(())
 }
 
-/// Runs the tile of `width` over `rows` (`width.rows()` rows of `kq` bytes) and a panel, or two
-/// (AVX-512 only: the second's sums in columns 16..32 of the tile).
+/// The rows of the tile from row `r0` of `block` (rows of `kq` bytes): `live` of them, the rest
+/// repeating the first (their sums are computed and dropped).
 #[inline(always)]
-fn tile_dispatch(width: Width, rows: &[u8], kq: usize, panel: &[i8], second: Option<&[i8]>, tile: &mut Tile) {
+fn tile_rows(block: &[i8], kq: usize, r0: usize, live: usize) -> [&[i8]; TILE_ROWS] {
+    let row = |r: usize| &block[(r0 + r) * kq..(r0 + r + 1) * kq];
+    let mut rows = [row(0); TILE_ROWS];
+    for (r, slot) in rows.iter_mut().enumerate().take(live).skip(1) {
+        *slot = row(r);
+    }
+    rows
+}
+
+/// A tile's rows: each at least `kq` bytes (the first `width.rows()` are read).
+type TileRows<'a> = [&'a [i8]; TILE_ROWS];
+
+/// Runs the tile of `width` over `rows` and a panel, or two (AVX-512 only: the second's sums in
+/// columns 16..32 of the tile).
+#[inline(always)]
+fn tile_dispatch(width: Width, rows: &TileRows<'_>, kq: usize, panel: &[u8], second: Option<&[u8]>, tile: &mut Tile) {
     assert!(
         kq.is_multiple_of(4)
-            && rows.len() >= width.rows() * kq
+            && rows[..width.rows()].iter().all(|r| r.len() >= kq)
             && panel.len() >= kq * NR
             && second.is_none_or(|b| b.len() >= kq * NR && width == Width::W512),
         "int8 tile: operands shorter than {kq} terms"
@@ -346,9 +364,9 @@ fn tile_dispatch(width: Width, rows: &[u8], kq: usize, panel: &[i8], second: Opt
 }
 
 /// The int8 epilogue of a wide tile's 32 columns (the same arithmetic as [`QOut::apply`] for
-/// `i8`, with the VNNI correction first).
+/// `i8`, with the VNNI corrections first).
 struct Requant32 {
-    /// `(zx + 128) · Σ w` per column.
+    /// `zx · Σ w` per column.
     correction: [i32; TILE_COLS],
     mult: [f32; TILE_COLS],
     offset: [f32; TILE_COLS],
@@ -360,15 +378,16 @@ struct Requant32 {
 }
 
 /// The AVX-512 tile over one panel or two (`b1`), requantizing into int8 rows: row `r < live`
-/// of the tile goes to `out[at + r · stride ..][..rq.cols]`.
+/// of the tile, less `row_corr[r]` (`128 · Σ x`), goes to `out[at + r · stride ..][..rq.cols]`.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn tile_512_int8(
-    rows: &[u8],
+    rows: &TileRows<'_>,
     kq: usize,
-    b0: &[i8],
-    b1: Option<&[i8]>,
+    b0: &[u8],
+    b1: Option<&[u8]>,
     rq: &Requant32,
+    row_corr: &[i32; TILE_ROWS],
     out: &mut [i8],
     at: usize,
     stride: usize,
@@ -376,7 +395,7 @@ fn tile_512_int8(
 ) {
     assert!(
         kq.is_multiple_of(4)
-            && rows.len() >= MR512 * kq
+            && rows[..MR512].iter().all(|r| r.len() >= kq)
             && b0.len() >= kq * NR
             && b1.is_none_or(|b| b.len() >= kq * NR)
             && (1..=NR * (1 + usize::from(b1.is_some()))).contains(&rq.cols)
@@ -390,13 +409,13 @@ fn tile_512_int8(
     match b1 {
         // SAFETY: the CPU runs AVX-512 VNNI, and the operands and the output rows hold what the
         // tile reads and writes (both asserted above).
-        Some(b1) => unsafe { tile_512_int8_body::<true>(rows, kq, b0, b1, rq, out, at, stride, live) },
+        Some(b1) => unsafe { tile_512_int8_body::<true>(rows, kq, b0, b1, rq, row_corr, out, at, stride, live) },
         // SAFETY: as above (the second panel is not read).
-        None => unsafe { tile_512_int8_body::<false>(rows, kq, b0, b0, rq, out, at, stride, live) },
+        None => unsafe { tile_512_int8_body::<false>(rows, kq, b0, b0, rq, row_corr, out, at, stride, live) },
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (rows, kq, b0, b1, rq, out, at, stride, live);
+        let _ = (rows, kq, b0, b1, rq, row_corr, out, at, stride, live);
         unreachable!("VNNI widths run only on x86_64");
     }
 }
@@ -408,11 +427,12 @@ fn tile_512_int8(
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn tile_512_int8_body<const TWO: bool>(
-    rows: &[u8],
+    rows: &TileRows<'_>,
     kq: usize,
-    b0: &[i8],
-    b1: &[i8],
+    b0: &[u8],
+    b1: &[u8],
     rq: &Requant32,
+    row_corr: &[i32; TILE_ROWS],
     out: &mut [i8],
     at: usize,
     stride: usize,
@@ -439,12 +459,13 @@ unsafe fn tile_512_int8_body<const TWO: bool>(
     let (lo_v, hi_v, magic) = (_mm512_set1_ps(rq.lo), _mm512_set1_ps(rq.hi), _mm512_set1_ps(MAGIC));
     let bias = _mm512_set1_epi32(rq.zero_point.wrapping_sub(MAGIC.to_bits() as i32));
     for r in 0..live {
+        let rc = _mm512_set1_epi32(row_corr[r]);
         for (h, acc) in [lo[r], hi[r]].into_iter().enumerate() {
             if masks[h] == 0 {
                 continue;
             }
             // `acc · m + o` (a multiply, then an add), clamped, rounded by the magic number.
-            let y = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc, corr[h]));
+            let y = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_sub_epi32(acc, rc), corr[h]));
             let y = _mm512_add_ps(_mm512_mul_ps(y, mult[h]), offset[h]);
             let y = _mm512_min_ps(_mm512_max_ps(y, lo_v), hi_v);
             let q = _mm512_add_epi32(_mm512_castps_si512(_mm512_add_ps(y, magic)), bias);
@@ -463,38 +484,38 @@ unsafe fn tile_512_int8_body<const TWO: bool>(
 }
 
 /// The AVX-512 tile's sums: [`MR512`] rows × one panel of 16 columns (`lo`), or two (`hi` the
-/// second's, when `TWO`; zero otherwise).
+/// second's, when `TWO`; zero otherwise). Each step broadcasts four bytes of every row (signed)
+/// against four bytes of each column (`w + 128`, unsigned).
 ///
 /// # Safety
-/// The CPU runs AVX-512F, AVX-512BW and AVX-512 VNNI; `rows` holds `MR512 · kq` bytes (the tile's
-/// rows interleaved by steps of four), `b0` `kq · NR` and, when `TWO`, `b1` as many; `kq` a
-/// multiple of four.
+/// The CPU runs AVX-512F, AVX-512BW and AVX-512 VNNI; each of the first [`MR512`] `rows` holds
+/// `kq` bytes, `b0` `kq · NR` and, when `TWO`, `b1` as many; `kq` a multiple of four.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
 #[inline]
 unsafe fn sums_512<const TWO: bool>(
-    rows: &[u8],
+    rows: &TileRows<'_>,
     kq: usize,
-    b0: &[i8],
-    b1: &[i8],
+    b0: &[u8],
+    b1: &[u8],
 ) -> ([std::arch::x86_64::__m512i; MR512], [std::arch::x86_64::__m512i; MR512]) {
     use std::arch::x86_64::*;
-    let (ap, bp0, bp1) = (rows.as_ptr(), b0.as_ptr(), b1.as_ptr());
+    let ap: [*const i8; MR512] = std::array::from_fn(|r| rows[r].as_ptr());
+    let (bp0, bp1) = (b0.as_ptr(), b1.as_ptr());
     let z = _mm512_setzero_si512();
     let mut lo = [z; MR512];
     let mut hi = [z; MR512];
     for s in 0..kq / 4 {
         // SAFETY: step `s` reads bytes `64s..64s + 64` of `b0` (and of `b1` when `TWO`; each holds
-        // `kq · 16`) and the four bytes at `(s · MR512 + r) · 4` for each row `r < MR512` (`rows`
-        // holds `MR512 · kq`).
+        // `kq · 16`) and bytes `4s..4s + 4` of each row (each holds `kq`).
         unsafe {
             let v0 = _mm512_loadu_si512(bp0.add(s * 4 * NR).cast());
             let v1 = if TWO { _mm512_loadu_si512(bp1.add(s * 4 * NR).cast()) } else { z };
             for r in 0..MR512 {
-                let av = _mm512_set1_epi32(std::ptr::read_unaligned(ap.add((s * MR512 + r) * 4).cast::<i32>()));
-                lo[r] = _mm512_dpbusd_epi32(lo[r], av, v0);
+                let av = _mm512_set1_epi32(std::ptr::read_unaligned(ap[r].add(s * 4).cast::<i32>()));
+                lo[r] = _mm512_dpbusd_epi32(lo[r], v0, av);
                 if TWO {
-                    hi[r] = _mm512_dpbusd_epi32(hi[r], av, v1);
+                    hi[r] = _mm512_dpbusd_epi32(hi[r], v1, av);
                 }
             }
         }
@@ -508,7 +529,7 @@ unsafe fn sums_512<const TWO: bool>(
 /// As [`sums_512`].
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-unsafe fn tile_512<const TWO: bool>(rows: &[u8], kq: usize, b0: &[i8], b1: &[i8], tile: &mut Tile) {
+unsafe fn tile_512<const TWO: bool>(rows: &TileRows<'_>, kq: usize, b0: &[u8], b1: &[u8], tile: &mut Tile) {
     use std::arch::x86_64::*;
     // SAFETY: forwarded from the caller.
     let (lo, hi) = unsafe { sums_512::<TWO>(rows, kq, b0, b1) };
@@ -526,26 +547,27 @@ unsafe fn tile_512<const TWO: bool>(rows: &[u8], kq: usize, b0: &[i8], b1: &[i8]
 /// The AVX-VNNI tile: [`MR256`] rows × 16 columns, two 256-bit accumulators per row.
 ///
 /// # Safety
-/// The CPU runs AVX2 and AVX-VNNI; `rows` holds `MR256 · kq` bytes and `b` `kq · NR`, `kq` a
-/// multiple of four.
+/// The CPU runs AVX2 and AVX-VNNI; each of the first [`MR256`] `rows` holds `kq` bytes and `b`
+/// `kq · NR`, `kq` a multiple of four.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,avxvnni")]
-unsafe fn tile_256(rows: &[u8], kq: usize, b: &[i8], tile: &mut Tile) {
+unsafe fn tile_256(rows: &TileRows<'_>, kq: usize, b: &[u8], tile: &mut Tile) {
     use std::arch::x86_64::*;
-    let (ap, bp) = (rows.as_ptr(), b.as_ptr());
+    let ap: [*const i8; MR256] = std::array::from_fn(|r| rows[r].as_ptr());
+    let bp = b.as_ptr();
     let z = _mm256_setzero_si256();
     let mut lo = [z; MR256];
     let mut hi = [z; MR256];
     for s in 0..kq / 4 {
-        // SAFETY: as in `tile_512`, with 32-byte halves of the step's 64 bytes and rows
+        // SAFETY: as in `sums_512`, with 32-byte halves of the step's 64 bytes and rows
         // `r < MR256`.
         unsafe {
             let b0 = _mm256_loadu_si256(bp.add(s * 4 * NR).cast());
             let b1 = _mm256_loadu_si256(bp.add(s * 4 * NR + 32).cast());
             for r in 0..MR256 {
-                let av = _mm256_set1_epi32(std::ptr::read_unaligned(ap.add((s * MR256 + r) * 4).cast::<i32>()));
-                lo[r] = _mm256_dpbusd_avx_epi32(lo[r], av, b0);
-                hi[r] = _mm256_dpbusd_avx_epi32(hi[r], av, b1);
+                let av = _mm256_set1_epi32(std::ptr::read_unaligned(ap[r].add(s * 4).cast::<i32>()));
+                lo[r] = _mm256_dpbusd_avx_epi32(lo[r], b0, av);
+                hi[r] = _mm256_dpbusd_avx_epi32(hi[r], b1, av);
             }
         }
     }
