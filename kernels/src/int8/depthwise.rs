@@ -34,9 +34,9 @@ const PAIRED_MAX_TAPS: usize = 25;
 
 /// Depthwise weights as `[taps][channels]` of `i16`, and for the paired kernels, per block of
 /// channels (16 for AVX2, 32 for AVX-512, the last one zero-padded) and pair of taps, two vectors
-/// of interleaved `(w[t][c], w[t + 1][c])` pairs in the order `vpunpck{l,h}wd` leaves the
-/// channels in: per 128-bit lane `L`, channels `8L..8L+4` in the first vector and `8L+4..8L+8` in
-/// the second.
+/// of interleaved `(w[t][c], w[t + 1][c])` pairs in the order the kernel's unpacking leaves the
+/// channels in: for AVX2 (`vpunpck{l,h}wd`), per 128-bit lane `L`, channels `8L..8L+4` in the
+/// first vector and `8L+4..8L+8` in the second; for AVX-512, as [`lane_channel`] says.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct PackedDw {
     channels: usize,

@@ -320,7 +320,7 @@ fn grouped_dense_matches_reference_at_every_level() {
 }
 
 /// The longest sums of the largest terms stay exact with every way of multiplying: `±255 · 128`
-/// over [`MAX_K`] terms (VNNI's `x + 128` form and its column-sum correction included).
+/// over [`MAX_K`] terms (VNNI's `w + 128` form and its row- and column-sum corrections included).
 #[test]
 fn longest_extreme_sums_are_exact() {
     let k = MAX_K;
