@@ -55,14 +55,15 @@ fn bench(c: &mut Criterion) {
                 b.iter(|| dense.run(black_box(&x), &mut y, 1).expect("runs"))
             });
         }
-        // mobilenet_v2's widest pointwise layer at 14 × 14 (576 → 160) and 3 × 3 depthwise ones:
-        // 144 channels at 56 × 56, and its first, 32 channels at 112 × 112 (fewest channels per
-        // pixel), stride 1 and 2.
+        // mobilenet_v2's widest pointwise layer at 14 × 14 (576 → 160), 3 × 3 depthwise ones
+        // (144 channels at 56 × 56, and its first, 32 channels at 112 × 112: fewest channels per
+        // pixel, stride 1 and 2) and its stem (RGB 224 × 224, 3 × 3 stride 2: 27-byte patches).
         for (name, cin, cout, groups, hw, k, stride) in [
             ("pointwise_576_160_14", 576, 160, 1, 14, 1, 1),
             ("depthwise_144_56", 144, 144, 144, 56, 3, 1),
             ("depthwise_32_112", 32, 32, 32, 112, 3, 1),
             ("depthwise_96_112_s2", 96, 96, 96, 112, 3, 2),
+            ("stem_3_32_224_s2", 3, 32, 1, 224, 3, 2),
         ] {
             let g = Conv2dGeometry {
                 batch: 1,

@@ -427,47 +427,86 @@ impl Rows<'_> {
     /// Writes row `r` into `dst` (its `K` values) as the tile reads them.
     #[inline(always)]
     fn fill<T: RowValue>(&self, r: usize, zp: i32, dst: &mut [T]) {
-        let convert = |src: &[i8], dst: &mut [T]| {
-            for (d, &v) in dst.iter_mut().zip(src) {
-                *d = T::from_input(v, zp);
-            }
-        };
         match *self {
-            Rows::Contiguous { x, k } => convert(&x[r * k..(r + 1) * k], dst),
-            Rows::Patches { g, output: [oh, ow], x } => {
-                let [ih, iw] = g.input;
-                let c = g.in_channels;
-                let (b, y, xo) = (r / (oh * ow), (r / ow) % oh, r % ow);
-                let kw = g.kernel[1];
-                // The first input column of the patch, when the whole kernel row lies inside the
-                // image and its taps are adjacent pixels: then each kernel row is one span.
-                let span = (g.dilation[1] == 1)
-                    .then(|| (xo * g.stride[1]).checked_sub(g.padding[1]))
-                    .flatten()
-                    .filter(|&x0| x0 + kw <= iw);
-                for ky in 0..g.kernel[0] {
-                    if let Some(x0) = span {
-                        let d = &mut dst[ky * kw * c..(ky + 1) * kw * c];
-                        match (y * g.stride[0] + ky * g.dilation[0]).checked_sub(g.padding[0]) {
-                            Some(yy) if yy < ih => convert(&x[((b * ih + yy) * iw + x0) * c..][..kw * c], d),
-                            _ => d.fill(T::padding(zp)),
-                        }
-                        continue;
-                    }
-                    for kx in 0..kw {
-                        let d = &mut dst[(ky * kw + kx) * c..][..c];
-                        let yy = (y * g.stride[0] + ky * g.dilation[0]).checked_sub(g.padding[0]);
-                        let xx = (xo * g.stride[1] + kx * g.dilation[1]).checked_sub(g.padding[1]);
-                        match (yy, xx) {
-                            (Some(yy), Some(xx)) if yy < ih && xx < iw => {
-                                convert(&x[((b * ih + yy) * iw + xx) * c..][..c], d);
-                            }
-                            _ => d.fill(T::padding(zp)),
-                        }
-                    }
+            Rows::Contiguous { x, k } => convert(&x[r * k..(r + 1) * k], dst, zp),
+            Rows::Patches { output: [oh, ow], .. } => {
+                self.patch((r / (oh * ow), (r / ow) % oh, r % ow), zp, dst);
+            }
+        }
+    }
+
+    /// Writes rows `r0..r0 + dst.len() / stride` into `dst`, row `i` at `i · stride` (its `K`
+    /// values, then zeros up to `stride`). A convolution's patches walk their output pixels in
+    /// order rather than dividing to find each one (three divisions a row: without them
+    /// mobilenet_v2's stem, 27-byte patches, ran 15-20 % faster).
+    #[inline(always)]
+    fn fill_block<T: RowValue + Default>(&self, r0: usize, zp: i32, k: usize, stride: usize, dst: &mut [T]) {
+        let Rows::Patches { output: [oh, ow], .. } = *self else {
+            for (i, row) in dst.chunks_exact_mut(stride).enumerate() {
+                self.fill(r0 + i, zp, &mut row[..k]);
+                row[k..].iter_mut().for_each(|v| *v = T::default());
+            }
+            return;
+        };
+        let (mut b, mut y, mut xo) = (r0 / (oh * ow), (r0 / ow) % oh, r0 % ow);
+        for row in dst.chunks_exact_mut(stride) {
+            self.patch((b, y, xo), zp, &mut row[..k]);
+            row[k..].iter_mut().for_each(|v| *v = T::default());
+            xo += 1;
+            if xo == ow {
+                xo = 0;
+                y += 1;
+                if y == oh {
+                    y = 0;
+                    b += 1;
                 }
             }
         }
+    }
+
+    /// Output pixel `(b, y, xo)`'s patch (a [`Rows::Patches`] row) into `dst`.
+    #[inline(always)]
+    fn patch<T: RowValue>(&self, (b, y, xo): (usize, usize, usize), zp: i32, dst: &mut [T]) {
+        let Rows::Patches { g, x, .. } = *self else { return };
+        let [ih, iw] = g.input;
+        let c = g.in_channels;
+        let convert = |src: &[i8], dst: &mut [T]| convert(src, dst, zp);
+        let kw = g.kernel[1];
+        // The first input column of the patch, when the whole kernel row lies inside the image
+        // and its taps are adjacent pixels: then each kernel row is one span.
+        let span = (g.dilation[1] == 1)
+            .then(|| (xo * g.stride[1]).checked_sub(g.padding[1]))
+            .flatten()
+            .filter(|&x0| x0 + kw <= iw);
+        for ky in 0..g.kernel[0] {
+            if let Some(x0) = span {
+                let d = &mut dst[ky * kw * c..(ky + 1) * kw * c];
+                match (y * g.stride[0] + ky * g.dilation[0]).checked_sub(g.padding[0]) {
+                    Some(yy) if yy < ih => convert(&x[((b * ih + yy) * iw + x0) * c..][..kw * c], d),
+                    _ => d.fill(T::padding(zp)),
+                }
+                continue;
+            }
+            for kx in 0..kw {
+                let d = &mut dst[(ky * kw + kx) * c..][..c];
+                let yy = (y * g.stride[0] + ky * g.dilation[0]).checked_sub(g.padding[0]);
+                let xx = (xo * g.stride[1] + kx * g.dilation[1]).checked_sub(g.padding[1]);
+                match (yy, xx) {
+                    (Some(yy), Some(xx)) if yy < ih && xx < iw => {
+                        convert(&x[((b * ih + yy) * iw + xx) * c..][..c], d);
+                    }
+                    _ => d.fill(T::padding(zp)),
+                }
+            }
+        }
+    }
+}
+
+/// `dst[i] = T::from_input(src[i])` over the shorter of the two.
+#[inline(always)]
+fn convert<T: RowValue>(src: &[i8], dst: &mut [T], zp: i32) {
+    for (d, &v) in dst.iter_mut().zip(src) {
+        *d = T::from_input(v, zp);
     }
 }
 
@@ -509,7 +548,7 @@ fn qgemm<O: QOut>(
         Packed::Quads(w, width) => {
             let kq = w.kq();
             let need = vnni::scratch_len(*width, kq);
-            let fill = |r: usize, dst: &mut [i8]| rows.fill(r, zp, dst);
+            let fill = |r0: usize, dst: &mut [i8]| rows.fill_block(r0, zp, k, kq, dst);
             let contiguous = match rows {
                 Rows::Contiguous { x, .. } => Some(x),
                 Rows::Patches { .. } => None,

@@ -146,7 +146,8 @@ impl PackedQuads {
 
 /// What a task of the VNNI product reads.
 pub(super) struct QuadJob<'a> {
-    /// Writes row `r`'s `K` values (padding: the zero point).
+    /// Writes rows from `r` into the slice, `kq` bytes each: the row's `K` values (padding: the
+    /// zero point), then zeros.
     pub fill: &'a (dyn Fn(usize, &mut [i8]) + Sync),
     /// The rows themselves when they lie one after another (`K` int8 values each): when `K` is a
     /// multiple of four the tiles read them in place.
@@ -258,10 +259,7 @@ fn quad_task_generic<O: QOut>(
         let block: &[i8] = match job.contiguous {
             Some(x) if k == kq => &x[(first + b0) * k..(first + b0 + rows) * k],
             _ => {
-                for (r, row) in a.chunks_exact_mut(kq).take(rows).enumerate() {
-                    (job.fill)(first + b0 + r, &mut row[..k]);
-                    row[k..].fill(0);
-                }
+                (job.fill)(first + b0, &mut a[..rows * kq]);
                 &a[..rows * kq]
             }
         };
