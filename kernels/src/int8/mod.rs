@@ -19,9 +19,10 @@
 //! narrows that range), for an `f32` output a clamp.
 //!
 //! SIMD: products multiply as [`Dot::best`] chooses for the level — with VNNI's `vpdpbusd`
-//! (AVX-512 VNNI at [`Level::Avx512`], AVX-VNNI at either x86 level; `vnni.rs`: weights packed plus
-//! 128, rows read in place, corrected with each row's and each column's sum) where the CPU has it, otherwise the `vpmaddwd` tile of
-//! `micro.rs` on AVX2 levels and the portable tile elsewhere. Depthwise convolutions run
+//! (AVX-512 VNNI at [`Level::Avx512`], AVX-VNNI at either x86 level; `vnni.rs`: weights packed
+//! plus 128, rows read in place, corrected with each row's and each column's sum) where the CPU
+//! has it, otherwise the `vpmaddwd` tile of `micro.rs` on AVX2 levels and the portable tile
+//! elsewhere. Depthwise convolutions run
 //! `vpmaddwd` over blocks of 16 channels on AVX2 and 32 on AVX-512. Results are identical at
 //! every level and with every [`Dot`] (integer sums, then the same `f32` operations).
 
