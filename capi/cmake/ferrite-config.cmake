@@ -2,6 +2,7 @@
 #
 #   PREFIX/include/ferrite.h
 #   PREFIX/lib/libferrite.so, PREFIX/lib/libferrite.a
+#   PREFIX/lib/libferrite_delegate.a               (the C ABI for Ferrite's delegates alone)
 #   PREFIX/lib/libferrite_executorch.so          (when the ExecuTorch plugin was built)
 #   PREFIX/lib/cmake/ferrite/ferrite-config.cmake (this file)
 #
@@ -12,6 +13,10 @@
 # Targets:
 #   ferrite::runtime             the shared C ABI library (libferrite.so)
 #   ferrite::runtime_static      the same, static (libferrite.a; brings its system libraries)
+#   ferrite::delegate_static     the C ABI built without portable kernels (libferrite_delegate.a):
+#                                it runs Ferrite's delegates and programs whose every operator
+#                                Ferrite's partitioner delegates — a third of the size; what the
+#                                ExecuTorch plugin links
 #   ferrite::executorch_backend  the FerriteBackend plugin for stock ExecuTorch, linked so that
 #                                it registers itself (--no-as-needed); defined when installed
 
@@ -31,6 +36,14 @@ if(NOT TARGET ferrite::runtime_static)
   add_library(ferrite::runtime_static STATIC IMPORTED)
   set_target_properties(ferrite::runtime_static PROPERTIES
     IMPORTED_LOCATION "${_ferrite_prefix}/lib/libferrite.a"
+    INTERFACE_INCLUDE_DIRECTORIES "${_ferrite_prefix}/include"
+    INTERFACE_LINK_LIBRARIES "Threads::Threads;${CMAKE_DL_LIBS};m")
+endif()
+
+if(NOT TARGET ferrite::delegate_static AND EXISTS "${_ferrite_prefix}/lib/libferrite_delegate.a")
+  add_library(ferrite::delegate_static STATIC IMPORTED)
+  set_target_properties(ferrite::delegate_static PROPERTIES
+    IMPORTED_LOCATION "${_ferrite_prefix}/lib/libferrite_delegate.a"
     INTERFACE_INCLUDE_DIRECTORIES "${_ferrite_prefix}/include"
     INTERFACE_LINK_LIBRARIES "Threads::Threads;${CMAKE_DL_LIBS};m")
 endif()

@@ -15,6 +15,11 @@
 /// Every set but `accumulator` ends with `else $other => $fallback`, run (with `$other` bound
 /// to the dtype) for a dtype outside the set.
 ///
+/// Without the crate's `all-dtypes` feature (a build that runs only what Ferrite's backend is
+/// handed, such as the ExecuTorch plugin), the sets hold `Bool`, `u8`, `i8`, `i32`, `i64`, `f32`
+/// and `f64` alone: `f16`, `bf16`, `i16`, `u16`, `u32` and `u64` take the `else` arm, and no code
+/// is generated for them. ([`ALL_DTYPES`](crate::ALL_DTYPES) says which build this is.)
+///
 /// ```
 /// use ferrite_kernels::num::{DType, Element};
 ///
@@ -35,14 +40,14 @@ macro_rules! dispatch {
         match $dtype {
             __D::Bool | __D::U8 => $crate::dispatch!(@one $T = u8, $body),
             __D::I8 => $crate::dispatch!(@one $T = i8, $body),
-            __D::I16 => $crate::dispatch!(@one $T = i16, $body),
-            __D::U16 => $crate::dispatch!(@one $T = u16, $body),
+            __D::I16 if $crate::ALL_DTYPES => $crate::dispatch!(@one $T = i16, $body),
+            __D::U16 if $crate::ALL_DTYPES => $crate::dispatch!(@one $T = u16, $body),
             __D::I32 => $crate::dispatch!(@one $T = i32, $body),
-            __D::U32 => $crate::dispatch!(@one $T = u32, $body),
+            __D::U32 if $crate::ALL_DTYPES => $crate::dispatch!(@one $T = u32, $body),
             __D::I64 => $crate::dispatch!(@one $T = i64, $body),
-            __D::U64 => $crate::dispatch!(@one $T = u64, $body),
-            __D::F16 => $crate::dispatch!(@one $T = $crate::half::f16, $body),
-            __D::BF16 => $crate::dispatch!(@one $T = $crate::half::bf16, $body),
+            __D::U64 if $crate::ALL_DTYPES => $crate::dispatch!(@one $T = u64, $body),
+            __D::F16 if $crate::ALL_DTYPES => $crate::dispatch!(@one $T = $crate::half::f16, $body),
+            __D::BF16 if $crate::ALL_DTYPES => $crate::dispatch!(@one $T = $crate::half::bf16, $body),
             __D::F32 => $crate::dispatch!(@one $T = f32, $body),
             __D::F64 => $crate::dispatch!(@one $T = f64, $body),
             #[allow(unreachable_patterns)]
@@ -52,10 +57,11 @@ macro_rules! dispatch {
     (float $dtype:expr, $T:ident => $body:expr, else $other:ident => $fallback:expr) => {{
         use $crate::num::DType as __D;
         match $dtype {
-            __D::F16 => $crate::dispatch!(@one $T = $crate::half::f16, $body),
-            __D::BF16 => $crate::dispatch!(@one $T = $crate::half::bf16, $body),
+            __D::F16 if $crate::ALL_DTYPES => $crate::dispatch!(@one $T = $crate::half::f16, $body),
+            __D::BF16 if $crate::ALL_DTYPES => $crate::dispatch!(@one $T = $crate::half::bf16, $body),
             __D::F32 => $crate::dispatch!(@one $T = f32, $body),
             __D::F64 => $crate::dispatch!(@one $T = f64, $body),
+            #[allow(unreachable_patterns)]
             $other => $fallback,
         }
     }};
@@ -64,6 +70,7 @@ macro_rules! dispatch {
         match $dtype {
             __D::F16 | __D::BF16 | __D::F32 => $crate::dispatch!(@one $T = f32, $body),
             __D::F64 => $crate::dispatch!(@one $T = f64, $body),
+            #[allow(unreachable_patterns)]
             $other => $fallback,
         }
     }};
@@ -74,12 +81,12 @@ macro_rules! dispatch {
             __D::F64 => $crate::dispatch!(@one $T = f64, $body),
             __D::Bool | __D::U8 => $crate::dispatch!(@one $T = u8, $body),
             __D::I8 => $crate::dispatch!(@one $T = i8, $body),
-            __D::I16 => $crate::dispatch!(@one $T = i16, $body),
-            __D::U16 => $crate::dispatch!(@one $T = u16, $body),
+            __D::I16 if $crate::ALL_DTYPES => $crate::dispatch!(@one $T = i16, $body),
+            __D::U16 if $crate::ALL_DTYPES => $crate::dispatch!(@one $T = u16, $body),
             __D::I32 => $crate::dispatch!(@one $T = i32, $body),
-            __D::U32 => $crate::dispatch!(@one $T = u32, $body),
+            __D::U32 if $crate::ALL_DTYPES => $crate::dispatch!(@one $T = u32, $body),
             __D::I64 => $crate::dispatch!(@one $T = i64, $body),
-            __D::U64 => $crate::dispatch!(@one $T = u64, $body),
+            __D::U64 if $crate::ALL_DTYPES => $crate::dispatch!(@one $T = u64, $body),
             #[allow(unreachable_patterns)]
             $other => $fallback,
         }
@@ -89,9 +96,10 @@ macro_rules! dispatch {
         match $dtype {
             __D::U8 => $crate::dispatch!(@one $T = u8, $body),
             __D::I8 => $crate::dispatch!(@one $T = i8, $body),
-            __D::I16 => $crate::dispatch!(@one $T = i16, $body),
-            __D::U16 => $crate::dispatch!(@one $T = u16, $body),
+            __D::I16 if $crate::ALL_DTYPES => $crate::dispatch!(@one $T = i16, $body),
+            __D::U16 if $crate::ALL_DTYPES => $crate::dispatch!(@one $T = u16, $body),
             __D::I32 => $crate::dispatch!(@one $T = i32, $body),
+            #[allow(unreachable_patterns)]
             $other => $fallback,
         }
     }};

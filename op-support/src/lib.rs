@@ -33,7 +33,7 @@ use serde::Serialize;
 
 pub use node::{constant_like, NodeView};
 pub use op::{Op, UnknownOp};
-pub use table::registry;
+pub use table::{delegable, registry};
 
 /// A quantization scheme the backend runs an operator in (see the book's Quantization chapter).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -166,6 +166,10 @@ pub const GENERAL: &[Constraint] = &[
         check: node::fixed_scalars,
     },
     Constraint { text: "every tensor uses the default (contiguous) dim order", check: node::all_contiguous },
+    Constraint {
+        text: "tensors that are not floating point are bool, uint8, int8, int32 or int64",
+        check: node::integer_dtypes_supported,
+    },
 ];
 
 /// Why a node cannot be delegated.

@@ -161,6 +161,14 @@ pub(crate) fn fixed_scalars(v: &NodeView<'_>) -> bool {
     })
 }
 
+/// Whether every tensor that is not floating point (those the operator's dtypes govern) is
+/// `bool`, `uint8`, `int8`, `int32` or `int64`: the element types the backend's kernels are
+/// built for besides the floats.
+pub(crate) fn integer_dtypes_supported(v: &NodeView<'_>) -> bool {
+    use ScalarType::{Bool, Byte, Char, Int, Long};
+    v.tensors().all(|t| t.scalar_type.is_float() || matches!(t.scalar_type, Bool | Byte | Char | Int | Long))
+}
+
 pub(crate) fn all_contiguous(v: &NodeView<'_>) -> bool {
     v.tensors().all(Tensor::is_contiguous)
 }

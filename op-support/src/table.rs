@@ -412,6 +412,20 @@ static REGISTRY: &[OpSpec] = &[
     ),
 ];
 
+/// Whether `op` is in [`registry`]: an operator a delegate can hand the backend (besides the
+/// `ferrite::` operators lowering writes, which the backend runs itself). Evaluated at compile
+/// time, it decides which portable kernels a delegate-only build of the runtime contains.
+pub const fn delegable(op: Op) -> bool {
+    let mut i = 0;
+    while i < REGISTRY.len() {
+        if REGISTRY[i].op as usize == op as usize {
+            return true;
+        }
+        i += 1;
+    }
+    false
+}
+
 /// Every operator the backend runs, in table order.
 pub fn registry() -> &'static [OpSpec] {
     REGISTRY

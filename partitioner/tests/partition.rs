@@ -279,3 +279,28 @@ fn dtype_conversions_are_delegated_in_the_default_dim_order_only() {
     let left = m.rejected.iter().find(|r| r.op == "dim_order_ops::_to_dim_order_copy.out").expect("left out");
     assert!(left.reason.to_string().contains("default dim order"), "{report}");
 }
+
+/// Integer tensors of the types the backend's kernels are built for are delegated (positions and
+/// masks are int64 and bool); `int16` and the unsigned types wider than a byte stay out.
+#[test]
+fn integer_tensors_are_delegated_in_the_types_the_backend_is_built_for() {
+    let program = |dtype: ScalarType| {
+        let mut b = ProgramBuilder::new("forward");
+        let x = b.input(dtype, &[2, 3]);
+        let (one, alpha) = (b.int(1), b.int(1));
+        let y = b.tensor(dtype, &[2, 3]);
+        b.call("aten::add.Scalar_out", &[x, one, alpha, y, y]);
+        b.output(y);
+        Program::from_vec(b.build().expect("builds")).expect("verifies")
+    };
+    for dtype in [ScalarType::Long, ScalarType::Int, ScalarType::Char, ScalarType::Byte] {
+        let report = Partitioner::default().partition(&program(dtype)).report;
+        assert_eq!(report.methods[0].delegated_calls, 1, "{dtype}: {report}");
+    }
+    for dtype in [ScalarType::Short, ScalarType::UInt16, ScalarType::UInt32, ScalarType::UInt64] {
+        let report = Partitioner::default().partition(&program(dtype)).report;
+        let m = &report.methods[0];
+        assert_eq!(m.delegated_calls, 0, "{dtype}: {report}");
+        assert!(m.rejected[0].reason.to_string().contains("int32 or int64"), "{dtype}: {report}");
+    }
+}

@@ -19,11 +19,11 @@ use ferrite_kernels::{Element, Real};
 use ferrite_program::ScalarType;
 
 pub(super) fn register(r: &mut KernelRegistry) {
-    r.register(Op::Convolution, convolution);
-    r.register(Op::NativeBatchNormLegitNoTraining, batch_norm_no_training);
-    r.register(Op::NativeBatchNormLegit, batch_norm_legit);
-    r.register(Op::NativeBatchNormLegitNoStats, batch_norm_no_stats);
-    r.register(Op::NativeBatchNorm, native_batch_norm);
+    reg!(r, Op::Convolution, convolution);
+    reg!(r, Op::NativeBatchNormLegitNoTraining, batch_norm_no_training);
+    reg!(r, Op::NativeBatchNormLegit, batch_norm_legit);
+    reg!(r, Op::NativeBatchNormLegitNoStats, batch_norm_no_stats);
+    reg!(r, Op::NativeBatchNorm, native_batch_norm);
 }
 
 fn invalid(msg: String) -> RuntimeError {

@@ -16,15 +16,15 @@ use ferrite_op_support::Op;
 use ferrite_program::ScalarType;
 
 pub(super) fn register(r: &mut KernelRegistry) {
-    r.register(Op::Embedding, embedding);
-    r.register(Op::IndexSelect, index_select);
-    r.register(Op::Gather, gather);
-    r.register(Op::IndexTensor, index_tensor);
-    r.register(Op::IndexPut, index_put);
-    r.register(Op::IndexPutDefault, index_put_inplace);
-    r.register(Op::ScatterSrc, |e, a| scatter(e, a, ScatterKind::Src));
-    r.register(Op::ScatterValue, |e, a| scatter(e, a, ScatterKind::Value));
-    r.register(Op::ScatterAdd, |e, a| scatter(e, a, ScatterKind::Add));
+    reg!(r, Op::Embedding, embedding);
+    reg!(r, Op::IndexSelect, index_select);
+    reg!(r, Op::Gather, gather);
+    reg!(r, Op::IndexTensor, index_tensor);
+    reg!(r, Op::IndexPut, index_put);
+    reg!(r, Op::IndexPutDefault, index_put_inplace);
+    reg!(r, Op::ScatterSrc, |e, a| scatter(e, a, ScatterKind::Src));
+    reg!(r, Op::ScatterValue, |e, a| scatter(e, a, ScatterKind::Value));
+    reg!(r, Op::ScatterAdd, |e, a| scatter(e, a, ScatterKind::Add));
 }
 
 fn invalid(msg: String) -> RuntimeError {

@@ -12,14 +12,14 @@ use ferrite_op_support::Op;
 use ferrite_program::ScalarType;
 
 pub(super) fn register(r: &mut KernelRegistry) {
-    r.register(Op::Mm, mm);
-    r.register(Op::Bmm, bmm);
-    r.register(Op::Addmm, addmm);
-    r.register(Op::Baddbmm, baddbmm);
-    r.register(Op::Linear, linear);
-    r.register(Op::Matmul, matmul);
-    r.register(Op::LlamaCustomSdpa, custom_sdpa);
-    r.register(Op::LlamaSdpaWithKvCache, sdpa_with_kv_cache);
+    reg!(r, Op::Mm, mm);
+    reg!(r, Op::Bmm, bmm);
+    reg!(r, Op::Addmm, addmm);
+    reg!(r, Op::Baddbmm, baddbmm);
+    reg!(r, Op::Linear, linear);
+    reg!(r, Op::Matmul, matmul);
+    reg!(r, Op::LlamaCustomSdpa, custom_sdpa);
+    reg!(r, Op::LlamaSdpaWithKvCache, sdpa_with_kv_cache);
 }
 
 fn invalid(msg: String) -> RuntimeError {

@@ -3,6 +3,10 @@
 //! outputs, and call the kernels in [`ferrite_kernels`].
 //!
 //! Each file covers one family; [`register_all`] lists every operator Ferrite implements.
+//!
+//! Without the crate's `portable` feature only the operators a delegate can hand the backend
+//! ([`ferrite_op_support::delegable`]) are registered, and the others' kernels are not compiled
+//! in: the build the ExecuTorch plugin ships, which runs Ferrite's delegates and nothing else.
 
 use std::fmt::Display;
 
@@ -11,6 +15,16 @@ use ferrite_program::ScalarType;
 
 use crate::error::{Result, RuntimeError};
 use crate::registry::KernelRegistry;
+
+/// Registers kernel `$f` for `$op` when this build has it ([`built`]); the test is a constant,
+/// so a kernel left out is not generated.
+macro_rules! reg {
+    ($r:expr, $op:expr, $f:expr) => {
+        if const { $crate::ops::built($op) } {
+            $r.register($op, $f)
+        }
+    };
+}
 
 mod conv;
 mod copy;
@@ -25,14 +39,21 @@ mod prim;
 mod quantized;
 mod reduce;
 
-/// A registry of every operator Ferrite implements (what [`crate::Runtime::new`] uses).
+/// Whether this build registers a kernel for `op`: every operator with the `portable` feature
+/// (the default), otherwise only those the backend can be handed.
+pub const fn built(op: ferrite_op_support::Op) -> bool {
+    cfg!(feature = "portable") || ferrite_op_support::delegable(op)
+}
+
+/// A registry of every operator Ferrite implements (what [`crate::Runtime::new`] uses); without
+/// the `portable` feature, of those a delegate can hand the backend ([`built`]).
 pub fn portable_kernels() -> KernelRegistry {
     let mut r = KernelRegistry::empty();
     register_all(&mut r);
     r
 }
 
-/// Registers every operator Ferrite implements.
+/// Registers every operator Ferrite implements (without the `portable` feature: those [`built`]).
 pub fn register_all(r: &mut KernelRegistry) {
     prim::register(r);
     copy::register(r);

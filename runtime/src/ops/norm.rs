@@ -11,12 +11,12 @@ use ferrite_op_support::Op;
 use ferrite_program::ScalarType;
 
 pub(super) fn register(r: &mut KernelRegistry) {
-    r.register(Op::Softmax, |e, a| softmax(e, arg(a, 0)?, arg(a, 1)?, arg(a, 3)?, false));
-    r.register(Op::LogSoftmax, |e, a| softmax(e, arg(a, 0)?, arg(a, 1)?, arg(a, 3)?, true));
-    r.register(Op::SoftmaxInt, |e, a| softmax(e, arg(a, 0)?, arg(a, 1)?, arg(a, 3)?, false));
-    r.register(Op::LogSoftmaxInt, |e, a| softmax(e, arg(a, 0)?, arg(a, 1)?, arg(a, 3)?, true));
-    r.register(Op::NativeLayerNorm, layer_norm);
-    r.register(Op::NativeGroupNorm, group_norm);
+    reg!(r, Op::Softmax, |e, a| softmax(e, arg(a, 0)?, arg(a, 1)?, arg(a, 3)?, false));
+    reg!(r, Op::LogSoftmax, |e, a| softmax(e, arg(a, 0)?, arg(a, 1)?, arg(a, 3)?, true));
+    reg!(r, Op::SoftmaxInt, |e, a| softmax(e, arg(a, 0)?, arg(a, 1)?, arg(a, 3)?, false));
+    reg!(r, Op::LogSoftmaxInt, |e, a| softmax(e, arg(a, 0)?, arg(a, 1)?, arg(a, 3)?, true));
+    reg!(r, Op::NativeLayerNorm, layer_norm);
+    reg!(r, Op::NativeGroupNorm, group_norm);
 }
 
 /// `(outer, n, inner)` around dimension `d` of `sizes` (a 0-d tensor is one element).

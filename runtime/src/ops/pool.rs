@@ -15,15 +15,15 @@ use ferrite_op_support::Op;
 use ferrite_program::ScalarType;
 
 pub(super) fn register(r: &mut KernelRegistry) {
-    r.register(Op::MaxPool2dWithIndices, max_pool2d_with_indices);
-    r.register(Op::AvgPool2d, avg_pool2d);
-    r.register(Op::AdaptiveAvgPool2d, adaptive_avg_pool2d);
-    r.register(Op::AdaptiveAvgPool2dComposite, adaptive_avg_pool2d);
-    r.register(Op::AdaptiveMaxPool2d, adaptive_max_pool2d);
-    r.register(Op::UpsampleNearest2dVec, upsample_nearest2d_vec);
-    r.register(Op::UpsampleNearest2d, upsample_nearest2d_out);
-    r.register(Op::UpsampleBilinear2dVec, upsample_bilinear2d_vec);
-    r.register(Op::UpsampleBilinear2d, upsample_bilinear2d_out);
+    reg!(r, Op::MaxPool2dWithIndices, max_pool2d_with_indices);
+    reg!(r, Op::AvgPool2d, avg_pool2d);
+    reg!(r, Op::AdaptiveAvgPool2d, adaptive_avg_pool2d);
+    reg!(r, Op::AdaptiveAvgPool2dComposite, adaptive_avg_pool2d);
+    reg!(r, Op::AdaptiveMaxPool2d, adaptive_max_pool2d);
+    reg!(r, Op::UpsampleNearest2dVec, upsample_nearest2d_vec);
+    reg!(r, Op::UpsampleNearest2d, upsample_nearest2d_out);
+    reg!(r, Op::UpsampleBilinear2dVec, upsample_bilinear2d_vec);
+    reg!(r, Op::UpsampleBilinear2d, upsample_bilinear2d_out);
 }
 
 fn invalid(msg: String) -> RuntimeError {

@@ -8,40 +8,40 @@ use crate::registry::KernelRegistry;
 use ferrite_op_support::Op;
 
 pub(super) fn register(r: &mut KernelRegistry) {
-    r.register(Op::SymSizeInt, sym_size);
-    r.register(Op::SymNumel, sym_numel);
-    r.register(Op::SymNumelDefault, sym_numel);
-    r.register(Op::LocalScalarDense, local_scalar_dense);
-    r.register(Op::LocalScalarDenseDefault, local_scalar_dense);
-    r.register(Op::PrimEtViewDefault, et_view);
-    r.register(Op::PrimAddScalar, |e, a| binary(e, a, |x, y| x.checked_add(y), |x, y| x + y));
-    r.register(Op::PrimSubScalar, |e, a| binary(e, a, |x, y| x.checked_sub(y), |x, y| x - y));
-    r.register(Op::PrimMulScalar, |e, a| binary(e, a, |x, y| x.checked_mul(y), |x, y| x * y));
-    r.register(Op::PrimFloordivScalar, |e, a| binary(e, a, floordiv, |x, y| (x / y).floor()));
-    r.register(Op::PrimFloordivInt, |e, a| binary(e, a, floordiv, |x, y| (x / y).floor()));
-    r.register(Op::PrimModInt, |e, a| binary(e, a, modulo, |x, y| x - (x / y).floor() * y));
-    r.register(Op::PrimModScalar, |e, a| binary(e, a, modulo, |x, y| x - (x / y).floor() * y));
-    r.register(Op::PrimSymMaxScalar, |e, a| binary(e, a, |x, y| Some(x.max(y)), f64::max));
-    r.register(Op::PrimSymMinScalar, |e, a| binary(e, a, |x, y| Some(x.min(y)), f64::min));
-    r.register(Op::PrimTruedivScalar, truediv);
-    r.register(Op::PrimEqScalar, |e, a| compare(e, a, |o| o == std::cmp::Ordering::Equal));
-    r.register(Op::PrimGtScalar, |e, a| compare(e, a, |o| o == std::cmp::Ordering::Greater));
-    r.register(Op::PrimLtScalar, |e, a| compare(e, a, |o| o == std::cmp::Ordering::Less));
-    r.register(Op::PrimGeScalar, |e, a| compare(e, a, |o| o != std::cmp::Ordering::Less));
-    r.register(Op::PrimLeScalar, |e, a| compare(e, a, |o| o != std::cmp::Ordering::Greater));
-    r.register(Op::PrimNegScalar, |e, a| unary(e, a, |x| x.checked_neg(), |x| -x));
-    r.register(Op::PrimSymFloatScalar, |e, a| {
+    reg!(r, Op::SymSizeInt, sym_size);
+    reg!(r, Op::SymNumel, sym_numel);
+    reg!(r, Op::SymNumelDefault, sym_numel);
+    reg!(r, Op::LocalScalarDense, local_scalar_dense);
+    reg!(r, Op::LocalScalarDenseDefault, local_scalar_dense);
+    reg!(r, Op::PrimEtViewDefault, et_view);
+    reg!(r, Op::PrimAddScalar, |e, a| binary(e, a, |x, y| x.checked_add(y), |x, y| x + y));
+    reg!(r, Op::PrimSubScalar, |e, a| binary(e, a, |x, y| x.checked_sub(y), |x, y| x - y));
+    reg!(r, Op::PrimMulScalar, |e, a| binary(e, a, |x, y| x.checked_mul(y), |x, y| x * y));
+    reg!(r, Op::PrimFloordivScalar, |e, a| binary(e, a, floordiv, |x, y| (x / y).floor()));
+    reg!(r, Op::PrimFloordivInt, |e, a| binary(e, a, floordiv, |x, y| (x / y).floor()));
+    reg!(r, Op::PrimModInt, |e, a| binary(e, a, modulo, |x, y| x - (x / y).floor() * y));
+    reg!(r, Op::PrimModScalar, |e, a| binary(e, a, modulo, |x, y| x - (x / y).floor() * y));
+    reg!(r, Op::PrimSymMaxScalar, |e, a| binary(e, a, |x, y| Some(x.max(y)), f64::max));
+    reg!(r, Op::PrimSymMinScalar, |e, a| binary(e, a, |x, y| Some(x.min(y)), f64::min));
+    reg!(r, Op::PrimTruedivScalar, truediv);
+    reg!(r, Op::PrimEqScalar, |e, a| compare(e, a, |o| o == std::cmp::Ordering::Equal));
+    reg!(r, Op::PrimGtScalar, |e, a| compare(e, a, |o| o == std::cmp::Ordering::Greater));
+    reg!(r, Op::PrimLtScalar, |e, a| compare(e, a, |o| o == std::cmp::Ordering::Less));
+    reg!(r, Op::PrimGeScalar, |e, a| compare(e, a, |o| o != std::cmp::Ordering::Less));
+    reg!(r, Op::PrimLeScalar, |e, a| compare(e, a, |o| o != std::cmp::Ordering::Greater));
+    reg!(r, Op::PrimNegScalar, |e, a| unary(e, a, |x| x.checked_neg(), |x| -x));
+    reg!(r, Op::PrimSymFloatScalar, |e, a| {
         let x = e.scalar(arg(a, 0)?)?.to_f64();
         e.set_scalar(arg(a, 1)?, Scalar::Double(x))
     });
-    r.register(Op::PrimSymIntScalar, |e, a| {
+    reg!(r, Op::PrimSymIntScalar, |e, a| {
         let x = e.scalar(arg(a, 0)?)?.to_f64();
         e.set_scalar(arg(a, 1)?, Scalar::Int(x.trunc() as i64))
     });
-    r.register(Op::PrimCeilScalar, |e, a| round_with(e, a, f64::ceil));
-    r.register(Op::PrimTruncScalar, |e, a| round_with(e, a, f64::trunc));
-    r.register(Op::PrimRoundScalar, |e, a| round_with(e, a, f64::round_ties_even));
-    r.register(Op::PrimSymNotScalar, |e, a| {
+    reg!(r, Op::PrimCeilScalar, |e, a| round_with(e, a, f64::ceil));
+    reg!(r, Op::PrimTruncScalar, |e, a| round_with(e, a, f64::trunc));
+    reg!(r, Op::PrimRoundScalar, |e, a| round_with(e, a, f64::round_ties_even));
+    reg!(r, Op::PrimSymNotScalar, |e, a| {
         let x = e.bool(arg(a, 0)?)?;
         e.set_scalar(arg(a, 1)?, Scalar::Bool(!x))
     });

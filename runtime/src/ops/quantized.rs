@@ -12,26 +12,26 @@ use ferrite_op_support::Op;
 use ferrite_program::ScalarType;
 
 pub(super) fn register(r: &mut KernelRegistry) {
-    r.register(Op::QuantizePerTensor, quantize_per_tensor);
-    r.register(Op::QuantizePerTensorTensor, quantize_per_tensor_tensor);
-    r.register(Op::DequantizePerTensor, dequantize_per_tensor);
-    r.register(Op::DequantizePerTensorTensor, dequantize_per_tensor_tensor);
-    r.register(Op::QuantizePerChannel, quantize_per_channel);
-    r.register(Op::DequantizePerChannel, dequantize_per_channel);
-    r.register(Op::DequantizePerChannelGroup, dequantize_per_channel_group);
-    r.register(Op::MixedLinear, mixed_linear);
-    r.register(Op::MixedMm, mixed_mm);
-    r.register(Op::QuantizePerToken, quantize_per_token);
-    r.register(Op::DequantizePerToken, dequantize_per_token);
-    r.register(Op::ChooseQparamsTensor, choose_qparams);
-    r.register(Op::ChooseQparamsPerTokenAsymmetric, choose_qparams_per_token);
-    r.register(Op::QuantizedAdd, add);
-    r.register(Op::EmbeddingByte, |e, a| embedding(e, a, Bits::Byte, false));
-    r.register(Op::EmbeddingByteDtype, |e, a| embedding(e, a, Bits::Byte, true));
-    r.register(Op::Embedding4bit, |e, a| embedding(e, a, Bits::Four, false));
-    r.register(Op::Embedding4bitDtype, |e, a| embedding(e, a, Bits::Four, true));
-    r.register(Op::Embedding2bit, |e, a| embedding(e, a, Bits::Two, false));
-    r.register(Op::Embedding2bitDtype, |e, a| embedding(e, a, Bits::Two, true));
+    reg!(r, Op::QuantizePerTensor, quantize_per_tensor);
+    reg!(r, Op::QuantizePerTensorTensor, quantize_per_tensor_tensor);
+    reg!(r, Op::DequantizePerTensor, dequantize_per_tensor);
+    reg!(r, Op::DequantizePerTensorTensor, dequantize_per_tensor_tensor);
+    reg!(r, Op::QuantizePerChannel, quantize_per_channel);
+    reg!(r, Op::DequantizePerChannel, dequantize_per_channel);
+    reg!(r, Op::DequantizePerChannelGroup, dequantize_per_channel_group);
+    reg!(r, Op::MixedLinear, mixed_linear);
+    reg!(r, Op::MixedMm, mixed_mm);
+    reg!(r, Op::QuantizePerToken, quantize_per_token);
+    reg!(r, Op::DequantizePerToken, dequantize_per_token);
+    reg!(r, Op::ChooseQparamsTensor, choose_qparams);
+    reg!(r, Op::ChooseQparamsPerTokenAsymmetric, choose_qparams_per_token);
+    reg!(r, Op::QuantizedAdd, add);
+    reg!(r, Op::EmbeddingByte, |e, a| embedding(e, a, Bits::Byte, false));
+    reg!(r, Op::EmbeddingByteDtype, |e, a| embedding(e, a, Bits::Byte, true));
+    reg!(r, Op::Embedding4bit, |e, a| embedding(e, a, Bits::Four, false));
+    reg!(r, Op::Embedding4bitDtype, |e, a| embedding(e, a, Bits::Four, true));
+    reg!(r, Op::Embedding2bit, |e, a| embedding(e, a, Bits::Two, false));
+    reg!(r, Op::Embedding2bitDtype, |e, a| embedding(e, a, Bits::Two, true));
 }
 
 fn invalid(msg: String) -> RuntimeError {

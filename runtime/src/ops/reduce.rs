@@ -18,72 +18,72 @@ use ferrite_op_support::Op;
 use ferrite_program::ScalarType;
 
 pub(super) fn register(r: &mut KernelRegistry) {
-    r.register(Op::SumIntList, |e, a| {
+    reg!(r, Op::SumIntList, |e, a| {
         let dims = e.opt_int_list(arg(a, 1)?)?;
         sum_mean(e, arg(a, 0)?, dims, e.bool(arg(a, 2)?)?, arg(a, 4)?, false)
     });
-    r.register(Op::Sum, |e, a| sum_mean(e, arg(a, 0)?, None, false, arg(a, 2)?, false));
-    r.register(Op::Mean, |e, a| {
+    reg!(r, Op::Sum, |e, a| sum_mean(e, arg(a, 0)?, None, false, arg(a, 2)?, false));
+    reg!(r, Op::Mean, |e, a| {
         let dims = e.opt_int_list(arg(a, 1)?)?;
         sum_mean(e, arg(a, 0)?, dims, e.bool(arg(a, 2)?)?, arg(a, 4)?, true)
     });
-    r.register(Op::MeanDtype, |e, a| sum_mean(e, arg(a, 0)?, None, false, arg(a, 2)?, true));
-    r.register(Op::Prod, |e, a| prod(e, arg(a, 0)?, None, false, arg(a, 2)?));
-    r.register(Op::ProdInt, |e, a| {
+    reg!(r, Op::MeanDtype, |e, a| sum_mean(e, arg(a, 0)?, None, false, arg(a, 2)?, true));
+    reg!(r, Op::Prod, |e, a| prod(e, arg(a, 0)?, None, false, arg(a, 2)?));
+    reg!(r, Op::ProdInt, |e, a| {
         let dim = e.int(arg(a, 1)?)?;
         prod(e, arg(a, 0)?, Some(vec![dim]), e.bool(arg(a, 2)?)?, arg(a, 4)?)
     });
-    r.register(Op::Amax, |e, a| {
+    reg!(r, Op::Amax, |e, a| {
         let dims = e.int_list(arg(a, 1)?)?;
         extreme(e, arg(a, 0)?, Some(dims), e.bool(arg(a, 2)?)?, arg(a, 3)?, true)
     });
-    r.register(Op::Amin, |e, a| {
+    reg!(r, Op::Amin, |e, a| {
         let dims = e.int_list(arg(a, 1)?)?;
         extreme(e, arg(a, 0)?, Some(dims), e.bool(arg(a, 2)?)?, arg(a, 3)?, false)
     });
-    r.register(Op::MaxUnary, |e, a| extreme_all(e, arg(a, 0)?, arg(a, 1)?, true));
-    r.register(Op::MinUnary, |e, a| extreme_all(e, arg(a, 0)?, arg(a, 1)?, false));
-    r.register(Op::Argmax, |e, a| {
+    reg!(r, Op::MaxUnary, |e, a| extreme_all(e, arg(a, 0)?, arg(a, 1)?, true));
+    reg!(r, Op::MinUnary, |e, a| extreme_all(e, arg(a, 0)?, arg(a, 1)?, false));
+    reg!(r, Op::Argmax, |e, a| {
         let dim = e.opt_int(arg(a, 1)?)?;
         arg_extreme(e, arg(a, 0)?, dim, e.bool(arg(a, 2)?)?, None, arg(a, 3)?, true)
     });
-    r.register(Op::Argmin, |e, a| {
+    reg!(r, Op::Argmin, |e, a| {
         let dim = e.opt_int(arg(a, 1)?)?;
         arg_extreme(e, arg(a, 0)?, dim, e.bool(arg(a, 2)?)?, None, arg(a, 3)?, false)
     });
-    r.register(Op::MaxDimMax, |e, a| {
+    reg!(r, Op::MaxDimMax, |e, a| {
         let dim = e.int(arg(a, 1)?)?;
         arg_extreme(e, arg(a, 0)?, Some(dim), e.bool(arg(a, 2)?)?, Some(arg(a, 3)?), arg(a, 4)?, true)
     });
-    r.register(Op::MinDimMin, |e, a| {
+    reg!(r, Op::MinDimMin, |e, a| {
         let dim = e.int(arg(a, 1)?)?;
         arg_extreme(e, arg(a, 0)?, Some(dim), e.bool(arg(a, 2)?)?, Some(arg(a, 3)?), arg(a, 4)?, false)
     });
-    r.register(Op::Any, |e, a| {
+    reg!(r, Op::Any, |e, a| {
         let dim = e.int(arg(a, 1)?)?;
         any_all(e, arg(a, 0)?, Some(vec![dim]), e.bool(arg(a, 2)?)?, arg(a, 3)?, true)
     });
-    r.register(Op::AnyDims, |e, a| {
+    reg!(r, Op::AnyDims, |e, a| {
         let dims = e.opt_int_list(arg(a, 1)?)?;
         any_all(e, arg(a, 0)?, dims, e.bool(arg(a, 2)?)?, arg(a, 3)?, true)
     });
-    r.register(Op::AnyAll, |e, a| any_all(e, arg(a, 0)?, None, false, arg(a, 1)?, true));
-    r.register(Op::All, |e, a| {
+    reg!(r, Op::AnyAll, |e, a| any_all(e, arg(a, 0)?, None, false, arg(a, 1)?, true));
+    reg!(r, Op::All, |e, a| {
         let dim = e.int(arg(a, 1)?)?;
         any_all(e, arg(a, 0)?, Some(vec![dim]), e.bool(arg(a, 2)?)?, arg(a, 3)?, false)
     });
-    r.register(Op::AllDims, |e, a| {
+    reg!(r, Op::AllDims, |e, a| {
         let dims = e.opt_int_list(arg(a, 1)?)?;
         any_all(e, arg(a, 0)?, dims, e.bool(arg(a, 2)?)?, arg(a, 3)?, false)
     });
-    r.register(Op::AllAll, |e, a| any_all(e, arg(a, 0)?, None, false, arg(a, 1)?, false));
-    r.register(Op::VarCorrection, |e, a| var_correction(e, a, false));
-    r.register(Op::StdCorrection, |e, a| var_correction(e, a, true));
-    r.register(Op::Var, |e, a| var_unbiased(e, a, false));
-    r.register(Op::Std, |e, a| var_unbiased(e, a, true));
-    r.register(Op::VarMeanCorrection, var_mean_correction);
-    r.register(Op::Cumsum, cumsum);
-    r.register(Op::Logsumexp, logsumexp);
+    reg!(r, Op::AllAll, |e, a| any_all(e, arg(a, 0)?, None, false, arg(a, 1)?, false));
+    reg!(r, Op::VarCorrection, |e, a| var_correction(e, a, false));
+    reg!(r, Op::StdCorrection, |e, a| var_correction(e, a, true));
+    reg!(r, Op::Var, |e, a| var_unbiased(e, a, false));
+    reg!(r, Op::Std, |e, a| var_unbiased(e, a, true));
+    reg!(r, Op::VarMeanCorrection, var_mean_correction);
+    reg!(r, Op::Cumsum, cumsum);
+    reg!(r, Op::Logsumexp, logsumexp);
 }
 
 /// Which dimensions a reduction covers: `None` or an empty list means all of them.

@@ -39,117 +39,117 @@ use unary::*;
 
 pub(super) fn register(r: &mut KernelRegistry) {
     // Arithmetic.
-    r.register(Op::Add, |e, a| add_sub(e, a, false));
-    r.register(Op::AddScalar, |e, a| add_sub_scalar(e, a, false, false));
-    r.register(Op::Sub, |e, a| add_sub(e, a, true));
-    r.register(Op::SubScalar, |e, a| add_sub_scalar(e, a, true, false));
-    r.register(Op::RsubScalar, |e, a| add_sub_scalar(e, a, true, true));
-    r.register(Op::Mul, mul);
-    r.register(Op::MulScalar, mul_scalar);
-    r.register(Op::Div, |e, a| div(e, arg(a, 0)?, Operand::Tensor(arg(a, 1)?), None, arg(a, 2)?));
-    r.register(Op::DivScalar, |e, a| div(e, arg(a, 0)?, Operand::Scalar(e.scalar(arg(a, 1)?)?), None, arg(a, 2)?));
-    r.register(Op::DivMode, |e, a| {
+    reg!(r, Op::Add, |e, a| add_sub(e, a, false));
+    reg!(r, Op::AddScalar, |e, a| add_sub_scalar(e, a, false, false));
+    reg!(r, Op::Sub, |e, a| add_sub(e, a, true));
+    reg!(r, Op::SubScalar, |e, a| add_sub_scalar(e, a, true, false));
+    reg!(r, Op::RsubScalar, |e, a| add_sub_scalar(e, a, true, true));
+    reg!(r, Op::Mul, mul);
+    reg!(r, Op::MulScalar, mul_scalar);
+    reg!(r, Op::Div, |e, a| div(e, arg(a, 0)?, Operand::Tensor(arg(a, 1)?), None, arg(a, 2)?));
+    reg!(r, Op::DivScalar, |e, a| div(e, arg(a, 0)?, Operand::Scalar(e.scalar(arg(a, 1)?)?), None, arg(a, 2)?));
+    reg!(r, Op::DivMode, |e, a| {
         let mode = e.opt_string(arg(a, 2)?)?.map(str::to_owned);
         div(e, arg(a, 0)?, Operand::Tensor(arg(a, 1)?), mode.as_deref(), arg(a, 3)?)
     });
-    r.register(Op::DivScalarMode, |e, a| {
+    reg!(r, Op::DivScalarMode, |e, a| {
         let mode = e.opt_string(arg(a, 2)?)?.map(str::to_owned);
         div(e, arg(a, 0)?, Operand::Scalar(e.scalar(arg(a, 1)?)?), mode.as_deref(), arg(a, 3)?)
     });
-    r.register(Op::FloorDivide, |e, a| int_div_like(e, a, DivKind::Floor, false));
-    r.register(Op::FloorDivideScalar, |e, a| int_div_like(e, a, DivKind::Floor, true));
-    r.register(Op::RemainderTensor, |e, a| int_div_like(e, a, DivKind::Remainder, false));
-    r.register(Op::RemainderScalar, |e, a| int_div_like(e, a, DivKind::Remainder, true));
-    r.register(Op::FmodTensor, |e, a| int_div_like(e, a, DivKind::Fmod, false));
-    r.register(Op::FmodScalar, |e, a| int_div_like(e, a, DivKind::Fmod, true));
-    r.register(Op::PowTensorTensor, |e, a| {
+    reg!(r, Op::FloorDivide, |e, a| int_div_like(e, a, DivKind::Floor, false));
+    reg!(r, Op::FloorDivideScalar, |e, a| int_div_like(e, a, DivKind::Floor, true));
+    reg!(r, Op::RemainderTensor, |e, a| int_div_like(e, a, DivKind::Remainder, false));
+    reg!(r, Op::RemainderScalar, |e, a| int_div_like(e, a, DivKind::Remainder, true));
+    reg!(r, Op::FmodTensor, |e, a| int_div_like(e, a, DivKind::Fmod, false));
+    reg!(r, Op::FmodScalar, |e, a| int_div_like(e, a, DivKind::Fmod, true));
+    reg!(r, Op::PowTensorTensor, |e, a| {
         pow(e, Operand::Tensor(arg(a, 0)?), Operand::Tensor(arg(a, 1)?), arg(a, 2)?)
     });
-    r.register(Op::PowTensorScalar, |e, a| {
+    reg!(r, Op::PowTensorScalar, |e, a| {
         pow(e, Operand::Tensor(arg(a, 0)?), Operand::Scalar(e.scalar(arg(a, 1)?)?), arg(a, 2)?)
     });
-    r.register(Op::PowScalar, |e, a| {
+    reg!(r, Op::PowScalar, |e, a| {
         pow(e, Operand::Scalar(e.scalar(arg(a, 0)?)?), Operand::Tensor(arg(a, 1)?), arg(a, 2)?)
     });
-    r.register(Op::Maximum, |e, a| min_max(e, a, true));
-    r.register(Op::Minimum, |e, a| min_max(e, a, false));
-    r.register(Op::Atan2, atan2);
-    r.register(Op::Square, square);
-    r.register(Op::BitwiseAndTensor, |e, a| bitwise(e, a, BitOp::And, false));
-    r.register(Op::BitwiseAndScalar, |e, a| bitwise(e, a, BitOp::And, true));
-    r.register(Op::BitwiseOrTensor, |e, a| bitwise(e, a, BitOp::Or, false));
-    r.register(Op::BitwiseOrScalar, |e, a| bitwise(e, a, BitOp::Or, true));
-    r.register(Op::BitwiseXorTensor, |e, a| bitwise(e, a, BitOp::Xor, false));
-    r.register(Op::BitwiseXorScalar, |e, a| bitwise(e, a, BitOp::Xor, true));
-    r.register(Op::BitwiseNot, bitwise_not);
+    reg!(r, Op::Maximum, |e, a| min_max(e, a, true));
+    reg!(r, Op::Minimum, |e, a| min_max(e, a, false));
+    reg!(r, Op::Atan2, atan2);
+    reg!(r, Op::Square, square);
+    reg!(r, Op::BitwiseAndTensor, |e, a| bitwise(e, a, BitOp::And, false));
+    reg!(r, Op::BitwiseAndScalar, |e, a| bitwise(e, a, BitOp::And, true));
+    reg!(r, Op::BitwiseOrTensor, |e, a| bitwise(e, a, BitOp::Or, false));
+    reg!(r, Op::BitwiseOrScalar, |e, a| bitwise(e, a, BitOp::Or, true));
+    reg!(r, Op::BitwiseXorTensor, |e, a| bitwise(e, a, BitOp::Xor, false));
+    reg!(r, Op::BitwiseXorScalar, |e, a| bitwise(e, a, BitOp::Xor, true));
+    reg!(r, Op::BitwiseNot, bitwise_not);
 
     // Comparisons.
-    r.register(Op::EqTensor, |e, a| compare(e, a, Cmp::Eq, false));
-    r.register(Op::EqScalar, |e, a| compare(e, a, Cmp::Eq, true));
-    r.register(Op::NeTensor, |e, a| compare(e, a, Cmp::Ne, false));
-    r.register(Op::NeScalar, |e, a| compare(e, a, Cmp::Ne, true));
-    r.register(Op::LtTensor, |e, a| compare(e, a, Cmp::Lt, false));
-    r.register(Op::LtScalar, |e, a| compare(e, a, Cmp::Lt, true));
-    r.register(Op::LeTensor, |e, a| compare(e, a, Cmp::Le, false));
-    r.register(Op::LeScalar, |e, a| compare(e, a, Cmp::Le, true));
-    r.register(Op::GtTensor, |e, a| compare(e, a, Cmp::Gt, false));
-    r.register(Op::GtScalar, |e, a| compare(e, a, Cmp::Gt, true));
-    r.register(Op::GeTensor, |e, a| compare(e, a, Cmp::Ge, false));
-    r.register(Op::GeScalar, |e, a| compare(e, a, Cmp::Ge, true));
-    r.register(Op::Isnan, |e, a| float_predicate(e, a, false));
-    r.register(Op::Isinf, |e, a| float_predicate(e, a, true));
+    reg!(r, Op::EqTensor, |e, a| compare(e, a, Cmp::Eq, false));
+    reg!(r, Op::EqScalar, |e, a| compare(e, a, Cmp::Eq, true));
+    reg!(r, Op::NeTensor, |e, a| compare(e, a, Cmp::Ne, false));
+    reg!(r, Op::NeScalar, |e, a| compare(e, a, Cmp::Ne, true));
+    reg!(r, Op::LtTensor, |e, a| compare(e, a, Cmp::Lt, false));
+    reg!(r, Op::LtScalar, |e, a| compare(e, a, Cmp::Lt, true));
+    reg!(r, Op::LeTensor, |e, a| compare(e, a, Cmp::Le, false));
+    reg!(r, Op::LeScalar, |e, a| compare(e, a, Cmp::Le, true));
+    reg!(r, Op::GtTensor, |e, a| compare(e, a, Cmp::Gt, false));
+    reg!(r, Op::GtScalar, |e, a| compare(e, a, Cmp::Gt, true));
+    reg!(r, Op::GeTensor, |e, a| compare(e, a, Cmp::Ge, false));
+    reg!(r, Op::GeScalar, |e, a| compare(e, a, Cmp::Ge, true));
+    reg!(r, Op::Isnan, |e, a| float_predicate(e, a, false));
+    reg!(r, Op::Isinf, |e, a| float_predicate(e, a, true));
 
     // Logical.
-    r.register(Op::LogicalAnd, |e, a| logical(e, a, |x, y| x & y));
-    r.register(Op::LogicalOr, |e, a| logical(e, a, |x, y| x | y));
-    r.register(Op::LogicalXor, |e, a| logical(e, a, |x, y| x ^ y));
-    r.register(Op::LogicalNot, logical_not);
+    reg!(r, Op::LogicalAnd, |e, a| logical(e, a, |x, y| x & y));
+    reg!(r, Op::LogicalOr, |e, a| logical(e, a, |x, y| x | y));
+    reg!(r, Op::LogicalXor, |e, a| logical(e, a, |x, y| x ^ y));
+    reg!(r, Op::LogicalNot, logical_not);
 
     // Selection.
-    r.register(Op::WhereSelf, where_self);
-    r.register(Op::MaskedFillScalar, masked_fill);
+    reg!(r, Op::WhereSelf, where_self);
+    reg!(r, Op::MaskedFillScalar, masked_fill);
 
     // Unary math to floating point (integer and bool inputs give float outputs).
-    r.register(Op::Sqrt, |e, a| unary_float(e, a, |x| x.sqrt(), |x| x.sqrt()));
-    r.register(Op::Rsqrt, |e, a| unary_float(e, a, |x| 1.0 / x.sqrt(), |x| 1.0 / x.sqrt()));
-    r.register(Op::Exp, |e, a| unary_float(e, a, |x| x.exp(), |x| x.exp()));
-    r.register(Op::Expm1, |e, a| unary_float(e, a, |x| x.exp_m1(), |x| x.exp_m1()));
-    r.register(Op::Log, |e, a| unary_float(e, a, |x| x.ln(), |x| x.ln()));
-    r.register(Op::Log1p, |e, a| unary_float(e, a, |x| x.ln_1p(), |x| x.ln_1p()));
-    r.register(Op::Log2, |e, a| unary_float(e, a, |x| x.log2(), |x| x.log2()));
-    r.register(Op::Log10, |e, a| unary_float(e, a, |x| x.log10(), |x| x.log10()));
-    r.register(Op::Sin, |e, a| unary_float(e, a, |x| x.sin(), |x| x.sin()));
-    r.register(Op::Cos, |e, a| unary_float(e, a, |x| x.cos(), |x| x.cos()));
-    r.register(Op::Tan, |e, a| unary_float(e, a, |x| x.tan(), |x| x.tan()));
-    r.register(Op::Tanh, |e, a| unary_float(e, a, |x| x.tanh(), |x| x.tanh()));
-    r.register(Op::Asin, |e, a| unary_float(e, a, |x| x.asin(), |x| x.asin()));
-    r.register(Op::Acos, |e, a| unary_float(e, a, |x| x.acos(), |x| x.acos()));
-    r.register(Op::Atan, |e, a| unary_float(e, a, |x| x.atan(), |x| x.atan()));
-    r.register(Op::Sinh, |e, a| unary_float(e, a, |x| x.sinh(), |x| x.sinh()));
-    r.register(Op::Cosh, |e, a| unary_float(e, a, |x| x.cosh(), |x| x.cosh()));
-    r.register(Op::Asinh, |e, a| unary_float(e, a, |x| x.asinh(), |x| x.asinh()));
-    r.register(Op::Acosh, |e, a| unary_float(e, a, |x| x.acosh(), |x| x.acosh()));
-    r.register(Op::Atanh, |e, a| unary_float(e, a, |x| x.atanh(), |x| x.atanh()));
-    r.register(Op::Erf, |e, a| unary_float(e, a, k::erf_f32, k::erf_f64));
-    r.register(Op::Reciprocal, |e, a| unary_float(e, a, |x| 1.0 / x, |x| 1.0 / x));
-    r.register(Op::Sigmoid, |e, a| unary_float(e, a, |x| 1.0 / (1.0 + (-x).exp()), |x| 1.0 / (1.0 + (-x).exp())));
+    reg!(r, Op::Sqrt, |e, a| unary_float(e, a, |x| x.sqrt(), |x| x.sqrt()));
+    reg!(r, Op::Rsqrt, |e, a| unary_float(e, a, |x| 1.0 / x.sqrt(), |x| 1.0 / x.sqrt()));
+    reg!(r, Op::Exp, |e, a| unary_float(e, a, |x| x.exp(), |x| x.exp()));
+    reg!(r, Op::Expm1, |e, a| unary_float(e, a, |x| x.exp_m1(), |x| x.exp_m1()));
+    reg!(r, Op::Log, |e, a| unary_float(e, a, |x| x.ln(), |x| x.ln()));
+    reg!(r, Op::Log1p, |e, a| unary_float(e, a, |x| x.ln_1p(), |x| x.ln_1p()));
+    reg!(r, Op::Log2, |e, a| unary_float(e, a, |x| x.log2(), |x| x.log2()));
+    reg!(r, Op::Log10, |e, a| unary_float(e, a, |x| x.log10(), |x| x.log10()));
+    reg!(r, Op::Sin, |e, a| unary_float(e, a, |x| x.sin(), |x| x.sin()));
+    reg!(r, Op::Cos, |e, a| unary_float(e, a, |x| x.cos(), |x| x.cos()));
+    reg!(r, Op::Tan, |e, a| unary_float(e, a, |x| x.tan(), |x| x.tan()));
+    reg!(r, Op::Tanh, |e, a| unary_float(e, a, |x| x.tanh(), |x| x.tanh()));
+    reg!(r, Op::Asin, |e, a| unary_float(e, a, |x| x.asin(), |x| x.asin()));
+    reg!(r, Op::Acos, |e, a| unary_float(e, a, |x| x.acos(), |x| x.acos()));
+    reg!(r, Op::Atan, |e, a| unary_float(e, a, |x| x.atan(), |x| x.atan()));
+    reg!(r, Op::Sinh, |e, a| unary_float(e, a, |x| x.sinh(), |x| x.sinh()));
+    reg!(r, Op::Cosh, |e, a| unary_float(e, a, |x| x.cosh(), |x| x.cosh()));
+    reg!(r, Op::Asinh, |e, a| unary_float(e, a, |x| x.asinh(), |x| x.asinh()));
+    reg!(r, Op::Acosh, |e, a| unary_float(e, a, |x| x.acosh(), |x| x.acosh()));
+    reg!(r, Op::Atanh, |e, a| unary_float(e, a, |x| x.atanh(), |x| x.atanh()));
+    reg!(r, Op::Erf, |e, a| unary_float(e, a, k::erf_f32, k::erf_f64));
+    reg!(r, Op::Reciprocal, |e, a| unary_float(e, a, |x| 1.0 / x, |x| 1.0 / x));
+    reg!(r, Op::Sigmoid, |e, a| unary_float(e, a, |x| 1.0 / (1.0 + (-x).exp()), |x| 1.0 / (1.0 + (-x).exp())));
 
     // Unary operators that keep the dtype.
-    r.register(Op::Abs, |e, a| unary_same(e, a, Same::Abs));
-    r.register(Op::Neg, |e, a| unary_same(e, a, Same::Neg));
-    r.register(Op::Sign, |e, a| unary_same(e, a, Same::Sign));
-    r.register(Op::Floor, |e, a| unary_same(e, a, Same::Floor));
-    r.register(Op::Ceil, |e, a| unary_same(e, a, Same::Ceil));
-    r.register(Op::Round, |e, a| unary_same(e, a, Same::Round));
-    r.register(Op::Trunc, |e, a| unary_same(e, a, Same::Trunc));
-    r.register(Op::Relu, |e, a| unary_same(e, a, Same::Relu));
-    r.register(Op::Clamp, clamp_scalar);
-    r.register(Op::ClampTensor, clamp_tensor);
-    r.register(Op::Hardtanh, hardtanh);
+    reg!(r, Op::Abs, |e, a| unary_same(e, a, Same::Abs));
+    reg!(r, Op::Neg, |e, a| unary_same(e, a, Same::Neg));
+    reg!(r, Op::Sign, |e, a| unary_same(e, a, Same::Sign));
+    reg!(r, Op::Floor, |e, a| unary_same(e, a, Same::Floor));
+    reg!(r, Op::Ceil, |e, a| unary_same(e, a, Same::Ceil));
+    reg!(r, Op::Round, |e, a| unary_same(e, a, Same::Round));
+    reg!(r, Op::Trunc, |e, a| unary_same(e, a, Same::Trunc));
+    reg!(r, Op::Relu, |e, a| unary_same(e, a, Same::Relu));
+    reg!(r, Op::Clamp, clamp_scalar);
+    reg!(r, Op::ClampTensor, clamp_tensor);
+    reg!(r, Op::Hardtanh, hardtanh);
 
     // Activations (floating point).
-    r.register(Op::Gelu, gelu);
-    r.register(Op::Hardswish, |e, a| {
+    reg!(r, Op::Gelu, gelu);
+    reg!(r, Op::Hardswish, |e, a| {
         activation(
             e,
             arg(a, 0)?,
@@ -158,16 +158,16 @@ pub(super) fn register(r: &mut KernelRegistry) {
             |x| x * (x + 3.0).clamp(0.0, 6.0) / 6.0,
         )
     });
-    r.register(Op::Hardsigmoid, |e, a| {
+    reg!(r, Op::Hardsigmoid, |e, a| {
         activation(e, arg(a, 0)?, arg(a, 1)?, |x| (x + 3.0).clamp(0.0, 6.0) / 6.0, |x| (x + 3.0).clamp(0.0, 6.0) / 6.0)
     });
-    r.register(Op::Silu, |e, a| {
+    reg!(r, Op::Silu, |e, a| {
         activation(e, arg(a, 0)?, arg(a, 1)?, |x| x / (1.0 + (-x).exp()), |x| x / (1.0 + (-x).exp()))
     });
-    r.register(Op::LeakyRelu, leaky_relu);
-    r.register(Op::Elu, elu);
-    r.register(Op::Softplus, softplus);
-    r.register(Op::Glu, glu);
+    reg!(r, Op::LeakyRelu, leaky_relu);
+    reg!(r, Op::Elu, elu);
+    reg!(r, Op::Softplus, softplus);
+    reg!(r, Op::Glu, glu);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -343,6 +343,7 @@ fn store<C: Element>(src: &[C], out: &mut TensorMut<'_>) -> Result<()> {
 /// a temporary cast into `out` afterwards. `normalize` maps results to 0/1 (bool compute).
 ///
 /// (`f` is `dyn`: this runs once per call, and a generic `f` made a copy of it per operator.)
+#[inline(never)]
 fn write_out<C: Element>(
     out: &mut TensorMut<'_>,
     normalize: bool,
@@ -419,19 +420,28 @@ where
     O: Element,
     F: Fn(C, C) -> O + Sync,
 {
-    let so = out_shape(env, &[a, b])?;
-    env.resize(out, &so)?;
-    let tensors: Vec<usize> =
-        [a, b].iter().filter_map(|o| if let Operand::Tensor(t) = o { Some(*t) } else { None }).collect();
+    let (so, tensors) = binary_setup(env, a, b, out)?;
     env.run(&tensors, &[out], |ins, outs| {
         let [(x, sx), (y, sy)] = operands::<C>(ins, [a, b])?;
         write_out::<O>(&mut outs[0], normalize, &mut |o| Ok(k::binary(&x, &sx, &y, &sy, o, &so, &f)?))
     })
 }
 
+/// [`binary_op`]'s part that does not depend on its types (one copy rather than one per
+/// operator and dtype): sizes `out` to the operands' broadcast shape; that shape, and the
+/// operands that are tensors.
+#[inline(never)]
+fn binary_setup(env: &mut Env<'_>, a: Operand, b: Operand, out: usize) -> Result<(Vec<usize>, Vec<usize>)> {
+    let so = out_shape(env, &[a, b])?;
+    env.resize(out, &so)?;
+    let tensors = [a, b].iter().filter_map(|o| if let Operand::Tensor(t) = o { Some(*t) } else { None }).collect();
+    Ok((so, tensors))
+}
+
 /// The two operands of a binary operator as `C` with their shapes (a Scalar is a 0-d tensor);
 /// `ins` are the tensor operands' views, in order.
 #[allow(clippy::type_complexity)]
+#[inline(never)]
 fn operands<'a, C: Element>(ins: &[TensorRef<'a>], ops: [Operand; 2]) -> Result<[(Cow<'a, [C]>, Vec<usize>); 2]> {
     let mut it = ins.iter();
     let mut get = |op: Operand| -> Result<(Cow<'a, [C]>, Vec<usize>)> {
