@@ -346,7 +346,8 @@ fn par_flat<O: Send>(out: &mut [O], f: impl Fn(usize, &mut [O]) + Sync) {
     crate::par::chunks(out, CHUNK, true, |i, chunk| f(i * CHUNK, chunk));
 }
 
-#[inline(always)]
+/// One row of [`binary`]: `out[i] = f(a[i * sa], b[i * sb])`, with the unit and zero strides
+/// as loops of their own (vectorised).
 fn row2<A: Copy, B: Copy, O>(a: &[A], sa: usize, b: &[B], sb: usize, out: &mut [O], f: &impl Fn(A, B) -> O) {
     let n = out.len();
     match (sa, sb) {
@@ -375,6 +376,51 @@ fn row2<A: Copy, B: Copy, O>(a: &[A], sa: usize, b: &[B], sb: usize, out: &mut [
     }
 }
 
+/// The plan of a broadcast of inputs `names` (`lens` elements, shapes `shapes`) to an output of
+/// `out_len` elements and shape `so`, every length checked. Out of line: one copy, not one per
+/// operator.
+#[inline(never)]
+fn checked_plan<const N: usize>(
+    names: [&'static str; N],
+    lens: [usize; N],
+    shapes: [&[usize]; N],
+    out_len: usize,
+    so: &[usize],
+) -> KResult<BroadcastPlan<N>> {
+    for k in 0..N {
+        super::check_numel(names[k], lens[k], shapes[k])?;
+    }
+    super::check_numel("out", out_len, so)?;
+    let plan = BroadcastPlan::<N>::new(shapes, so)?;
+    plan.check_lens(lens)?;
+    Ok(plan)
+}
+
+/// A row task of [`drive`]: the output row and the inputs' offsets at its start.
+type RowTask<'f, O, const N: usize> = &'f (dyn Fn(&mut [O], [usize; N]) + Sync);
+
+/// Walks `plan` over `out`: calls `row` on every output row (or, with no outer dimensions, on
+/// chunks of the one flat row) with the inputs' offsets, over the pool when large. Generic over
+/// the output type alone: the operators' functions reach it as `row`, so the walk and the
+/// pool's tasks are compiled once per output type rather than once per operator.
+#[inline(never)]
+fn drive<O: Send, const N: usize>(plan: &BroadcastPlan<N>, out: &mut [O], row: RowTask<'_, O, N>) {
+    let inner = plan.inner;
+    if plan.outer.is_empty() {
+        // One flat loop (equal shapes, or scalar operands).
+        par_flat(out, |start, chunk| row(chunk, plan.inner_stride.map(|s| start * s)));
+        return;
+    }
+    par_rows(out, inner, |r0, chunk| {
+        let rows = chunk.len() / inner;
+        let mut pos = 0usize;
+        plan.for_rows(r0, r0 + rows, |_, offsets| {
+            row(&mut chunk[pos..pos + inner], offsets);
+            pos += inner;
+        });
+    });
+}
+
 /// `out[i] = f(a[i'], b[i''])` with numpy broadcasting of `a` (shape `sa`) and `b` (shape `sb`)
 /// to `so`. Buffers are contiguous row-major.
 pub fn binary<A, B, O, F>(a: &[A], sa: &[usize], b: &[B], sb: &[usize], out: &mut [O], so: &[usize], f: F) -> KResult
@@ -384,34 +430,12 @@ where
     O: Copy + Send,
     F: Fn(A, B) -> O + Sync,
 {
-    super::check_len("a", a, sa)?;
-    super::check_len("b", b, sb)?;
-    super::check_len("out", out, so)?;
-    let plan = BroadcastPlan::<2>::new([sa, sb], so)?;
-    plan.check_lens([a.len(), b.len()])?;
+    let plan = checked_plan(["a", "b"], [a.len(), b.len()], [sa, sb], out.len(), so)?;
     if out.is_empty() {
         return Ok(());
     }
     let [ia, ib] = plan.inner_stride;
-    let inner = plan.inner;
-    if plan.outer.is_empty() {
-        // One flat loop (equal shapes, or a scalar operand).
-        par_flat(out, |start, chunk| {
-            let a = if ia == 0 { a } else { &a[start..] };
-            let b = if ib == 0 { b } else { &b[start..] };
-            row2(a, ia, b, ib, chunk, &f);
-        });
-        return Ok(());
-    }
-    par_rows(out, inner, |r0, chunk| {
-        let rows = chunk.len() / inner;
-        let mut pos = 0usize;
-        plan.for_rows(r0, r0 + rows, |_, [oa, ob]| {
-            let o = &mut chunk[pos..pos + inner];
-            row2(&a[oa..], ia, &b[ob..], ib, o, &f);
-            pos += inner;
-        });
-    });
+    drive(&plan, out, &|o: &mut [O], [oa, ob]: [usize; 2]| row2(&a[oa..], ia, &b[ob..], ib, o, &f));
     Ok(())
 }
 
@@ -435,47 +459,37 @@ where
     O: Copy + Send,
     F: Fn(A, B, C) -> O + Sync,
 {
-    super::check_len("a", a, sa)?;
-    super::check_len("b", b, sb)?;
-    super::check_len("c", c, sc)?;
-    super::check_len("out", out, so)?;
-    let plan = BroadcastPlan::<3>::new([sa, sb, sc], so)?;
-    plan.check_lens([a.len(), b.len(), c.len()])?;
+    let plan = checked_plan(["a", "b", "c"], [a.len(), b.len(), c.len()], [sa, sb, sc], out.len(), so)?;
     if out.is_empty() {
         return Ok(());
     }
     let [ia, ib, ic] = plan.inner_stride;
-    let inner = plan.inner;
-    let row = |a: &[A], b: &[B], c: &[C], o: &mut [O]| {
-        if ia == 1 && ib == 1 && ic == 1 {
-            let n = o.len();
-            for (((o, &x), &y), &z) in o.iter_mut().zip(&a[..n]).zip(&b[..n]).zip(&c[..n]) {
-                *o = f(x, y, z);
-            }
-        } else {
-            for (i, o) in o.iter_mut().enumerate() {
-                *o = f(a[i * ia], b[i * ib], c[i * ic]);
-            }
-        }
-    };
-    if plan.outer.is_empty() {
-        par_flat(out, |start, chunk| {
-            let a = if ia == 0 { a } else { &a[start..] };
-            let b = if ib == 0 { b } else { &b[start..] };
-            let c = if ic == 0 { c } else { &c[start..] };
-            row(a, b, c, chunk);
-        });
-        return Ok(());
-    }
-    par_rows(out, inner, |r0, chunk| {
-        let rows = chunk.len() / inner;
-        let mut pos = 0usize;
-        plan.for_rows(r0, r0 + rows, |_, [oa, ob, oc]| {
-            row(&a[oa..], &b[ob..], &c[oc..], &mut chunk[pos..pos + inner]);
-            pos += inner;
-        });
-    });
+    drive(&plan, out, &|o: &mut [O], [oa, ob, oc]: [usize; 3]| row3(&a[oa..], ia, &b[ob..], ib, &c[oc..], ic, o, &f));
     Ok(())
+}
+
+/// One row of [`ternary`], as [`row2`].
+#[allow(clippy::too_many_arguments)]
+fn row3<A: Copy, B: Copy, C: Copy, O>(
+    a: &[A],
+    ia: usize,
+    b: &[B],
+    ib: usize,
+    c: &[C],
+    ic: usize,
+    o: &mut [O],
+    f: &impl Fn(A, B, C) -> O,
+) {
+    if ia == 1 && ib == 1 && ic == 1 {
+        let n = o.len();
+        for (((o, &x), &y), &z) in o.iter_mut().zip(&a[..n]).zip(&b[..n]).zip(&c[..n]) {
+            *o = f(x, y, z);
+        }
+    } else {
+        for (i, o) in o.iter_mut().enumerate() {
+            *o = f(a[i * ia], b[i * ib], c[i * ic]);
+        }
+    }
 }
 
 /// `out[i] = f(a[i])` (same number of elements).

@@ -133,9 +133,14 @@ pub fn contiguous_strides(shape: &[usize]) -> Vec<usize> {
 
 /// Checks that `buf` holds exactly `numel(shape)` elements.
 pub fn check_len<T>(what: &'static str, buf: &[T], shape: &[usize]) -> KResult {
+    check_numel(what, buf.len(), shape)
+}
+
+/// [`check_len`] on a length: not generic, so not copied into every caller's instantiations.
+pub(crate) fn check_numel(what: &'static str, len: usize, shape: &[usize]) -> KResult {
     let expected = numel(shape).ok_or_else(|| KernelError::Shape(format!("{what}: shape {shape:?} overflows")))?;
-    if buf.len() != expected {
-        return Err(KernelError::Length { what, expected, actual: buf.len() });
+    if len != expected {
+        return Err(KernelError::Length { what, expected, actual: len });
     }
     Ok(())
 }

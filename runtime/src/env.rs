@@ -502,15 +502,34 @@ impl Env<'_> {
         outputs: &[usize],
         f: impl FnOnce(&[TensorRef<'_>], &mut [TensorMut<'_>]) -> Result<R>,
     ) -> Result<R> {
-        // (All the work is in `views`, which is not generic: this function is instantiated for
-        // every kernel closure in the crate.)
+        // This function is instantiated for every kernel closure in the crate: all the work is
+        // in `run_views`, which is not generic, `f` reaching it as a `dyn` call.
+        let (mut f, mut result) = (Some(f), None);
+        self.run_views(inputs, outputs, &mut |ins, outs| {
+            if let Some(f) = f.take() {
+                result = Some(f(ins, outs));
+            }
+        })?;
+        result.unwrap_or_else(|| Err(invalid("internal: a kernel's body did not run".to_string())))
+    }
+
+    /// [`Env::run_any_layout`]'s work: the views, then `f` on them.
+    #[inline(never)]
+    fn run_views(
+        &mut self,
+        inputs: &[usize],
+        outputs: &[usize],
+        f: &mut dyn FnMut(&[TensorRef<'_>], &mut [TensorMut<'_>]),
+    ) -> Result<()> {
         let mut copies = Vec::new();
         let (in_views, mut out_views) = self.views(inputs, outputs, &mut copies)?;
-        f(&in_views, &mut out_views)
+        f(&in_views, &mut out_views);
+        Ok(())
     }
 
     /// The read views of `inputs` and write views of `outputs` for [`Env::run_any_layout`];
     /// inputs that overlap an output are copied into `copies` first.
+    #[inline(never)]
     fn views<'s>(
         &'s mut self,
         inputs: &[usize],

@@ -27,6 +27,7 @@ use crate::error::{Result, RuntimeError};
 use crate::registry::KernelRegistry;
 use crate::tensor::{TensorMut, TensorRef};
 use ferrite_kernels::elementwise as k;
+use ferrite_kernels::KResult;
 use ferrite_kernels::{Element, Integer, Number, Real};
 use ferrite_program::ScalarType as S;
 
@@ -420,10 +421,28 @@ where
     O: Element,
     F: Fn(C, C) -> O + Sync,
 {
+    binary_op_typed::<C, O>(env, a, b, out, normalize, &|x, sx, y, sy, o, so| k::binary(x, sx, y, sy, o, so, &f))
+}
+
+/// A broadcast binary kernel over operands of compute type `C` writing `O`: [`k::binary`] with
+/// the operator's function.
+type BinaryKernel<'f, C, O> = &'f (dyn Fn(&[C], &[usize], &[C], &[usize], &mut [O], &[usize]) -> KResult + Sync);
+
+/// [`binary_op`]'s work, generic over the types alone (the operator's function reaches it in
+/// `kernel`): one copy per compute and output type rather than one per operator.
+#[inline(never)]
+fn binary_op_typed<C: Element, O: Element>(
+    env: &mut Env<'_>,
+    a: Operand,
+    b: Operand,
+    out: usize,
+    normalize: bool,
+    kernel: BinaryKernel<'_, C, O>,
+) -> Result<()> {
     let (so, tensors) = binary_setup(env, a, b, out)?;
     env.run(&tensors, &[out], |ins, outs| {
         let [(x, sx), (y, sy)] = operands::<C>(ins, [a, b])?;
-        write_out::<O>(&mut outs[0], normalize, &mut |o| Ok(k::binary(&x, &sx, &y, &sy, o, &so, &f)?))
+        write_out::<O>(&mut outs[0], normalize, &mut |o| Ok(kernel(&x, &sx, &y, &sy, o, &so)?))
     })
 }
 
@@ -463,11 +482,23 @@ where
     O: Element,
     F: Fn(C) -> O + Sync,
 {
+    unary_map_typed::<C, O>(env, a, out, normalize, &|x, o| k::unary(x, o, &f))
+}
+
+/// [`unary_map`]'s work, generic over the types alone (as [`binary_op_typed`]).
+#[inline(never)]
+fn unary_map_typed<C: Element, O: Element>(
+    env: &mut Env<'_>,
+    a: usize,
+    out: usize,
+    normalize: bool,
+    kernel: &(dyn Fn(&[C], &mut [O]) -> KResult + Sync),
+) -> Result<()> {
     let sizes = env.sizes(a)?.to_vec();
     env.resize(out, &sizes)?;
     env.run(&[a], &[out], |ins, outs| {
         let x = load::<C>(&ins[0])?;
-        write_out::<O>(&mut outs[0], normalize, &mut |o| Ok(k::unary(&x, o, &f)?))
+        write_out::<O>(&mut outs[0], normalize, &mut |o| Ok(kernel(&x, o)?))
     })
 }
 
