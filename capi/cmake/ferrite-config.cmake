@@ -15,7 +15,7 @@
 #   ferrite::runtime_static      the same, static (libferrite.a; brings its system libraries)
 #   ferrite::delegate_static     the C ABI built without portable kernels (libferrite_delegate.a):
 #                                it runs Ferrite's delegates and programs whose every operator
-#                                Ferrite's partitioner delegates — a third of the size; what the
+#                                Ferrite's partitioner delegates — about half the size; what the
 #                                ExecuTorch plugin links
 #   ferrite::executorch_backend  the FerriteBackend plugin for stock ExecuTorch, linked so that
 #                                it registers itself (--no-as-needed); defined when installed
