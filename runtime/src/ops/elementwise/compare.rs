@@ -43,8 +43,7 @@ pub(super) fn compare(env: &mut Env<'_>, args: &[usize], cmp: Cmp, scalar: bool)
         return Err(unsupported(out_dt));
     }
     // One kernel per compute type, the comparison chosen per element: masks are small and built
-    // once per run, and six copies of every broadcast loop per type were a fifth of the
-    // element-wise code.
+    // once per run, and six copies of every broadcast loop per type only added code.
     ferrite_kernels::dispatch!(compute el(compute_type(common))?, C => {
         binary_op::<C, u8, _>(env, a, b, out, false, move |x: C, y: C| u8::from(cmp.holds(x, y)))
     }, else other => Err(unsupported(other)))
