@@ -16,9 +16,10 @@
 /// to the dtype) for a dtype outside the set.
 ///
 /// Without the crate's `all-dtypes` feature (a build that runs only what Ferrite's backend is
-/// handed, such as the ExecuTorch plugin), the sets hold `Bool`, `u8`, `i8`, `i32`, `i64`, `f32`
-/// and `f64` alone: `f16`, `bf16`, `i16`, `u16`, `u32` and `u64` take the `else` arm, and no code
-/// is generated for them. ([`ALL_DTYPES`](crate::ALL_DTYPES) says which build this is.)
+/// handed, such as the ExecuTorch plugin), the sets hold `Bool`, `u8`, `i8`, `i32`, `i64` and
+/// `f32` alone: `f16`, `bf16`, `f64`, `i16`, `u16`, `u32` and `u64` take the `else` arm, and no
+/// code is generated for them. (`accumulator` keeps `f64`: it names a type to sum in, not a
+/// tensor's.) ([`ALL_DTYPES`](crate::ALL_DTYPES) says which build this is.)
 ///
 /// ```
 /// use ferrite_kernels::num::{DType, Element};
@@ -49,7 +50,7 @@ macro_rules! dispatch {
             __D::F16 if $crate::ALL_DTYPES => $crate::dispatch!(@one $T = $crate::half::f16, $body),
             __D::BF16 if $crate::ALL_DTYPES => $crate::dispatch!(@one $T = $crate::half::bf16, $body),
             __D::F32 => $crate::dispatch!(@one $T = f32, $body),
-            __D::F64 => $crate::dispatch!(@one $T = f64, $body),
+            __D::F64 if $crate::ALL_DTYPES => $crate::dispatch!(@one $T = f64, $body),
             #[allow(unreachable_patterns)]
             $other => $fallback,
         }
@@ -60,7 +61,7 @@ macro_rules! dispatch {
             __D::F16 if $crate::ALL_DTYPES => $crate::dispatch!(@one $T = $crate::half::f16, $body),
             __D::BF16 if $crate::ALL_DTYPES => $crate::dispatch!(@one $T = $crate::half::bf16, $body),
             __D::F32 => $crate::dispatch!(@one $T = f32, $body),
-            __D::F64 => $crate::dispatch!(@one $T = f64, $body),
+            __D::F64 if $crate::ALL_DTYPES => $crate::dispatch!(@one $T = f64, $body),
             #[allow(unreachable_patterns)]
             $other => $fallback,
         }
@@ -69,7 +70,7 @@ macro_rules! dispatch {
         use $crate::num::DType as __D;
         match $dtype {
             __D::F16 | __D::BF16 | __D::F32 => $crate::dispatch!(@one $T = f32, $body),
-            __D::F64 => $crate::dispatch!(@one $T = f64, $body),
+            __D::F64 if $crate::ALL_DTYPES => $crate::dispatch!(@one $T = f64, $body),
             #[allow(unreachable_patterns)]
             $other => $fallback,
         }
@@ -78,7 +79,7 @@ macro_rules! dispatch {
         use $crate::num::DType as __D;
         match $dtype {
             __D::F16 | __D::BF16 | __D::F32 => $crate::dispatch!(@one $T = f32, $body),
-            __D::F64 => $crate::dispatch!(@one $T = f64, $body),
+            __D::F64 if $crate::ALL_DTYPES => $crate::dispatch!(@one $T = f64, $body),
             __D::Bool | __D::U8 => $crate::dispatch!(@one $T = u8, $body),
             __D::I8 => $crate::dispatch!(@one $T = i8, $body),
             __D::I16 if $crate::ALL_DTYPES => $crate::dispatch!(@one $T = i16, $body),

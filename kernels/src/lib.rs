@@ -58,7 +58,7 @@ use std::cell::Cell;
 pub use half;
 
 /// Whether [`dispatch!`] covers every element type (the `all-dtypes` feature, on by default) or
-/// only those Ferrite's backend is handed: `Bool`, `u8`, `i8`, `i32`, `i64`, `f32`, `f64`.
+/// only those Ferrite's backend is handed: `Bool`, `u8`, `i8`, `i32`, `i64`, `f32`.
 pub const ALL_DTYPES: bool = cfg!(feature = "all-dtypes");
 pub use num::{Accumulator, DType, Element, Float, Integer, Kind, Number, Real};
 

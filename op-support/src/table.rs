@@ -124,6 +124,22 @@ fn group_int8_constant(v: &NodeView<'_>) -> bool {
 fn group_to_float(v: &NodeView<'_>) -> bool {
     v.int(7) == Some(ScalarType::Float as i64)
 }
+/// Every floating-point tensor but argument `params` (the scales, which ExecuTorch keeps in
+/// float64) is float32: the backend computes quantized values from and into float32 alone.
+fn values_f32_but(v: &NodeView<'_>, params: usize) -> bool {
+    (0..v.node().args.len())
+        .filter(|&i| i != params)
+        .all(|i| v.tensor(i).is_none_or(|t| !t.scalar_type.is_float() || t.scalar_type == ScalarType::Float))
+}
+fn values_f32_scale_1(v: &NodeView<'_>) -> bool {
+    values_f32_but(v, 1)
+}
+fn values_f32_scale_2(v: &NodeView<'_>) -> bool {
+    values_f32_but(v, 2)
+}
+fn values_f32_scale_5(v: &NodeView<'_>) -> bool {
+    values_f32_but(v, 5)
+}
 fn quantized_add_int8(v: &NodeView<'_>) -> bool {
     [0, 5, 14].iter().all(|&i| v.tensor(i).is_some_and(|t| t.scalar_type == ScalarType::Char))
         && int8_range(v, 3, 4)
@@ -332,7 +348,7 @@ static REGISTRY: &[OpSpec] = &[
         Family::Quantization,
         dtypes F32_F64,
         quant INT8,
-        [c!("int8 output (dtype torch.int8, range within [-128, 127])", quantize_to_int8)]
+        [c!("int8 output (dtype torch.int8, range within [-128, 127])", quantize_to_int8), c!("float32 values (float64 only for the scales)", values_f32_scale_1)]
     ),
     op!(
         Op::DequantizePerTensor,
@@ -351,6 +367,7 @@ static REGISTRY: &[OpSpec] = &[
         [
             c!("int8 input (dtype torch.int8, range within [-128, 127])", dequantize_from_int8),
             c!("float32 output", dequantize_to_float),
+            c!("float32 values (float64 only for the scales)", values_f32_scale_1),
         ]
     ),
     op!(
@@ -368,21 +385,21 @@ static REGISTRY: &[OpSpec] = &[
         Family::Quantization,
         dtypes F32_F64,
         quant INT8,
-        [c!("int8 parameters (dtype torch.int8, range within [-128, 127])", choose_qparams_int8)]
+        [c!("int8 parameters (dtype torch.int8, range within [-128, 127])", choose_qparams_int8), c!("float32 values (float64 only for the scales)", values_f32_scale_5)]
     ),
     op!(
         Op::ChooseQparamsPerTokenAsymmetric,
         Family::Quantization,
         dtypes F32_F64,
         quant GROUPWISE,
-        [c!("int8 parameters (dtype torch.int8)", choose_per_token_int8)]
+        [c!("int8 parameters (dtype torch.int8)", choose_per_token_int8), c!("float32 values (float64 only for the scales)", values_f32_scale_2)]
     ),
     op!(
         Op::QuantizePerToken,
         Family::Quantization,
         dtypes F32_F64,
         quant GROUPWISE,
-        [c!("int8 output (dtype torch.int8, range within [-128, 127])", quantize_to_int8)]
+        [c!("int8 output (dtype torch.int8, range within [-128, 127])", quantize_to_int8), c!("float32 values (float64 only for the scales)", values_f32_scale_1)]
     ),
     op!(
         Op::DequantizePerToken,
@@ -392,6 +409,7 @@ static REGISTRY: &[OpSpec] = &[
         [
             c!("int8 input (dtype torch.int8, range within [-128, 127])", dequantize_from_int8),
             c!("float32 output", dequantize_to_float),
+            c!("float32 values (float64 only for the scales)", values_f32_scale_1),
         ]
     ),
     op!(

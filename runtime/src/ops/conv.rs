@@ -214,6 +214,9 @@ fn convolution(env: &mut Env<'_>, args: &[usize]) -> Result<()> {
     env.resize(out, &osizes)?;
 
     let double = [input, weight, out].iter().any(|&v| env.dtype(v).is_ok_and(|d| d == ScalarType::Double));
+    if double {
+        super::double_built()?;
+    }
     let mut inputs = vec![input, weight];
     inputs.extend(bias);
     let threads = ferrite_kernels::threads();
@@ -241,7 +244,8 @@ fn convolution(env: &mut Env<'_>, args: &[usize]) -> Result<()> {
                 Ok(())
             })
         }
-        if double {
+        // (`ALL_DTYPES` false: `double_built` refused it above, and no f64 code is generated.)
+        if double && ferrite_kernels::ALL_DTYPES {
             go::<f64>(ins, &mut outs[0], &shape, threads, (in_order, level))
         } else {
             go::<f32>(ins, &mut outs[0], &shape, threads, (in_order, level))
@@ -287,6 +291,9 @@ fn bn_infer(
     env.resize(outs[1], &[0])?;
     env.resize(outs[2], &[0])?;
     let double = env.dtype(input)? == ScalarType::Double;
+    if double {
+        super::double_built()?;
+    }
     let mut inputs = vec![input, mean, var];
     inputs.extend(weight);
     inputs.extend(bias);
@@ -314,7 +321,8 @@ fn bn_infer(
                 Ok(ferrite_kernels::norm::batch_norm(&x, &m, &v, w.as_deref(), b.as_deref(), eps, ci.0, ci.1, y)?)
             })
         }
-        if double {
+        // (`ALL_DTYPES` false: `double_built` refused it above, and no f64 code is generated.)
+        if double && ferrite_kernels::ALL_DTYPES {
             go::<f64>(ins, &mut o[0], (has_w, has_b), eps, (channels, inner))
         } else {
             go::<f32>(ins, &mut o[0], (has_w, has_b), eps, (channels, inner))
@@ -340,6 +348,9 @@ fn bn_train(
     env.resize(outs[1], &[channels])?;
     env.resize(outs[2], &[channels])?;
     let double = env.dtype(input)? == ScalarType::Double;
+    if double {
+        super::double_built()?;
+    }
     let mut inputs = vec![input];
     inputs.extend(weight);
     inputs.extend(bias);
@@ -378,7 +389,8 @@ fn bn_train(
                 Ok(())
             })
         }
-        if double {
+        // (`ALL_DTYPES` false: `double_built` refused it above, and no f64 code is generated.)
+        if double && ferrite_kernels::ALL_DTYPES {
             go::<f64>(ins, o, (has_w, has_b), eps, (channels, inner))
         } else {
             go::<f32>(ins, o, (has_w, has_b), eps, (channels, inner))

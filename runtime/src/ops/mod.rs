@@ -129,10 +129,29 @@ pub(crate) fn quantized_el(t: ScalarType) -> Result<DType> {
 
 /// An operator does not take `t` tensors.
 pub(crate) fn unsupported(t: impl Display) -> RuntimeError {
-    RuntimeError::Unsupported(format!("{t} tensors in this operator"))
+    RuntimeError::Unsupported(format!("{t} tensors in this operator{}", NARROW))
 }
 
 /// A floating-point-only operator got `t` tensors.
 pub(crate) fn float_only(t: impl Display) -> RuntimeError {
-    RuntimeError::Unsupported(format!("{t} tensors in this operator (floating point only)"))
+    RuntimeError::Unsupported(format!("{t} tensors in this operator (floating point only){}", NARROW))
+}
+
+/// What a build without the `portable` feature adds to a dtype error: it computes only the
+/// element types Ferrite's partitioner delegates, so the type may well be fine elsewhere.
+const NARROW: &str = if ferrite_kernels::ALL_DTYPES {
+    ""
+} else {
+    "; this delegate-only build computes bool, uint8, int8, int32, int64 and float32 tensors alone \
+     (the full build, feature `portable`, computes every type)"
+};
+
+/// `float64` tensors, which a build without the `portable` feature does not compute (the
+/// partitioner delegates none): the error there.
+pub(crate) fn double_built() -> Result<()> {
+    if ferrite_kernels::ALL_DTYPES {
+        Ok(())
+    } else {
+        Err(unsupported(ScalarType::Double))
+    }
 }
