@@ -157,16 +157,20 @@ fn fold_acc<A: Accumulator>(
             ferrite_kernels::dispatch!(all el(input.dtype)?, T => input.typed::<T>()?.iter().map(|&v| A::from_elem(v)).collect(), else other => return Err(super::unsupported(other))),
         )
     };
+    // Folded into `A`s, then written as the output's type: one fold per accumulator, not per
+    // (accumulator, output type) pair (outputs are small beside the input).
+    let mut acc = vec![init; plan.out_numel()];
+    plan.fold(&conv, &mut acc, init, |a, v, _| op(a, v), finish)?;
     if out.dtype == ScalarType::Bool {
-        let mut tmp = vec![init; plan.out_numel()];
-        plan.fold(&conv, &mut tmp, init, |a, v, _| op(a, v), finish)?;
-        for (o, v) in out.typed::<u8>()?.iter_mut().zip(tmp) {
+        for (o, v) in out.typed::<u8>()?.iter_mut().zip(acc) {
             *o = u8::from(v.to_elem::<f64>() != 0.0);
         }
         return Ok(());
     }
     ferrite_kernels::dispatch!(all el(out.dtype)?, R => {
-        plan.fold(&conv, out.typed::<R>()?, init, |a, v, _| op(a, v), |a| finish(a).to_elem::<R>())?;
+        for (o, v) in out.typed::<R>()?.iter_mut().zip(acc) {
+            *o = v.to_elem::<R>();
+        }
     }, else other => return Err(super::unsupported(other)));
     Ok(())
 }
